@@ -1,0 +1,21 @@
+"""The webhook receiver as its own WSGI app (Procfile ``web``)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ingest.views import bp
+from momo.config import Settings, load_settings
+from momo.runtime import Runtime, build_runtime
+from momo.web import build_app
+from tasks.embedded import attach_queue
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Fails at start-up, naming the variable, when MOMO_MPESA_PATH_TOKEN is missing."""
+    settings = runtime.settings if runtime else (settings or load_settings())
+    settings.require_mpesa_path_token()
+    if runtime is None:
+        runtime = build_runtime(settings)
+        attach_queue(runtime)
+    return build_app(runtime, bp)

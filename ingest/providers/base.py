@@ -1,0 +1,38 @@
+"""The small protocol every provider adapter implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from matcher.notifications import Callback, InvalidCallback
+
+__all__ = ["InvalidCallback", "ParseContext", "ProviderAdapter"]
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """Deployment facts a parser needs: where local times and numbers are."""
+
+    currency: str = "KES"
+    region: str = "KE"
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Africa/Nairobi"))
+
+
+class ProviderAdapter(Protocol):
+    name: str
+    #: callback kinds this provider posts, e.g. {"c2b/confirmation", ...}
+    kinds: frozenset[str]
+
+    def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
+        """Parse a raw body; raise InvalidCallback when it is not the provider's shape."""
+        ...
+
+    def acknowledge(self, kind: str) -> dict[str, Any]:
+        """The body that tells the provider a callback was taken."""
+        ...
+
+    def validation_reply(self, accepted: bool) -> dict[str, Any]:
+        """The body answering a validation request."""
+        ...

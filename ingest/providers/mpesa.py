@@ -1,0 +1,479 @@
+"""M-PESA (Safaricom Daraja): C2B confirmation and validation, and STK push results.
+
+``MpesaAdapter.parse`` turns a raw callback body into one of momo's frozen values or
+raises ``InvalidCallback`` with a short reason; no other exception escapes it, and no
+float ever holds an amount (JSON fractions are decoded as ``Decimal``).
+
+``parse_amount`` and ``parse_local_time`` are shared by other adapters whose providers
+write money and local times the same way.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+from typing import Any, Final
+
+from ingest.providers.base import InvalidCallback, ParseContext
+from matcher.notifications import (
+    Callback,
+    FailedAttempt,
+    Msisdn,
+    PaymentNotification,
+    ValidationRequest,
+)
+from matcher.phones import classify_msisdn
+
+PROVIDER: Final = "mpesa"
+C2B_CONFIRMATION: Final = "c2b/confirmation"
+C2B_VALIDATION: Final = "c2b/validation"
+STK: Final = "stk"
+
+#: The largest amount accepted, in major units (KES 1,000,000,000.00).
+MAX_AMOUNT: Final = Decimal("1000000000.00")
+_CENT: Final = Decimal("0.01")
+# Our own context so the caller's thread-local decimal settings can never round money;
+# 40 digits is far more than any amount that passed the MAX_AMOUNT check needs.
+_MONEY: Final = decimal.Context(
+    prec=40,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
+)
+
+# Explicit ASCII classes: ``\d`` and ``str.isdigit`` also accept digits of other scripts.
+_AMOUNT_TEXT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_LOCAL_TIME_TEXT: Final = re.compile(r"[0-9]{14}")
+# Matched before upper-casing: "ß".upper() == "SS" would otherwise sneak letters in.
+_CODE_TEXT: Final = re.compile(r"[A-Za-z0-9]{1,32}")
+_RESULT_CODE_TEXT: Final = re.compile(r"-?[0-9]{1,9}")
+
+_AMOUNT_EXPECTED: Final = "expected a decimal string like '1500.00' or a JSON number"
+_SHOWN_MAX: Final = 60
+
+#: The STK metadata items we read; a duplicate of one of these is ambiguous.
+_STK_ITEMS: Final = frozenset({"Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"})
+
+
+class MpesaAdapter:
+    """Daraja callbacks in, momo values out; Daraja's own acknowledgement formats back."""
+
+    name: str = PROVIDER
+    kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
+
+    def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
+        """Return the callback ``body`` describes, or raise InvalidCallback.
+
+        A C2B confirmation and a successful STK result give a ``PaymentNotification``, a
+        C2B validation a ``ValidationRequest``, an unsuccessful STK result a
+        ``FailedAttempt``. Unknown keys are ignored; anything else that is not Daraja's
+        shape raises ``InvalidCallback`` and never another exception.
+        """
+        if kind not in self.kinds:
+            expected = ", ".join(sorted(self.kinds))
+            raise InvalidCallback(
+                f"unknown M-PESA callback kind {kind!r}; expected one of {expected}",
+                "unknown_kind",
+            )
+        doc = _decode_object(body)
+        if kind == STK:
+            return _parse_stk(doc, ctx)
+        if kind == C2B_VALIDATION:
+            return _parse_validation(doc, ctx)
+        return _parse_confirmation(doc, ctx)
+
+    def acknowledge(self, kind: str) -> dict[str, Any]:
+        """Daraja's "received" answer; the same for every kind, a fresh dict each call."""
+        return {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+    def validation_reply(self, accepted: bool) -> dict[str, Any]:
+        """Daraja's answer to a validation request.
+
+        A rejection uses C2B00012 ("invalid account number"), the only reason momo
+        refuses a payment before it happens.
+        """
+        if accepted:
+            return {"ResultCode": "0", "ResultDesc": "Accepted"}
+        return {"ResultCode": "C2B00012", "ResultDesc": "Rejected"}
+
+
+# --- shared helpers -----------------------------------------------------------------------
+
+
+def parse_amount(value: object, field: str = "amount") -> int:
+    """Return ``value`` exactly, in integer minor units (hundredths).
+
+    Accepted: a plain decimal string ("1500", "1500.00", surrounding whitespace ignored),
+    a JSON integer, or a JSON fraction decoded as ``Decimal`` (which may use exponent
+    notation: the JSON number ``1e3`` is exactly 1000). The amount must be greater than
+    zero, have at most two decimal places (trailing zeros beyond them are fine) and be at
+    most 1,000,000,000.00.
+
+    Refused with ``InvalidCallback`` reason ``invalid_amount`` naming ``field`` and the
+    value: booleans, floats, signs, thousands separators, exponents inside strings
+    ("1e3"), NaN and infinities, and every other JSON type.
+    """
+    amount: Decimal
+    if isinstance(value, bool):  # bool is an int subclass: true must not become 1.00
+        raise _bad_amount(field, value, f"is a boolean; {_AMOUNT_EXPECTED}")
+    if isinstance(value, str):
+        text = value.strip()
+        # Strings are the format Daraja sends ("1500.00"); anything fancier in a string
+        # (sign, separator, exponent) is a sign of a broken sender, not a number to guess.
+        if not _AMOUNT_TEXT.fullmatch(text):
+            raise _bad_amount(
+                field,
+                value,
+                "is not a plain decimal number like '1500.00' "
+                "(digits with an optional point; no sign, separators or exponent)",
+            )
+        amount = Decimal(text)
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, float):
+        raise _bad_amount(field, value, "is a float, which cannot hold money exactly")
+    else:
+        raise _bad_amount(field, value, f"is {_json_type(value)}; {_AMOUNT_EXPECTED}")
+
+    if not amount.is_finite():
+        raise _bad_amount(field, value, "is not a finite number")
+    if amount <= 0:
+        raise _bad_amount(field, value, "must be greater than zero")
+    if amount > MAX_AMOUNT:
+        raise _bad_amount(field, value, f"is more than the maximum {MAX_AMOUNT}")
+    try:
+        cents = amount.quantize(_CENT, context=_MONEY)
+        if cents != amount:
+            raise _bad_amount(field, value, "has more than two decimal places")
+        return int(cents.scaleb(2, context=_MONEY))
+    except decimal.DecimalException:  # unreachable within the bounds above; kept as a net
+        raise _bad_amount(field, value, "is not a representable amount") from None
+
+
+def parse_local_time(value: object, tz: tzinfo, field: str = "TransTime") -> datetime:
+    """Return the instant ``value`` names, as an aware UTC datetime.
+
+    ``value`` is wall-clock time in ``tz`` written ``YYYYMMDDHHMMSS``, as a string
+    (surrounding whitespace ignored) or a JSON integer (Daraja's STK callbacks send one).
+    A wall-clock time that a DST change makes ambiguous resolves to its first occurrence.
+    Anything else, or a time no calendar has, raises ``InvalidCallback`` reason
+    ``invalid_time``.
+    """
+    expected = "expected local time written YYYYMMDDHHMMSS"
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidCallback(
+            f"{field} {_show(value)} is {_json_type(value)}; {expected}", "invalid_time"
+        )
+    if isinstance(value, int) and not 0 <= value < 10**14:
+        raise InvalidCallback(
+            f"{field} {_show(value)} is not 14 digits; {expected}", "invalid_time"
+        )
+    # No zero-padding of integers: a 13-digit number is a broken time, not year 0xxx.
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not _LOCAL_TIME_TEXT.fullmatch(text):
+        raise InvalidCallback(
+            f"{field} {_show(value)} is not 14 digits; {expected}", "invalid_time"
+        )
+    try:
+        local = datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[8:10]),
+            int(text[10:12]),
+            int(text[12:14]),
+            tzinfo=tz,
+        )
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidCallback(
+            f"{field} {_show(value)} is not a real time ({exc})", "invalid_time"
+        ) from None
+
+
+# --- C2B ----------------------------------------------------------------------------------
+
+
+def _parse_confirmation(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification:
+    return PaymentNotification(
+        provider=PROVIDER,
+        channel="c2b",
+        code=_code(_required(doc, "TransID"), "TransID", allow_empty=False),
+        amount=parse_amount(_required(doc, "TransAmount"), "TransAmount"),
+        currency=ctx.currency,
+        paid_at=parse_local_time(_required(doc, "TransTime"), ctx.timezone, "TransTime"),
+        msisdn=_msisdn(doc.get("MSISDN"), "MSISDN", ctx.region),
+        payer_name=_payer_name(doc),
+        # Kept exactly as typed (case, spaces): matching trims, the operator sees the truth.
+        account_reference=_optional_text(doc, "BillRefNumber", allow_int=True),
+        business_short_code=_optional_text(doc, "BusinessShortCode", allow_int=True),
+        transaction_type=_optional_text(doc, "TransactionType"),
+    )
+
+
+def _parse_validation(doc: dict[str, Any], ctx: ParseContext) -> ValidationRequest:
+    # Daraja may validate before it has assigned a transaction id, so TransID may be
+    # empty here; TransTime is not needed to decide.
+    return ValidationRequest(
+        provider=PROVIDER,
+        code=_code(_required(doc, "TransID"), "TransID", allow_empty=True),
+        amount=parse_amount(_required(doc, "TransAmount"), "TransAmount"),
+        currency=ctx.currency,
+        msisdn=_msisdn(doc.get("MSISDN"), "MSISDN", ctx.region),
+        account_reference=_optional_text(doc, "BillRefNumber", allow_int=True),
+        business_short_code=_optional_text(doc, "BusinessShortCode", allow_int=True),
+    )
+
+
+def _payer_name(doc: dict[str, Any]) -> str | None:
+    words: list[str] = []
+    for key in ("FirstName", "MiddleName", "LastName"):
+        part = _optional_text(doc, key)
+        if part is not None:
+            words.extend(part.split())
+    return " ".join(words) or None
+
+
+# --- STK push -----------------------------------------------------------------------------
+
+
+def _parse_stk(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification | FailedAttempt:
+    body = _required_object(doc, "Body", "")
+    callback = _required_object(body, "stkCallback", "Body.")
+    where = "Body.stkCallback."
+    reference = _required_text(callback, "CheckoutRequestID", where)
+    result_code = _result_code(_required(callback, "ResultCode", where), where + "ResultCode")
+    if result_code != 0:
+        return FailedAttempt(
+            provider=PROVIDER,
+            channel="stk",
+            reference=reference,
+            result_code=result_code,
+            result_desc=_optional_text(callback, "ResultDesc", where) or "",
+            merchant_reference=_optional_text(callback, "MerchantRequestID", where),
+        )
+
+    metadata = _required_object(callback, "CallbackMetadata", where)
+    items = _stk_items(metadata, where + "CallbackMetadata.")
+    item_where = where + "CallbackMetadata.Item "
+    return PaymentNotification(
+        provider=PROVIDER,
+        channel="stk",
+        code=_code(
+            _required(items, "MpesaReceiptNumber", item_where),
+            "MpesaReceiptNumber",
+            allow_empty=False,
+        ),
+        amount=parse_amount(_required(items, "Amount", item_where), "Amount"),
+        currency=ctx.currency,
+        paid_at=parse_local_time(
+            _required(items, "TransactionDate", item_where), ctx.timezone, "TransactionDate"
+        ),
+        msisdn=_msisdn(items.get("PhoneNumber"), "PhoneNumber", ctx.region),
+    )
+
+
+def _stk_items(metadata: dict[str, Any], where: str) -> dict[str, Any]:
+    """The metadata ``Item`` list as Name -> Value (None when an item has no Value)."""
+    raw_items = _required(metadata, "Item", where)
+    if not isinstance(raw_items, list):
+        raise InvalidCallback(
+            f"{where}Item is {_json_type(raw_items)}; expected a list of {{Name, Value}}",
+            "invalid_field",
+        )
+    items: dict[str, Any] = {}
+    for index, item in enumerate(raw_items):
+        if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
+            raise InvalidCallback(
+                f"{where}Item[{index}] {_show(item)} is not an object with a Name string",
+                "invalid_field",
+            )
+        name: str = item["Name"]
+        if name in items and name in _STK_ITEMS:
+            raise InvalidCallback(
+                f"{where}Item has {name!r} more than once; which one is meant is unknown",
+                "invalid_field",
+            )
+        items[name] = item.get("Value")
+    return items
+
+
+def _result_code(value: object, field: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _RESULT_CODE_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise InvalidCallback(
+        f"{field} {_show(value)} is not an integer (a JSON number or numeric string)",
+        "invalid_field",
+    )
+
+
+# --- field readers ------------------------------------------------------------------------
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidCallback(f"body is not UTF-8 ({exc})", "invalid_json") from None
+    try:
+        doc = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    # ValueError covers malformed JSON, NaN/Infinity, duplicate keys and integers too long
+    # to convert; RecursionError absurd nesting; DecimalException absurd exponents.
+    except (ValueError, RecursionError, decimal.DecimalException) as exc:
+        raise InvalidCallback(f"body is not valid JSON ({exc})", "invalid_json") from None
+    if not isinstance(doc, dict):
+        raise InvalidCallback(f"body is {_json_type(doc)}; expected a JSON object", "not_an_object")
+    return doc
+
+
+def _refuse_constant(name: str) -> Any:
+    # json would otherwise hand back float NaN/Infinity: floats never touch money.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # With duplicate keys, which value wins differs between parsers; refuse rather than
+    # credit an amount some other component reads differently.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears more than once in one object")
+            seen.add(key)
+    return obj
+
+
+def _required(obj: dict[str, Any], key: str, where: str = "") -> Any:
+    """``obj[key]``; a missing key and a JSON null are both missing."""
+    value = obj.get(key)
+    if value is None:
+        raise InvalidCallback(f"required field {where}{key} is missing", "missing_field")
+    return value
+
+
+def _required_object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = _required(obj, key, where)
+    if not isinstance(value, dict):
+        raise InvalidCallback(
+            f"{where}{key} is {_json_type(value)}; expected an object", "invalid_field"
+        )
+    return value
+
+
+def _required_text(obj: dict[str, Any], key: str, where: str) -> str:
+    value = _required(obj, key, where)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidCallback(
+            f"{where}{key} {_show(value)} is not a non-empty string", "invalid_field"
+        )
+    return value.strip()
+
+
+def _optional_text(
+    obj: dict[str, Any], key: str, where: str = "", *, allow_int: bool = False
+) -> str | None:
+    """``obj[key]`` as sent, None when missing or null.
+
+    With ``allow_int`` a JSON integer is taken as its digits: short codes and account
+    numbers are digit strings some integrations send unquoted.
+    """
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    expected = "a string or integer" if allow_int else "a string"
+    raise InvalidCallback(
+        f"{where}{key} {_show(value)} is {_json_type(value)}; expected {expected}",
+        "invalid_field",
+    )
+
+
+def _code(value: object, field: str, *, allow_empty: bool) -> str:
+    """A transaction code, stripped and upper-cased: 1-32 ASCII letters and digits."""
+    if not isinstance(value, str):
+        raise InvalidCallback(
+            f"{field} {_show(value)} is {_json_type(value)}; expected a transaction code string",
+            "invalid_code",
+        )
+    text = value.strip()
+    if allow_empty and not text:
+        return ""
+    if not _CODE_TEXT.fullmatch(text):
+        raise InvalidCallback(
+            f"{field} {_show(value)} is not a transaction code "
+            "(expected 1-32 letters A-Z and digits 0-9)",
+            "invalid_code",
+        )
+    return text.upper()
+
+
+def _msisdn(value: object, field: str, region: str) -> Msisdn:
+    """Classify the payer's number; missing or null is a valid ``missing`` number."""
+    if value is None or isinstance(value, str):
+        return classify_msisdn(value, region)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # STK sends PhoneNumber as a JSON number; its digits are the number as text.
+        return classify_msisdn(str(value), region)
+    raise InvalidCallback(
+        f"{field} {_show(value)} is {_json_type(value)}; expected a phone number "
+        "as a string or integer",
+        "invalid_field",
+    )
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+def _bad_amount(field: str, value: object, problem: str) -> InvalidCallback:
+    return InvalidCallback(f"{field} {_show(value)} {problem}", "invalid_amount")
+
+
+def _json_type(value: object) -> str:
+    """``value``'s JSON type with an article, for messages: "a list", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, Decimal | float):
+        return "a number with a fraction"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _show(value: object) -> str:
+    """``value`` as it appeared in the JSON, shortened: messages must stay one line."""
+    shown: str
+    if isinstance(value, str):
+        shown = repr(value)
+    elif isinstance(value, Decimal | float):
+        shown = str(value)
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        shown = f"<integer of about {value.bit_length() * 3 // 10} digits>"
+    else:
+        try:
+            shown = json.dumps(value, default=str, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):
+            shown = f"<{_json_type(value)}>"
+    if len(shown) > _SHOWN_MAX:
+        shown = shown[: _SHOWN_MAX - 3] + "..."
+    return shown

@@ -1,0 +1,154 @@
+"""The webhook edge: authenticate, size-limit, persist, acknowledge, nudge.
+
+A callback is committed to the inbox before the provider is told it was
+taken; if the database cannot take it, the provider gets 503, never a false
+acknowledgement. Parsing here only decides whether the body is the
+provider's shape; recording the payment is the worker's job.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.providers import ADAPTERS
+from ingest.providers.base import ProviderAdapter
+from matcher.matching import match_payment
+from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
+from matcher.notifications import (
+    FailedAttempt,
+    InvalidCallback,
+    PaymentNotification,
+    ValidationRequest,
+)
+from momo.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ingest", __name__)
+
+#: request headers worth keeping beside the raw body, for tracing a callback later
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Real-IP")
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["momo"]
+
+
+def _path_token(provider: str) -> str | None:
+    if provider == "mpesa":
+        return runtime().settings.mpesa_path_token
+    return None
+
+
+def _client_allowed(provider: str) -> bool:
+    allowed = runtime().settings.mpesa_allowed_ips if provider == "mpesa" else ()
+    if not allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return any(address in network for network in allowed)
+
+
+def _unavailable(adapter: ProviderAdapter) -> Response:
+    response = jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable, not accepted"})
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _store(item: InboxItem) -> int:
+    with runtime().sessions.begin() as session:
+        session.add(item)
+        session.flush()
+        return item.id
+
+
+@bp.post("/webhooks/<provider>/<token>/<path:kind>")
+def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
+    adapter = ADAPTERS.get(provider)
+    expected = _path_token(provider)
+    # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
+    if (
+        adapter is None
+        or expected is None
+        or not hmac.compare_digest(token.encode(), expected.encode())
+        or kind not in adapter.kinds
+    ):
+        abort(404)
+    if not _client_allowed(provider):
+        log.warning(
+            "%s callback from %s refused: not in the allow-list", provider, request.remote_addr
+        )
+        return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
+
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH raises 413
+    item = InboxItem(
+        provider=provider,
+        kind=kind,
+        body=body,
+        headers={h: request.headers[h] for h in KEPT_HEADERS if h in request.headers},
+        client_addr=request.remote_addr,
+        attempts=0,
+    )
+    rt = runtime()
+    try:
+        parsed = adapter.parse(kind, body, rt.parse_context)
+    except InvalidCallback as exc:
+        item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
+        try:
+            inbox_id = _store(item)
+        except SQLAlchemyError:
+            log.exception("could not keep a rejected %s callback", provider)
+            return _unavailable(adapter)
+        log.warning("%s %s callback rejected (inbox %s): %s", provider, kind, inbox_id, exc.message)
+        return jsonify(
+            {"ResultCode": 1, "ResultDesc": f"Rejected: {exc.message}", "reason": exc.reason}
+        ), 400
+
+    if isinstance(parsed, ValidationRequest):
+        return _validate(adapter, item, parsed)
+
+    item.status = INBOX_PENDING
+    if isinstance(parsed, PaymentNotification):
+        item.code = parsed.code
+    elif isinstance(parsed, FailedAttempt):
+        item.code = parsed.reference[:64]
+    try:
+        _store(item)
+    except SQLAlchemyError:
+        log.exception("could not store a %s %s callback; answering 503", provider, kind)
+        return _unavailable(adapter)
+    rt.nudge()
+    return jsonify(adapter.acknowledge(kind))
+
+
+def _validate(adapter: ProviderAdapter, item: InboxItem, req: ValidationRequest) -> Response:
+    """Accept, or (when so configured) refuse a payment to an account nobody has."""
+    rt = runtime()
+    accepted = True
+    try:
+        with rt.sessions.begin() as session:
+            if rt.settings.mpesa_validation == "reject-unknown-account":
+                match = match_payment(
+                    session,
+                    account_reference=req.account_reference,
+                    msisdn=req.msisdn,
+                    region=rt.settings.default_region,
+                )
+                accepted = match.matched or bool(match.candidates)
+            item.status = INBOX_PROCESSED
+            item.code = req.code or None
+            item.reason = "validation_accepted" if accepted else "validation_rejected"
+            session.add(item)
+    except SQLAlchemyError:
+        log.exception("could not store a validation request; answering 503")
+        return _unavailable(adapter)
+    return jsonify(adapter.validation_reply(accepted))

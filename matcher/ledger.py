@@ -1,0 +1,103 @@
+"""The ledger: every change of a balance is an appended entry.
+
+A customer's ``balance_minor`` moves by exactly the entries added, in the same
+transaction, so at every commit the balance equals the sum of its entries.
+Balances are updated at ``settle()`` in ascending customer id order, so two
+transactions crediting overlapping customers lock them in the same order and
+cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from types import TracebackType
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from matcher.models import Customer, LedgerEntry
+
+PAYMENT_CREDIT = "payment_credit"
+MANUAL_PAYMENT = "manual_payment"
+DISASSOCIATION = "disassociation"
+PURCHASE = "purchase"
+
+
+@dataclass(frozen=True)
+class Posting:
+    customer_id: int
+    amount: int  # minor units, signed
+    kind: str
+    idempotency_key: str
+    created_by: str
+    payment_id: int | None = None
+    note: str | None = None
+
+
+class Ledger:
+    """Collects postings of one transaction and moves balances when settled.
+
+    Use as a context manager around the work; entries are inserted (and their
+    idempotency keys checked by the database) at ``post``, balances at exit.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._pending: Counter[int] = Counter()
+
+    def post(self, posting: Posting) -> LedgerEntry:
+        """Append one entry; a reused idempotency key raises IntegrityError and posts nothing."""
+        entry = LedgerEntry(
+            customer_id=posting.customer_id,
+            amount_minor=posting.amount,
+            kind=posting.kind,
+            idempotency_key=posting.idempotency_key,
+            created_by=posting.created_by,
+            payment_id=posting.payment_id,
+            note=posting.note,
+        )
+        self.session.add(entry)
+        self.session.flush([entry])
+        # Counted only once the insert went through, so a rolled-back savepoint
+        # around a failed post leaves nothing pending.
+        self._pending[posting.customer_id] += posting.amount
+        return entry
+
+    def settle(self) -> None:
+        for customer_id in sorted(self._pending):
+            amount = self._pending[customer_id]
+            if amount:
+                self.session.execute(
+                    update(Customer)
+                    .where(Customer.id == customer_id)
+                    .values(balance_minor=Customer.balance_minor + amount)
+                    .execution_options(synchronize_session=False)
+                )
+        self._pending.clear()
+        # objects already loaded must not show a stale balance
+        for obj in self.session.identity_map.values():
+            if isinstance(obj, Customer):
+                self.session.expire(obj, ["balance_minor"])
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.settle()
+
+
+def ledger_sum(session: Session, customer_id: int) -> int:
+    """The sum of a customer's entries: what its balance must equal."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
+            LedgerEntry.customer_id == customer_id
+        )
+    )
+    return int(total or 0)

@@ -1,0 +1,211 @@
+"""momo's tables. Money is integer minor units; times are aware UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from matcher.db import Base, BigId, UTCDateTime, utcnow
+
+# Inbox row states: pending -> processed | failed; rejected rows never leave their state.
+INBOX_PENDING = "pending"
+INBOX_PROCESSED = "processed"
+INBOX_REJECTED = "rejected"
+INBOX_FAILED = "failed"
+
+ASSOCIATED = "associated"
+UNASSOCIATED = "unassociated"
+
+
+class InboxItem(Base):
+    """A provider callback exactly as it arrived, committed before the provider is answered."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(40))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=INBOX_PENDING)
+    #: machine-readable reason for rejected/failed rows, or the outcome of processed ones
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", name="fk_inbox_payment")
+    )
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("account_key", name="uq_customers_account_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: as the operator wrote it (trimmed); ``account_key`` is what matching compares
+    account_number: Mapped[str] = mapped_column(String(64))
+    account_key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: always equal to the sum of this customer's ledger entries (same transaction)
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    phones: Mapped[list[CustomerPhone]] = relationship(
+        back_populates="customer",
+        cascade="all, delete-orphan",
+        order_by="CustomerPhone.id",
+    )
+
+
+class CustomerPhone(Base):
+    __tablename__ = "customer_phones"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "e164", name="uq_customer_phones_customer_e164"),
+        Index("ix_customer_phones_e164", "e164"),
+        Index("ix_customer_phones_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", name="fk_customer_phones_customer", ondelete="CASCADE")
+    )
+    e164: Mapped[str] = mapped_column(String(20))
+    #: SHA-256 of the digits without "+", so providers' hashed MSISDNs match
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    customer: Mapped[Customer] = relationship(back_populates="phones")
+
+
+class Payment(Base):
+    """Money that moved. (provider, code) is its identity: a repeat changes nothing."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("provider", "code", name="uq_payments_provider_code"),
+        Index("ix_payments_status_paid_at_id", "status", "paid_at", "id"),
+        Index("ix_payments_customer_id", "customer_id"),
+        Index("ix_payments_phone", "phone"),
+        Index("ix_payments_msisdn_sha256", "msisdn_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    msisdn_raw: Mapped[str | None] = mapped_column(String(128))
+    msisdn_kind: Mapped[str] = mapped_column(String(16))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    msisdn_sha256: Mapped[str | None] = mapped_column(String(64))
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    account_reference: Mapped[str | None] = mapped_column(String(128))
+    business_short_code: Mapped[str | None] = mapped_column(String(32))
+    transaction_type: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", name="fk_payments_customer")
+    )
+    #: how the customer was found: account_number, account_phone, phone, phone_hash, manual
+    match_method: Mapped[str | None] = mapped_column(String(32))
+    #: why an unassociated payment is unassociated: no_match, shared_phone, invalid_phone, ...
+    reason: Mapped[str | None] = mapped_column(String(32))
+    candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
+    inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer | None] = relationship()
+
+
+class PaymentAttempt(Base):
+    """An attempt that moved no money (STK push cancelled, unreachable, ...)."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        UniqueConstraint("provider", "reference", name="uq_payment_attempts_provider_reference"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(128))
+    merchant_reference: Mapped[str | None] = mapped_column(String(128))
+    result_code: Mapped[int] = mapped_column(Integer)
+    result_desc: Mapped[str] = mapped_column(String(500))
+    inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """An append-only balance movement. Entries are never edited or deleted."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_ledger_entries_idempotency_key"),
+        Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
+        Index("ix_ledger_entries_payment_id", "payment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", name="fk_ledger_customer"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # signed: credit > 0, debit < 0
+    kind: Mapped[str] = mapped_column(String(32))
+    payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", name="fk_ledger_payment")
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """An operator's bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Who changed what, when, with the before and after."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

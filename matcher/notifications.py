@@ -1,0 +1,88 @@
+"""What a provider told us, in momo's own terms.
+
+Adapters in ``ingest/`` turn provider bodies into these frozen values; the
+domain never sees a provider's JSON. Amounts are integer minor units and
+times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+MsisdnKind = Literal["phone", "hashed", "masked", "invalid", "missing"]
+
+
+@dataclass(frozen=True)
+class Msisdn:
+    """The payer's number as the provider sent it, classified.
+
+    ``raw`` is kept exactly as received (as text). ``e164`` is set only for
+    ``kind == "phone"``; ``sha256`` is the hex digest of the 12-digit form for a
+    phone, or the provider's digest for ``kind == "hashed"``. A mask is never
+    turned into a phone number.
+    """
+
+    raw: str | None
+    kind: MsisdnKind
+    e164: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentNotification:
+    """A completed payment: money has moved, it must be credited once."""
+
+    provider: str
+    channel: str  # "c2b" or "stk" for M-PESA
+    code: str  # the provider's transaction code: the dedupe key per provider
+    amount: int  # minor units, always > 0
+    currency: str
+    paid_at: datetime  # aware, UTC
+    msisdn: Msisdn
+    payer_name: str | None = None
+    account_reference: str | None = None  # as typed by the payer, unstripped
+    business_short_code: str | None = None
+    transaction_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """A payment about to happen, asking whether we accept it."""
+
+    provider: str
+    code: str
+    amount: int
+    currency: str
+    msisdn: Msisdn
+    account_reference: str | None = None
+    business_short_code: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    """A payment attempt that did not move money (e.g. STK push cancelled)."""
+
+    provider: str
+    channel: str
+    reference: str  # the provider's id of the attempt (CheckoutRequestID)
+    result_code: int
+    result_desc: str
+    merchant_reference: str | None = None  # MerchantRequestID
+
+
+Callback = PaymentNotification | ValidationRequest | FailedAttempt
+
+
+class InvalidCallback(Exception):
+    """A body that is not the provider's shape.
+
+    ``reason`` is short and machine-readable (log field, inbox reason, metric
+    label); the message says what was wrong for a human.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason

@@ -1,0 +1,21 @@
+"""Webhooks and operator API in one app: what ``momo serve`` runs."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api.views import bp as api_bp
+from ingest.views import bp as ingest_bp
+from momo.config import Settings, load_settings
+from momo.runtime import Runtime, build_runtime
+from momo.web import build_app
+from tasks.embedded import attach_queue
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    settings = runtime.settings if runtime else (settings or load_settings())
+    settings.require_mpesa_path_token()
+    if runtime is None:
+        runtime = build_runtime(settings)
+        attach_queue(runtime)
+    return build_app(runtime, ingest_bp, api_bp)

@@ -1,0 +1,279 @@
+"""The ``momo`` command: serve, migrate, run workers, manage tokens and customers."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from momo.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("momo")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _fail_on_config(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """momo: mobile-money payments in, matched and credited balances out."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+# --- database -----------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied (safe to run again)."""
+    from matcher.db import make_engine
+    from matcher.migrate import current_revision, upgrade
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+def _ensure_schema(settings: Settings, *, apply: bool) -> None:
+    from matcher.db import make_engine
+    from matcher.migrate import current_revision, head_revision, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        if apply:
+            upgrade(engine)
+        elif current_revision(engine) != head_revision(engine):
+            raise click.ClickException(
+                "the database schema is not up to date: run `momo db upgrade` first"
+            )
+    finally:
+        engine.dispose()
+
+
+# --- serving ------------------------------------------------------------------------------
+
+
+def _embedded_path_token(settings: Settings) -> Settings:
+    """The embedded default keeps a generated M-PESA path token in the instance folder."""
+    if settings.mpesa_path_token:
+        return settings
+    path = settings.instance_path / "mpesa_path_token"
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        settings.instance_path.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        click.echo(f"generated an M-PESA path token, kept in {path}")
+    return settings.with_overrides(mpesa_path_token=token)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Run webhooks and operator API (and, with no broker, the worker in-process)."""
+    from werkzeug.serving import make_server
+
+    from momo.app import create_app
+
+    settings = _settings()
+    if settings.is_embedded:
+        settings = _embedded_path_token(settings)
+    _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
+    app = _fail_on_config(lambda: create_app(settings))
+    base = f"http://{host}:{port}"
+    token = settings.mpesa_path_token
+    click.echo(f"momo serving on {base}  (database: {_redacted(settings.database_url)})")
+    click.echo(
+        "queue: in-process worker (no MOMO_BROKER_URL)"
+        if settings.is_embedded
+        else f"queue: {_redacted(settings.broker_url or '')}; run `momo worker` and `momo beat`"
+    )
+    click.echo("M-PESA callback URLs (register these with Safaricom, behind HTTPS):")
+    for kind in ("c2b/confirmation", "c2b/validation", "stk"):
+        click.echo(f"  {base}/webhooks/mpesa/{token}/{kind}")
+    click.echo(f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)")
+    server = make_server(host, port, app, threaded=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.extensions["momo"].close()
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _exec_celery(args: list[str]) -> NoReturn:
+    settings = _settings()
+    if not settings.broker_url:
+        raise click.ClickException(
+            "MOMO_BROKER_URL is not set: separate workers need a broker, e.g. "
+            "MOMO_BROKER_URL=redis://127.0.0.1:6379/0 (without one, `momo serve` works the "
+            "queue in-process)"
+        )
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", *args]
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with celery, by design
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    _exec_celery(["worker", "--loglevel", "INFO", "-E", *ctx.args])
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Run Celery beat, which schedules the inbox sweeper."""
+    _exec_celery(["beat", "--loglevel", "INFO", *ctx.args])
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Operator API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True, help="Who or what uses the token (shown in the audit log).")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["viewer", "operator", "admin"]),
+    help="What it may do.",
+)
+def token_create(name: str, role: str) -> None:
+    """Create a token; it is printed once, on the last line, and stored only as a hash."""
+    from api.auth import create_token
+    from matcher.errors import DomainError
+    from momo.runtime import build_runtime
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            raw = create_token(session, name=name, role=role)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.close()
+    click.echo(
+        f"created {role} token for {name!r}; keep it now, it cannot be shown again:", err=True
+    )
+    click.echo(raw)
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+@main.group()
+def customers() -> None:
+    """Customers."""
+
+
+@customers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def customers_import(file: Path) -> None:
+    """Load customers from a CSV with columns account_number, name, phones (separated by ';').
+
+    An existing account number is updated: its name and phones become the file's.
+    """
+    from matcher.customers import save_customer
+    from matcher.errors import DomainError
+    from momo.runtime import build_runtime
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    created = updated = 0
+    refused: list[tuple[int, str]] = []
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = {"account_number", "name", "phones"} - set(reader.fieldnames or [])
+            if missing:
+                raise click.ClickException(
+                    f"{file} has no column {', '.join(sorted(missing))}; the first line must be "
+                    "the header account_number,name,phones"
+                )
+            rows = list(reader)
+        total = len(rows)
+        started = time.monotonic()
+        for number, row in enumerate(rows, start=2):  # line 1 is the header
+            phones = [p.strip() for p in (row.get("phones") or "").split(";") if p.strip()]
+            try:
+                with runtime.sessions.begin() as session:
+                    change = save_customer(
+                        session,
+                        account_number=row.get("account_number") or "",
+                        name=row.get("name"),
+                        phones=phones,
+                        region=settings.default_region,
+                        actor=f"import:{file.name}",
+                    )
+                if change.created:
+                    created += 1
+                else:
+                    updated += 1
+            except DomainError as exc:
+                refused.append((number, exc.message))
+            done = number - 1
+            if done % 500 == 0 or done == total:
+                rate = done / max(time.monotonic() - started, 1e-6)
+                click.echo(f"\r{done}/{total} rows ({rate:.0f}/s)", nl=done == total, err=True)
+    finally:
+        runtime.close()
+    click.echo(f"created {created}, updated {updated}, refused {len(refused)}")
+    for line, reason in refused:
+        click.echo(f"  line {line}: {reason}")
+    if refused:
+        sys.exit(1)

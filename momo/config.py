@@ -1,0 +1,154 @@
+"""Settings, read from the environment once, into one frozen object.
+
+Nothing else in momo reads ``os.environ``. A setting that is wrong fails at
+start-up with a message naming the variable and what it should look like.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+VALIDATION_MODES = ("accept", "reject-unknown-account")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///momo.db"
+    broker_url: str | None = None
+    default_region: str = "KE"
+    timezone: str = "Africa/Nairobi"
+    currency: str = "KES"
+    mpesa_path_token: str | None = None
+    mpesa_allowed_ips: tuple[IPNetwork, ...] = ()
+    trusted_proxy_hops: int = 0
+    mpesa_validation: str = "accept"
+    #: an inbox row still pending after this many seconds is re-enqueued by the sweeper
+    sweep_after_seconds: int = 30
+    #: how often beat (or the embedded worker) runs the sweeper
+    sweep_interval_seconds: int = 15
+    #: how many inbox rows one worker transaction claims
+    batch_size: int = 100
+    #: where the embedded default keeps what it generates (the M-PESA path token)
+    instance_path: Path = field(default_factory=lambda: Path("instance"))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_embedded(self) -> bool:
+        """No broker: the queue is worked in-process by ``momo serve``."""
+        return self.broker_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_mpesa_path_token(self) -> str:
+        if not self.mpesa_path_token:
+            raise ConfigError(
+                "MOMO_MPESA_PATH_TOKEN is not set: the M-PESA callback URLs need a secret "
+                "path segment. Set it to a long random string, e.g. "
+                "MOMO_MPESA_PATH_TOKEN=$(openssl rand -hex 24)"
+            )
+        return self.mpesa_path_token
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _database_url(raw: str) -> str:
+    # SQLAlchemy's plain postgresql:// means psycopg2; momo ships psycopg 3.
+    for prefix in ("postgresql://", "postgres://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"MOMO_MPESA_ALLOWED_IPS has {part!r}, which is not an IP address or CIDR "
+                "block; give a comma-separated list such as 196.201.214.0/24,196.201.213.114"
+            ) from None
+    return tuple(networks)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every MOMO_* variable once; raise ConfigError naming a bad one."""
+    env = os.environ if env is None else env
+    region = env.get("MOMO_DEFAULT_REGION", "KE").strip().upper() or "KE"
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(
+            f"MOMO_DEFAULT_REGION={region!r} is not a known region; use a two-letter code "
+            "such as KE, UG, TZ"
+        )
+    timezone = env.get("MOMO_TIMEZONE", "Africa/Nairobi").strip() or "Africa/Nairobi"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"MOMO_TIMEZONE={timezone!r} is not an IANA time zone; use e.g. Africa/Nairobi"
+        ) from None
+    currency = env.get("MOMO_CURRENCY", "KES").strip().upper() or "KES"
+    if len(currency) != 3 or not currency.isalpha():
+        raise ConfigError(f"MOMO_CURRENCY={currency!r} is not a three-letter code such as KES")
+    validation = env.get("MOMO_MPESA_VALIDATION", "accept").strip() or "accept"
+    if validation not in VALIDATION_MODES:
+        raise ConfigError(
+            f"MOMO_MPESA_VALIDATION={validation!r} is not one of: {', '.join(VALIDATION_MODES)}"
+        )
+    broker = env.get("MOMO_BROKER_URL", "").strip() or None
+    if broker and not broker.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+        raise ConfigError(
+            f"MOMO_BROKER_URL={broker!r} is not a redis:// or amqp:// URL; "
+            "leave it unset to work the queue in-process"
+        )
+    return Settings(
+        database_url=_database_url(env.get("MOMO_DATABASE_URL", "").strip() or "sqlite:///momo.db"),
+        broker_url=broker,
+        default_region=region,
+        timezone=timezone,
+        currency=currency,
+        mpesa_path_token=env.get("MOMO_MPESA_PATH_TOKEN", "").strip() or None,
+        mpesa_allowed_ips=_networks(env.get("MOMO_MPESA_ALLOWED_IPS", "")),
+        trusted_proxy_hops=_int(env, "MOMO_TRUSTED_PROXY_HOPS", 0),
+        mpesa_validation=validation,
+        sweep_after_seconds=_int(env, "MOMO_SWEEP_AFTER_SECONDS", 30, minimum=1),
+        sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
+        batch_size=_int(env, "MOMO_BATCH_SIZE", 100, minimum=1),
+        instance_path=Path(env.get("MOMO_INSTANCE_PATH", "").strip() or "instance"),
+    )

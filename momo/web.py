@@ -1,0 +1,97 @@
+"""What every momo Flask surface shares: size limit, proxy handling, health, error bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from momo.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: no provider callback or operator request is anywhere near this
+MAX_BODY_BYTES = 64 * 1024
+
+common = Blueprint("common", __name__)
+
+
+@common.get("/healthz")
+def healthz() -> tuple[Any, int]:
+    """200 when the database answers, 503 otherwise (load balancers take the node out)."""
+    runtime: Runtime = current_app.extensions["momo"]
+    try:
+        with runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return jsonify({"status": "unavailable", "database": type(exc).__name__}), 503
+    return jsonify({"status": "ok", "database": "ok"}), 200
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
+    """An RFC 9457 problem+json response with momo's stable ``code``."""
+    body = {"type": "about:blank", "title": title, "status": status, "code": code, "detail": detail}
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = (exc.name or "error").lower().replace(" ", "_")
+    detail = exc.description or exc.name
+    if status == 413:
+        detail = f"The body is larger than {MAX_BODY_BYTES // 1024} KiB."
+    if request.path.startswith("/api/"):
+        return problem(status, code, exc.name, detail)
+    response = jsonify({"ResultCode": 1, "ResultDesc": exc.name, "detail": detail})
+    response.status_code = status
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    if isinstance(exc, SQLAlchemyError):
+        if request.path.startswith("/api/"):
+            return problem(
+                503,
+                "database_unavailable",
+                "Service Unavailable",
+                "The database did not answer; nothing was changed. Try again shortly.",
+            )
+        response = jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"})
+        response.status_code = 503
+        return response
+    if request.path.startswith("/api/"):
+        return problem(
+            500, "internal_error", "Internal Server Error", "An unexpected error occurred."
+        )
+    response = jsonify({"ResultCode": 1, "ResultDesc": "Internal error"})
+    response.status_code = 500
+    return response
+
+
+def build_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
+    app = Flask("momo")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["momo"] = runtime
+    hops = runtime.settings.trusted_proxy_hops
+    if hops:
+        # Read the client address from X-Forwarded-For, trusting exactly `hops` proxies.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.register_blueprint(common)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app

@@ -1,0 +1,48 @@
+"""The embedded default's worker: no broker, the queue is worked on a thread of ``momo serve``."""
+
+from __future__ import annotations
+
+import logging
+
+from momo.runtime import Runtime
+from tasks.celery_app import PROCESS_INBOX, make_producer
+from tasks.nudge import Nudger
+from tasks.work import drain_inbox
+
+log = logging.getLogger(__name__)
+
+
+def embedded_worker(runtime: Runtime) -> Nudger:
+    """A Nudger that drains the inbox in-process after each nudge and every sweep interval."""
+
+    def dispatch(_nudged: bool) -> None:
+        while drain_inbox(runtime).more:
+            pass
+
+    return Nudger(
+        dispatch,
+        min_interval=0,
+        idle_interval=float(runtime.settings.sweep_interval_seconds),
+        name="momo-embedded-worker",
+    )
+
+
+def broker_nudger(runtime: Runtime) -> Nudger:
+    """A Nudger that queues one ``momo.process_inbox`` per burst of new inbox rows."""
+    producer = make_producer(runtime.settings)
+
+    def dispatch(nudged: bool) -> None:
+        if nudged:
+            producer.send_task(PROCESS_INBOX)
+
+    return Nudger(dispatch, min_interval=0.02, name="momo-nudge")
+
+
+def attach_queue(runtime: Runtime) -> Nudger:
+    """Give the runtime its way of reaching the workers: the broker, or an in-process thread."""
+    nudger = broker_nudger(runtime) if runtime.settings.broker_url else embedded_worker(runtime)
+    if not runtime.settings.broker_url:
+        nudger.start()  # the embedded worker also sweeps on a timer
+    runtime.nudge = nudger.nudge
+    runtime.queue = nudger
+    return nudger

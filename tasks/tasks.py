@@ -1,0 +1,53 @@
+"""Celery tasks: thin, named, idempotent wrappers over the inbox work."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+
+from celery import Task
+
+from matcher.inbox import TRANSIENT_ERRORS, stranded
+from momo.runtime import process_runtime
+from tasks.celery_app import PROCESS_INBOX, SWEEP_INBOX, app
+from tasks.work import drain_inbox
+
+log = logging.getLogger(__name__)
+
+#: at most this many process_inbox tasks are queued by one sweep
+MAX_SWEEP_FANOUT = 8
+
+
+@app.task(
+    name=PROCESS_INBOX,
+    bind=True,
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=10,
+)
+def process_inbox(self: Task) -> dict[str, object]:
+    """Record pending inbox rows. Running it twice, or on two workers at once, credits once."""
+    result = drain_inbox(process_runtime())
+    if result.more:
+        # Hand the rest to a fresh task rather than hold this worker slot forever.
+        self.app.send_task(PROCESS_INBOX)
+    return result.as_dict()
+
+
+@app.task(name=SWEEP_INBOX, acks_late=True)
+def sweep_inbox() -> int:
+    """Queue processing for rows left pending too long (lost nudge, broker outage, crash)."""
+    runtime = process_runtime()
+    settings = runtime.settings
+    with runtime.sessions.begin() as session:
+        count = stranded(session, older_than=timedelta(seconds=settings.sweep_after_seconds))
+    if count:
+        tasks = min(MAX_SWEEP_FANOUT, math.ceil(count / settings.batch_size))
+        log.warning("sweeper: %d inbox rows stranded; queueing %d process_inbox", count, tasks)
+        for _ in range(tasks):
+            app.send_task(PROCESS_INBOX)
+    return count
