@@ -58,7 +58,7 @@ class Ledger:
             note=posting.note,
         )
         self.session.add(entry)
-        self.session.flush([entry])
+        self.session.flush()
         # Counted only once the insert went through, so a rolled-back savepoint
         # around a failed post leaves nothing pending.
         self._pending[posting.customer_id] += posting.amount

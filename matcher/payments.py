@@ -116,7 +116,7 @@ def record_payment(
     )
     _apply_match(payment, match)
     session.add(payment)
-    session.flush([payment])
+    session.flush()
     if match.customer_id is None:
         return Recorded(UNMATCHED, payment.id)
     credit(ledger, payment, match.customer_id, kind=PAYMENT_CREDIT, actor=actor)
@@ -143,7 +143,7 @@ def record_attempt(session: Session, attempt: FailedAttempt, *, inbox_id: int | 
         inbox_id=inbox_id,
     )
     session.add(row)
-    session.flush([row])
+    session.flush()
     return Recorded(ATTEMPT_RECORDED)
 
 

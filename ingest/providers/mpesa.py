@@ -259,19 +259,16 @@ def _parse_stk(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification | 
 
     metadata = _required_object(callback, "CallbackMetadata", where)
     items = _stk_items(metadata, where + "CallbackMetadata.")
-    item_where = where + "CallbackMetadata.Item "
     return PaymentNotification(
         provider=PROVIDER,
         channel="stk",
         code=_code(
-            _required(items, "MpesaReceiptNumber", item_where),
-            "MpesaReceiptNumber",
-            allow_empty=False,
+            _required_item(items, "MpesaReceiptNumber"), "MpesaReceiptNumber", allow_empty=False
         ),
-        amount=parse_amount(_required(items, "Amount", item_where), "Amount"),
+        amount=parse_amount(_required_item(items, "Amount"), "Amount"),
         currency=ctx.currency,
         paid_at=parse_local_time(
-            _required(items, "TransactionDate", item_where), ctx.timezone, "TransactionDate"
+            _required_item(items, "TransactionDate"), ctx.timezone, "TransactionDate"
         ),
         msisdn=_msisdn(items.get("PhoneNumber"), "PhoneNumber", ctx.region),
     )
@@ -300,6 +297,15 @@ def _stk_items(metadata: dict[str, Any], where: str) -> dict[str, Any]:
             )
         items[name] = item.get("Value")
     return items
+
+
+def _required_item(items: dict[str, Any], name: str) -> Any:
+    value = items.get(name)
+    if value is None:
+        raise InvalidCallback(
+            f"required CallbackMetadata item {name} is missing or has no Value", "missing_field"
+        )
+    return value
 
 
 def _result_code(value: object, field: str) -> int:
@@ -359,7 +365,7 @@ def _required(obj: dict[str, Any], key: str, where: str = "") -> Any:
     """``obj[key]``; a missing key and a JSON null are both missing."""
     value = obj.get(key)
     if value is None:
-        raise InvalidCallback(f"required field {where}{key} is missing", "missing_field")
+        raise InvalidCallback(f"required field {where}{key} is missing or null", "missing_field")
     return value
 
 

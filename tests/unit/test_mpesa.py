@@ -43,11 +43,15 @@ NAIROBI = ZoneInfo("Africa/Nairobi")
 ADAPTER = MpesaAdapter()
 
 
-def sample(name: str) -> dict[str, Any]:
+def sample_bytes(name: str) -> bytes:
     path = SAMPLES / name
     if not path.is_file():
         pytest.fail(f"sample {path} not found; set MOMO_SAMPLES_DIR to the mpesa samples folder")
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return path.read_bytes()
+
+
+def sample(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(sample_bytes(name))
     return loaded
 
 
@@ -127,11 +131,12 @@ KNOWN_SAMPLES = {
 
 class TestSamples:
     def test_every_sample_in_the_folder_has_an_expectation_here(self) -> None:
+        assert SAMPLES.is_dir(), f"{SAMPLES} not found; set MOMO_SAMPLES_DIR"
         on_disk = {path.name for path in SAMPLES.glob("*.json")}
         assert on_disk == KNOWN_SAMPLES
 
     def test_paybill_sample_is_a_payment_in_minor_units_at_utc(self) -> None:
-        body = (SAMPLES / "c2b_confirmation_paybill_plain.json").read_bytes()
+        body = sample_bytes("c2b_confirmation_paybill_plain.json")
         result = ADAPTER.parse("c2b/confirmation", body, CTX)
         assert isinstance(result, PaymentNotification)
         assert result == PaymentNotification(
@@ -153,7 +158,7 @@ class TestSamples:
         assert result.msisdn.raw == "254712345678"
 
     def test_hashed_msisdn_sample_keeps_the_providers_digest(self) -> None:
-        body = (SAMPLES / "c2b_confirmation_hashed_msisdn.json").read_bytes()
+        body = sample_bytes("c2b_confirmation_hashed_msisdn.json")
         result = ADAPTER.parse("c2b/confirmation", body, CTX)
         assert isinstance(result, PaymentNotification)
         assert result.amount == 25000
@@ -166,7 +171,7 @@ class TestSamples:
         assert result.account_reference == ""
 
     def test_masked_msisdn_sample_is_never_a_phone_and_keeps_the_typed_account(self) -> None:
-        body = (SAMPLES / "c2b_confirmation_masked_msisdn.json").read_bytes()
+        body = sample_bytes("c2b_confirmation_masked_msisdn.json")
         result = ADAPTER.parse("c2b/confirmation", body, CTX)
         assert isinstance(result, PaymentNotification)
         assert result.amount == 5000
@@ -179,7 +184,7 @@ class TestSamples:
         assert result.payer_name == "WANJIKU"
 
     def test_buy_goods_sample_reads_an_01x_number_as_a_kenyan_phone(self) -> None:
-        body = (SAMPLES / "c2b_confirmation_buy_goods.json").read_bytes()
+        body = sample_bytes("c2b_confirmation_buy_goods.json")
         result = ADAPTER.parse("c2b/confirmation", body, CTX)
         assert isinstance(result, PaymentNotification)
         assert result.msisdn.kind == "phone"
@@ -191,7 +196,7 @@ class TestSamples:
         assert result.paid_at == datetime(2025, 11, 6, 3, 45, 10, tzinfo=UTC)
 
     def test_validation_sample_is_a_validation_request(self) -> None:
-        body = (SAMPLES / "c2b_validation.json").read_bytes()
+        body = sample_bytes("c2b_validation.json")
         result = ADAPTER.parse("c2b/validation", body, CTX)
         assert isinstance(result, ValidationRequest)
         assert result.provider == "mpesa"
@@ -203,12 +208,13 @@ class TestSamples:
         assert result.msisdn.e164 == "+254712345678"
 
     def test_stk_success_sample_is_a_payment_despite_a_balance_item_without_value(self) -> None:
-        body = (SAMPLES / "stk_callback_success.json").read_bytes()
+        body = sample_bytes("stk_callback_success.json")
         result = ADAPTER.parse("stk", body, CTX)
         assert isinstance(result, PaymentNotification)
         assert result.channel == "stk"
         assert result.code == "TKV5C2N8BD"
         assert result.amount == 2000
+        assert result.currency == "KES"
         assert result.msisdn.kind == "phone"
         assert result.msisdn.e164 == "+254712345678"
         assert result.msisdn.raw == "254712345678"
@@ -217,7 +223,7 @@ class TestSamples:
         assert result.account_reference is None
 
     def test_stk_cancelled_sample_is_a_failed_attempt_not_a_payment(self) -> None:
-        body = (SAMPLES / "stk_callback_cancelled.json").read_bytes()
+        body = sample_bytes("stk_callback_cancelled.json")
         result = ADAPTER.parse("stk", body, CTX)
         assert result == FailedAttempt(
             provider="mpesa",
