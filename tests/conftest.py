@@ -24,10 +24,12 @@ PATH_TOKEN = "test-path-token-0123456789"
 
 
 def samples_dir() -> Path:
+    """The provider samples: MOMO_SAMPLES_DIR when set (CI points it at the shared set),
+    else the copy kept in tests/samples so a fresh clone tests on its own."""
     configured = os.environ.get("MOMO_SAMPLES_DIR")
     if configured:
         return Path(configured)
-    return ROOT.parent / "shared" / "samples" / "mpesa"
+    return ROOT / "tests" / "samples" / "mpesa"
 
 
 def sample_bytes(name: str) -> bytes:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,18 +24,9 @@ from matcher.notifications import (
     PaymentNotification,
     ValidationRequest,
 )
+from tests.conftest import samples_dir
 
-
-def _samples_dir() -> Path:
-    # The samples are shared between checkouts, next to (not inside) the repository;
-    # MOMO_SAMPLES_DIR points elsewhere when the layout differs (CI, packaging).
-    override = os.environ.get("MOMO_SAMPLES_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "mpesa"
-
-
-SAMPLES = _samples_dir()
+SAMPLES = samples_dir()
 CTX = ParseContext()
 NAIROBI = ZoneInfo("Africa/Nairobi")
 ADAPTER = MpesaAdapter()
