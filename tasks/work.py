@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ingest.providers import ADAPTERS
-from matcher.inbox import process_pending
+from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Parser, process_pending
 from matcher.models import InboxItem
 from matcher.notifications import Callback, InvalidCallback
 from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+#: a batch is tried this often on transient database errors before the task's own retry
+BATCH_TRIES = 3
 
 
 @dataclass
@@ -33,7 +37,7 @@ class DrainResult:
         }
 
 
-def parser_for(runtime: Runtime):  # type: ignore[no-untyped-def]
+def parser_for(runtime: Runtime) -> Parser:
     ctx = runtime.parse_context
 
     def parse(item: InboxItem) -> Callback:
@@ -43,6 +47,27 @@ def parser_for(runtime: Runtime):  # type: ignore[no-untyped-def]
         return adapter.parse(item.kind, item.body, ctx)
 
     return parse
+
+
+def _one_batch(runtime: Runtime, parse: Parser) -> BatchResult:
+    """One batch in one transaction; a deadlock or dropped connection is tried again.
+
+    Two batches holding rows with the same receipt code can deadlock on the
+    unique index; PostgreSQL aborts one, which rolls back whole and retries.
+    """
+    settings = runtime.settings
+    for attempt in range(1, BATCH_TRIES + 1):
+        try:
+            with runtime.sessions.begin() as session:
+                return process_pending(
+                    session, parse, region=settings.default_region, limit=settings.batch_size
+                )
+        except TRANSIENT_ERRORS as exc:
+            if attempt == BATCH_TRIES:
+                raise
+            log.warning("inbox batch rolled back (%s); trying again", type(exc).__name__)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
 
 
 def drain_inbox(runtime: Runtime, *, time_budget: float = 20.0) -> DrainResult:
@@ -56,10 +81,7 @@ def drain_inbox(runtime: Runtime, *, time_budget: float = 20.0) -> DrainResult:
     result = DrainResult()
     started = time.monotonic()
     while True:
-        with runtime.sessions.begin() as session:
-            batch = process_pending(
-                session, parse, region=settings.default_region, limit=settings.batch_size
-            )
+        batch = _one_batch(runtime, parse)
         if batch.claimed:
             result.batches += 1
             result.claimed += batch.claimed

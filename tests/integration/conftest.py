@@ -134,14 +134,10 @@ class Stack:
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> None:
         self.start(
             name,
+            # through the `momo worker` wrapper, as an operator runs it
             [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "tasks",
+                str(VENV_BIN / "momo"),
                 "worker",
-                "--loglevel",
-                "INFO",
-                "-E",
                 "--concurrency",
                 str(concurrency),
                 "--hostname",

@@ -9,13 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from sqlalchemy import func, select, update
 
 from matcher.ledger import ledger_sum
 from matcher.models import Customer, InboxItem, LedgerEntry, Payment
 from tasks.celery_app import PROCESS_INBOX, make_producer
 from tests.conftest import sample, sample_bytes
-from tests.integration.conftest import VENV_BIN, Stack, wait_until
+from tests.integration.conftest import VENV_BIN, Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +250,41 @@ def test_the_worker_registers_its_tasks_by_name(stack: Stack) -> None:
     ).stdout
     assert "momo.process_inbox" in out
     assert "momo.sweep_inbox" in out
+
+
+def test_flower_shows_the_processing_task_by_name(stack: Stack) -> None:
+    port = free_port()
+    stack.env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    stack.start(
+        "flower",
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "tasks",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+        ],
+    )
+    try:
+
+        def workers() -> bool:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=5)
+                return r.status_code == 200 and bool(r.json())
+            except requests.ConnectionError:
+                return False
+
+        wait_until(workers, timeout=60, interval=0.5)
+        stack.post("c2b/confirmation", confirmation())
+
+        def seen() -> set[str]:
+            tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=5).json()
+            return {task.get("name") for task in tasks.values()}
+
+        assert "momo.process_inbox" in wait_until(
+            lambda: "momo.process_inbox" in seen() and seen(), timeout=30, interval=0.5
+        )
+    finally:
+        stack.stop("flower")
+        stack.env.pop("FLOWER_UNAUTHENTICATED_API", None)

@@ -1,0 +1,99 @@
+"""The domain on real PostgreSQL: migrations, and workers sharing the inbox."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from matcher.ledger import ledger_sum
+from matcher.models import Customer, InboxItem, LedgerEntry, Payment
+from momo.config import Settings
+from momo.runtime import build_runtime
+from tasks.work import drain_inbox
+from tests.conftest import add_customer, sample
+from tests.unit.test_migrations import schema_differences
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pg_runtime(pg_url: str):  # type: ignore[no-untyped-def]
+    from matcher.db import make_engine
+    from matcher.migrate import upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token="x", batch_size=20))
+    yield runtime
+    runtime.close()
+
+
+def test_upgrading_postgresql_gives_the_models_schema(pg_url: str) -> None:
+    assert schema_differences(pg_url) == []
+
+
+def test_concurrent_drains_record_every_row_exactly_once(pg_runtime, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Four drainers on separate connections over 400 rows with repeated codes."""
+    add_customer(pg_runtime, "PGC-1", [])
+    add_customer(pg_runtime, "PGC-2", [])
+    body = sample("c2b_confirmation_paybill_plain.json")
+    rows = []
+    for n in range(400):
+        code = f"PGCONC{n % 250:04d}"  # 150 codes arrive twice
+        account = "PGC-1" if n % 250 % 2 else "PGC-2"
+        rows.append({**body, "TransID": code, "BillRefNumber": account, "TransAmount": "1.00"})
+    with pg_runtime.sessions.begin() as session:
+        session.add_all(
+            InboxItem(
+                provider="mpesa",
+                kind="c2b/confirmation",
+                body=json.dumps(r).encode(),
+                headers={},
+                attempts=0,
+                code=r["TransID"],
+            )
+            for r in rows
+        )
+    runtimes = [
+        build_runtime(Settings(database_url=pg_url, mpesa_path_token="x", batch_size=20))
+        for _ in range(4)
+    ]
+    errors: list[BaseException] = []
+
+    def drain(rt) -> None:  # type: ignore[no-untyped-def]
+        try:
+            drain_inbox(rt)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(rt,)) for rt in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for rt in runtimes:
+        rt.close()
+    assert errors == []
+    with pg_runtime.sessions.begin() as session:
+        codes = select(Payment.id).where(Payment.code.like("PGCONC%"))
+        assert session.scalar(select(func.count()).select_from(codes.subquery())) == 250
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.payment_id.in_(codes))
+            )
+            == 250
+        )
+        items = session.scalars(select(InboxItem).where(InboxItem.code.like("PGCONC%"))).all()
+        assert {i.status for i in items} == {"processed"}
+        assert {i.attempts for i in items} == {1}  # no row was claimed twice
+        assert sorted(i.reason for i in items).count("duplicate") == 150
+        for account in ("PGC-1", "PGC-2"):
+            customer = session.scalar(select(Customer).where(Customer.account_number == account))
+            assert customer is not None
+            assert customer.balance_minor == 125 * 100 == ledger_sum(session, customer.id)
