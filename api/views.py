@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import and_, or_, select
@@ -100,7 +101,7 @@ def create_customer() -> tuple[Response, int]:
         result = customer_json(change.customer)
         result["rematched_payments"] = change.rematched
     response = jsonify(result)
-    response.headers["Location"] = f"/api/v1/customers/{result['account_number']}"
+    response.headers["Location"] = f"/api/v1/customers/{quote(result['account_number'], safe='')}"
     return response, 201
 
 
@@ -120,11 +121,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, ident = raw.partition("|")
-        paid_at = datetime.fromisoformat(when)
-        if paid_at.tzinfo is None:
-            raise ValueError("naive")
-        return paid_at, int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        paid_at = datetime.fromisoformat(when).astimezone(UTC)
+        if not when.endswith("+00:00") or not ident.isascii():
+            raise ValueError("not a cursor this API made")
+        number = int(ident)
+        if not 0 < number < 2**63:
+            raise ValueError("id out of range")
+        return paid_at, number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             "cursor is not one this API gave out; pass next_cursor from the previous page",
             "invalid_cursor",
@@ -133,7 +137,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 def _limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}", "invalid_limit")
     return int(raw)
 

@@ -54,6 +54,9 @@ def _client_allowed(provider: str) -> bool:
         address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return False
+    # A dual-stack socket reports IPv4 callers as ::ffff:a.b.c.d
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return any(address in network for network in allowed)
 
 

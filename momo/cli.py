@@ -199,7 +199,9 @@ def token_create(name: str, role: str) -> None:
     from matcher.errors import DomainError
     from momo.runtime import build_runtime
 
-    runtime = build_runtime(_settings())
+    settings = _settings()
+    _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
+    runtime = build_runtime(settings)
     try:
         with runtime.sessions.begin() as session:
             raw = create_token(session, name=name, role=role)
@@ -233,19 +235,26 @@ def customers_import(file: Path) -> None:
     from momo.runtime import build_runtime
 
     settings = _settings()
+    _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     runtime = build_runtime(settings)
     created = updated = 0
     refused: list[tuple[int, str]] = []
     try:
-        with file.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = {"account_number", "name", "phones"} - set(reader.fieldnames or [])
-            if missing:
-                raise click.ClickException(
-                    f"{file} has no column {', '.join(sorted(missing))}; the first line must be "
-                    "the header account_number,name,phones"
-                )
-            rows = list(reader)
+        try:
+            with file.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                missing = {"account_number", "name", "phones"} - set(reader.fieldnames or [])
+                if missing:
+                    raise click.ClickException(
+                        f"{file} has no column {', '.join(sorted(missing))}; the first line "
+                        "must be the header account_number,name,phones"
+                    )
+                rows = list(reader)
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"{file} is not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8' and "
+                "import again"
+            ) from None
         total = len(rows)
         started = time.monotonic()
         for number, row in enumerate(rows, start=2):  # line 1 is the header

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -119,13 +120,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     timezone = env.get("MOMO_TIMEZONE", "Africa/Nairobi").strip() or "Africa/Nairobi"
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(
             f"MOMO_TIMEZONE={timezone!r} is not an IANA time zone; use e.g. Africa/Nairobi"
         ) from None
-    currency = env.get("MOMO_CURRENCY", "KES").strip().upper() or "KES"
-    if len(currency) != 3 or not currency.isalpha():
+    currency = env.get("MOMO_CURRENCY", "KES").strip() or "KES"
+    if not re.fullmatch("[A-Za-z]{3}", currency):
         raise ConfigError(f"MOMO_CURRENCY={currency!r} is not a three-letter code such as KES")
+    currency = currency.upper()
     validation = env.get("MOMO_MPESA_VALIDATION", "accept").strip() or "accept"
     if validation not in VALIDATION_MODES:
         raise ConfigError(

@@ -97,3 +97,39 @@ def test_concurrent_drains_record_every_row_exactly_once(pg_runtime, pg_url: str
             customer = session.scalar(select(Customer).where(Customer.account_number == account))
             assert customer is not None
             assert customer.balance_minor == 125 * 100 == ledger_sum(session, customer.id)
+
+
+def test_commands_on_a_postgresql_database_not_yet_upgraded_say_to_run_db_upgrade(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import subprocess
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from tests.integration.conftest import ADMIN_URL, VENV_BIN
+
+    name = f"momo_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        result = subprocess.run(
+            [str(VENV_BIN / "momo"), "token", "create", "--name", "a", "--role", "viewer"],
+            env={
+                "PATH": "/usr/bin:/bin",
+                "MOMO_DATABASE_URL": url,
+                "MOMO_BROKER_URL": "redis://127.0.0.1:1/0",
+            },
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "momo db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

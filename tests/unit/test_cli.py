@@ -1,0 +1,338 @@
+"""The ``momo`` command, run in-process with click's CliRunner on a throw-away SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import authenticate
+from matcher.db import make_engine, make_session_factory
+from matcher.models import ApiToken, Customer
+from momo.cli import main
+
+#: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
+MOMO_VARIABLES = (
+    "MOMO_DATABASE_URL",
+    "MOMO_BROKER_URL",
+    "MOMO_DEFAULT_REGION",
+    "MOMO_TIMEZONE",
+    "MOMO_CURRENCY",
+    "MOMO_MPESA_PATH_TOKEN",
+    "MOMO_MPESA_ALLOWED_IPS",
+    "MOMO_TRUSTED_PROXY_HOPS",
+    "MOMO_MPESA_VALIDATION",
+    "MOMO_SWEEP_AFTER_SECONDS",
+    "MOMO_SWEEP_INTERVAL_SECONDS",
+    "MOMO_BATCH_SIZE",
+    "MOMO_INSTANCE_PATH",
+)
+
+HEADER = "account_number,name,phones\n"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'x.db'}"
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str | None]:
+    base: dict[str, str | None] = dict.fromkeys(MOMO_VARIABLES)
+    base["MOMO_DATABASE_URL"] = database_url
+    base["MOMO_INSTANCE_PATH"] = str(tmp_path / "instance")
+    return base
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def run(env: dict[str, str | None], *args: str, **overrides: str | None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env | overrides)
+
+
+def upgraded(env: dict[str, str | None]) -> None:
+    result = run(env, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def assert_clean_error(result: Result, *fragments: str) -> None:
+    """Exit status 1 with click's one-line error: no traceback, no stray exception."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+# --- momo db upgrade ----------------------------------------------------------------------
+
+
+class TestDbUpgrade:
+    def test_it_creates_the_schema_and_prints_the_revision(
+        self, env: dict[str, str | None], database_url: str
+    ) -> None:
+        result = run(env, "db", "upgrade")
+
+        assert result.exit_code == 0, result.output
+        assert "revision 0001" in result.stdout
+        assert "was empty" in result.stdout
+        engine = make_engine(database_url)
+        try:
+            tables = set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+        assert {"inbox", "customers", "payments", "ledger_entries", "api_tokens"} <= tables
+
+    def test_running_it_twice_succeeds_and_changes_nothing_the_second_time(
+        self, env: dict[str, str | None]
+    ) -> None:
+        upgraded(env)
+
+        again = run(env, "db", "upgrade")
+
+        assert again.exit_code == 0, again.output
+        assert "revision 0001 (was 0001)" in again.stdout
+
+
+# --- momo token create --------------------------------------------------------------------
+
+
+class TestTokenCreate:
+    @pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+    def test_the_last_line_is_a_token_that_authenticates_with_its_role(
+        self, env: dict[str, str | None], sessions: sessionmaker[Session], role: str
+    ) -> None:
+        upgraded(env)
+
+        result = run(env, "token", "create", "--name", "a", "--role", role)
+
+        assert result.exit_code == 0, result.output
+        raw = result.stdout.strip().splitlines()[-1]
+        assert raw.startswith("momo_")
+        with sessions.begin() as session:
+            token = authenticate(session, raw)
+            assert token is not None
+            assert (token.name, token.role) == ("a", role)
+
+    def test_only_a_hash_of_the_token_is_stored(
+        self, env: dict[str, str | None], sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+
+        raw = run(env, "token", "create", "--name", "a", "--role", "operator").stdout.split()[-1]
+
+        with sessions() as session:
+            [stored] = session.scalars(select(ApiToken.token_hash)).all()
+        assert raw not in stored
+        assert len(stored) == 64
+
+    def test_two_tokens_are_different(self, env: dict[str, str | None]) -> None:
+        upgraded(env)
+
+        first = run(env, "token", "create", "--name", "a", "--role", "viewer").stdout.split()[-1]
+        second = run(env, "token", "create", "--name", "a", "--role", "viewer").stdout.split()[-1]
+
+        assert first != second
+
+    def test_an_invalid_role_is_refused_by_the_command_line(
+        self, env: dict[str, str | None], sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+
+        result = run(env, "token", "create", "--name", "a", "--role", "root")
+
+        assert result.exit_code == 2
+        assert "--role" in result.output
+        assert "Traceback" not in result.output
+        with sessions() as session:
+            assert session.scalars(select(ApiToken)).all() == []
+
+    def test_a_blank_name_is_refused_with_a_clean_error(self, env: dict[str, str | None]) -> None:
+        upgraded(env)
+
+        result = run(env, "token", "create", "--name", "   ", "--role", "viewer")
+
+        assert_clean_error(result, "name")
+
+    def test_on_a_fresh_embedded_database_it_applies_the_migrations_first(
+        self, env: dict[str, str | None], sessions: sessionmaker[Session]
+    ) -> None:
+        result = run(env, "token", "create", "--name", "a", "--role", "viewer")
+
+        assert result.exit_code == 0, result.output
+        with sessions() as session:
+            assert [t.name for t in session.scalars(select(ApiToken))] == ["a"]
+
+
+# --- momo customers import ----------------------------------------------------------------
+
+
+class TestCustomersImport:
+    def test_good_rows_are_created_and_the_command_exits_0(
+        self, env: dict[str, str | None], tmp_path: Path, sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+        csv_file = write_csv(
+            tmp_path / "customers.csv",
+            HEADER + "ACC1,Alice,0712345678;+254 722 000 000\nACC2,Bob,\n",
+        )
+
+        result = run(env, "customers", "import", str(csv_file))
+
+        assert result.exit_code == 0, result.output
+        assert "created 2, updated 0, refused 0" in result.stdout
+        with sessions() as session:
+            alice = session.scalar(select(Customer).where(Customer.account_number == "ACC1"))
+            assert alice is not None
+            assert alice.name == "Alice"
+            assert [p.e164 for p in alice.phones] == ["+254712345678", "+254722000000"]
+
+    def test_a_mixed_file_counts_each_outcome_lists_refusals_and_exits_1(
+        self, env: dict[str, str | None], tmp_path: Path, sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+        first = write_csv(tmp_path / "first.csv", HEADER + "ACC9,Old Name,0733000000\n")
+        assert run(env, "customers", "import", str(first)).exit_code == 0
+        mixed = write_csv(
+            tmp_path / "mixed.csv",
+            HEADER
+            + "ACC1,Alice,0712345678\n"  # line 2: created
+            + "acc9,New Name,0712345678;0722000000\n"  # line 3: updated (any case)
+            + "ACC3,Carol,12345\n"  # line 4: invalid phone
+            + ",Nobody,0712345678\n"  # line 5: empty account number
+            + "ACC4,Dan,0110123456\n",  # line 6: created
+        )
+
+        result = run(env, "customers", "import", str(mixed))
+
+        assert result.exit_code == 1, result.output
+        assert "created 2, updated 1, refused 2" in result.stdout
+        refusals = [line.strip() for line in result.stdout.splitlines() if "line " in line]
+        assert len(refusals) == 2
+        assert refusals[0].startswith("line 4:")
+        assert "12345" in refusals[0]
+        assert refusals[1].startswith("line 5:")
+        assert "account_number" in refusals[1]
+        with sessions() as session:
+            updated = session.scalar(select(Customer).where(Customer.account_number == "ACC9"))
+            assert updated is not None
+            assert updated.name == "New Name"
+            assert [p.e164 for p in updated.phones] == ["+254712345678", "+254722000000"]
+            accounts = set(session.scalars(select(Customer.account_number)))
+        assert accounts == {"ACC1", "ACC4", "ACC9"}
+
+    def test_a_file_without_a_header_column_is_refused_naming_the_column(
+        self, env: dict[str, str | None], tmp_path: Path, sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+        csv_file = write_csv(tmp_path / "bad.csv", "account,name,phones\nACC1,Alice,0712345678\n")
+
+        result = run(env, "customers", "import", str(csv_file))
+
+        assert_clean_error(result, "account_number")
+        with sessions() as session:
+            assert session.scalars(select(Customer)).all() == []
+
+    def test_a_file_without_the_phones_column_is_refused_naming_it(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        upgraded(env)
+        csv_file = write_csv(tmp_path / "bad.csv", "account_number,name\nACC1,Alice\n")
+
+        result = run(env, "customers", "import", str(csv_file))
+
+        assert_clean_error(result, "phones")
+
+    def test_a_header_with_a_byte_order_mark_is_read(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        upgraded(env)
+        csv_file = tmp_path / "excel.csv"
+        csv_file.write_bytes(("\ufeff" + HEADER + "ACC1,Alice,0712345678\n").encode("utf-8"))
+
+        result = run(env, "customers", "import", str(csv_file))
+
+        assert result.exit_code == 0, result.output
+        assert "created 1, updated 0, refused 0" in result.stdout
+
+    def test_a_file_that_is_not_utf8_is_refused_with_a_clean_error(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        upgraded(env)
+        csv_file = tmp_path / "cp1252.csv"
+        csv_file.write_bytes((HEADER + "ACC1,Müller,0712345678\n").encode("cp1252"))
+
+        result = run(env, "customers", "import", str(csv_file))
+
+        assert_clean_error(result, "UTF-8")
+
+    def test_a_missing_file_is_refused_by_the_command_line(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        result = run(env, "customers", "import", str(tmp_path / "nope.csv"))
+
+        assert result.exit_code == 2
+        assert "nope.csv" in result.output
+
+
+# --- momo worker / momo beat --------------------------------------------------------------
+
+
+class TestWorkerAndBeat:
+    @pytest.mark.parametrize("command", ["worker", "beat"])
+    def test_without_a_broker_it_exits_naming_momo_broker_url(
+        self, env: dict[str, str | None], command: str
+    ) -> None:
+        result = run(env, command)
+
+        assert_clean_error(result, "MOMO_BROKER_URL")
+
+
+# --- configuration errors -----------------------------------------------------------------
+
+
+class TestConfigurationErrors:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("db", "upgrade"),
+            ("token", "create", "--name", "a", "--role", "viewer"),
+            ("worker",),
+        ],
+    )
+    def test_a_bad_validation_mode_is_a_clean_error_naming_the_variable(
+        self, env: dict[str, str | None], args: tuple[str, ...]
+    ) -> None:
+        result = run(env, *args, MOMO_MPESA_VALIDATION="reject-everything")
+
+        assert_clean_error(result, "MOMO_MPESA_VALIDATION")
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("MOMO_DEFAULT_REGION", "XX"),
+            ("MOMO_BROKER_URL", "http://localhost:6379"),
+            ("MOMO_MPESA_ALLOWED_IPS", "not-an-ip"),
+            ("MOMO_TRUSTED_PROXY_HOPS", "-1"),
+        ],
+    )
+    def test_other_bad_values_are_clean_errors_naming_their_variable(
+        self, env: dict[str, str | None], variable: str, value: str
+    ) -> None:
+        result = run(env, "db", "upgrade", **{variable: value})
+
+        assert_clean_error(result, variable)

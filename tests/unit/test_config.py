@@ -1,0 +1,206 @@
+"""momo.config: the environment read once into Settings, or a ConfigError naming the variable."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+
+from momo.config import ConfigError, Settings, load_settings
+
+# --- load_settings: defaults --------------------------------------------------------------
+
+
+class TestLoadSettingsDefaults:
+    def test_an_empty_environment_gives_the_embedded_defaults(self) -> None:
+        settings = load_settings({})
+
+        assert settings.database_url == "sqlite:///momo.db"
+        assert settings.broker_url is None
+        assert settings.default_region == "KE"
+        assert settings.timezone == "Africa/Nairobi"
+        assert settings.currency == "KES"
+        assert settings.mpesa_validation == "accept"
+        assert settings.mpesa_path_token is None
+        assert settings.mpesa_allowed_ips == ()
+        assert settings.trusted_proxy_hops == 0
+        assert settings.instance_path == Path("instance")
+        assert settings.is_embedded
+        assert settings.is_sqlite
+
+    def test_blank_values_count_as_unset(self) -> None:
+        settings = load_settings(
+            {
+                "MOMO_DATABASE_URL": "  ",
+                "MOMO_BROKER_URL": "",
+                "MOMO_DEFAULT_REGION": " ",
+                "MOMO_TIMEZONE": "",
+                "MOMO_CURRENCY": "",
+                "MOMO_MPESA_VALIDATION": " ",
+                "MOMO_MPESA_PATH_TOKEN": "   ",
+                "MOMO_TRUSTED_PROXY_HOPS": "",
+            }
+        )
+
+        assert settings == load_settings({})
+
+    def test_the_default_settings_object_agrees_with_an_empty_environment(self) -> None:
+        assert load_settings({}) == Settings()
+
+    def test_variables_other_than_momos_are_ignored(self) -> None:
+        assert load_settings({"DATABASE_URL": "postgresql://elsewhere/db"}) == load_settings({})
+
+
+# --- load_settings: values read -----------------------------------------------------------
+
+
+class TestLoadSettingsValues:
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("postgresql://momo:pw@db:5432/momo", "postgresql+psycopg://momo:pw@db:5432/momo"),
+            ("postgres://momo@db/momo", "postgresql+psycopg://momo@db/momo"),
+            ("postgresql+psycopg://momo@db/momo", "postgresql+psycopg://momo@db/momo"),
+            ("sqlite:////var/lib/momo/momo.db", "sqlite:////var/lib/momo/momo.db"),
+        ],
+    )
+    def test_postgresql_urls_are_pointed_at_psycopg_3(self, given: str, expected: str) -> None:
+        settings = load_settings({"MOMO_DATABASE_URL": given})
+
+        assert settings.database_url == expected
+        assert settings.is_sqlite == expected.startswith("sqlite")
+
+    @pytest.mark.parametrize(
+        "broker",
+        ["redis://localhost:6379/0", "rediss://cache:6380/1", "amqp://guest@mq//", "amqps://mq"],
+    )
+    def test_redis_and_amqp_brokers_are_accepted(self, broker: str) -> None:
+        settings = load_settings({"MOMO_BROKER_URL": broker})
+
+        assert settings.broker_url == broker
+        assert not settings.is_embedded
+
+    def test_allowed_ips_are_parsed_from_a_comma_or_semicolon_separated_list(self) -> None:
+        settings = load_settings(
+            {"MOMO_MPESA_ALLOWED_IPS": " 196.201.214.0/24, 196.201.213.114;2001:db8::/32,, "}
+        )
+
+        assert settings.mpesa_allowed_ips == (
+            ipaddress.ip_network("196.201.214.0/24"),
+            ipaddress.ip_network("196.201.213.114/32"),
+            ipaddress.ip_network("2001:db8::/32"),
+        )
+
+    def test_a_cidr_with_host_bits_set_means_its_network(self) -> None:
+        settings = load_settings({"MOMO_MPESA_ALLOWED_IPS": "196.201.214.77/24"})
+
+        assert settings.mpesa_allowed_ips == (ipaddress.ip_network("196.201.214.0/24"),)
+        assert ipaddress.ip_address("196.201.214.1") in settings.mpesa_allowed_ips[0]
+
+    def test_region_and_currency_are_read_in_any_case(self) -> None:
+        settings = load_settings({"MOMO_DEFAULT_REGION": "ug", "MOMO_CURRENCY": "ugx"})
+
+        assert (settings.default_region, settings.currency) == ("UG", "UGX")
+
+    def test_the_other_values_are_read(self, tmp_path: Path) -> None:
+        settings = load_settings(
+            {
+                "MOMO_TIMEZONE": "Africa/Kampala",
+                "MOMO_MPESA_VALIDATION": "reject-unknown-account",
+                "MOMO_MPESA_PATH_TOKEN": " s3cret ",
+                "MOMO_TRUSTED_PROXY_HOPS": "2",
+                "MOMO_SWEEP_AFTER_SECONDS": "60",
+                "MOMO_SWEEP_INTERVAL_SECONDS": "5",
+                "MOMO_BATCH_SIZE": "25",
+                "MOMO_INSTANCE_PATH": str(tmp_path),
+            }
+        )
+
+        assert settings.timezone == "Africa/Kampala"
+        assert str(settings.zone) == "Africa/Kampala"
+        assert settings.mpesa_validation == "reject-unknown-account"
+        assert settings.mpesa_path_token == "s3cret"
+        assert settings.trusted_proxy_hops == 2
+        assert settings.sweep_after_seconds == 60
+        assert settings.sweep_interval_seconds == 5
+        assert settings.batch_size == 25
+        assert settings.instance_path == tmp_path
+
+
+# --- load_settings: bad values ------------------------------------------------------------
+
+
+class TestLoadSettingsRefusesBadValues:
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("MOMO_DEFAULT_REGION", "XX"),
+            ("MOMO_DEFAULT_REGION", "Kenya"),
+            ("MOMO_TIMEZONE", "Mars/Olympus"),
+            ("MOMO_TIMEZONE", "/etc/passwd"),
+            ("MOMO_TIMEZONE", "Africa/../Europe/Paris"),
+            ("MOMO_CURRENCY", "KSH1"),
+            ("MOMO_CURRENCY", "K3S"),
+            ("MOMO_CURRENCY", "KE"),
+            ("MOMO_MPESA_VALIDATION", "reject"),
+            ("MOMO_MPESA_VALIDATION", "ACCEPT"),
+            ("MOMO_BROKER_URL", "http://localhost:6379"),
+            ("MOMO_BROKER_URL", "localhost:6379"),
+            ("MOMO_MPESA_ALLOWED_IPS", "196.201.214.0/33"),
+            ("MOMO_MPESA_ALLOWED_IPS", "196.201.214.0/24,safaricom.co.ke"),
+            ("MOMO_TRUSTED_PROXY_HOPS", "-1"),
+            ("MOMO_TRUSTED_PROXY_HOPS", "one"),
+            ("MOMO_SWEEP_AFTER_SECONDS", "0"),
+            ("MOMO_SWEEP_INTERVAL_SECONDS", "-5"),
+            ("MOMO_BATCH_SIZE", "0"),
+            ("MOMO_BATCH_SIZE", "1.5"),
+        ],
+    )
+    def test_a_bad_value_raises_config_error_naming_its_variable(
+        self, variable: str, value: str
+    ) -> None:
+        with pytest.raises(ConfigError) as info:
+            load_settings({variable: value})
+
+        assert variable in str(info.value)
+
+    def test_the_message_for_a_bad_cidr_shows_the_offending_part(self) -> None:
+        with pytest.raises(ConfigError, match=re.escape("'10.0.0.0/99'")):
+            load_settings({"MOMO_MPESA_ALLOWED_IPS": "196.201.214.0/24, 10.0.0.0/99"})
+
+    def test_a_time_zone_region_without_a_city_raises_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="MOMO_TIMEZONE"):
+            load_settings({"MOMO_TIMEZONE": "Africa"})
+
+    @pytest.mark.parametrize("currency", ["ÄBC", "ßk"])
+    def test_a_currency_that_is_not_three_ascii_letters_raises_config_error(
+        self, currency: str
+    ) -> None:
+        with pytest.raises(ConfigError, match="MOMO_CURRENCY"):
+            load_settings({"MOMO_CURRENCY": currency})
+
+
+# --- Settings -----------------------------------------------------------------------------
+
+
+class TestSettings:
+    def test_require_mpesa_path_token_names_the_variable_when_it_is_missing(self) -> None:
+        with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
+            Settings().require_mpesa_path_token()
+
+    def test_require_mpesa_path_token_returns_a_configured_token(self) -> None:
+        assert Settings(mpesa_path_token="abc").require_mpesa_path_token() == "abc"
+
+    def test_with_overrides_changes_a_copy_and_leaves_the_original(self) -> None:
+        original = Settings()
+
+        changed = original.with_overrides(mpesa_validation="reject-unknown-account")
+
+        assert changed.mpesa_validation == "reject-unknown-account"
+        assert original.mpesa_validation == "accept"
+
+    def test_settings_are_frozen(self) -> None:
+        with pytest.raises(AttributeError):
+            Settings().currency = "UGX"  # type: ignore[misc]
