@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from matcher.errors import Conflict, InvalidInput, NotFound
+from matcher.errors import Conflict, InvalidInput
 from matcher.ledger import Ledger
-from matcher.matching import account_key
+from matcher.matching import account_key, get_customer
 from matcher.models import AuditEvent, Customer, CustomerPhone
 from matcher.payments import rematch_phones
 from matcher.phones import msisdn_sha256, normalise_msisdn
+
+__all__ = ["CustomerChange", "get_customer", "save_customer"]
 
 MAX_ACCOUNT_LENGTH = 64
 MAX_NAME_LENGTH = 200
@@ -72,18 +74,6 @@ def clean_phones(raw: object, region: str) -> list[str]:
         if e164 not in phones:
             phones.append(e164)
     return phones
-
-
-def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:
-    query = select(Customer).where(Customer.account_key == account_key(account_number))
-    if lock:
-        query = query.with_for_update()
-    customer = session.scalar(query)
-    if customer is None:
-        raise NotFound(
-            f"no customer has account number {account_number.strip()!r}", "customer_not_found"
-        )
-    return customer
 
 
 def snapshot(customer: Customer) -> dict[str, object]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matcher.errors import NotFound
 from matcher.models import Customer, CustomerPhone
 from matcher.notifications import Msisdn
 from matcher.phones import normalise_msisdn
@@ -67,6 +68,18 @@ def find_customer_by_account(session: Session, account_number: str) -> Customer 
     if not key:
         return None
     return session.scalar(select(Customer).where(Customer.account_key == key))
+
+
+def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:
+    query = select(Customer).where(Customer.account_key == account_key(account_number))
+    if lock:
+        query = query.with_for_update()
+    customer = session.scalar(query)
+    if customer is None:
+        raise NotFound(
+            f"no customer has account number {account_number.strip()!r}", "customer_not_found"
+        )
+    return customer
 
 
 def match_payment(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -105,6 +106,10 @@ class Payment(Base):
         Index("ix_payments_customer_id", "customer_id"),
         Index("ix_payments_phone", "phone"),
         Index("ix_payments_msisdn_sha256", "msisdn_sha256"),
+        Index("ix_payments_code", "code"),
+        Index("ix_payments_amount_minor", "amount_minor"),
+        # ix_payments_phone_trgm (PostgreSQL only, made by migration 0002) finds partial
+        # phone digits such as "712345".
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -132,6 +137,11 @@ class Payment(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
     inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: what the operator typed as reference for a manual payment, and their note
+    reference: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: the provider for callbacks, ``token:<name>`` for payments recorded by hand
+    created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -144,6 +154,7 @@ class PaymentAttempt(Base):
     __tablename__ = "payment_attempts"
     __table_args__ = (
         UniqueConstraint("provider", "reference", name="uq_payment_attempts_provider_reference"),
+        Index("ix_payment_attempts_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -165,6 +176,7 @@ class LedgerEntry(Base):
         UniqueConstraint("idempotency_key", name="uq_ledger_entries_idempotency_key"),
         Index("ix_ledger_entries_customer_id_id", "customer_id", "id"),
         Index("ix_ledger_entries_payment_id", "payment_id"),
+        Index("ix_ledger_entries_created_at_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -177,6 +189,59 @@ class LedgerEntry(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Plan(Base):
+    """An internet plan customers buy from their balance."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("code", name="uq_plans_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    validity_minutes: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Purchase(Base):
+    """A plan bought from a balance; its voucher code is what the customer types in."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("voucher_code", name="uq_purchases_voucher_code"),
+        Index("ix_purchases_customer_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", name="fk_purchases_customer")
+    )
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", name="fk_purchases_plan"))
+    plan_code: Mapped[str] = mapped_column(String(32))
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    voucher_code: Mapped[str] = mapped_column(String(32))
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request sent with an Idempotency-Key, replayed to repeats."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("actor", "key", name="uq_idempotency_keys_actor_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from matcher.ledger import PAYMENT_CREDIT, Ledger, Posting
-from matcher.matching import NO_MATCH, Match, match_payment
+from matcher.db import utcnow
+from matcher.errors import Conflict, InvalidInput, NotFound
+from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, Ledger, Posting
+from matcher.matching import (
+    BY_OPERATOR,
+    DISASSOCIATED,
+    NO_MATCH,
+    Match,
+    get_customer,
+    match_payment,
+)
 from matcher.models import (
     ASSOCIATED,
     UNASSOCIATED,
+    AuditEvent,
+    Customer,
     LedgerEntry,
     Payment,
     PaymentAttempt,
 )
+from matcher.money import format_minor
 from matcher.notifications import FailedAttempt, Msisdn, PaymentNotification
 
 # What recording a callback came to; also the processed inbox row's ``reason``.
@@ -194,3 +208,205 @@ def rematch_phones(
             credited.append(payment.id)
     session.flush()
     return credited
+
+
+# --- operator actions ---------------------------------------------------------------------
+
+#: what an M-PESA receipt code looks like: ten capital letters and digits
+MPESA_RECEIPT = re.compile(r"[A-Z0-9]{10}")
+MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An operator action's result: the payment and the customer's balance after it."""
+
+    payment: Payment
+    customer: Customer
+    created: bool = False
+
+
+def lock_payment(session: Session, payment_id: int) -> Payment:
+    """The payment, locked until the transaction ends: concurrent actions on it queue up."""
+    payment = session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if payment is None:
+        raise NotFound(f"no payment has id {payment_id}", "payment_not_found")
+    return payment
+
+
+def _audit(
+    session: Session, actor: str, action: str, payment: Payment, before: dict, **extra: object
+) -> None:
+    after = payment_state(payment)
+    after.update(extra)
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action=action,
+            subject_type="payment",
+            subject_id=str(payment.id),
+            before=before,
+            after=after,
+        )
+    )
+
+
+def payment_state(payment: Payment) -> dict[str, object]:
+    return {
+        "status": payment.status,
+        "account_number": payment.customer.account_number if payment.customer else None,
+        "match_method": payment.match_method,
+        "reason": payment.reason,
+    }
+
+
+def associate(session: Session, payment_id: int, account_number: str, *, actor: str) -> Moved:
+    """Move an unassociated payment to a customer and credit it; 409 when already associated."""
+    payment = lock_payment(session, payment_id)
+    if payment.status == ASSOCIATED:
+        current = payment.customer.account_number if payment.customer else "?"
+        raise Conflict(
+            f"payment {payment.id} is already associated with {current}; "
+            "disassociate it first to move it",
+            "already_associated",
+        )
+    customer = get_customer(session, account_number)
+    before = payment_state(payment)
+    with Ledger(session) as ledger:
+        _apply_match(payment, Match(customer.id, BY_OPERATOR))
+        payment.customer = customer
+        session.flush()
+        credit(ledger, payment, customer.id, kind=PAYMENT_CREDIT, actor=actor)
+    _audit(session, actor, "payment.associate", payment, before)
+    session.refresh(customer)
+    return Moved(payment, customer)
+
+
+def disassociate(session: Session, payment_id: int, *, reason: str | None, actor: str) -> Moved:
+    """Take a payment off its customer: a reversal entry of the same amount.
+
+    The balance may go negative when the credit was already spent. The payment
+    returns to the unassociated list as ``disassociated`` and automatic
+    matching never touches it again.
+    """
+    payment = lock_payment(session, payment_id)
+    if payment.status != ASSOCIATED or payment.customer_id is None:
+        raise Conflict(
+            f"payment {payment.id} is not associated with any customer", "not_associated"
+        )
+    customer = payment.customer
+    assert customer is not None
+    before = payment_state(payment)
+    reversals = session.scalar(
+        select(func.count())
+        .select_from(LedgerEntry)
+        .where(LedgerEntry.payment_id == payment.id, LedgerEntry.amount_minor < 0)
+    )
+    with Ledger(session) as ledger:
+        ledger.post(
+            Posting(
+                customer_id=customer.id,
+                amount=-payment.amount_minor,
+                kind=DISASSOCIATION,
+                idempotency_key=f"payment:{payment.id}:reversal:{int(reversals or 0) + 1}",
+                created_by=actor,
+                payment_id=payment.id,
+                note=reason,
+            )
+        )
+        _apply_match(payment, Match(None, reason=DISASSOCIATED))
+        payment.customer = None
+    _audit(session, actor, "payment.disassociate", payment, before, note=reason)
+    session.refresh(customer)
+    return Moved(payment, customer)
+
+
+def record_manual_payment(
+    session: Session,
+    *,
+    account_number: str,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    note: str | None,
+    actor: str,
+) -> Moved:
+    """A payment recorded by an operator, associated at once.
+
+    A reference that is an M-PESA receipt code is the payment's identity, shared
+    with callbacks: whichever arrives second credits nothing more.
+    """
+    customer = get_customer(session, account_number)
+    reference = (reference or "").strip() or None
+    if reference is not None and (len(reference) > 64 or not reference.isprintable()):
+        raise InvalidInput(
+            "reference must be printable text of at most 64 characters", "invalid_reference"
+        )
+    receipt = (
+        reference.upper() if reference and MPESA_RECEIPT.fullmatch(reference.upper()) else None
+    )
+    if receipt is not None:
+        existing = session.scalar(
+            select(Payment)
+            .where(Payment.provider == "mpesa", Payment.code == receipt)
+            .with_for_update()
+        )
+        if existing is not None:
+            return _claim_existing(session, existing, customer, amount, actor)
+    payment = Payment(
+        provider="mpesa" if receipt else MANUAL,
+        channel=MANUAL,
+        code=receipt or _manual_code(),
+        amount_minor=amount,
+        currency=currency,
+        paid_at=utcnow(),
+        msisdn_raw=None,
+        msisdn_kind="missing",
+        phone=None,
+        msisdn_sha256=None,
+        payer_name=customer.name or None,
+        account_reference=None,
+        reference=reference,
+        note=note,
+        created_by=actor,
+        candidates=[],
+    )
+    _apply_match(payment, Match(customer.id, BY_OPERATOR))
+    payment.customer = customer
+    session.add(payment)
+    session.flush()
+    with Ledger(session) as ledger:
+        credit(ledger, payment, customer.id, kind=MANUAL_PAYMENT, actor=actor)
+    _audit(session, actor, "payment.record", payment, {})
+    session.refresh(customer)
+    return Moved(payment, customer, created=True)
+
+
+def _claim_existing(
+    session: Session, payment: Payment, customer: Customer, amount: int, actor: str
+) -> Moved:
+    """The receipt already came in by callback: credit it to this customer at most once."""
+    if payment.amount_minor != amount:
+        raise Conflict(
+            f"receipt {payment.code} is already recorded with amount "
+            f"{format_minor(payment.amount_minor)}, not {format_minor(amount)}",
+            "reference_conflict",
+        )
+    if payment.status == ASSOCIATED:
+        if payment.customer_id == customer.id:
+            return Moved(payment, customer)
+        current = payment.customer.account_number if payment.customer else "?"
+        raise Conflict(
+            f"receipt {payment.code} is already credited to {current}", "already_associated"
+        )
+    moved = associate(session, payment.id, customer.account_number, actor=actor)
+    return Moved(moved.payment, moved.customer, created=False)
+
+
+def _manual_code() -> str:
+    return "MAN" + secrets.token_hex(6).upper()

@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 
 from matcher import models  # noqa: F401  (registers the tables on Base.metadata)
 from matcher.db import Base
+from matcher.migrations.env_filters import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,6 +34,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

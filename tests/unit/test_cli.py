@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate
 from matcher.db import make_engine, make_session_factory
+from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer
 from momo.cli import main
 
@@ -80,6 +82,8 @@ def assert_clean_error(result: Result, *fragments: str) -> None:
 
 # --- momo db upgrade ----------------------------------------------------------------------
 
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
 
 class TestDbUpgrade:
     def test_it_creates_the_schema_and_prints_the_revision(
@@ -88,7 +92,7 @@ class TestDbUpgrade:
         result = run(env, "db", "upgrade")
 
         assert result.exit_code == 0, result.output
-        assert "revision 0001" in result.stdout
+        assert f"revision {HEAD}" in result.stdout
         assert "was empty" in result.stdout
         engine = make_engine(database_url)
         try:
@@ -105,7 +109,7 @@ class TestDbUpgrade:
         again = run(env, "db", "upgrade")
 
         assert again.exit_code == 0, again.output
-        assert "revision 0001 (was 0001)" in again.stdout
+        assert f"revision {HEAD} (was {HEAD})" in again.stdout
 
 
 # --- momo token create --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 
 from matcher.db import Base, make_engine
 from matcher.migrate import current_revision, head_revision, upgrade
+from matcher.migrations.env_filters import include_object
 
 
 def schema_differences(url: str) -> list:  # type: ignore[type-arg]
@@ -16,7 +17,9 @@ def schema_differences(url: str) -> list:  # type: ignore[type-arg]
         upgrade(engine)  # a second run changes nothing
         assert current_revision(engine) == head_revision(engine)
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_object": include_object}
+            )
             return compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()
