@@ -32,14 +32,14 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_token(session: Session, *, name: str, role: str, actor: str = "cli") -> str:
+def create_token(session: Session, *, name: object, role: object, actor: str = "cli") -> str:
     """Store a new token's hash and return the token itself: it is shown this once only."""
-    name = (name or "").strip()
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise InvalidInput(
             "a token needs a name of 1 to 100 characters, e.g. --name alice", "invalid_name"
         )
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", "invalid_role")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, role=role, token_hash=hash_token(raw))
@@ -56,6 +56,26 @@ def create_token(session: Session, *, name: str, role: str, actor: str = "cli") 
         )
     )
     return raw
+
+
+def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken | None:
+    """Revoke a token by id; None when there is none. A revoked token stays revoked."""
+    token = session.get(ApiToken, token_id, with_for_update=True)
+    if token is None:
+        return None
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.add(
+            AuditEvent(
+                actor=actor,
+                action="token.revoke",
+                subject_type="token",
+                subject_id=str(token.id),
+                before={"name": token.name, "role": token.role, "revoked": False},
+                after={"name": token.name, "role": token.role, "revoked": True},
+            )
+        )
+    return token
 
 
 def authenticate(session: Session, raw: str) -> ApiToken | None:

@@ -32,6 +32,7 @@ class Posting:
     idempotency_key: str
     created_by: str
     payment_id: int | None = None
+    purchase_id: int | None = None
     note: str | None = None
 
 
@@ -55,6 +56,7 @@ class Ledger:
             idempotency_key=posting.idempotency_key,
             created_by=posting.created_by,
             payment_id=posting.payment_id,
+            purchase_id=posting.purchase_id,
             note=posting.note,
         )
         self.session.add(entry)

@@ -186,6 +186,9 @@ class LedgerEntry(Base):
     payment_id: Mapped[int | None] = mapped_column(
         ForeignKey("payments.id", name="fk_ledger_payment")
     )
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", name="fk_ledger_purchase")
+    )
     idempotency_key: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)

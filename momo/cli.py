@@ -215,6 +215,47 @@ def token_create(name: str, role: str) -> None:
     click.echo(raw)
 
 
+@token.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets): id, name, role, last used, revoked."""
+    from sqlalchemy import select
+
+    from matcher.models import ApiToken
+    from momo.runtime import build_runtime
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            tokens = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+            for t in tokens:
+                used = t.last_used_at.isoformat() if t.last_used_at else "never"
+                state = f"revoked {t.revoked_at.isoformat()}" if t.revoked_at else "active"
+                click.echo(f"{t.id}\t{t.name}\t{t.role}\tlast used {used}\t{state}")
+    finally:
+        runtime.close()
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by id (see `momo token list`); it answers 401 from then on."""
+    from api.auth import revoke_token
+    from momo.runtime import build_runtime
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            token = revoke_token(session, token_id, actor="cli")
+            if token is None:
+                raise click.ClickException(
+                    f"no token has id {token_id}; `momo token list` shows them"
+                )
+            name = token.name
+    finally:
+        runtime.close()
+    click.echo(f"token {token_id} ({name}) is revoked")
+
+
 # --- customers ----------------------------------------------------------------------------
 
 

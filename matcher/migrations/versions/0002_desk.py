@@ -69,6 +69,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_purchases_customer_id", ["customer_id"], unique=False)
 
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("purchase_id", matcher.db.BigId, nullable=True))
+        batch_op.create_foreign_key("fk_ledger_purchase", "purchases", ["purchase_id"], ["id"])
         batch_op.create_index("ix_ledger_entries_created_at_id", ["created_at", "id"], unique=False)
 
     with op.batch_alter_table("payment_attempts", schema=None) as batch_op:
@@ -113,6 +115,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_entries_created_at_id")
+        batch_op.drop_constraint("fk_ledger_purchase", type_="foreignkey")
+        batch_op.drop_column("purchase_id")
 
     with op.batch_alter_table("purchases", schema=None) as batch_op:
         batch_op.drop_index("ix_purchases_customer_id")

@@ -1,0 +1,260 @@
+"""What every operator endpoint shares: the blueprint, body and paging helpers, item shapes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from matcher.errors import Conflict, DomainError, InvalidInput, NotFound
+from matcher.models import UNASSOCIATED, Customer, IdempotencyRecord, Payment
+from matcher.money import format_minor
+from momo.runtime import Runtime
+from momo.web import problem
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+STATUS_FOR: dict[type[DomainError], int] = {InvalidInput: 400, NotFound: 404, Conflict: 409}
+TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Content"}
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class Unprocessable(DomainError):
+    code = "unprocessable"
+
+
+STATUS_FOR[Unprocessable] = 422
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["momo"]
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError) -> Response:
+    status = next((s for cls, s in STATUS_FOR.items() if isinstance(exc, cls)), 400)
+    return problem(status, exc.code, TITLES[status], exc.message)
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; numbers with a fraction arrive as Decimal, never float."""
+    body = None
+    if request.is_json:
+        try:
+            body = json.loads(request.get_data(cache=True) or b"null", parse_float=Decimal)
+        except (ValueError, RecursionError):
+            body = None
+    if not isinstance(body, dict):
+        raise InvalidInput(
+            "The body must be a JSON object sent with Content-Type: application/json.",
+            "invalid_body",
+        )
+    return body
+
+
+def optional_text(body: dict[str, Any], field: str, limit: int) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(
+            f"{field} must be text of at most {limit} characters", f"invalid_{field}"
+        )
+    return value.strip() or None
+
+
+def limit_arg() -> int:
+    raw = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}", "invalid_limit")
+    return int(raw)
+
+
+def q_arg() -> str | None:
+    q = request.args.get("q")
+    if q is None or not q.strip():
+        return None
+    if len(q) > 100:
+        raise InvalidInput("q must be at most 100 characters", "invalid_q")
+    return q.strip()
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
+    """Read back a cursor made by ``encode_cursor`` from values of ``kinds``; 400 otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        parts = raw.split("|")
+        if len(parts) != len(kinds):
+            raise ValueError("wrong number of parts")
+        values: list[Any] = []
+        for part, kind in zip(parts, kinds, strict=True):
+            if kind is datetime:
+                if not part.endswith("+00:00"):
+                    raise ValueError("not UTC")
+                values.append(datetime.fromisoformat(part).astimezone(UTC))
+            elif kind is int:
+                if not (part.isascii() and part.isdigit()) or not 0 < int(part) < 2**63:
+                    raise ValueError("id out of range")
+                values.append(int(part))
+            else:
+                values.append(part)
+        return tuple(values)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor is not one this API gave out; pass next_cursor from the previous page",
+            "invalid_cursor",
+        ) from None
+
+
+def time_arg(name: str) -> datetime | None:
+    """An ISO 8601 time with offset, or a date meaning local midnight; None when absent."""
+    raw = request.args.get(name)
+    if raw is None or not raw.strip():
+        return None
+    zone = runtime().settings.zone
+    try:
+        if len(raw.strip()) == 10:
+            day = date.fromisoformat(raw.strip())
+            return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        moment = datetime.fromisoformat(raw.strip())
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            f"{name} must be a date (2025-11-03) or a time with offset (2025-11-03T14:30:00+03:00)",
+            f"invalid_{name}",
+        ) from None
+
+
+def money(amount: int) -> str:
+    return format_minor(amount)
+
+
+def customer_json(customer: Customer) -> dict[str, Any]:
+    return {
+        "account_number": customer.account_number,
+        "name": customer.name,
+        "phones": [phone.e164 for phone in customer.phones],
+        "balance": format_minor(customer.balance_minor),
+        "currency": runtime().settings.currency,
+        "created_at": customer.created_at.isoformat(),
+        "updated_at": customer.updated_at.isoformat(),
+    }
+
+
+def payment_json(payment: Payment) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": payment.id,
+        "code": payment.code,
+        "provider": payment.provider,
+        "channel": payment.channel,
+        "account_number": payment.customer.account_number if payment.customer else None,
+        "phone": payment.phone,
+        "payer_name": payment.payer_name,
+        "amount": format_minor(payment.amount_minor),
+        "currency": payment.currency,
+        "paid_at": payment.paid_at.isoformat(),
+        "status": payment.status,
+        "match_method": payment.match_method,
+        "account_reference": payment.account_reference,
+        "reference": payment.reference,
+    }
+    if payment.status == UNASSOCIATED:
+        item["reason"] = payment.reason
+        item["candidates"] = list(payment.candidates or [])
+    return item
+
+
+# --- changes ------------------------------------------------------------------------------
+
+Operation = Callable[[Session], tuple[dict[str, Any], int]]
+
+
+def _request_hash() -> str:
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b" ")
+    digest.update(request.path.encode())
+    digest.update(b"\n")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null", parse_float=Decimal)
+        digest.update(json.dumps(body, sort_keys=True, default=str).encode())
+    except (ValueError, RecursionError):
+        digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def change(operation: Operation) -> tuple[Response, int]:
+    """Run a change in one transaction, honouring an ``Idempotency-Key`` header.
+
+    The key is recorded (per token) in the same transaction as the change, before
+    the change is made: a concurrent request with the same key waits for the
+    first to commit, then replays its answer. The same key with a different body
+    is 422. Errors are not recorded, so a corrected retry with the key goes through.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and (
+        not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()
+    ):
+        raise InvalidInput(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters, e.g. a UUID",
+            "invalid_idempotency_key",
+        )
+    request_hash = _request_hash() if key else ""
+    for attempt in (1, 2):
+        try:
+            with runtime().sessions.begin() as session:
+                record = None
+                if key:
+                    seen = session.scalar(
+                        select(IdempotencyRecord).where(
+                            IdempotencyRecord.actor == g.actor, IdempotencyRecord.key == key
+                        )
+                    )
+                    if seen is not None:
+                        if seen.request_hash != request_hash:
+                            raise Unprocessable(
+                                "this Idempotency-Key was already used with a different "
+                                "request; use a new key for a new request",
+                                "idempotency_key_reused",
+                            )
+                        response = jsonify(seen.response)
+                        response.headers["Idempotent-Replayed"] = "true"
+                        return response, seen.status_code
+                    record = IdempotencyRecord(
+                        actor=g.actor,
+                        key=key,
+                        request_hash=request_hash,
+                        status_code=0,
+                        response={},
+                    )
+                    session.add(record)
+                    session.flush()
+                body, status = operation(session)
+                if record is not None:
+                    record.status_code, record.response = status, body
+            return jsonify(body), status
+        except IntegrityError:
+            # A twin request (same key, or the same receipt by callback) committed first:
+            # look again, now that its row is visible.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

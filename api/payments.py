@@ -1,0 +1,224 @@
+"""Payments: the associated and unassociated lists, search, one payment's history,
+Make Payment, Associate and Disassociate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from api.auth import require
+from api.common import (
+    bp,
+    change,
+    customer_json,
+    decode_cursor,
+    encode_cursor,
+    json_body,
+    limit_arg,
+    money,
+    optional_text,
+    payment_json,
+    q_arg,
+    runtime,
+)
+from matcher.errors import InvalidInput, NotFound
+from matcher.models import ASSOCIATED, UNASSOCIATED, AuditEvent, Customer, LedgerEntry, Payment
+from matcher.money import parse_money
+from matcher.payments import associate, disassociate, record_manual_payment
+from matcher.search import text_conditions
+
+
+@bp.get("/payments")
+@require("viewer")
+def list_payments() -> Response:
+    """Newest first (by time paid), keyset-paginated: a deep page costs what the first does."""
+    status = request.args.get("status", ASSOCIATED)
+    if status not in (ASSOCIATED, UNASSOCIATED):
+        raise InvalidInput(
+            f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
+        )
+    limit = limit_arg()
+    query = (
+        select(Payment)
+        .options(selectinload(Payment.customer))
+        .where(Payment.status == status)
+        .order_by(Payment.paid_at.desc(), Payment.id.desc())
+        .limit(limit + 1)
+    )
+    q = q_arg()
+    if q:
+        query = query.where(
+            text_conditions(
+                q,
+                region=runtime().settings.default_region,
+                customer_id=Payment.customer_id,
+                phone=Payment.phone,
+                codes=[Payment.code],
+                amount=Payment.amount_minor,
+            )
+        )
+    cursor = request.args.get("cursor")
+    if cursor:
+        paid_at, ident = decode_cursor(cursor, datetime, int)
+        query = query.where(
+            or_(Payment.paid_at < paid_at, and_(Payment.paid_at == paid_at, Payment.id < ident))
+        )
+    with runtime().sessions.begin() as session:
+        rows = list(session.scalars(query))
+        page, more = rows[:limit], len(rows) > limit
+        return jsonify(
+            {
+                "items": [payment_json(p) for p in page],
+                "next_cursor": encode_cursor(page[-1].paid_at, page[-1].id) if more else None,
+            }
+        )
+
+
+def _payment_id(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        raise NotFound(f"no payment has id {raw!r}", "payment_not_found")
+    return int(raw)
+
+
+@bp.get("/payments/<payment_id>")
+@require("viewer")
+def show_payment(payment_id: str) -> Response:
+    """One payment with everything that happened to it: ledger entries and who did what."""
+    ident = _payment_id(payment_id)
+    with runtime().sessions.begin() as session:
+        payment = session.get(Payment, ident, options=[selectinload(Payment.customer)])
+        if payment is None:
+            raise NotFound(f"no payment has id {ident}", "payment_not_found")
+        item = payment_json(payment)
+        item.update(
+            {
+                "msisdn": payment.msisdn_raw,
+                "msisdn_kind": payment.msisdn_kind,
+                "business_short_code": payment.business_short_code,
+                "transaction_type": payment.transaction_type,
+                "note": payment.note,
+                "created_by": payment.created_by,
+                "created_at": payment.created_at.isoformat(),
+                "inbox_id": payment.inbox_id,
+            }
+        )
+        entries = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.payment_id == ident).order_by(LedgerEntry.id)
+        ).all()
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.subject_type == "payment", AuditEvent.subject_id == str(ident))
+            .order_by(AuditEvent.id)
+        ).all()
+        item["history"] = {
+            "ledger": [ledger_json(e, session) for e in entries],
+            "events": [event_json(e) for e in events],
+        }
+        return jsonify(item)
+
+
+def ledger_json(entry: LedgerEntry, session: Session) -> dict[str, Any]:
+    customer = session.get(Customer, entry.customer_id)
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "account_number": customer.account_number if customer else None,
+        "amount": money(entry.amount_minor),
+        "created_by": entry.created_by,
+        "note": entry.note,
+        "at": entry.created_at.isoformat(),
+    }
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "action": event.action,
+        "actor": event.actor,
+        "at": event.at.isoformat(),
+        "before": event.before,
+        "after": event.after,
+    }
+
+
+@bp.post("/payments")
+@require("operator")
+def make_payment() -> tuple[Response, int]:
+    """Record a payment by hand, associated at once. Honours Idempotency-Key."""
+    body = json_body()
+    account = body.get("account_number")
+    if not isinstance(account, str) or not account.strip():
+        raise InvalidInput(
+            "account_number is required: the account the payment is for, e.g. ACC1042",
+            "invalid_account_number",
+        )
+    amount = parse_money(body.get("amount"))
+    reference = optional_text(body, "reference", 64)
+    note = optional_text(body, "note", 1000)
+    settings = runtime().settings
+
+    def operation(session: Session) -> tuple[dict[str, Any], int]:
+        moved = record_manual_payment(
+            session,
+            account_number=account,
+            amount=amount,
+            currency=settings.currency,
+            reference=reference,
+            note=note,
+            actor=g.actor,
+        )
+        item = payment_json(moved.payment)
+        item["balance"] = money(moved.customer.balance_minor)
+        return item, 201 if moved.created else 200
+
+    return change(operation)
+
+
+def _moved_json(moved: Any) -> dict[str, Any]:
+    balance = moved.customer.balance_minor
+    body: dict[str, Any] = {
+        "payment": payment_json(moved.payment),
+        "balance": money(balance),
+        "customer": customer_json(moved.customer),
+    }
+    if balance < 0:
+        body["negative_balance"] = True
+        body["message"] = (
+            f"{moved.customer.account_number}'s balance is now {money(balance)}: "
+            "the credit had already been spent"
+        )
+    return body
+
+
+@bp.post("/payments/<payment_id>/associate")
+@require("operator")
+def associate_payment(payment_id: str) -> tuple[Response, int]:
+    ident = _payment_id(payment_id)
+    body = json_body()
+    account = body.get("account_number")
+    if not isinstance(account, str) or not account.strip():
+        raise InvalidInput(
+            "account_number is required: the customer to move the payment to",
+            "invalid_account_number",
+        )
+
+    def operation(session: Session) -> tuple[dict[str, Any], int]:
+        return _moved_json(associate(session, ident, account, actor=g.actor)), 200
+
+    return change(operation)
+
+
+@bp.post("/payments/<payment_id>/disassociate")
+@require("operator")
+def disassociate_payment(payment_id: str) -> tuple[Response, int]:
+    ident = _payment_id(payment_id)
+    body = json_body() if request.get_data(cache=True).strip() else {}
+    reason = optional_text(body, "reason", 500)
+
+    def operation(session: Session) -> tuple[dict[str, Any], int]:
+        return _moved_json(disassociate(session, ident, reason=reason, actor=g.actor)), 200
+
+    return change(operation)

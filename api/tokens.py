@@ -1,0 +1,66 @@
+"""Operator tokens, managed by admins over the API (the CLI does the same)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import create_token, require, revoke_token
+from api.common import bp, change, json_body, runtime
+from matcher.errors import NotFound
+from matcher.models import ApiToken
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": token.role,
+        "created_at": token.created_at.isoformat(),
+        "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+    }
+
+
+@bp.post("/tokens")
+@require("admin")
+def add_token() -> tuple[Response, int]:
+    """A new token; the secret is in this answer only."""
+    body = json_body()
+
+    def operation(session: Session) -> tuple[dict[str, Any], int]:
+        raw = create_token(
+            session,
+            name=body.get("name"),
+            role=body.get("role"),
+            actor=g.actor,  # type: ignore[arg-type]
+        )
+        token = session.scalars(select(ApiToken).order_by(ApiToken.id.desc()).limit(1)).one()
+        return {**token_json(token), "token": raw}, 201
+
+    return change(operation)
+
+
+@bp.get("/tokens")
+@require("admin")
+def list_tokens() -> Response:
+    with runtime().sessions.begin() as session:
+        tokens = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+        return jsonify({"items": [token_json(t) for t in tokens], "next_cursor": None})
+
+
+@bp.delete("/tokens/<int:token_id>")
+@require("admin")
+def delete_token(token_id: int) -> tuple[Response, int]:
+    """Revoke a token: it answers 401 from now on. Revoking twice changes nothing."""
+
+    def operation(session: Session) -> tuple[dict[str, Any], int]:
+        token = revoke_token(session, token_id, actor=g.actor)
+        if token is None:
+            raise NotFound(f"no token has id {token_id}", "token_not_found")
+        return token_json(token), 200
+
+    return change(operation)

@@ -1,0 +1,306 @@
+"""Read models for operators: the transaction log and revenue."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from matcher.errors import InvalidInput
+from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
+from matcher.matching import account_key
+from matcher.models import (
+    ASSOCIATED,
+    UNASSOCIATED,
+    Customer,
+    LedgerEntry,
+    Payment,
+    PaymentAttempt,
+    Purchase,
+)
+from matcher.search import text_conditions
+
+FAILED_ATTEMPT = "failed_attempt"
+TRANSACTION_KINDS = (PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, PURCHASE, FAILED_ATTEMPT)
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+TRANSACTION_STATUSES = (COMPLETED, FAILED, CANCELLED)
+#: M-PESA's "Request cancelled by user"
+CANCELLED_CODES = (1032,)
+
+
+@dataclass(frozen=True)
+class TransactionFilter:
+    account_number: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True)
+class TransactionCursor:
+    at: datetime
+    source: str
+    id: int
+
+
+def transactions(
+    session: Session,
+    flt: TransactionFilter,
+    *,
+    region: str,
+    limit: int,
+    after: TransactionCursor | None = None,
+) -> list[dict[str, Any]]:
+    """Every balance movement and every attempt that moved no money, newest first."""
+    parts: list[Any] = []
+    wants_ledger = flt.kind != FAILED_ATTEMPT and flt.status in (None, COMPLETED)
+    wants_attempts = (
+        flt.kind in (None, FAILED_ATTEMPT)
+        and flt.status in (None, FAILED, CANCELLED)
+        and flt.account_number is None
+    )
+    if wants_ledger:
+        parts.append(_ledger_part(flt, region))
+    if wants_attempts:
+        parts.append(_attempt_part(flt))
+    if not parts:
+        return []
+    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    query = select(rows).order_by(rows.c.at.desc(), rows.c.source.desc(), rows.c.id.desc())
+    if after is not None:
+        query = query.where(
+            or_(
+                rows.c.at < after.at,
+                and_(
+                    rows.c.at == after.at,
+                    or_(
+                        rows.c.source < after.source,
+                        and_(rows.c.source == after.source, rows.c.id < after.id),
+                    ),
+                ),
+            )
+        )
+    return [dict(row._mapping) for row in session.execute(query.limit(limit))]
+
+
+def _time_range(column: Any, flt: TransactionFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if flt.since is not None:
+        conditions.append(column >= flt.since)
+    if flt.until is not None:
+        conditions.append(column < flt.until)
+    return conditions
+
+
+def _ledger_part(flt: TransactionFilter, region: str) -> Any:
+    query: Any = (
+        select(
+            literal("ledger", String).label("source"),
+            LedgerEntry.id.label("id"),
+            LedgerEntry.created_at.label("at"),
+            LedgerEntry.kind.label("kind"),
+            literal(COMPLETED, String).label("status"),
+            Customer.account_number.label("account_number"),
+            LedgerEntry.amount_minor.label("amount_minor"),
+            Payment.code.label("code"),
+            Payment.phone.label("phone"),
+            LedgerEntry.payment_id.label("payment_id"),
+            Purchase.voucher_code.label("voucher_code"),
+            LedgerEntry.created_by.label("created_by"),
+            LedgerEntry.note.label("note"),
+            cast(null(), String).label("result_code"),
+            cast(null(), String).label("result_desc"),
+        )
+        .join(Customer, Customer.id == LedgerEntry.customer_id)
+        .outerjoin(Payment, Payment.id == LedgerEntry.payment_id)
+        .outerjoin(Purchase, Purchase.id == LedgerEntry.purchase_id)
+        .where(*_time_range(LedgerEntry.created_at, flt))
+    )
+    if flt.kind is not None:
+        query = query.where(LedgerEntry.kind == flt.kind)
+    if flt.account_number is not None:
+        query = query.where(Customer.account_key == account_key(flt.account_number))
+    if flt.q:
+        query = query.where(
+            text_conditions(
+                flt.q,
+                region=region,
+                customer_id=LedgerEntry.customer_id,
+                phone=Payment.phone,
+                codes=[Payment.code, Purchase.voucher_code],
+                amount=func.abs(LedgerEntry.amount_minor),
+            )
+        )
+    return query
+
+
+def _attempt_part(flt: TransactionFilter) -> Any:
+    status = case(
+        (PaymentAttempt.result_code.in_(CANCELLED_CODES), literal(CANCELLED, String)),
+        else_=literal(FAILED, String),
+    )
+    query: Any = select(
+        literal("attempt", String).label("source"),
+        PaymentAttempt.id.label("id"),
+        PaymentAttempt.created_at.label("at"),
+        literal(FAILED_ATTEMPT, String).label("kind"),
+        status.label("status"),
+        cast(null(), String).label("account_number"),
+        literal(0).label("amount_minor"),
+        PaymentAttempt.reference.label("code"),
+        cast(null(), String).label("phone"),
+        literal(None).label("payment_id"),
+        cast(null(), String).label("voucher_code"),
+        PaymentAttempt.provider.label("created_by"),
+        cast(null(), String).label("note"),
+        cast(PaymentAttempt.result_code, String).label("result_code"),
+        PaymentAttempt.result_desc.label("result_desc"),
+    ).where(*_time_range(PaymentAttempt.created_at, flt))
+    if flt.status == CANCELLED:
+        query = query.where(PaymentAttempt.result_code.in_(CANCELLED_CODES))
+    elif flt.status == FAILED:
+        query = query.where(PaymentAttempt.result_code.not_in(CANCELLED_CODES))
+    if flt.q:
+        q = flt.q.strip()
+        query = query.where(
+            or_(PaymentAttempt.reference == q, PaymentAttempt.merchant_reference == q)
+            if q
+            else ~false()
+        )
+    return query
+
+
+# --- revenue ------------------------------------------------------------------------------
+
+PERIODS = ("day", "week", "month")
+MAX_BUCKETS = 400
+DEFAULT_BUCKETS = {"day": 30, "week": 12, "month": 12}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime  # aware, in the business's time zone
+    amount: int
+    count: int
+
+
+def period_start(day: date, period: str) -> date:
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day
+
+
+def next_start(day: date, period: str) -> date:
+    if period == "week":
+        return day + timedelta(days=7)
+    if period == "month":
+        return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return day + timedelta(days=1)
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone)
+
+
+def _sum_associated(session: Session, since: datetime | None = None) -> int:
+    query = select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
+        Payment.status == ASSOCIATED
+    )
+    if since is not None:
+        query = query.where(Payment.paid_at >= since)
+    return int(session.scalar(query) or 0)
+
+
+def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[str, int]:
+    """Revenue is what associated payments bring in, by time paid in the business's zone.
+
+    A disassociated payment is not associated, so it no longer counts: revenue
+    is net of disassociations. Vouchers bought from balance spend revenue
+    already counted, so they are not added again.
+    """
+    today = now.astimezone(zone).date()
+    unassociated = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
+            Payment.status == UNASSOCIATED
+        )
+    )
+    return {
+        "today": _sum_associated(session, local_midnight(today, zone)),
+        "this_week": _sum_associated(session, local_midnight(period_start(today, "week"), zone)),
+        "this_month": _sum_associated(session, local_midnight(period_start(today, "month"), zone)),
+        "all_time": _sum_associated(session),
+        "unassociated_total": int(unassociated or 0),
+    }
+
+
+def bucket_starts(first: date, last: date, period: str) -> list[date]:
+    starts = []
+    day = period_start(first, period)
+    while day <= last:
+        starts.append(day)
+        day = next_start(day, period)
+        if len(starts) > MAX_BUCKETS:
+            raise InvalidInput(
+                f"that range has more than {MAX_BUCKETS} {period}s; narrow it or use a "
+                "longer period",
+                "range_too_long",
+            )
+    return starts
+
+
+def revenue_series(
+    session: Session, *, zone: ZoneInfo, period: str, first: date, last: date
+) -> list[Bucket]:
+    """Revenue and payment counts per day, week (from Monday) or month, in local time."""
+    starts = bucket_starts(first, last, period)
+    if not starts:
+        return []
+    since = local_midnight(starts[0], zone)
+    until = local_midnight(next_start(starts[-1], period), zone)
+    totals: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    base = (Payment.status == ASSOCIATED, Payment.paid_at >= since, Payment.paid_at < until)
+    if session.get_bind().dialect.name == "postgresql":
+        local = func.timezone(zone.key, Payment.paid_at)
+        bucket = func.date_trunc(period, local).label("bucket")
+        rows = session.execute(
+            select(bucket, func.sum(Payment.amount_minor), func.count())
+            .where(*base)
+            .group_by(bucket)
+        )
+        for start, amount, count in rows:
+            totals[start.date()] = [int(amount), int(count)]
+    else:
+        # SQLite has no time zones: bucket in Python (the embedded default's sizes are small)
+        for paid_at, amount in session.execute(
+            select(Payment.paid_at, Payment.amount_minor).where(*base)
+        ):
+            key = period_start(paid_at.astimezone(zone).date(), period)
+            totals[key][0] += amount
+            totals[key][1] += 1
+    return [Bucket(local_midnight(day, zone), totals[day][0], totals[day][1]) for day in starts]
+
+
+def utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)

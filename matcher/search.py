@@ -1,0 +1,85 @@
+"""What an operator's search box means: one text, several fields, all history.
+
+``q`` finds a payment by its customer's account number (any case), the payer's
+phone in any written form (or a run of at least four of its digits), the
+transaction code (any case) or the amount ("1500" finds 1500.00).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from matcher.matching import account_key
+from matcher.models import Customer
+from matcher.money import MAX_AMOUNT_MINOR
+from matcher.phones import digits_only, normalise_msisdn
+
+MAX_QUERY_LENGTH = 100
+#: fewer digits than this match too much of every phone number to be a search
+MIN_PHONE_DIGITS = 4
+
+
+def amount_of(text: str) -> int | None:
+    """Minor units when the text is an amount such as "1500", "1500.5" or "1,500.00"."""
+    cleaned = text.replace(",", "").strip()
+    if not cleaned or not all(c.isdigit() or c == "." for c in cleaned) or not cleaned.isascii():
+        return None
+    try:
+        value = Decimal(cleaned) * 100
+    except InvalidOperation:
+        return None
+    if value != value.to_integral_value() or not 0 < value <= MAX_AMOUNT_MINOR:
+        return None
+    return int(value)
+
+
+def phone_digit_runs(text: str) -> list[str]:
+    """Digit runs to look for inside stored E.164 numbers ("0712345" -> "712345" too)."""
+    if any(c.isalpha() for c in text):
+        return []
+    digits = digits_only(text)
+    if len(digits) < MIN_PHONE_DIGITS:
+        return []
+    runs = [digits]
+    if digits.startswith("0") and len(digits) > MIN_PHONE_DIGITS:
+        runs.append(digits.lstrip("0"))
+    return runs
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def text_conditions(
+    q: str,
+    *,
+    region: str,
+    customer_id: InstrumentedAttribute[int | None] | InstrumentedAttribute[int],
+    phone: InstrumentedAttribute[str | None] | None,
+    codes: list[InstrumentedAttribute[str] | InstrumentedAttribute[str | None]],
+    amount: ColumnElement[int] | InstrumentedAttribute[int] | None,
+) -> ColumnElement[bool]:
+    """An OR of every field ``q`` could mean, each one an indexed comparison."""
+    q = q.strip()
+    if not q:
+        return ~false()
+    conditions: list[ColumnElement[bool]] = []
+    key = account_key(q)
+    conditions.append(
+        customer_id.in_(select(Customer.id).where(Customer.account_key == key).scalar_subquery())
+    )
+    upper = q.upper()
+    conditions.extend(code == upper for code in codes)
+    if phone is not None:
+        e164 = normalise_msisdn(q, region)
+        if e164 is not None:
+            conditions.append(phone == e164)
+        for run in phone_digit_runs(q):
+            conditions.append(phone.like(f"%{like_escape(run)}%", escape="\\"))
+    minor = amount_of(q)
+    if amount is not None and minor is not None:
+        conditions.append(amount == minor)
+    return or_(*conditions)
