@@ -49,9 +49,7 @@ def _unavailable(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh database for this test session, dropped afterwards."""
+def _database() -> Iterator[str]:
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.Error as exc:
@@ -63,6 +61,18 @@ def pg_url() -> Iterator[str]:
     yield url.render_as_string(hide_password=False)
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh database for this test session (shared by its tests), dropped afterwards."""
+    yield from _database()
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A database of this test's own, for tests that count every row."""
+    yield from _database()
 
 
 @pytest.fixture(scope="session")
