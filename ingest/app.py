@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from ingest.spool import attach_spool
 from ingest.views import bp
 from momo.config import Settings, load_settings
 from momo.runtime import Runtime, build_runtime
@@ -18,4 +19,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is None:
         runtime = build_runtime(settings)
         attach_queue(runtime)
+        attach_spool(runtime)
     return build_app(runtime, bp)

@@ -15,9 +15,11 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import make_transient
 
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
+from ingest.spool import SpoolFull
 from matcher.matching import match_payment
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
 from matcher.notifications import (
@@ -67,11 +69,30 @@ def _unavailable(adapter: ProviderAdapter) -> Response:
     return response
 
 
-def _store(item: InboxItem) -> int:
-    with runtime().sessions.begin() as session:
-        session.add(item)
-        session.flush()
-        return item.id
+def _store(item: InboxItem) -> None:
+    """Commit the callback to the inbox or, while the database is unreachable, to the spool.
+
+    Raises only when neither can take it: then the provider must not be acknowledged.
+    """
+    rt = runtime()
+    try:
+        with rt.sessions.begin() as session:
+            session.add(item)
+        return
+    except SQLAlchemyError as exc:
+        if rt.spool is None:
+            raise
+        log.error("inbox write failed (%s); spooling the callback", type(exc).__name__)
+    make_transient(item)
+    try:
+        rt.spool.append(item)
+    except (OSError, SpoolFull) as exc:
+        log.exception("neither the database nor the spool could take a callback")
+        raise CannotStore(str(exc)) from exc
+
+
+class CannotStore(Exception):
+    """Neither the inbox nor the spool took the callback."""
 
 
 @bp.post("/webhooks/<provider>/<token>/<path:kind>")
@@ -107,11 +128,11 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     except InvalidCallback as exc:
         item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
         try:
-            inbox_id = _store(item)
-        except SQLAlchemyError:
+            _store(item)
+        except (SQLAlchemyError, CannotStore):
             log.exception("could not keep a rejected %s callback", provider)
             return _unavailable(adapter)
-        log.warning("%s %s callback rejected (inbox %s): %s", provider, kind, inbox_id, exc.message)
+        log.warning("%s %s callback rejected: %s", provider, kind, exc.message)
         return jsonify(
             {"ResultCode": 1, "ResultDesc": f"Rejected: {exc.message}", "reason": exc.reason}
         ), 400
@@ -126,7 +147,7 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
         item.code = parsed.reference[:64]
     try:
         _store(item)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, CannotStore):
         log.exception("could not store a %s %s callback; answering 503", provider, kind)
         return _unavailable(adapter)
     rt.nudge()
@@ -137,21 +158,25 @@ def _validate(adapter: ProviderAdapter, item: InboxItem, req: ValidationRequest)
     """Accept, or (when so configured) refuse a payment to an account nobody has."""
     rt = runtime()
     accepted = True
-    try:
-        with rt.sessions.begin() as session:
-            if rt.settings.mpesa_validation == "reject-unknown-account":
+    if rt.settings.mpesa_validation == "reject-unknown-account":
+        try:
+            with rt.sessions.begin() as session:
                 match = match_payment(
                     session,
                     account_reference=req.account_reference,
                     msisdn=req.msisdn,
                     region=rt.settings.default_region,
                 )
-                accepted = match.matched or bool(match.candidates)
-            item.status = INBOX_PROCESSED
-            item.code = req.code or None
-            item.reason = "validation_accepted" if accepted else "validation_rejected"
-            session.add(item)
-    except SQLAlchemyError:
+        except SQLAlchemyError:
+            log.exception("cannot look up the account of a validation request; answering 503")
+            return _unavailable(adapter)
+        accepted = match.matched or bool(match.candidates)
+    item.status = INBOX_PROCESSED
+    item.code = req.code or None
+    item.reason = "validation_accepted" if accepted else "validation_rejected"
+    try:
+        _store(item)
+    except (SQLAlchemyError, CannotStore):
         log.exception("could not store a validation request; answering 503")
         return _unavailable(adapter)
     return jsonify(adapter.validation_reply(accepted))

@@ -79,7 +79,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # An unreachable server must fail fast: the webhook then spools instead of hanging.
+    connect_args = {"connect_timeout": 5}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -35,7 +35,10 @@ class InboxItem(Base):
     """A provider callback exactly as it arrived, committed before the provider is answered."""
 
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_inbox_status_id", "status", "id"),
+        UniqueConstraint("spool_id", name="uq_inbox_spool_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))
@@ -54,6 +57,10 @@ class InboxItem(Base):
     payment_id: Mapped[int | None] = mapped_column(
         ForeignKey("payments.id", name="fk_inbox_payment")
     )
+    #: set for callbacks that waited in a web host's spool while the database was down
+    spool_id: Mapped[str | None] = mapped_column(String(36))
+    #: a row that failed is tried again no earlier than this (backoff), until it is dead
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Customer(Base):

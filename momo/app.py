@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from api.views import bp as api_bp
+from ingest.spool import attach_spool
 from ingest.views import bp as ingest_bp
 from momo.config import Settings, load_settings
 from momo.runtime import Runtime, build_runtime
@@ -18,4 +19,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is None:
         runtime = build_runtime(settings)
         attach_queue(runtime)
+        attach_spool(runtime)
     return build_app(runtime, ingest_bp, api_bp)

@@ -177,6 +177,33 @@ def beat(ctx: click.Context) -> None:
     _exec_celery(["beat", "--loglevel", "INFO", *ctx.args])
 
 
+# --- spool --------------------------------------------------------------------------------
+
+
+@main.group()
+def spool() -> None:
+    """The local spool of callbacks taken while the database was unreachable."""
+
+
+@spool.command("drain")
+def spool_drain() -> None:
+    """Move spooled callbacks into the inbox now (web processes also do it by themselves)."""
+    from ingest.spool import Spool
+    from momo.runtime import build_runtime
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    try:
+        store = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
+        result = store.drain(runtime.sessions)
+    finally:
+        runtime.close()
+    click.echo(
+        f"{result.files} spool file(s): {result.stored} callback(s) moved to the inbox, "
+        f"{result.already_stored} already there, {result.unreadable} unreadable line(s)"
+    )
+
+
 # --- tokens -------------------------------------------------------------------------------
 
 

@@ -44,6 +44,14 @@ class Settings:
     batch_size: int = 100
     #: where the embedded default keeps what it generates (the M-PESA path token)
     instance_path: Path = field(default_factory=lambda: Path("instance"))
+    #: where callbacks wait, fsynced, while the database is unreachable (default: instance/spool)
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_drain_seconds: int = 5
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.instance_path / "spool"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -153,4 +161,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
         batch_size=_int(env, "MOMO_BATCH_SIZE", 100, minimum=1),
         instance_path=Path(env.get("MOMO_INSTANCE_PATH", "").strip() or "instance"),
+        spool_dir=Path(env["MOMO_SPOOL_DIR"].strip())
+        if env.get("MOMO_SPOOL_DIR", "").strip()
+        else None,
+        spool_max_bytes=_int(env, "MOMO_SPOOL_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
+        spool_drain_seconds=_int(env, "MOMO_SPOOL_DRAIN_SECONDS", 5, minimum=1),
     )

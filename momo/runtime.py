@@ -29,6 +29,10 @@ class Runtime:
     nudge: Callable[[], None] = field(default=lambda: None)
     #: the object behind ``nudge`` (closed with the runtime)
     queue: Any = None
+    #: this host's spool for callbacks that arrive while the database is down
+    spool: Any = None
+    #: background helpers (the spool drainer) closed with the runtime
+    helpers: list[Any] = field(default_factory=list)
 
     @property
     def parse_context(self) -> ParseContext:
@@ -36,8 +40,9 @@ class Runtime:
         return ParseContext(currency=s.currency, region=s.default_region, timezone=s.zone)
 
     def close(self) -> None:
-        if self.queue is not None:
-            self.queue.close()
+        for helper in [self.queue, *self.helpers]:
+            if helper is not None:
+                helper.close()
         self.engine.dispose()
 
 
