@@ -16,13 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from matcher.db import utcnow
+from matcher.errors import Conflict, NotFound
 from matcher.ledger import Ledger
-from matcher.models import INBOX_FAILED, INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
+from matcher.models import (
+    INBOX_CONFLICT,
+    INBOX_DEAD,
+    INBOX_PENDING,
+    INBOX_PROCESSED,
+    INBOX_REJECTED,
+    InboxItem,
+)
 from matcher.notifications import (
     Callback,
     FailedAttempt,
@@ -30,7 +38,15 @@ from matcher.notifications import (
     PaymentNotification,
     ValidationRequest,
 )
-from matcher.payments import DUPLICATE, Recorded, find_payment, record_attempt, record_payment
+from matcher.payments import (
+    CONFLICT,
+    DUPLICATE,
+    Recorded,
+    differences,
+    find_payment,
+    record_attempt,
+    record_payment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +70,35 @@ class BatchResult:
         return f"claimed={self.claimed}" + (f" ({parts})" if parts else "")
 
 
+#: a row that fails unexpectedly is tried this often in all before it is dead
+MAX_ATTEMPTS = 5
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=1)
+
+
+def due(now: datetime) -> ColumnElement[bool]:
+    """Pending rows not waiting out a retry backoff."""
+    return and_(
+        InboxItem.status == INBOX_PENDING,
+        or_(InboxItem.next_attempt_at.is_(None), InboxItem.next_attempt_at <= now),
+    )
+
+
 def claim_pending(session: Session, limit: int) -> list[InboxItem]:
-    """Lock up to ``limit`` pending rows, oldest first, skipping rows others hold."""
+    """Lock up to ``limit`` due pending rows, oldest first, skipping rows others hold."""
     return list(
         session.scalars(
             select(InboxItem)
-            .where(InboxItem.status == INBOX_PENDING)
+            .where(due(utcnow()))
             .order_by(InboxItem.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return min(RETRY_CAP, RETRY_BASE * 2 ** max(0, attempts - 1))
 
 
 def _record(
@@ -82,7 +116,12 @@ def _record(
 
 
 def process_items(
-    session: Session, items: list[InboxItem], parse: Parser, *, region: str
+    session: Session,
+    items: list[InboxItem],
+    parse: Parser,
+    *,
+    region: str,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> BatchResult:
     """Record each claimed row; a bad row is marked, never allowed to sink the batch.
 
@@ -102,45 +141,98 @@ def process_items(
                 result.outcomes[INBOX_REJECTED] += 1
                 continue
             except IntegrityError:
-                # Another transaction stored the same code first: that is a duplicate.
-                code = getattr(callback, "code", None)
+                # Another transaction stored the same code first: a duplicate, or a conflict.
                 existing = (
-                    find_payment(session, callback.provider, code)
-                    if isinstance(callback, PaymentNotification) and code
+                    find_payment(session, callback.provider, callback.code)
+                    if isinstance(callback, PaymentNotification)
                     else None
                 )
                 recorded = Recorded(DUPLICATE, existing.id if existing else None)
+                if existing is not None and differences(existing, callback):  # type: ignore[arg-type]
+                    recorded = Recorded(
+                        CONFLICT,
+                        existing.id,
+                        f"receipt {existing.code} arrived again with different data: "
+                        + "; ".join(differences(existing, callback))  # type: ignore[arg-type]
+                        + ". Nothing was applied.",
+                    )
             except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:
-                log.exception("inbox row %s failed", item.id)
-                item.status, item.reason = INBOX_FAILED, "processing_error"
                 item.detail = f"{type(exc).__name__}: {exc}"[:2000]
-                result.outcomes[INBOX_FAILED] += 1
+                if item.attempts >= max_attempts:
+                    log.exception("inbox row %s is dead after %d attempts", item.id, item.attempts)
+                    item.status, item.reason, item.next_attempt_at = INBOX_DEAD, "failed", None
+                    result.outcomes[INBOX_DEAD] += 1
+                else:
+                    log.exception("inbox row %s failed (attempt %d)", item.id, item.attempts)
+                    item.reason = "retrying"
+                    item.next_attempt_at = utcnow() + retry_delay(item.attempts)
+                    result.outcomes["retrying"] += 1
                 continue
-            item.status, item.reason = INBOX_PROCESSED, recorded.outcome
+            if recorded.outcome == CONFLICT:
+                item.status, item.reason, item.detail = INBOX_CONFLICT, CONFLICT, recorded.detail
+                item.payment_id = recorded.payment_id
+                item.processed_at = utcnow()
+                result.outcomes[CONFLICT] += 1
+                continue
+            item.status, item.reason, item.next_attempt_at = INBOX_PROCESSED, recorded.outcome, None
             item.payment_id = recorded.payment_id
             item.processed_at = utcnow()
             result.outcomes[recorded.outcome] += 1
     return result
 
 
-def process_pending(session: Session, parse: Parser, *, region: str, limit: int) -> BatchResult:
+def process_pending(
+    session: Session, parse: Parser, *, region: str, limit: int, max_attempts: int = MAX_ATTEMPTS
+) -> BatchResult:
     """Claim one batch and record it; the caller commits."""
     items = claim_pending(session, limit)
     if not items:
         return BatchResult()
-    return process_items(session, items, parse, region=region)
+    return process_items(session, items, parse, region=region, max_attempts=max_attempts)
 
 
 def stranded(session: Session, *, older_than: timedelta, now: datetime | None = None) -> int:
     """How many rows are still pending after ``older_than``: the sweeper's work."""
-    cutoff = (now or utcnow()) - older_than
+    now = now or utcnow()
     return int(
         session.scalar(
             select(func.count())
             .select_from(InboxItem)
-            .where(InboxItem.status == INBOX_PENDING, InboxItem.received_at < cutoff)
+            .where(due(now), InboxItem.received_at < now - older_than)
         )
         or 0
     )
+
+
+def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
+    """Put a dead (or rejected) callback back in the queue; its effect still happens once."""
+    item = session.get(InboxItem, inbox_id, with_for_update=True)
+    if item is None:
+        raise NotFound(f"no inbox row has id {inbox_id}", "inbox_not_found")
+    if item.status not in (INBOX_DEAD, INBOX_REJECTED):
+        raise Conflict(
+            f"inbox row {inbox_id} is {item.status}; only dead or rejected rows are replayed",
+            "not_replayable",
+        )
+    from matcher.models import AuditEvent
+
+    before = {"status": item.status, "reason": item.reason, "attempts": item.attempts}
+    item.status, item.reason, item.next_attempt_at, item.attempts = (
+        INBOX_PENDING,
+        "replayed",
+        None,
+        0,
+    )
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="inbox.replay",
+            subject_type="inbox",
+            subject_id=str(item.id),
+            before=before,
+            after={"status": item.status, "reason": item.reason, "attempts": 0},
+        )
+    )
+    return item

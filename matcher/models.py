@@ -21,11 +21,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from matcher.db import Base, BigId, UTCDateTime, utcnow
 
-# Inbox row states: pending -> processed | failed; rejected rows never leave their state.
+# Inbox row states. pending -> processed | conflict | dead (after its retries);
+# rejected rows were never the provider's shape. Dead and rejected rows can be replayed.
 INBOX_PENDING = "pending"
 INBOX_PROCESSED = "processed"
 INBOX_REJECTED = "rejected"
-INBOX_FAILED = "failed"
+INBOX_DEAD = "dead"
+INBOX_CONFLICT = "conflict"
+INBOX_STATUSES = (INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, INBOX_DEAD, INBOX_CONFLICT)
 
 ASSOCIATED = "associated"
 UNASSOCIATED = "unassociated"

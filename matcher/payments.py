@@ -36,6 +36,11 @@ from matcher.notifications import FailedAttempt, Msisdn, PaymentNotification
 CREDITED = "credited"
 UNMATCHED = "unassociated"
 DUPLICATE = "duplicate"
+CONFLICT = "conflict"
+
+#: what an M-PESA receipt code looks like: ten capital letters and digits
+MPESA_RECEIPT = re.compile(r"[A-Z0-9]{10}")
+MANUAL = "manual"
 ATTEMPT_RECORDED = "attempt_recorded"
 ATTEMPT_DUPLICATE = "attempt_duplicate"
 
@@ -44,6 +49,44 @@ ATTEMPT_DUPLICATE = "attempt_duplicate"
 class Recorded:
     outcome: str
     payment_id: int | None = None
+    detail: str | None = None
+
+
+def differences(payment: Payment, notification: PaymentNotification) -> list[str]:
+    """How a repeated receipt disagrees with the stored payment, field by field.
+
+    Only what both sides know is compared: an STK callback has no account
+    reference, a payment recorded by hand has no phone, and a hashed number
+    is compared with a hash.
+    """
+    found = []
+    if payment.amount_minor != notification.amount:
+        found.append(
+            f"amount {format_minor(notification.amount)} != {format_minor(payment.amount_minor)}"
+        )
+    if payment.channel == MANUAL:
+        return found
+    stored_ref = (payment.account_reference or "").strip().casefold()
+    new_ref = (notification.account_reference or "").strip().casefold()
+    if (
+        payment.account_reference is not None
+        and notification.account_reference is not None
+        and stored_ref != new_ref
+    ):
+        found.append(
+            f"account reference {notification.account_reference!r} != {payment.account_reference!r}"
+        )
+    msisdn = notification.msisdn
+    if payment.phone and msisdn.e164 and payment.phone != msisdn.e164:
+        found.append(f"phone {msisdn.e164} != {payment.phone}")
+    elif (
+        payment.msisdn_sha256
+        and msisdn.sha256
+        and not (payment.phone and msisdn.e164)
+        and payment.msisdn_sha256 != msisdn.sha256
+    ):
+        found.append("phone hash differs")
+    return found
 
 
 def find_payment(session: Session, provider: str, code: str) -> Payment | None:
@@ -102,6 +145,15 @@ def record_payment(
     """
     existing = find_payment(session, notification.provider, notification.code)
     if existing is not None:
+        found = differences(existing, notification)
+        if found:
+            return Recorded(
+                CONFLICT,
+                existing.id,
+                f"receipt {notification.code} arrived again with different data: "
+                + "; ".join(found)
+                + f". Payment {existing.id} is kept as it was; nothing was applied.",
+            )
         return Recorded(DUPLICATE, existing.id)
     msisdn = notification.msisdn
     payment = Payment(
@@ -211,10 +263,6 @@ def rematch_phones(
 
 
 # --- operator actions ---------------------------------------------------------------------
-
-#: what an M-PESA receipt code looks like: ten capital letters and digits
-MPESA_RECEIPT = re.compile(r"[A-Z0-9]{10}")
-MANUAL = "manual"
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,113 @@ def beat(ctx: click.Context) -> None:
     _exec_celery(["beat", "--loglevel", "INFO", *ctx.args])
 
 
+# --- checks and the inbox -----------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--stuck-after",
+    type=int,
+    default=None,
+    help="Seconds an inbox row may stay pending (default: 2 x MOMO_SWEEP_AFTER_SECONDS).",
+)
+def check(stuck_after: int | None) -> None:
+    """Verify the books: balances equal their ledgers, payments net their amounts, no receipt
+    twice, no inbox row stuck. Exits 1 on any violation."""
+    from datetime import timedelta
+
+    from matcher.check import check_invariants
+    from momo.runtime import build_runtime
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    seconds = stuck_after if stuck_after is not None else 2 * settings.sweep_after_seconds
+    try:
+        with runtime.sessions.begin() as session:
+            violations = check_invariants(session, stuck_after=timedelta(seconds=seconds))
+    finally:
+        runtime.close()
+    for violation in violations:
+        click.echo(f"VIOLATION [{violation.check}] {violation.message}")
+    if violations:
+        click.echo(f"{len(violations)} violation(s) found", err=True)
+        sys.exit(1)
+    click.echo(
+        "ok: balances equal ledgers, payments net their amounts, receipts unique, inbox moving"
+    )
+
+
+@main.group()
+def inbox() -> None:
+    """Stored callbacks: list them, replay dead ones."""
+
+
+@inbox.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "processed", "rejected", "dead", "conflict"]),
+    default="dead",
+    show_default=True,
+)
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+def inbox_list(status: str, limit: int) -> None:
+    """Callbacks in one state, newest first, with their reason."""
+    from sqlalchemy import select
+
+    from matcher.models import InboxItem
+    from momo.runtime import build_runtime
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            rows = session.scalars(
+                select(InboxItem)
+                .where(InboxItem.status == status)
+                .order_by(InboxItem.id.desc())
+                .limit(limit)
+            ).all()
+            for row in rows:
+                click.echo(
+                    f"{row.id}\t{row.received_at.isoformat()}\t{row.provider}/{row.kind}\t"
+                    f"{row.code or '-'}\t{row.reason or '-'}\tattempts={row.attempts}\t"
+                    f"{(row.detail or '').splitlines()[0] if row.detail else ''}"
+                )
+            click.echo(f"{len(rows)} {status} row(s)", err=True)
+    finally:
+        runtime.close()
+
+
+@inbox.command("replay")
+@click.argument("inbox_id", type=int)
+def inbox_replay(inbox_id: int) -> None:
+    """Queue a dead or rejected callback again and process it now; its effect happens once."""
+    from matcher.errors import DomainError
+    from matcher.inbox import replay
+    from matcher.models import InboxItem
+    from momo.runtime import build_runtime
+    from tasks.work import drain_inbox
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            replay(session, inbox_id, actor="cli")
+        drain_inbox(runtime)
+        with runtime.sessions.begin() as session:
+            item = session.get(InboxItem, inbox_id)
+            assert item is not None
+            status, reason, detail = item.status, item.reason, item.detail
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.close()
+    click.echo(
+        f"inbox row {inbox_id}: {status} ({reason})"
+        + (f": {detail}" if detail and status != "processed" else "")
+    )
+    if status not in ("processed",):
+        sys.exit(1)
+
+
 # --- spool --------------------------------------------------------------------------------
 
 

@@ -60,7 +60,11 @@ def _one_batch(runtime: Runtime, parse: Parser) -> BatchResult:
         try:
             with runtime.sessions.begin() as session:
                 return process_pending(
-                    session, parse, region=settings.default_region, limit=settings.batch_size
+                    session,
+                    parse,
+                    region=settings.default_region,
+                    limit=settings.batch_size,
+                    max_attempts=settings.max_attempts,
                 )
         except TRANSIENT_ERRORS as exc:
             if attempt == BATCH_TRIES:

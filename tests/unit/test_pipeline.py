@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from matcher.inbox import stranded
 from matcher.ledger import ledger_sum
 from matcher.models import (
-    INBOX_FAILED,
+    INBOX_DEAD,
     INBOX_PENDING,
     INBOX_PROCESSED,
     Customer,
@@ -235,7 +235,7 @@ def test_a_row_from_an_unknown_provider_is_rejected_not_lost(runtime: Runtime) -
         assert (item.status, item.reason) == ("rejected", "unknown_provider")
 
 
-def test_an_unexpected_error_marks_the_row_failed_and_the_rest_proceed(
+def test_an_unexpected_error_is_retried_with_backoff_then_dead_and_the_rest_proceed(
     runtime: Runtime,
 ) -> None:
     from tasks import work
@@ -253,13 +253,25 @@ def test_an_unexpected_error_marks_the_row_failed_and_the_rest_proceed(
     from matcher.inbox import process_pending
 
     with runtime.sessions.begin() as session:
-        result = process_pending(session, parse, region="KE", limit=10)
-    assert result.outcomes == {"failed": 1, "credited": 1}
+        result = process_pending(session, parse, region="KE", limit=10, max_attempts=2)
+    assert result.outcomes == {"retrying": 1, "credited": 1}
     with runtime.sessions.begin() as session:
         item = session.get(InboxItem, poisoned)
         assert item is not None
-        assert item.status == INBOX_FAILED
+        assert (item.status, item.reason, item.attempts) == ("pending", "retrying", 1)
         assert item.detail == "RuntimeError: boom"
+        assert item.next_attempt_at is not None
+        # not due yet: neither claimed nor counted as stranded
+        assert process_pending(session, parse, region="KE", limit=10).claimed == 0
+        assert stranded(session, older_than=timedelta(0)) == 0
+        item.next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
+    with runtime.sessions.begin() as session:
+        result = process_pending(session, parse, region="KE", limit=10, max_attempts=2)
+    assert result.outcomes == {"dead": 1}
+    with runtime.sessions.begin() as session:
+        item = session.get(InboxItem, poisoned)
+        assert item is not None
+        assert (item.status, item.attempts) == (INBOX_DEAD, 2)
     assert balance(runtime, "ACC1042") == 150000
 
 

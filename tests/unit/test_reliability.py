@@ -1,0 +1,212 @@
+"""Conflicting duplicates, dead letters and replay, and the invariant checker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from matcher.check import check_invariants
+from matcher.errors import Conflict
+from matcher.inbox import process_pending, replay
+from matcher.models import Customer, InboxItem, LedgerEntry, Payment
+from matcher.payments import record_manual_payment
+from momo.cli import main
+from momo.runtime import Runtime
+from tasks.work import drain_inbox
+from tests.conftest import add_customer, sample_bytes
+from tests.unit.test_pipeline import balance, confirmation, put
+
+
+def inbox_row(runtime: Runtime, inbox_id: int) -> InboxItem:
+    with runtime.sessions.begin() as session:
+        item = session.get(InboxItem, inbox_id)
+        assert item is not None
+        return item
+
+
+class TestConflictingDuplicates:
+    @pytest.mark.parametrize(
+        ("change", "words"),
+        [
+            ({"TransAmount": "15000.00"}, "amount 15000.00 != 1500.00"),
+            ({"BillRefNumber": "ACC9999"}, "account reference"),
+            ({"MSISDN": "254799000111"}, "phone +254799000111 != +254712345678"),
+        ],
+    )
+    def test_a_receipt_repeated_with_different_data_is_kept_as_conflict_and_not_applied(
+        self, runtime: Runtime, change: dict, words: str
+    ) -> None:
+        add_customer(runtime, "ACC1042", [])
+        add_customer(runtime, "ACC9999", [])
+        put(runtime, "c2b/confirmation", confirmation())
+        second = put(runtime, "c2b/confirmation", confirmation(**change))
+        result = drain_inbox(runtime)
+        assert result.outcomes == {"credited": 1, "conflict": 1}
+        row = inbox_row(runtime, second)
+        assert row.status == "conflict"
+        assert row.detail is not None and words in row.detail
+        assert row.payment_id is not None
+        assert balance(runtime, "ACC1042") == 150000
+        assert balance(runtime, "ACC9999") == 0
+
+    def test_the_same_receipt_by_stk_and_c2b_is_a_duplicate_not_a_conflict(
+        self, runtime: Runtime
+    ) -> None:
+        add_customer(runtime, "ACC1", ["0712345678"])
+        put(runtime, "stk", sample_bytes("stk_callback_success.json"))
+        put(
+            runtime,
+            "c2b/confirmation",
+            confirmation(TransID="TKV5C2N8BD", TransAmount="20.00", BillRefNumber="ACC1"),
+        )
+        assert drain_inbox(runtime).outcomes == {"credited": 1, "duplicate": 1}
+
+    def test_a_callback_after_a_manual_payment_compares_only_the_amount(
+        self, runtime: Runtime
+    ) -> None:
+        add_customer(runtime, "ACC1042", [])
+        with runtime.sessions.begin() as session:
+            record_manual_payment(
+                session,
+                account_number="ACC1042",
+                amount=150000,
+                currency="KES",
+                reference="TKQ4A91B2C",
+                note=None,
+                actor="op",
+            )
+        put(runtime, "c2b/confirmation", sample_bytes("c2b_confirmation_paybill_plain.json"))
+        assert drain_inbox(runtime).outcomes == {"duplicate": 1}
+        assert balance(runtime, "ACC1042") == 150000
+
+
+class TestDeadLettersAndReplay:
+    def make_dead(self, runtime: Runtime) -> int:
+        add_customer(runtime, "ACC1042", [])
+        inbox_id = put(runtime, "c2b/confirmation", confirmation(TransID="DEAD000001"))
+
+        def broken(item: InboxItem):  # type: ignore[no-untyped-def]
+            raise RuntimeError("adapter bug")
+
+        with runtime.sessions.begin() as session:
+            process_pending(session, broken, region="KE", limit=10, max_attempts=1)
+        assert inbox_row(runtime, inbox_id).status == "dead"
+        return inbox_id
+
+    def test_a_replayed_dead_callback_is_processed_exactly_once(self, runtime: Runtime) -> None:
+        inbox_id = self.make_dead(runtime)
+        with runtime.sessions.begin() as session:
+            replay(session, inbox_id, actor="op")
+        drain_inbox(runtime)
+        assert inbox_row(runtime, inbox_id).status == "processed"
+        assert balance(runtime, "ACC1042") == 150000
+        with runtime.sessions.begin() as session:
+            session.execute(update(InboxItem).where(InboxItem.id == inbox_id).values(status="dead"))
+        with runtime.sessions.begin() as session:
+            replay(session, inbox_id, actor="op")
+        drain_inbox(runtime)
+        assert inbox_row(runtime, inbox_id).reason == "duplicate"
+        assert balance(runtime, "ACC1042") == 150000
+
+    def test_only_dead_or_rejected_rows_are_replayed(self, runtime: Runtime) -> None:
+        inbox_id = put(runtime, "c2b/confirmation", confirmation())
+        with runtime.sessions.begin() as session, pytest.raises(Conflict):
+            replay(session, inbox_id, actor="op")
+
+    def test_the_cli_lists_dead_rows_and_replays_them(
+        self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        inbox_id = self.make_dead(runtime)
+        env = {"MOMO_DATABASE_URL": runtime.settings.database_url}
+        listed = CliRunner().invoke(main, ["inbox", "list", "--status", "dead"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert f"{inbox_id}\t" in listed.stdout
+        assert "adapter bug" in listed.stdout
+        replayed = CliRunner().invoke(main, ["inbox", "replay", str(inbox_id)], env=env)
+        assert replayed.exit_code == 0, replayed.output
+        assert "processed (credited)" in replayed.stdout
+        again = CliRunner().invoke(main, ["inbox", "replay", str(inbox_id)], env=env)
+        assert again.exit_code == 1
+        assert "only dead or rejected rows are replayed" in again.output
+
+
+class TestCheck:
+    def run(self, runtime: Runtime, *args: str):  # type: ignore[no-untyped-def]
+        env = {"MOMO_DATABASE_URL": runtime.settings.database_url}
+        return CliRunner().invoke(main, ["check", *args], env=env)
+
+    def books(self, runtime: Runtime) -> None:
+        add_customer(runtime, "ACC1042", ["0712345678"])
+        put(runtime, "c2b/confirmation", sample_bytes("c2b_confirmation_paybill_plain.json"))
+        put(runtime, "stk", sample_bytes("stk_callback_success.json"))
+        put(
+            runtime,
+            "c2b/confirmation",
+            confirmation(TransID="NOMATCH001", BillRefNumber="", MSISDN="254799999999"),
+        )
+        drain_inbox(runtime)
+
+    def test_clean_books_pass(self, runtime: Runtime) -> None:
+        self.books(runtime)
+        result = self.run(runtime)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("ok:")
+
+    def test_a_balance_edited_behind_the_ledgers_back_is_found(self, runtime: Runtime) -> None:
+        self.books(runtime)
+        with runtime.sessions.begin() as session:
+            session.execute(update(Customer).values(balance_minor=Customer.balance_minor + 1))
+        result = self.run(runtime)
+        assert result.exit_code == 1
+        assert (
+            "VIOLATION [balance] customer ACC1042: balance 1520.01 but ledger sums to 1520.00"
+            in result.stdout
+        )
+
+    def test_a_payment_credited_twice_is_found(self, runtime: Runtime) -> None:
+        self.books(runtime)
+        with runtime.sessions.begin() as session:
+            payment = session.scalars(select(Payment).where(Payment.code == "TKQ4A91B2C")).one()
+            session.add(
+                LedgerEntry(
+                    customer_id=payment.customer_id,
+                    amount_minor=payment.amount_minor,
+                    kind="payment_credit",
+                    payment_id=payment.id,
+                    idempotency_key="forged",
+                    created_by="x",
+                )
+            )
+            session.execute(
+                update(Customer).values(balance_minor=Customer.balance_minor + payment.amount_minor)
+            )
+        result = self.run(runtime)
+        assert result.exit_code == 1
+        assert "credited more than once" in result.stdout
+        assert "[balance]" not in result.stdout
+
+    def test_an_unassociated_payment_with_a_credit_is_found(self, runtime: Runtime) -> None:
+        self.books(runtime)
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(Payment).where(Payment.code == "TKV5C2N8BD").values(status="unassociated")
+            )
+        with runtime.sessions.begin() as session:
+            found = check_invariants(session, stuck_after=timedelta(minutes=5))
+        assert [v.check for v in found] == ["payment"]
+        assert "TKV5C2N8BD" in found[0].message
+
+    def test_an_inbox_row_stuck_past_the_threshold_is_found(self, runtime: Runtime) -> None:
+        inbox_id = put(runtime, "c2b/confirmation", confirmation())
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == inbox_id)
+                .values(received_at=datetime.now(UTC) - timedelta(hours=1))
+            )
+        result = self.run(runtime, "--stuck-after", "60")
+        assert result.exit_code == 1
+        assert "1 inbox row(s) pending for more than 60s" in result.stdout
