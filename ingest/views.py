@@ -17,6 +17,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import make_transient
 
+from ingest.limits import FailureLimiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.spool import SpoolFull
@@ -33,6 +34,15 @@ from momo.runtime import Runtime
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ingest", __name__)
+
+
+@bp.record_once
+def _limiter(state: Any) -> None:
+    state.app.extensions.setdefault(
+        "momo_limiter",
+        FailureLimiter(state.app.extensions["momo"].settings.unauthenticated_per_minute),
+    )
+
 
 #: request headers worth keeping beside the raw body, for tracing a callback later
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Real-IP")
@@ -69,6 +79,12 @@ def _unavailable(adapter: ProviderAdapter) -> Response:
     return response
 
 
+def _too_many() -> tuple[Response, int]:
+    response = jsonify({"ResultCode": 1, "ResultDesc": "Too many unauthenticated requests"})
+    response.headers["Retry-After"] = "60"
+    return response, 429
+
+
 def _store(item: InboxItem) -> None:
     """Commit the callback to the inbox or, while the database is unreachable, to the spool.
 
@@ -99,6 +115,8 @@ class CannotStore(Exception):
 def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     adapter = ADAPTERS.get(provider)
     expected = _path_token(provider)
+    limiter: FailureLimiter = current_app.extensions["momo_limiter"]
+    address = request.remote_addr or "-"
     # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
     if (
         adapter is None
@@ -106,11 +124,13 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
         or not hmac.compare_digest(token.encode(), expected.encode())
         or kind not in adapter.kinds
     ):
+        if limiter.fail(address):
+            return _too_many()
         abort(404)
     if not _client_allowed(provider):
-        log.warning(
-            "%s callback from %s refused: not in the allow-list", provider, request.remote_addr
-        )
+        if limiter.fail(address):
+            return _too_many()
+        log.warning("%s callback from %s refused: not in the allow-list", provider, address)
         return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
 
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH raises 413

@@ -44,6 +44,8 @@ class Settings:
     batch_size: int = 100
     #: a callback that fails this often (with backoff between) is marked dead
     max_attempts: int = 5
+    #: wrong-token or disallowed webhook requests one address may make per minute before 429
+    unauthenticated_per_minute: int = 60
     #: where the embedded default keeps what it generates (the M-PESA path token)
     instance_path: Path = field(default_factory=lambda: Path("instance"))
     #: where callbacks wait, fsynced, while the database is unreachable (default: instance/spool)
@@ -163,6 +165,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
         batch_size=_int(env, "MOMO_BATCH_SIZE", 100, minimum=1),
         max_attempts=_int(env, "MOMO_MAX_ATTEMPTS", 5, minimum=1),
+        unauthenticated_per_minute=_int(env, "MOMO_UNAUTHENTICATED_PER_MINUTE", 60, minimum=1),
         instance_path=Path(env.get("MOMO_INSTANCE_PATH", "").strip() or "instance"),
         spool_dir=Path(env["MOMO_SPOOL_DIR"].strip())
         if env.get("MOMO_SPOOL_DIR", "").strip()

@@ -16,7 +16,7 @@ from matcher.ledger import ledger_sum
 from matcher.models import Customer, InboxItem, LedgerEntry, Payment
 from tasks.celery_app import PROCESS_INBOX, make_producer
 from tests.conftest import sample, sample_bytes
-from tests.integration.conftest import VENV_BIN, Stack, free_port, wait_until
+from tests.integration.conftest import PATH_TOKEN, VENV_BIN, Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -288,3 +288,19 @@ def test_flower_shows_the_processing_task_by_name(stack: Stack) -> None:
     finally:
         stack.stop("flower")
         stack.env.pop("FLOWER_UNAUTHENTICATED_API", None)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> None:
+    """The server answers 413 from the Content-Length alone, without waiting for the body."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(stack.base)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(
+            f"POST /webhooks/mpesa/{PATH_TOKEN}/c2b/confirmation HTTP/1.1\r\n"
+            f"Host: {url.hostname}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 50000000\r\n\r\n".encode()
+        )
+        head = conn.recv(4096).decode(errors="replace")  # no body was ever sent
+    assert head.startswith("HTTP/1.1 413"), head
