@@ -34,6 +34,13 @@ def hash_token(raw: str) -> str:
 
 def create_token(session: Session, *, name: object, role: object, actor: str = "cli") -> str:
     """Store a new token's hash and return the token itself: it is shown this once only."""
+    return issue_token(session, name=name, role=role, actor=actor)[1]
+
+
+def issue_token(
+    session: Session, *, name: object, role: object, actor: str = "cli"
+) -> tuple[ApiToken, str]:
+    """The stored token row and the secret, which exists nowhere else after this call."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise InvalidInput(
@@ -55,7 +62,7 @@ def create_token(session: Session, *, name: object, role: object, actor: str = "
             after={"name": name, "role": role},
         )
     )
-    return raw
+    return token, raw
 
 
 def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken | None:
@@ -117,7 +124,7 @@ def require(role: str) -> Callable[[F], F]:
                 token = authenticate(session, raw.strip())
                 if token is None:
                     return _unauthorized("The token is unknown or revoked.")
-                name, token_role = token.name, token.role
+                name, token_role, token_id = token.name, token.role, token.id
             if ROLES.index(token_role) < needed:
                 return problem(
                     403,
@@ -127,6 +134,8 @@ def require(role: str) -> Callable[[F], F]:
                 )
             g.actor = f"token:{name}"
             g.role = token_role
+            # Idempotency keys belong to one token, even where two tokens share a name.
+            g.token_scope = f"token-id:{token_id}"
             return view(*args, **kwargs)
 
         wrapper.required_role = role  # type: ignore[attr-defined]

@@ -92,7 +92,7 @@ def q_arg() -> str | None:
 
 
 def encode_cursor(*parts: object) -> str:
-    raw = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -100,23 +100,25 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
     """Read back a cursor made by ``encode_cursor`` from values of ``kinds``; 400 otherwise."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        parts = raw.split("|")
-        if len(parts) != len(kinds):
+        parts = json.loads(raw)
+        if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError("wrong number of parts")
         values: list[Any] = []
         for part, kind in zip(parts, kinds, strict=True):
             if kind is datetime:
-                if not part.endswith("+00:00"):
+                if not isinstance(part, str) or not part.endswith("+00:00"):
                     raise ValueError("not UTC")
                 values.append(datetime.fromisoformat(part).astimezone(UTC))
             elif kind is int:
-                if not (part.isascii() and part.isdigit()) or not 0 < int(part) < 2**63:
+                if isinstance(part, bool) or not isinstance(part, int) or not 0 < part < 2**63:
                     raise ValueError("id out of range")
-                values.append(int(part))
-            else:
                 values.append(part)
+            elif isinstance(part, str):
+                values.append(part)
+            else:
+                raise ValueError("not text")
         return tuple(values)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, OverflowError, RecursionError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             "cursor is not one this API gave out; pass next_cursor from the previous page",
             "invalid_cursor",
@@ -226,7 +228,8 @@ def change(operation: Operation) -> tuple[Response, int]:
                 if key:
                     seen = session.scalar(
                         select(IdempotencyRecord).where(
-                            IdempotencyRecord.actor == g.actor, IdempotencyRecord.key == key
+                            IdempotencyRecord.actor == g.token_scope,
+                            IdempotencyRecord.key == key,
                         )
                     )
                     if seen is not None:
@@ -240,7 +243,7 @@ def change(operation: Operation) -> tuple[Response, int]:
                         response.headers["Idempotent-Replayed"] = "true"
                         return response, seen.status_code
                     record = IdempotencyRecord(
-                        actor=g.actor,
+                        actor=g.token_scope,
                         key=key,
                         request_hash=request_hash,
                         status_code=0,

@@ -75,7 +75,8 @@ def list_customers() -> Response:
     )
     q = q_arg()
     if q:
-        lowered = like_escape(q.casefold())
+        # lower(), not casefold(): the database lowers the stored name the same way
+        lowered = like_escape(q.lower())
         phone_matches = []
         e164 = normalise_msisdn(q, runtime().settings.default_region)
         if e164:

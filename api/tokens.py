@@ -8,7 +8,7 @@ from flask import Response, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import create_token, require, revoke_token
+from api.auth import issue_token, require, revoke_token
 from api.common import bp, change, json_body, runtime
 from matcher.errors import NotFound
 from matcher.models import ApiToken
@@ -32,13 +32,9 @@ def add_token() -> tuple[Response, int]:
     body = json_body()
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        raw = create_token(
-            session,
-            name=body.get("name"),
-            role=body.get("role"),
-            actor=g.actor,  # type: ignore[arg-type]
+        token, raw = issue_token(
+            session, name=body.get("name"), role=body.get("role"), actor=g.actor
         )
-        token = session.scalars(select(ApiToken).order_by(ApiToken.id.desc()).limit(1)).one()
         return {**token_json(token), "token": raw}, 201
 
     return change(operation)

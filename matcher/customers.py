@@ -35,7 +35,11 @@ def clean_account_number(raw: object) -> str:
             "invalid_account_number",
         )
     account = raw.strip()
-    if len(account) > MAX_ACCOUNT_LENGTH or not account.isprintable():
+    if (
+        len(account) > MAX_ACCOUNT_LENGTH
+        or len(account_key(account)) > MAX_ACCOUNT_LENGTH
+        or not account.isprintable()
+    ):
         raise InvalidInput(
             f"account_number must be printable text of at most {MAX_ACCOUNT_LENGTH} characters",
             "invalid_account_number",

@@ -38,8 +38,9 @@ UNMATCHED = "unassociated"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
 
-#: what an M-PESA receipt code looks like: ten capital letters and digits
-MPESA_RECEIPT = re.compile(r"[A-Z0-9]{10}")
+#: what an M-PESA receipt code looks like: ten capital letters and digits, a letter first
+#: (so a ten-digit phone number typed as a reference is not taken for a receipt)
+MPESA_RECEIPT = re.compile(r"(?=.*[0-9])[A-Z][A-Z0-9]{9}")
 MANUAL = "manual"
 ATTEMPT_RECORDED = "attempt_recorded"
 ATTEMPT_DUPLICATE = "attempt_duplicate"

@@ -1,0 +1,1150 @@
+"""The operator API's contract: an OpenAPI 3.1 document of every endpoint under /api/v1.
+
+The document is written by hand to say what the views do, and kept true by
+tests/unit/test_openapi.py: every route is documented with its methods and the
+role it needs, and schemathesis checks that answers match the schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Response, jsonify
+
+from api.auth import ROLES
+from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, bp, runtime
+from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
+from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
+from matcher.models import ASSOCIATED, UNASSOCIATED
+from matcher.money import MAX_AMOUNT_MINOR, format_minor
+from matcher.plans import MAX_VALIDITY_MINUTES
+from matcher.reports import MAX_BUCKETS, PERIODS, TRANSACTION_KINDS, TRANSACTION_STATUSES
+from matcher.search import MAX_QUERY_LENGTH
+from momo.config import Settings
+
+API = "/api/v1"
+MAX_INT64 = 2**63 - 1
+MAX_TOKEN_NAME = 100
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The contract itself; documentation, so it needs no token."""
+    return jsonify(openapi_spec(runtime().settings))
+
+
+# --- building blocks ----------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _answer(description: str, schema: dict[str, Any], **headers: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": _json(schema)}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _page(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as `cursor` for the next page; null on the last page.",
+            },
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, schema: dict[str, Any], description: str, example: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+        "example": example,
+    }
+
+
+def _body(
+    schema: dict[str, Any], example: dict[str, Any], *, required: bool = True
+) -> dict[str, Any]:
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
+
+
+PROBLEMS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    422: "UnprocessableContent",
+    503: "ServiceUnavailable",
+}
+
+LIMIT = {"$ref": "#/components/parameters/limit"}
+CURSOR = {"$ref": "#/components/parameters/cursor"}
+SEARCH = {"$ref": "#/components/parameters/q"}
+TIME_FROM = {"$ref": "#/components/parameters/from"}
+TIME_TO = {"$ref": "#/components/parameters/to"}
+IDEMPOTENCY_KEY = {"$ref": "#/components/parameters/Idempotency-Key"}
+ACCOUNT = _path(
+    "account_number",
+    {"type": "string", "minLength": 1},
+    "The customer's account number, in any letter case (ACC1042 and acc1042 are one customer).",
+    "ACC1042",
+)
+PAYMENT_ID = _path(
+    "payment_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
+    "The payment's id; anything else is answered 404.",
+    2,
+)
+PLAN_CODE = _path("code", {"type": "string", "minLength": 1}, "The plan's code.", "DAY-1GB")
+
+
+def _operation(
+    endpoint: str,
+    role: str,
+    summary: str,
+    *,
+    answers: dict[int, dict[str, Any]],
+    problems: tuple[int, ...] = (),
+    parameters: tuple[dict[str, Any], ...] = (),
+    body: dict[str, Any] | None = None,
+    change: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One operation needing a bearer token of ``role``; ``change`` ones honour Idempotency-Key."""
+    statuses = {401, 403, 503, *problems}
+    if change:
+        # a malformed Idempotency-Key is 400; a reused one with another request is 422
+        statuses |= {400, 422}
+        parameters = (*parameters, IDEMPOTENCY_KEY)
+    if body is not None:
+        statuses |= {400, 413}
+    responses: dict[str, Any] = {str(status): answer for status, answer in answers.items()}
+    for status in sorted(statuses):
+        responses[str(status)] = {"$ref": f"#/components/responses/{PROBLEMS[status]}"}
+    operation: dict[str, Any] = {
+        "operationId": endpoint,
+        "summary": summary,
+        "x-momo-role": role,
+        "security": [{"bearerAuth": []}],
+        "responses": dict(sorted(responses.items())),
+    }
+    if description:
+        operation["description"] = description
+    if parameters:
+        operation["parameters"] = list(parameters)
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+# --- schemas ------------------------------------------------------------------------------
+
+
+def _schemas(settings: Settings) -> dict[str, Any]:
+    max_amount = format_minor(MAX_AMOUNT_MINOR)
+    money = {
+        "type": "string",
+        "pattern": r"^-?[0-9]+\.[0-9]{2}$",
+        "description": f"An amount in {settings.currency} as a decimal string with two places.",
+        "examples": ["1500.00"],
+    }
+    amount_in = {
+        "description": (
+            f"A positive amount of at most {max_amount}, with at most two decimal places: "
+            'a decimal string such as "1500.00" (preferred), or a JSON number such as 1500 '
+            "or 1500.5."
+        ),
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]{1,2})?\s*$"},
+            {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_MINOR // 100},
+            {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_AMOUNT_MINOR // 100,
+                "multipleOf": 0.01,
+            },
+        ],
+        "examples": ["1500.00", 1500],
+    }
+    moment = {"type": "string", "format": "date-time"}
+    text_or_null = {"type": ["string", "null"]}
+    payment = {
+        "type": "object",
+        "description": (
+            "A payment as in the lists. Unassociated payments also carry `reason` "
+            "(no_match, shared_phone, invalid_phone, disassociated, ...) and `candidates`."
+        ),
+        "required": [
+            "id",
+            "code",
+            "provider",
+            "channel",
+            "account_number",
+            "phone",
+            "payer_name",
+            "amount",
+            "currency",
+            "paid_at",
+            "status",
+            "match_method",
+            "account_reference",
+            "reference",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "code": {"type": "string", "description": "The receipt code, e.g. SJK4H7Y2ZQ."},
+            "provider": {"type": "string", "examples": ["mpesa", "manual"]},
+            "channel": {"type": "string", "examples": ["c2b", "stk", "manual"]},
+            "account_number": {
+                **text_or_null,
+                "description": "The customer's account number; null while unassociated.",
+            },
+            "phone": {**text_or_null, "description": "The payer's phone in E.164, when known."},
+            "payer_name": text_or_null,
+            "amount": _ref("Money"),
+            "currency": {"type": "string", "examples": [settings.currency]},
+            "paid_at": moment,
+            "status": {"type": "string", "enum": [ASSOCIATED, UNASSOCIATED]},
+            "match_method": {
+                **text_or_null,
+                "description": (
+                    "How the customer was found: account_number, account_phone, phone, "
+                    "phone_hash or manual; null while unassociated."
+                ),
+            },
+            "account_reference": {
+                **text_or_null,
+                "description": "What the payer typed as account.",
+            },
+            "reference": {
+                **text_or_null,
+                "description": "The operator's reference for a payment recorded by hand.",
+            },
+            "reason": {**text_or_null, "description": "Why the payment is unassociated."},
+            "candidates": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Account numbers that share the payer's phone.",
+            },
+        },
+        "if": {"properties": {"status": {"const": UNASSOCIATED}}},
+        "then": {"required": ["reason", "candidates"]},
+    }
+    ledger_line = {
+        "type": "object",
+        "required": ["id", "kind", "account_number", "amount", "created_by", "note", "at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {
+                "type": "string",
+                "examples": [PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, PURCHASE],
+            },
+            "account_number": text_or_null,
+            "amount": _ref("Money"),
+            "created_by": {"type": "string"},
+            "note": text_or_null,
+            "at": moment,
+        },
+    }
+    audit_event = {
+        "type": "object",
+        "required": ["action", "actor", "at", "before", "after"],
+        "properties": {
+            "action": {"type": "string", "examples": ["payment.associate"]},
+            "actor": {"type": "string", "examples": ["token:alice"]},
+            "at": moment,
+            "before": {"type": ["object", "null"]},
+            "after": {"type": ["object", "null"]},
+        },
+    }
+    payment_detail = {
+        "allOf": [
+            _ref("Payment"),
+            {
+                "type": "object",
+                "required": [
+                    "msisdn",
+                    "msisdn_kind",
+                    "business_short_code",
+                    "transaction_type",
+                    "note",
+                    "created_by",
+                    "created_at",
+                    "inbox_id",
+                    "history",
+                ],
+                "properties": {
+                    "msisdn": {**text_or_null, "description": "The phone as the provider sent it."},
+                    "msisdn_kind": {
+                        "type": "string",
+                        "examples": ["phone", "hashed", "masked", "invalid", "missing"],
+                    },
+                    "business_short_code": text_or_null,
+                    "transaction_type": text_or_null,
+                    "note": text_or_null,
+                    "created_by": text_or_null,
+                    "created_at": moment,
+                    "inbox_id": {"type": ["integer", "null"]},
+                    "history": {
+                        "type": "object",
+                        "required": ["ledger", "events"],
+                        "properties": {
+                            "ledger": {"type": "array", "items": _ref("LedgerLine")},
+                            "events": {"type": "array", "items": _ref("AuditEvent")},
+                        },
+                    },
+                },
+            },
+        ]
+    }
+    recorded = {
+        "allOf": [
+            _ref("Payment"),
+            {
+                "type": "object",
+                "required": ["balance"],
+                "properties": {"balance": _ref("Money")},
+            },
+        ]
+    }
+    customer = {
+        "type": "object",
+        "required": [
+            "account_number",
+            "name",
+            "phones",
+            "balance",
+            "currency",
+            "created_at",
+            "updated_at",
+        ],
+        "properties": {
+            "account_number": {"type": "string"},
+            "name": {"type": "string"},
+            "phones": {"type": "array", "items": {"type": "string", "examples": ["+254712345678"]}},
+            "balance": _ref("Money"),
+            "currency": {"type": "string", "examples": [settings.currency]},
+            "created_at": moment,
+            "updated_at": moment,
+        },
+    }
+    customer_saved = {
+        "allOf": [
+            _ref("Customer"),
+            {
+                "type": "object",
+                "required": ["rematched_payments"],
+                "properties": {
+                    "rematched_payments": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "Ids of no_match payments from a new phone, now credited.",
+                    }
+                },
+            },
+        ]
+    }
+    moved = {
+        "type": "object",
+        "required": ["payment", "balance", "customer"],
+        "properties": {
+            "payment": _ref("Payment"),
+            "balance": _ref("Money"),
+            "customer": _ref("Customer"),
+            "negative_balance": {
+                "const": True,
+                "description": "Present when the balance went below zero.",
+            },
+            "message": {"type": "string", "description": "Present with negative_balance."},
+        },
+    }
+    phones_in = {
+        "type": ["array", "null"],
+        "maxItems": MAX_PHONES,
+        "items": {"type": ["string", "integer"]},
+        "description": (
+            f"Mobile numbers in any written form (0712345678, +254 712 345 678), "
+            f"read in region {settings.default_region}; duplicates are folded."
+        ),
+    }
+    name_in = {"type": ["string", "null"], "maxLength": MAX_NAME_LENGTH}
+    purchase = {
+        "type": "object",
+        "required": ["voucher_code", "plan", "price", "valid_until", "created_by", "created_at"],
+        "properties": {
+            "voucher_code": {"type": "string", "examples": ["K7M2QX9TPA"]},
+            "plan": {"type": "string", "description": "The plan's code."},
+            "price": _ref("Money"),
+            "valid_until": moment,
+            "created_by": {"type": "string"},
+            "created_at": moment,
+        },
+    }
+    purchase_made = {
+        "allOf": [
+            _ref("Purchase"),
+            {
+                "type": "object",
+                "required": ["balance", "account_number"],
+                "properties": {"balance": _ref("Money"), "account_number": {"type": "string"}},
+            },
+        ]
+    }
+    plan = {
+        "type": "object",
+        "required": ["code", "name", "price", "validity_minutes", "active", "currency"],
+        "properties": {
+            "code": {"type": "string", "examples": ["DAY-1GB"]},
+            "name": {"type": "string"},
+            "price": _ref("Money"),
+            "validity_minutes": {"type": "integer", "minimum": 1},
+            "active": {"type": "boolean"},
+            "currency": {"type": "string", "examples": [settings.currency]},
+        },
+    }
+    plan_name = {"type": "string", "minLength": 1, "maxLength": 200}
+    validity = {"type": "integer", "minimum": 1, "maximum": MAX_VALIDITY_MINUTES}
+    transaction = {
+        "type": "object",
+        "required": [
+            "id",
+            "kind",
+            "status",
+            "account_number",
+            "amount",
+            "currency",
+            "code",
+            "phone",
+            "payment_id",
+            "voucher_code",
+            "created_by",
+            "note",
+            "result_code",
+            "result_desc",
+            "at",
+        ],
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[LA][0-9]+$",
+                "description": "L<n> for a ledger entry, A<n> for a payment attempt.",
+            },
+            "kind": {"type": "string", "enum": list(TRANSACTION_KINDS)},
+            "status": {"type": "string", "enum": list(TRANSACTION_STATUSES)},
+            "account_number": text_or_null,
+            "amount": {
+                **_ref("Money"),
+                "description": "Signed: credits are positive, reversals and purchases negative.",
+            },
+            "currency": {"type": "string"},
+            "code": text_or_null,
+            "phone": text_or_null,
+            "payment_id": {"type": ["integer", "null"]},
+            "voucher_code": text_or_null,
+            "created_by": text_or_null,
+            "note": text_or_null,
+            "result_code": {"type": ["integer", "null"]},
+            "result_desc": text_or_null,
+            "at": moment,
+        },
+    }
+    revenue = {
+        "type": "object",
+        "required": [
+            "currency",
+            "timezone",
+            "today",
+            "this_week",
+            "this_month",
+            "all_time",
+            "unassociated_total",
+            "period",
+            "series",
+        ],
+        "properties": {
+            "currency": {"type": "string"},
+            "timezone": {"type": "string", "examples": [settings.timezone]},
+            "today": _ref("Money"),
+            "this_week": _ref("Money"),
+            "this_month": _ref("Money"),
+            "all_time": _ref("Money"),
+            "unassociated_total": _ref("Money"),
+            "period": {"type": "string", "enum": list(PERIODS)},
+            "series": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "end", "amount", "count"],
+                    "properties": {
+                        "start": moment,
+                        "end": moment,
+                        "amount": _ref("Money"),
+                        "count": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+        },
+    }
+    token = {
+        "type": "object",
+        "required": ["id", "name", "role", "created_at", "last_used_at", "revoked_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": list(ROLES)},
+            "created_at": moment,
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    }
+    new_token = {
+        "allOf": [
+            _ref("Token"),
+            {
+                "type": "object",
+                "required": ["token"],
+                "properties": {
+                    "token": {
+                        "type": "string",
+                        "description": "The bearer secret, shown in this answer only.",
+                    }
+                },
+            },
+        ]
+    }
+    return {
+        "Problem": {
+            "type": "object",
+            "description": "An RFC 9457 problem; `code` is stable and machine-readable.",
+            "required": ["type", "title", "status", "code", "detail"],
+            "properties": {
+                "type": {"type": "string", "examples": ["about:blank"]},
+                "title": {"type": "string", "examples": ["Conflict"]},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "code": {"type": "string", "examples": ["insufficient_balance"]},
+                "detail": {
+                    "type": "string",
+                    "examples": ["Insufficient balance: available 50.00, required 100.00"],
+                },
+            },
+        },
+        "Money": money,
+        "AmountInput": amount_in,
+        "Payment": payment,
+        "PaymentDetail": payment_detail,
+        "RecordedPayment": recorded,
+        "LedgerLine": ledger_line,
+        "AuditEvent": audit_event,
+        "Moved": moved,
+        "Customer": customer,
+        "SavedCustomer": customer_saved,
+        "NewCustomer": {
+            "type": "object",
+            "required": ["account_number"],
+            "properties": {
+                "account_number": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ACCOUNT_LENGTH,
+                    "description": "Printable text; compared trimmed and case-folded.",
+                },
+                "name": name_in,
+                "phones": phones_in,
+            },
+        },
+        "CustomerChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Only name and phones can change; the phones given replace all.",
+            "properties": {"name": name_in, "phones": phones_in},
+        },
+        "NewPayment": {
+            "type": "object",
+            "required": ["account_number", "amount"],
+            "properties": {
+                "account_number": {"type": "string", "minLength": 1},
+                "amount": _ref("AmountInput"),
+                "reference": {
+                    "type": ["string", "null"],
+                    "maxLength": 64,
+                    "description": (
+                        "An M-PESA receipt code here is the payment's identity, shared with "
+                        "callbacks: the same receipt never credits twice."
+                    ),
+                },
+                "note": {"type": ["string", "null"], "maxLength": 1000},
+            },
+        },
+        "Association": {
+            "type": "object",
+            "required": ["account_number"],
+            "properties": {"account_number": {"type": "string", "minLength": 1}},
+        },
+        "Disassociation": {
+            "type": "object",
+            "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}},
+        },
+        "Purchase": purchase,
+        "PurchaseMade": purchase_made,
+        "PurchaseOrder": {
+            "type": "object",
+            "required": ["plan"],
+            "properties": {"plan": {"type": "string", "minLength": 1, "examples": ["DAY-1GB"]}},
+        },
+        "Plan": plan,
+        "NewPlan": {
+            "type": "object",
+            "required": ["code", "name", "price", "validity_minutes"],
+            "properties": {
+                "code": {"type": "string", "pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\s*$"},
+                "name": plan_name,
+                "price": _ref("AmountInput"),
+                "validity_minutes": validity,
+            },
+        },
+        "PlanChange": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": plan_name,
+                "price": _ref("AmountInput"),
+                "validity_minutes": validity,
+                "active": {"type": "boolean"},
+            },
+        },
+        "Transaction": transaction,
+        "Revenue": revenue,
+        "Token": token,
+        "NewToken": new_token,
+        "TokenOrder": {
+            "type": "object",
+            "required": ["name", "role"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME},
+                "role": {"type": "string", "enum": list(ROLES)},
+            },
+        },
+        "PaymentPage": _page("Payment"),
+        "CustomerPage": _page("Customer"),
+        "PurchasePage": _page("Purchase"),
+        "PlanPage": _page("Plan"),
+        "TransactionPage": _page("Transaction"),
+        "TokenPage": _page("Token"),
+        "Health": {
+            "type": "object",
+            "required": ["status", "database"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "database": {"type": "string"},
+            },
+        },
+    }
+
+
+def _components(settings: Settings) -> dict[str, Any]:
+    problem = {"application/problem+json": {"schema": _ref("Problem")}}
+    described = {
+        400: "The request is malformed; `code` says how (invalid_amount, invalid_limit, ...).",
+        401: "No token, or a token that is unknown or revoked.",
+        403: "The token's role may not do this.",
+        404: "There is no such payment, customer, plan or token.",
+        409: "The change conflicts with the current state (see `code`).",
+        413: "The body is larger than the API accepts.",
+        422: "The Idempotency-Key was already used with a different request.",
+        503: "The database did not answer; nothing was changed.",
+    }
+    responses: dict[str, Any] = {
+        name: {"description": described[status], "content": problem}
+        for status, name in PROBLEMS.items()
+    }
+    responses["Unauthorized"]["headers"] = {
+        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="momo"'}
+    }
+    moment_or_day = {
+        "type": "string",
+        "anyOf": [{"format": "date"}, {"format": "date-time"}],
+    }
+    return {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": (
+                    "An operator token (`momo token create --name NAME --role operator`). "
+                    "Roles: viewer reads; operator also records, associates, disassociates, "
+                    "buys plans and edits customers; admin also manages plans and tokens."
+                ),
+            }
+        },
+        "parameters": {
+            "limit": _query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                "How many items per page.",
+            ),
+            "cursor": _query(
+                "cursor",
+                {"type": "string"},
+                "`next_cursor` of the previous page; any other value is 400.",
+            ),
+            "q": _query(
+                "q",
+                {"type": "string", "maxLength": MAX_QUERY_LENGTH},
+                "Search the whole history: account number, phone in any written form (or "
+                "a run of at least four of its digits), receipt code, or amount (1500).",
+            ),
+            "from": _query(
+                "from",
+                moment_or_day,
+                f"Since this time (inclusive): a date meaning local midnight in "
+                f"{settings.timezone}, or a time with offset such as 2025-11-03T14:30:00+03:00.",
+            ),
+            "to": _query(
+                "to",
+                moment_or_day,
+                "Until this time (exclusive); the same forms as `from`.",
+            ),
+            "Idempotency-Key": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+                "description": (
+                    "1 to 200 printable characters, e.g. a UUID. A repeat with the same key "
+                    "and body replays the first answer (with `Idempotent-Replayed: true`); "
+                    "the same key with another body is 422."
+                ),
+            },
+        },
+        "responses": responses,
+        "schemas": _schemas(settings),
+    }
+
+
+# --- paths --------------------------------------------------------------------------------
+
+
+def _paths(settings: Settings) -> dict[str, Any]:
+    replayed = {
+        "Idempotent-Replayed": {
+            "schema": {"type": "string", "const": "true"},
+            "description": "Present when this answer is a replay for a repeated Idempotency-Key.",
+        }
+    }
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Whether the database answers (for load balancers)",
+                "security": [],
+                "responses": {
+                    "200": _answer("The database answers.", _ref("Health")),
+                    "503": _answer("The database does not answer.", _ref("Health")),
+                },
+            }
+        },
+        f"{API}/openapi.json": {
+            "get": {
+                "operationId": "openapi_document",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": _answer(
+                        "The OpenAPI 3.1 document.",
+                        {"type": "object", "required": ["openapi", "info", "paths"]},
+                    )
+                },
+            }
+        },
+        f"{API}/payments": {
+            "get": _operation(
+                "list_payments",
+                "viewer",
+                "The associated (default) or unassociated list, newest first",
+                parameters=(
+                    _query(
+                        "status",
+                        {
+                            "type": "string",
+                            "enum": [ASSOCIATED, UNASSOCIATED],
+                            "default": ASSOCIATED,
+                        },
+                        "Which list.",
+                    ),
+                    SEARCH,
+                    LIMIT,
+                    CURSOR,
+                ),
+                answers={200: _answer("A page of payments.", _ref("PaymentPage"))},
+                problems=(400,),
+            ),
+            "post": _operation(
+                "make_payment",
+                "operator",
+                "Make Payment: record a payment by hand, associated at once",
+                body=_body(
+                    _ref("NewPayment"),
+                    {
+                        "account_number": "ACC1042",
+                        "amount": "1500.00",
+                        "reference": "SJK4H7Y2ZQ",
+                        "note": "paid cash at the desk",
+                    },
+                ),
+                change=True,
+                answers={
+                    201: _answer("Recorded and credited.", _ref("RecordedPayment"), **replayed),
+                    200: _answer(
+                        "The receipt had come in by callback: now credited to this customer, "
+                        "or already was.",
+                        _ref("RecordedPayment"),
+                        **replayed,
+                    ),
+                },
+                problems=(404, 409),
+                description=(
+                    "404 when no customer has the account number; 409 when the reference is "
+                    "a receipt already recorded with another amount or credited to another "
+                    "customer."
+                ),
+            ),
+        },
+        f"{API}/payments/{{payment_id}}": {
+            "get": _operation(
+                "show_payment",
+                "viewer",
+                "One payment with its history: ledger entries and who did what",
+                parameters=(PAYMENT_ID,),
+                answers={200: _answer("The payment.", _ref("PaymentDetail"))},
+                problems=(404,),
+            )
+        },
+        f"{API}/payments/{{payment_id}}/associate": {
+            "post": _operation(
+                "associate_payment",
+                "operator",
+                "Move an unassociated payment to a customer and credit the balance",
+                parameters=(PAYMENT_ID,),
+                body=_body(_ref("Association"), {"account_number": "ACC1042"}),
+                change=True,
+                answers={200: _answer("Associated.", _ref("Moved"), **replayed)},
+                problems=(404, 409),
+                description="409 `already_associated` names the payment's current customer.",
+            )
+        },
+        f"{API}/payments/{{payment_id}}/disassociate": {
+            "post": _operation(
+                "disassociate_payment",
+                "operator",
+                "Take a payment off its customer: a reversal of the same amount",
+                parameters=(PAYMENT_ID,),
+                body=_body(_ref("Disassociation"), {"reason": "wrong customer"}, required=False),
+                change=True,
+                answers={200: _answer("Disassociated.", _ref("Moved"), **replayed)},
+                problems=(404, 409),
+                description=(
+                    "The balance may go negative when the credit was already spent "
+                    "(`negative_balance`); the payment returns to the unassociated list with "
+                    "reason `disassociated`. 409 `not_associated` when it is not associated."
+                ),
+            )
+        },
+        f"{API}/customers": {
+            "get": _operation(
+                "list_customers",
+                "viewer",
+                "Customers by account number; q finds by account, name or phone",
+                parameters=(SEARCH, LIMIT, CURSOR),
+                answers={200: _answer("A page of customers.", _ref("CustomerPage"))},
+                problems=(400,),
+            ),
+            "post": _operation(
+                "create_customer",
+                "operator",
+                "Create a customer; its phones' no_match payments are matched again",
+                body=_body(
+                    _ref("NewCustomer"),
+                    {"account_number": "ACC1043", "name": "Wanjiru", "phones": ["0712345678"]},
+                ),
+                change=True,
+                answers={
+                    201: _answer(
+                        "Created.",
+                        _ref("SavedCustomer"),
+                        Location={
+                            "schema": {"type": "string"},
+                            "description": "The customer's URL.",
+                        },
+                        **replayed,
+                    )
+                },
+                problems=(409,),
+            ),
+        },
+        f"{API}/customers/{{account_number}}": {
+            "get": _operation(
+                "show_customer",
+                "viewer",
+                "One customer, with the balance",
+                parameters=(ACCOUNT,),
+                answers={200: _answer("The customer.", _ref("Customer"))},
+                problems=(404,),
+            ),
+            "patch": _operation(
+                "edit_customer",
+                "operator",
+                "Change a customer's name and/or phones",
+                parameters=(ACCOUNT,),
+                body=_body(
+                    _ref("CustomerChange"),
+                    {"name": "Wanjiru K.", "phones": ["0712345678", "+254722000111"]},
+                ),
+                change=True,
+                answers={200: _answer("Changed.", _ref("SavedCustomer"), **replayed)},
+                problems=(404,),
+            ),
+        },
+        f"{API}/customers/{{account_number}}/transactions": {
+            "get": _operation(
+                "customer_transactions",
+                "viewer",
+                "A customer's balance movements, newest first",
+                parameters=(
+                    ACCOUNT,
+                    _query(
+                        "kind",
+                        {"type": "string", "enum": list(TRANSACTION_KINDS)},
+                        "Only this kind of movement.",
+                    ),
+                    TIME_FROM,
+                    TIME_TO,
+                    SEARCH,
+                    LIMIT,
+                    CURSOR,
+                ),
+                answers={200: _answer("A page of transactions.", _ref("TransactionPage"))},
+                problems=(400, 404),
+            )
+        },
+        f"{API}/customers/{{account_number}}/purchases": {
+            "get": _operation(
+                "customer_purchases",
+                "viewer",
+                "Vouchers a customer bought, newest first",
+                parameters=(ACCOUNT, LIMIT, CURSOR),
+                answers={200: _answer("A page of purchases.", _ref("PurchasePage"))},
+                problems=(400, 404),
+            ),
+            "post": _operation(
+                "buy_plan",
+                "operator",
+                "Buy a plan from the balance: a voucher code and the new balance",
+                parameters=(ACCOUNT,),
+                body=_body(_ref("PurchaseOrder"), {"plan": "DAY-1GB"}),
+                change=True,
+                answers={201: _answer("Bought.", _ref("PurchaseMade"), **replayed)},
+                problems=(404, 409),
+                description=(
+                    "409 `insufficient_balance` says the available and required amounts; "
+                    "409 `plan_inactive` when the plan is no longer sold."
+                ),
+            ),
+        },
+        f"{API}/plans": {
+            "get": _operation(
+                "list_plans",
+                "viewer",
+                "Plans, cheapest first",
+                parameters=(
+                    _query(
+                        "active",
+                        {"type": "string", "enum": ["true", "false"]},
+                        "Only plans still sold (true) or withdrawn (false).",
+                    ),
+                ),
+                answers={200: _answer("Every plan (one page).", _ref("PlanPage"))},
+                problems=(400,),
+            ),
+            "post": _operation(
+                "add_plan",
+                "admin",
+                "Create a plan",
+                body=_body(
+                    _ref("NewPlan"),
+                    {
+                        "code": "WEEK-5GB",
+                        "name": "Week 5GB",
+                        "price": "300.00",
+                        "validity_minutes": 10080,
+                    },
+                ),
+                change=True,
+                answers={201: _answer("Created.", _ref("Plan"), **replayed)},
+                problems=(409,),
+            ),
+        },
+        f"{API}/plans/{{code}}": {
+            "get": _operation(
+                "show_plan",
+                "viewer",
+                "One plan",
+                parameters=(PLAN_CODE,),
+                answers={200: _answer("The plan.", _ref("Plan"))},
+                problems=(404,),
+            ),
+            "patch": _operation(
+                "edit_plan",
+                "admin",
+                "Change a plan's name, price, validity or whether it is sold",
+                parameters=(PLAN_CODE,),
+                body=_body(_ref("PlanChange"), {"price": "55.00", "active": True}),
+                change=True,
+                answers={200: _answer("Changed.", _ref("Plan"), **replayed)},
+                problems=(404,),
+            ),
+        },
+        f"{API}/transactions": {
+            "get": _operation(
+                "list_transactions",
+                "viewer",
+                "Every balance movement and every attempt that moved no money, newest first",
+                parameters=(
+                    _query("account", {"type": "string"}, "Only this customer's (account number)."),
+                    _query(
+                        "kind",
+                        {"type": "string", "enum": list(TRANSACTION_KINDS)},
+                        "Only this kind.",
+                    ),
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(TRANSACTION_STATUSES)},
+                        "completed movements, or failed and cancelled attempts.",
+                    ),
+                    TIME_FROM,
+                    TIME_TO,
+                    SEARCH,
+                    LIMIT,
+                    CURSOR,
+                ),
+                answers={200: _answer("A page of transactions.", _ref("TransactionPage"))},
+                problems=(400,),
+            )
+        },
+        f"{API}/dashboard/revenue": {
+            "get": _operation(
+                "revenue",
+                "viewer",
+                "Revenue today, this week, this month and all time, plus a series",
+                description=(
+                    f"In {settings.timezone}: today from local midnight, the week from Monday. "
+                    "Revenue is associated payments net of disassociations; the unassociated "
+                    f"total is beside it. The series has at most {MAX_BUCKETS} buckets; by "
+                    "default the last 30 days, 12 weeks or 12 months up to `to` (today)."
+                ),
+                parameters=(
+                    _query(
+                        "period",
+                        {"type": "string", "enum": list(PERIODS), "default": "day"},
+                        "The series' bucket.",
+                    ),
+                    _query(
+                        "from", {"type": "string", "format": "date"}, "First day of the series."
+                    ),
+                    _query("to", {"type": "string", "format": "date"}, "Last day of the series."),
+                ),
+                answers={200: _answer("Revenue.", _ref("Revenue"))},
+                problems=(400,),
+            )
+        },
+        f"{API}/tokens": {
+            "get": _operation(
+                "list_tokens",
+                "admin",
+                "Every operator token (never the secrets)",
+                answers={200: _answer("Every token (one page).", _ref("TokenPage"))},
+            ),
+            "post": _operation(
+                "add_token",
+                "admin",
+                "Create a token; its secret is in this answer only",
+                body=_body(_ref("TokenOrder"), {"name": "alice", "role": "operator"}),
+                change=True,
+                answers={201: _answer("Created.", _ref("NewToken"), **replayed)},
+            ),
+        },
+        f"{API}/tokens/{{token_id}}": {
+            "delete": _operation(
+                "delete_token",
+                "admin",
+                "Revoke a token: it answers 401 from now on",
+                parameters=(
+                    _path(
+                        "token_id",
+                        {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
+                        "The token's id.",
+                        1,
+                    ),
+                ),
+                change=True,
+                answers={
+                    200: _answer(
+                        "Revoked (revoking twice changes nothing).", _ref("Token"), **replayed
+                    )
+                },
+                problems=(404,),
+            )
+        },
+    }
+
+
+def openapi_spec(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the operator API as this code behaves.
+
+    A fresh copy each call: a caller may change it without changing the next one.
+    """
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "momo operator API",
+            "version": "1",
+            "description": (
+                "Payments, customers, plans, the transaction log and revenue for the "
+                "operators' Payments desk. Errors are application/problem+json with a stable "
+                f"`code`. Amounts are decimal strings in {settings.currency}."
+            ),
+        },
+        "security": [{"bearerAuth": []}],
+        "paths": _paths(settings),
+        "components": _components(settings),
+    }
+    return copy.deepcopy(document)
