@@ -21,6 +21,8 @@ from momo.runtime import Runtime
 from momo.web import problem
 
 ROLES = ("viewer", "operator", "admin")
+#: "token:<name>" must fit the 100-character actor columns of the audit trail
+MAX_TOKEN_NAME = 64
 TOKEN_PREFIX = "momo_"  # noqa: S105 - a label, not a secret
 #: last_used_at is written at most this often per token, so reads stay reads
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -42,9 +44,10 @@ def issue_token(
 ) -> tuple[ApiToken, str]:
     """The stored token row and the secret, which exists nowhere else after this call."""
     name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > 100:
+    if not name or len(name) > MAX_TOKEN_NAME:
         raise InvalidInput(
-            "a token needs a name of 1 to 100 characters, e.g. --name alice", "invalid_name"
+            f"a token needs a name of 1 to {MAX_TOKEN_NAME} characters, e.g. --name alice",
+            "invalid_name",
         )
     if not isinstance(role, str) or role not in ROLES:
         raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", "invalid_role")

@@ -12,11 +12,11 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from api.auth import ROLES
+from api.auth import MAX_TOKEN_NAME, ROLES
 from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, bp, runtime
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
-from matcher.models import ASSOCIATED, UNASSOCIATED
+from matcher.models import ASSOCIATED, INBOX_STATUSES, UNASSOCIATED
 from matcher.money import MAX_AMOUNT_MINOR, format_minor
 from matcher.plans import MAX_VALIDITY_MINUTES
 from matcher.reports import MAX_BUCKETS, PERIODS, TRANSACTION_KINDS, TRANSACTION_STATUSES
@@ -25,7 +25,6 @@ from momo.config import Settings
 
 API = "/api/v1"
 MAX_INT64 = 2**63 - 1
-MAX_TOKEN_NAME = 100
 
 
 @bp.get("/openapi.json")
@@ -124,6 +123,12 @@ PAYMENT_ID = _path(
     {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
     "The payment's id; anything else is answered 404.",
     2,
+)
+INBOX_ID = _path(
+    "inbox_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
+    "The inbox row's id; anything else is answered 404.",
+    1,
 )
 PLAN_CODE = _path("code", {"type": "string", "minLength": 1}, "The plan's code.", "DAY-1GB")
 
@@ -660,6 +665,45 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "PlanPage": _page("Plan"),
         "TransactionPage": _page("Transaction"),
         "TokenPage": _page("Token"),
+        "InboxItem": {
+            "type": "object",
+            "required": [
+                "id",
+                "provider",
+                "kind",
+                "status",
+                "reason",
+                "detail",
+                "code",
+                "attempts",
+                "received_at",
+                "processed_at",
+                "next_attempt_at",
+                "payment_id",
+                "client_addr",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "provider": {"type": "string"},
+                "kind": {"type": "string"},
+                "status": {"type": "string", "enum": list(INBOX_STATUSES)},
+                "reason": {"type": ["string", "null"]},
+                "detail": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "received_at": {"type": "string", "format": "date-time"},
+                "processed_at": {"type": ["string", "null"], "format": "date-time"},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                "payment_id": {"type": ["integer", "null"]},
+                "client_addr": {"type": ["string", "null"]},
+                "body": {"type": "string", "description": "The raw body (one row only)."},
+                "headers": {
+                    "type": "object",
+                    "description": "Kept request headers (one row only).",
+                },
+            },
+        },
+        "InboxPage": _page("InboxItem"),
         "Health": {
             "type": "object",
             "required": ["status", "database"],
@@ -1101,6 +1145,46 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 change=True,
                 answers={201: _answer("Created.", _ref("NewToken"), **replayed)},
             ),
+        },
+        f"{API}/inbox": {
+            "get": _operation(
+                "list_inbox",
+                "admin",
+                "Stored callbacks in one state (default dead), newest first",
+                parameters=(
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(INBOX_STATUSES), "default": "dead"},
+                        "pending, processed, rejected (not the provider's shape), dead (failed "
+                        "after its retries) or conflict (a receipt repeated with other data).",
+                    ),
+                    LIMIT,
+                    CURSOR,
+                ),
+                answers={200: _answer("A page of inbox rows.", _ref("InboxPage"))},
+                problems=(400,),
+            )
+        },
+        f"{API}/inbox/{{inbox_id}}": {
+            "get": _operation(
+                "show_inbox",
+                "admin",
+                "One stored callback with its raw body and headers",
+                parameters=(INBOX_ID,),
+                answers={200: _answer("The inbox row.", _ref("InboxItem"))},
+                problems=(404,),
+            )
+        },
+        f"{API}/inbox/{{inbox_id}}/replay": {
+            "post": _operation(
+                "replay_inbox",
+                "admin",
+                "Queue a dead or rejected callback again; its effect happens at most once",
+                parameters=(INBOX_ID,),
+                change=True,
+                answers={202: _answer("Queued again.", _ref("InboxItem"), **replayed)},
+                problems=(404, 409),
+            )
         },
         f"{API}/tokens/{{token_id}}": {
             "delete": _operation(

@@ -97,14 +97,25 @@ def list_transactions() -> Response:
     )
 
 
+#: revenue is reported for dates in this range; outside it there are no mobile-money payments,
+#: and local offsets before 1908 are not whole minutes
+EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
+
+
 def _date_arg(name: str) -> date | None:
     raw = request.args.get(name)
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be a date such as 2025-11-03", f"invalid_{name}") from None
+    if not EARLIEST <= day <= LATEST:
+        raise InvalidInput(
+            f"{name} must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+            f"invalid_{name}",
+        )
+    return day
 
 
 @bp.get("/dashboard/revenue")
@@ -122,6 +133,8 @@ def revenue() -> Response:
     if first is None:
         first = period_start(last, period)
         for _ in range(DEFAULT_BUCKETS[period] - 1):
+            if first <= EARLIEST:
+                break
             first = period_start(first - timedelta(days=1), period)
     if first > last:
         raise InvalidInput("from must not be after to", "invalid_range")

@@ -48,15 +48,18 @@ def list_tokens() -> Response:
         return jsonify({"items": [token_json(t) for t in tokens], "next_cursor": None})
 
 
-@bp.delete("/tokens/<int:token_id>")
+@bp.delete("/tokens/<token_id>")
 @require("admin")
-def delete_token(token_id: int) -> tuple[Response, int]:
+def delete_token(token_id: str) -> tuple[Response, int]:
     """Revoke a token: it answers 401 from now on. Revoking twice changes nothing."""
+    if not (token_id.isascii() and token_id.isdigit()) or not 0 < int(token_id) < 2**63:
+        raise NotFound(f"no token has id {token_id!r}", "token_not_found")
+    ident = int(token_id)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        token = revoke_token(session, token_id, actor=g.actor)
+        token = revoke_token(session, ident, actor=g.actor)
         if token is None:
-            raise NotFound(f"no token has id {token_id}", "token_not_found")
+            raise NotFound(f"no token has id {ident}", "token_not_found")
         return token_json(token), 200
 
     return change(operation)

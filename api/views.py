@@ -1,6 +1,7 @@
-"""The operator API, under /api/v1: importing this module registers every endpoint on ``bp``."""
+"""The operator API, under /api/v1: importing this module registers every endpoint on ``bp``
+(the imports below exist for that side effect)."""
 
-from api import customers, openapi, payments, plans, reports, tokens  # noqa: F401  (registers routes)
+from api import customers, inbox, openapi, payments, plans, reports, tokens  # noqa: F401
 from api.common import bp
 
 __all__ = ["bp"]
