@@ -82,3 +82,128 @@ def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: 
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=20)
+
+
+def test_concurrent_operators_on_the_embedded_default_never_see_a_5xx(tmp_path: Path) -> None:
+    """SQLite has one writer at a time: contention must be waited out, never a 'locked' 5xx."""
+    import json
+    import random
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
+    env["MOMO_SWEEP_INTERVAL_SECONDS"] = "1"
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "momo"), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=60)
+        token = (
+            subprocess.run(
+                [str(VENV_BIN / "momo"), "token", "create", "--name", "ops", "--role", "admin"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        auth = {"Authorization": f"Bearer {token}"}
+        path_token = (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
+        accounts = [f"SQ-{n}" for n in range(4)]
+        for account in accounts:
+            r = requests.post(
+                f"{base}/api/v1/customers",
+                headers=auth,
+                timeout=30,
+                json={"account_number": account, "name": account},
+            )
+            assert r.status_code == 201
+        r = requests.post(
+            f"{base}/api/v1/plans",
+            headers=auth,
+            timeout=30,
+            json={"code": "P", "name": "P", "price": "3.00", "validity_minutes": 60},
+        )
+        assert r.status_code == 201
+        statuses: list[int] = []
+        lock = threading.Lock()
+        callback = json.loads(sample_bytes("c2b_confirmation_paybill_plain.json"))
+
+        def act(n: int) -> None:
+            rnd = random.Random(n)
+            account = rnd.choice(accounts)
+            choice = n % 4
+            if choice == 0:
+                r = requests.post(
+                    f"{base}/api/v1/payments",
+                    headers=auth,
+                    timeout=60,
+                    json={"account_number": account, "amount": "5.00"},
+                )
+                if r.status_code == 201 and rnd.random() < 0.5:
+                    r = requests.post(
+                        f"{base}/api/v1/payments/{r.json()['id']}/disassociate",
+                        headers=auth,
+                        json={},
+                        timeout=60,
+                    )
+            elif choice == 1:
+                r = requests.post(
+                    f"{base}/api/v1/customers/{account}/purchases",
+                    headers=auth,
+                    json={"plan": "P"},
+                    timeout=60,
+                )
+            elif choice == 2:
+                body = {
+                    **callback,
+                    "TransID": f"SQ{n:08d}",
+                    "BillRefNumber": account,
+                    "TransAmount": "7.00",
+                }
+                r = requests.post(
+                    f"{base}/webhooks/mpesa/{path_token}/c2b/confirmation", json=body, timeout=60
+                )
+            else:
+                r = requests.get(f"{base}/api/v1/payments", headers=auth, timeout=60)
+            with lock:
+                statuses.append(r.status_code)
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(act, range(240)))
+        assert not [s for s in statuses if s >= 500], sorted(set(statuses))
+        assert set(statuses) <= {200, 201, 409}
+
+        def checked() -> bool:
+            result = subprocess.run(
+                [str(VENV_BIN / "momo"), "check", "--stuck-after", "0"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            return result.returncode == 0
+
+        wait_until(checked, timeout=30, interval=0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=20)
+    assert "database is locked" not in (tmp_path / "serve.log").read_text()

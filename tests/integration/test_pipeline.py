@@ -304,3 +304,18 @@ def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> None:
         )
         head = conn.recv(4096).decode(errors="replace")  # no body was ever sent
     assert head.startswith("HTTP/1.1 413"), head
+
+
+def test_momo_check_finds_the_books_in_order_after_everything_above(stack: Stack) -> None:
+    """Runs last in this module: whatever the tests above did, every promise still holds."""
+    wait_until(lambda: all_processed(stack))
+    result = subprocess.run(
+        [str(VENV_BIN / "momo"), "check"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=stack.workdir,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok:")

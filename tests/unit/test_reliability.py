@@ -210,3 +210,28 @@ class TestCheck:
         result = self.run(runtime, "--stuck-after", "60")
         assert result.exit_code == 1
         assert "1 inbox row(s) pending for more than 60s" in result.stdout
+
+
+class TestInboxApi:
+    def test_admins_list_dead_rows_and_replay_them_over_the_api(self, runtime: Runtime) -> None:
+        from momo.app import create_app
+        from tests.conftest import make_token
+
+        inbox_id = TestDeadLettersAndReplay().make_dead(runtime)
+        client = create_app(runtime=runtime).test_client()
+        admin = {"Authorization": f"Bearer {make_token(runtime, 'admin')}"}
+        listed = client.get("/api/v1/inbox?status=dead", headers=admin).get_json()
+        assert [(i["id"], i["status"]) for i in listed["items"]] == [(inbox_id, "dead")]
+        assert "adapter bug" in listed["items"][0]["detail"]
+        shown = client.get(f"/api/v1/inbox/{inbox_id}", headers=admin).get_json()
+        assert '"TransID": "DEAD000001"' in shown["body"]
+        replayed = client.post(f"/api/v1/inbox/{inbox_id}/replay", headers=admin)
+        assert replayed.status_code == 202
+        assert replayed.get_json()["status"] == "pending"
+        drain_inbox(runtime)
+        assert inbox_row(runtime, inbox_id).status == "processed"
+        assert balance(runtime, "ACC1042") == 150000
+        again = client.post(f"/api/v1/inbox/{inbox_id}/replay", headers=admin)
+        assert again.status_code == 409
+        operator = {"Authorization": f"Bearer {make_token(runtime, 'operator', 'op2')}"}
+        assert client.get("/api/v1/inbox", headers=operator).status_code == 403
