@@ -8,8 +8,14 @@ from api.views import bp
 from momo.config import Settings, load_settings
 from momo.runtime import Runtime, build_runtime
 from momo.web import build_app
+from tasks.embedded import broker_nudger
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    runtime = runtime or build_runtime(settings or load_settings())
+    if runtime is None:
+        runtime = build_runtime(settings or load_settings())
+        if runtime.settings.broker_url:
+            # a replayed inbox row is worked at once instead of at the next sweep
+            nudger = broker_nudger(runtime)
+            runtime.nudge, runtime.queue = nudger.nudge, nudger
     return build_app(runtime, bp)
