@@ -14,9 +14,10 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import InvalidInput
-from matcher.models import ApiToken, AuditEvent
+from matcher.models import ApiToken
 from momo.runtime import Runtime
 from momo.web import problem
 
@@ -55,15 +56,14 @@ def issue_token(
     token = ApiToken(name=name, role=role, token_hash=hash_token(raw))
     session.add(token)
     session.flush()
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="token.create",
-            subject_type="token",
-            subject_id=str(token.id),
-            before=None,
-            after={"name": name, "role": role},
-        )
+    audit(
+        session,
+        actor=actor,
+        action="token.create",
+        subject_type="token",
+        subject_id=str(token.id),
+        before=None,
+        after={"name": name, "role": role},
     )
     return token, raw
 
@@ -75,15 +75,14 @@ def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken | N
         return None
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        session.add(
-            AuditEvent(
-                actor=actor,
-                action="token.revoke",
-                subject_type="token",
-                subject_id=str(token.id),
-                before={"name": token.name, "role": token.role, "revoked": False},
-                after={"name": token.name, "role": token.role, "revoked": True},
-            )
+        audit(
+            session,
+            actor=actor,
+            action="token.revoke",
+            subject_type="token",
+            subject_id=str(token.id),
+            before={"name": token.name, "role": token.role, "revoked": False},
+            after={"name": token.name, "role": token.role, "revoked": True},
         )
     return token
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 
 from ingest.spool import attach_spool
 from ingest.views import bp
@@ -12,12 +12,21 @@ from momo.web import build_app
 from tasks.embedded import attach_queue
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    """Fails at start-up, naming the variable, when MOMO_MPESA_PATH_TOKEN is missing."""
+def create_webhook_app(
+    *blueprints: Blueprint, settings: Settings | None = None, runtime: Runtime | None = None
+) -> Flask:
+    """An app serving the webhooks (and any other ``blueprints``), with queue and spool.
+
+    Fails at start-up, naming the variable, when MOMO_MPESA_PATH_TOKEN is missing.
+    """
     settings = runtime.settings if runtime else (settings or load_settings())
     settings.require_mpesa_path_token()
     if runtime is None:
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)
-    return build_app(runtime, bp)
+    return build_app(runtime, bp, *blueprints)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    return create_webhook_app(settings=settings, runtime=runtime)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matcher.audit import audit
 from matcher.errors import Conflict, InvalidInput
 from matcher.ledger import Ledger
 from matcher.matching import account_key, get_customer
-from matcher.models import AuditEvent, Customer, CustomerPhone
+from matcher.models import Customer, CustomerPhone
 from matcher.payments import rematch_phones
 from matcher.phones import msisdn_sha256, normalise_msisdn
 
@@ -134,15 +135,14 @@ def save_customer(
         customer.name = clean
     added = _set_phones(customer, numbers)
     session.flush()
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="customer.create" if created else "customer.update",
-            subject_type="customer",
-            subject_id=customer.account_number,
-            before=before,
-            after=snapshot(customer),
-        )
+    audit(
+        session,
+        actor=actor,
+        action="customer.create" if created else "customer.update",
+        subject_type="customer",
+        subject_id=customer.account_number,
+        before=before,
+        after=snapshot(customer),
     )
     with Ledger(session) as ledger:
         rematched = rematch_phones(

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import Conflict, NotFound
 from matcher.ledger import Ledger
@@ -216,7 +217,6 @@ def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
             f"inbox row {inbox_id} is {item.status}; only dead or rejected rows are replayed",
             "not_replayable",
         )
-    from matcher.models import AuditEvent
 
     before = {"status": item.status, "reason": item.reason, "attempts": item.attempts}
     item.status, item.reason, item.next_attempt_at, item.attempts = (
@@ -225,14 +225,13 @@ def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
         None,
         0,
     )
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="inbox.replay",
-            subject_type="inbox",
-            subject_id=str(item.id),
-            before=before,
-            after={"status": item.status, "reason": item.reason, "attempts": 0},
-        )
+    audit(
+        session,
+        actor=actor,
+        action="inbox.replay",
+        subject_type="inbox",
+        subject_id=str(item.id),
+        before=before,
+        after={"status": item.status, "reason": item.reason, "attempts": 0},
     )
     return item

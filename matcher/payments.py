@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, Ledger, Posting
@@ -23,7 +24,6 @@ from matcher.matching import (
 from matcher.models import (
     ASSOCIATED,
     UNASSOCIATED,
-    AuditEvent,
     Customer,
     LedgerEntry,
     Payment,
@@ -293,15 +293,14 @@ def _audit(
 ) -> None:
     after = payment_state(payment)
     after.update(extra)
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action=action,
-            subject_type="payment",
-            subject_id=str(payment.id),
-            before=before,
-            after=after,
-        )
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="payment",
+        subject_id=str(payment.id),
+        before=before,
+        after=after,
     )
 
 

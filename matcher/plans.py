@@ -11,11 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import PURCHASE, Ledger, Posting
 from matcher.matching import account_key
-from matcher.models import AuditEvent, Customer, Plan, Purchase
+from matcher.models import Customer, Plan, Purchase
 from matcher.money import format_minor, parse_money
 
 PLAN_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -96,15 +97,14 @@ def create_plan(
             session.flush()
     except IntegrityError:
         raise Conflict(f"a plan with code {plan.code!r} already exists", "plan_exists") from None
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="plan.create",
-            subject_type="plan",
-            subject_id=plan.code,
-            before=None,
-            after=plan_state(plan),
-        )
+    audit(
+        session,
+        actor=actor,
+        action="plan.create",
+        subject_type="plan",
+        subject_id=plan.code,
+        before=None,
+        after=plan_state(plan),
     )
     return plan
 
@@ -130,15 +130,14 @@ def update_plan(session: Session, code: str, changes: dict[str, object], *, acto
             raise InvalidInput("active must be true or false", "invalid_active")
         plan.active = changes["active"]
     session.flush()
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="plan.update",
-            subject_type="plan",
-            subject_id=plan.code,
-            before=before,
-            after=plan_state(plan),
-        )
+    audit(
+        session,
+        actor=actor,
+        action="plan.update",
+        subject_type="plan",
+        subject_id=plan.code,
+        before=before,
+        after=plan_state(plan),
     )
     return plan
 
@@ -209,19 +208,18 @@ def purchase(session: Session, account_number: str, plan_code: object, *, actor:
                 note=f"{plan.code} voucher {bought.voucher_code}",
             )
         )
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action="customer.purchase",
-            subject_type="customer",
-            subject_id=customer.account_number,
-            before={"balance": format_minor(customer.balance_minor)},
-            after={
-                "balance": format_minor(customer.balance_minor - plan.price_minor),
-                "plan": plan.code,
-                "voucher_code": bought.voucher_code,
-            },
-        )
+    audit(
+        session,
+        actor=actor,
+        action="customer.purchase",
+        subject_type="customer",
+        subject_id=customer.account_number,
+        before={"balance": format_minor(customer.balance_minor)},
+        after={
+            "balance": format_minor(customer.balance_minor - plan.price_minor),
+            "plan": plan.code,
+            "voucher_code": bought.voucher_code,
+        },
     )
     session.refresh(customer)
     return Bought(bought, plan, customer)

@@ -5,19 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from api.views import bp as api_bp
-from ingest.spool import attach_spool
-from ingest.views import bp as ingest_bp
-from momo.config import Settings, load_settings
-from momo.runtime import Runtime, build_runtime
-from momo.web import build_app
-from tasks.embedded import attach_queue
+from ingest.app import create_webhook_app
+from momo.config import Settings
+from momo.runtime import Runtime
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    settings = runtime.settings if runtime else (settings or load_settings())
-    settings.require_mpesa_path_token()
-    if runtime is None:
-        runtime = build_runtime(settings)
-        attach_queue(runtime)
-        attach_spool(runtime)
-    return build_app(runtime, ingest_bp, api_bp)
+    return create_webhook_app(api_bp, settings=settings, runtime=runtime)

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -101,3 +102,35 @@ def add_customer(runtime: Runtime, account: str, phones: list[str], name: str = 
 
 def webhook_url(kind: str, token: str = PATH_TOKEN) -> str:
     return f"/webhooks/mpesa/{token}/{kind}"
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    """A problem+json answer with this status and code, and a detail for the human."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body: dict[str, Any] = response.get_json(force=True)
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+def post_confirmation(
+    client: FlaskClient,
+    *,
+    code: str,
+    when: str = "20251103143015",
+    msisdn: str = "254712345678",
+    ref: str = "",
+    amount: str = "1500.00",
+) -> None:
+    """Post a paybill confirmation (the shared sample with some fields changed)."""
+    doc = sample("c2b_confirmation_paybill_plain.json")
+    doc.update(TransID=code, TransTime=when, MSISDN=msisdn, BillRefNumber=ref, TransAmount=amount)
+    response = client.post(
+        webhook_url("c2b/confirmation"), data=json.dumps(doc), content_type="application/json"
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -14,10 +20,12 @@ from tests.conftest import sample_bytes
 from tests.integration.conftest import VENV_BIN, free_port, wait_until
 
 
-def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: Path) -> None:
+@contextmanager
+def embedded_server(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """`momo serve` on the embedded default, as README's first command runs it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env.update(PYTHONUNBUFFERED="1", **extra_env)
     with (tmp_path / "serve.log").open("wb") as log:
         proc = subprocess.Popen(
             [str(VENV_BIN / "momo"), "serve", "--port", str(port)],
@@ -37,24 +45,34 @@ def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: 
                 return False
 
         wait_until(up, timeout=60)
+        yield base, env
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=20)
+
+
+def admin_token(tmp_path: Path, env: dict[str, str]) -> str:
+    return (
+        subprocess.run(
+            [str(VENV_BIN / "momo"), "token", "create", "--name", "ops", "--role", "admin"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+
+def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: Path) -> None:
+    with embedded_server(tmp_path) as (base, env):
         output = (tmp_path / "serve.log").read_text()
         path_token = (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
         assert f"{base}/webhooks/mpesa/{path_token}/c2b/confirmation" in output
         assert (tmp_path / "momo.db").exists()
-
-        token = (
-            subprocess.run(
-                [str(VENV_BIN / "momo"), "token", "create", "--name", "me", "--role", "admin"],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = {"Authorization": f"Bearer {admin_token(tmp_path, env)}"}
         created = requests.post(
             f"{base}/api/v1/customers",
             headers=auth,
@@ -79,53 +97,12 @@ def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: 
         wait_until(lambda: balance() == "1520.00", timeout=15)
         time.sleep(0.5)
         assert balance() == "1520.00"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=20)
 
 
 def test_concurrent_operators_on_the_embedded_default_never_see_a_5xx(tmp_path: Path) -> None:
     """SQLite has one writer at a time: contention must be waited out, never a 'locked' 5xx."""
-    import json
-    import random
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env["MOMO_SWEEP_INTERVAL_SECONDS"] = "1"
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "momo"), "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(up, timeout=60)
-        token = (
-            subprocess.run(
-                [str(VENV_BIN / "momo"), "token", "create", "--name", "ops", "--role", "admin"],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        auth = {"Authorization": f"Bearer {token}"}
+    with embedded_server(tmp_path, MOMO_SWEEP_INTERVAL_SECONDS="1") as (base, env):
+        auth = {"Authorization": f"Bearer {admin_token(tmp_path, env)}"}
         path_token = (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
         accounts = [f"SQ-{n}" for n in range(4)]
         for account in accounts:
@@ -136,12 +113,8 @@ def test_concurrent_operators_on_the_embedded_default_never_see_a_5xx(tmp_path: 
                 json={"account_number": account, "name": account},
             )
             assert r.status_code == 201
-        r = requests.post(
-            f"{base}/api/v1/plans",
-            headers=auth,
-            timeout=30,
-            json={"code": "P", "name": "P", "price": "3.00", "validity_minutes": 60},
-        )
+        plan = {"code": "P", "name": "P", "price": "3.00", "validity_minutes": 60}
+        r = requests.post(f"{base}/api/v1/plans", headers=auth, timeout=30, json=plan)
         assert r.status_code == 201
         statuses: list[int] = []
         lock = threading.Lock()
@@ -199,11 +172,9 @@ def test_concurrent_operators_on_the_embedded_default_never_see_a_5xx(tmp_path: 
                 env=env,
                 capture_output=True,
                 text=True,
+                check=False,
             )
             return result.returncode == 0
 
         wait_until(checked, timeout=30, interval=0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=20)
     assert "database is locked" not in (tmp_path / "serve.log").read_text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,40 +13,10 @@ from sqlalchemy import select, update
 from matcher.models import ApiToken, AuditEvent, LedgerEntry, Payment
 from momo.runtime import Runtime
 from tasks.work import drain_inbox
-from tests.conftest import add_customer, make_token, sample, webhook_url
-
-PROBLEM = "application/problem+json"
-
+from tests.conftest import add_customer, assert_problem, make_token
+from tests.conftest import post_confirmation as post_payment
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body: dict[str, Any] = response.get_json(force=True)
-    assert body["code"] == code
-    assert body["status"] == status
-    assert body["detail"]
-    return body
-
-
-def post_payment(
-    client: FlaskClient,
-    *,
-    code: str,
-    when: str = "20251103143015",
-    msisdn: str = "254712345678",
-    ref: str = "",
-    amount: str = "1500.00",
-) -> None:
-    """Post a paybill confirmation (the shared sample with some fields changed)."""
-    doc = sample("c2b_confirmation_paybill_plain.json")
-    doc.update(TransID=code, TransTime=when, MSISDN=msisdn, BillRefNumber=ref, TransAmount=amount)
-    response = client.post(
-        webhook_url("c2b/confirmation"), data=json.dumps(doc), content_type="application/json"
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def payment_id(runtime: Runtime, code: str) -> int:

@@ -3,7 +3,6 @@ search, customers, plans and vouchers, the transaction log, revenue and tokens."
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +17,15 @@ from matcher.models import ApiToken, Customer, InboxItem, LedgerEntry, Payment, 
 from matcher.plans import VOUCHER_ALPHABET, VOUCHER_LENGTH
 from momo.runtime import Runtime
 from tasks.work import drain_inbox
-from tests.conftest import add_customer, make_token, sample, sample_bytes, webhook_url
+from tests.conftest import (
+    add_customer,
+    assert_problem,
+    make_token,
+    sample_bytes,
+    webhook_url,
+)
+from tests.conftest import post_confirmation as callback
 
-PROBLEM = "application/problem+json"
 API = "/api/v1"
 
 Headers = dict[str, str]
@@ -36,34 +41,6 @@ def bearer(runtime: Runtime, role: str, name: str) -> Headers:
 @pytest.fixture
 def admin_headers(runtime: Runtime) -> Headers:
     return bearer(runtime, "admin", "test-admin")
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body: dict[str, Any] = response.get_json(force=True)
-    assert body["code"] == code
-    assert body["status"] == status
-    assert body["detail"]
-    return body
-
-
-def callback(
-    client: FlaskClient,
-    *,
-    code: str,
-    when: str = "20251103143015",
-    msisdn: str = "254712345678",
-    ref: str = "",
-    amount: str = "1500.00",
-) -> None:
-    """Post a paybill confirmation (the shared sample with some fields changed)."""
-    doc = sample("c2b_confirmation_paybill_plain.json")
-    doc.update(TransID=code, TransTime=when, MSISDN=msisdn, BillRefNumber=ref, TransAmount=amount)
-    response = client.post(
-        webhook_url("c2b/confirmation"), data=json.dumps(doc), content_type="application/json"
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
 
 
 def cancelled_stk(client: FlaskClient) -> None:

@@ -1,0 +1,1220 @@
+"""The chaos run: M-PESA callbacks through a real momo while its parts are broken on purpose.
+
+    .venv/bin/python -m bench.chaos [--callbacks N] [--short] [--seed S] [--json PATH] [--keep]
+
+It starts its own PostgreSQL, Redis, gunicorn (``momo.wsgi:app()``, 2 workers), two
+Celery worker processes (``momo worker --concurrency 1``, so one can be killed while the
+other keeps working, like two hosts) and beat, all on free loopback ports with their data
+under a temporary directory; it never touches the machine's shared services. It seeds
+customers, then sends a paced stream of C2B confirmations from 8 sender threads (about
+10% of them sent twice, some of those concurrently) while a fault thread, spaced through
+the stream:
+
+1. ``kill -9``s a worker's process group while it holds an open inbox transaction, then
+   restarts it (twice per round);
+2. stops Redis for a few seconds and starts it again, and once FLUSHALLs it;
+3. restarts PostgreSQL (fast stop, a few seconds down, start): callbacks answered then
+   must be spooled by the webhook, acknowledged, and credited later;
+4. restarts the web server on the same port.
+
+Afterwards every callback answered 5xx or not answered at all is sent again until it is
+acknowledged (bounded), the run waits for the inbox and the spool to drain, and reads
+the books from the database: payments stored, credited (a net ledger credit equal to the
+amount, on the right customer), lost (acknowledged, not credited), doubled (netting more
+than the amount, or stored twice), ledger mismatches (balance != sum of entries), plus
+``momo check``. It prints one summary line starting ``chaos: sent=`` and writes the same
+figures as JSON. Exit status 0 only when nothing was lost, doubled or mismatched, every
+failed callback succeeded when sent again, ``momo check`` passed and every fault ran.
+
+Like systemd's ``Restart=always`` (deploy/), a momo process that dies by itself is
+restarted; each such exit is counted (``unexpected_exits``) and shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SAMPLE = ROOT / "tests" / "samples" / "mpesa" / "c2b_confirmation_paybill_plain.json"
+DEFAULT_JSON = ROOT / "bench" / "results" / "chaos.json"
+
+CUSTOMERS = 200
+SENDERS = 8
+WORKERS = 2
+#: the share of payments whose callback is sent twice; half of those concurrently
+DUPLICATE_SHARE = 0.10
+#: one round of faults; the full form runs two rounds
+FAULT_PLAN = (
+    "worker_kill",
+    "redis_stop",
+    "pg_restart",
+    "worker_kill",
+    "web_restart",
+    "redis_flush",
+)
+ALL_FAULTS = ("worker_kill", "redis_stop", "redis_flush", "pg_restart", "web_restart")
+OUTAGE_SECONDS = 4.0
+RESEND_TRIES = 15
+DRAIN_TIMEOUT = 120.0
+REQUEST_TIMEOUT = (3.0, 20.0)
+
+_T0 = time.monotonic()
+_print_lock = threading.Lock()
+
+
+def say(message: str) -> None:
+    with _print_lock:
+        print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except Exception:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not ready within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+class HarnessError(RuntimeError):
+    """The chaos run itself could not do something (not a finding about momo)."""
+
+
+# --- the services ---------------------------------------------------------------------------
+
+
+class Stack:
+    """PostgreSQL, Redis, gunicorn, Celery workers and beat of our own, under ``tmp``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.run_dir = tmp / "run"
+        self.pg_dir = tmp / "pg"
+        self.pg_data = self.pg_dir / "data"
+        self.pg_sock = self.pg_dir / "sock"
+        self.redis_dir = tmp / "redis"
+        self.spool_dir = tmp / "spool"
+        self.pg_port, self.redis_port, self.web_port = free_ports(3)
+        self.path_token = secrets.token_hex(16)
+        self.db_url = f"postgresql://postgres@127.0.0.1:{self.pg_port}/momo"
+        self.broker_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        self.webhook = f"{self.base}/webhooks/mpesa/{self.path_token}/c2b/confirmation"
+        self.admin_token = ""
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: services stopped on purpose (a fault in progress): not restarted by supervise()
+        self.down: set[str] = set()
+        self.lock = threading.RLock()
+        self.unexpected_exits: list[dict[str, Any]] = []
+        self.as_postgres: list[str] = (
+            ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
+        self.env.update(
+            {
+                "MOMO_DATABASE_URL": self.db_url,
+                "MOMO_BROKER_URL": self.broker_url,
+                "MOMO_MPESA_PATH_TOKEN": self.path_token,
+                "MOMO_SWEEP_AFTER_SECONDS": "3",
+                "MOMO_SWEEP_INTERVAL_SECONDS": "1",
+                "MOMO_SPOOL_DIR": str(self.spool_dir),
+                "MOMO_SPOOL_DRAIN_SECONDS": "1",
+                "MOMO_INSTANCE_PATH": str(self.run_dir / "instance"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+
+    # -- plumbing
+
+    def _env(self, app_name: str) -> dict[str, str]:
+        # libpq reads PGAPPNAME: pg_stat_activity then tells whose transaction is open.
+        return {**self.env, "PGAPPNAME": app_name}
+
+    def _spawn(self, name: str, argv: list[str], app_name: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                env=self._env(app_name),
+                cwd=self.run_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: signal the whole of it
+            )
+        self.procs[name] = proc
+        return proc
+
+    def _signal_group(self, name: str, sig: int) -> None:
+        proc = self.procs.get(name)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+
+    def _stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Stop one of our processes: ``sig`` to its group, SIGKILL if it lingers."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal_group(name, sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(name, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # the leader may be gone while children linger: make sure the group is empty
+        self._signal_group(name, signal.SIGKILL)
+
+    def log_size(self, name: str) -> int:
+        path = self.logs / f"{name}.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def log_text(self, name: str, offset: int = 0) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def momo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VENV_BIN / "momo"), *args],
+            env=self._env("chaos-cli"),
+            cwd=self.run_dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+    def connect(self, timeout: int = 3) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.db_url, connect_timeout=timeout, autocommit=True)
+
+    # -- PostgreSQL
+
+    def _pg_ctl(self, *args: str, timeout: float = 90) -> None:
+        with (self.logs / "pg_ctl.log").open("ab") as log:
+            subprocess.run(
+                [*self.as_postgres, "pg_ctl", "-D", str(self.pg_data), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.pg_dir,
+                start_new_session=True,
+                timeout=timeout,
+                check=True,
+            )
+
+    def init_postgres(self) -> None:
+        for d in (self.pg_dir, self.pg_sock):
+            d.mkdir(parents=True, exist_ok=True)
+        pg_log = self.logs / "postgres.log"
+        pg_log.touch()
+        if self.as_postgres:
+            for path in (self.pg_dir, self.pg_sock, pg_log):
+                shutil.chown(path, "postgres", "postgres")
+        with (self.logs / "pg_ctl.log").open("ab") as log:
+            subprocess.run(
+                [
+                    *self.as_postgres,
+                    "initdb",
+                    "-D",
+                    str(self.pg_data),
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.pg_dir,
+                check=True,
+                timeout=120,
+            )
+
+    def start_postgres(self) -> None:
+        options = (
+            f"-p {self.pg_port} -k {self.pg_sock} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200"
+        )
+        self._pg_ctl(
+            "-l", str(self.logs / "postgres.log"), "-o", options, "-w", "-t", "60", "start"
+        )
+
+    def stop_postgres(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "-t", "60", "stop")
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.pg_data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def postgres_alive(self) -> bool:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait_postgres(self, database: str = "momo", timeout: float = 60) -> None:
+        url = self.db_url.rsplit("/", 1)[0] + f"/{database}"
+
+        def ready() -> bool:
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        wait_for(ready, timeout, "PostgreSQL")
+
+    def create_database(self) -> None:
+        self.wait_postgres("postgres")
+        url = self.db_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE momo")
+
+    # -- Redis
+
+    def start_redis(self) -> None:
+        self.redis_dir.mkdir(exist_ok=True)
+        self._spawn(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.redis_dir),
+                "--daemonize",
+                "no",
+            ],
+            "chaos-redis",
+        )
+        client = self.redis()
+        wait_for(client.ping, 30, "Redis")
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=self.redis_port, socket_timeout=3, socket_connect_timeout=3
+        )
+
+    # -- momo
+
+    def start_web(self) -> None:
+        self._spawn(
+            "web",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--graceful-timeout",
+                "10",
+                "--timeout",
+                "60",
+                "momo.wsgi:app()",
+            ],
+            "chaos-web",
+        )
+
+        def healthy() -> bool:
+            return requests.get(f"{self.base}/healthz", timeout=2).status_code == 200
+
+        wait_for(healthy, 60, "gunicorn")
+
+    def stop_web(self) -> None:
+        """Gracefully: SIGTERM to the gunicorn master, which lets its workers finish."""
+        proc = self.procs.get("web")
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._signal_group("web", signal.SIGKILL)
+                proc.wait(timeout=10)
+        self._signal_group("web", signal.SIGKILL)
+
+    def worker_names(self) -> list[str]:
+        return [f"w{n}" for n in range(1, WORKERS + 1)]
+
+    def start_worker(self, name: str, wait: bool = True) -> None:
+        offset = self.log_size(name)
+        self._spawn(
+            name,
+            [
+                str(VENV_BIN / "momo"),
+                "worker",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            f"chaos-{name}",
+        )
+        if wait:
+            wait_for(lambda: "ready." in self.log_text(name, offset), 90, f"worker {name}")
+
+    def start_beat(self) -> None:
+        self._spawn(
+            "beat",
+            [str(VENV_BIN / "momo"), "beat", "--schedule", str(self.run_dir / "beat")],
+            "chaos-beat",
+        )
+
+    def start_all(self) -> None:
+        for d in (self.logs, self.run_dir, self.spool_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        say(f"logs: {self.logs}")
+        self.init_postgres()
+        self.start_postgres()
+        self.create_database()
+        say(f"postgres on 127.0.0.1:{self.pg_port} (data {self.pg_data})")
+        self.start_redis()
+        say(f"redis on 127.0.0.1:{self.redis_port}")
+        say(self.momo("db", "upgrade").stdout.strip())
+        self.admin_token = self.momo("token", "create", "--name", "chaos", "--role", "admin")
+        self.admin_token = self.admin_token.stdout.strip().splitlines()[-1]
+        self.start_web()
+        say(f"gunicorn momo.wsgi:app() on {self.base} (2 workers)")
+        for name in self.worker_names():
+            self.start_worker(name, wait=False)
+        for name in self.worker_names():
+            wait_for(lambda n=name: "ready." in self.log_text(n), 90, f"worker {name}")
+        say(f"celery workers {', '.join(self.worker_names())} ready (concurrency 1 each)")
+        self.start_beat()
+        say("beat started (sweeper every 1s, rows pending over 3s re-queued)")
+
+    def supervise(self) -> None:
+        """Restart a process that died by itself (as systemd's Restart=always would)."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            for name, proc in list(self.procs.items()):
+                if name in self.down or proc.poll() is None:
+                    continue
+                self._signal_group(name, signal.SIGKILL)
+                tail = self.log_text(name, max(0, self.log_size(name) - 1500))
+                self.unexpected_exits.append(
+                    {"process": name, "returncode": proc.returncode, "at": _now()}
+                )
+                say(f"UNEXPECTED EXIT: {name} exited with {proc.returncode}; restarting it")
+                say(f"  last output of {name}: {tail[-600:]!r}")
+                self._restart(name)
+            if "postgres" not in self.down and not self.postgres_alive():
+                self.unexpected_exits.append({"process": "postgres", "at": _now()})
+                say("UNEXPECTED EXIT: postgres is not running; starting it")
+                self.start_postgres()
+        finally:
+            self.lock.release()
+
+    def _restart(self, name: str) -> None:
+        if name == "web":
+            self.start_web()
+        elif name == "beat":
+            self.start_beat()
+        elif name == "redis":
+            self.start_redis()
+        else:
+            self.start_worker(name)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.down.update([*self.procs, "postgres"])
+            self.stop_web()
+            for name in [n for n in self.procs if n not in ("web", "redis")]:
+                self._stop(name, signal.SIGTERM, timeout=10)
+            self._stop("redis", signal.SIGKILL)
+            if self.pg_data.exists():
+                with contextlib.suppress(Exception):
+                    self.stop_postgres("immediate")
+                pid = self.postmaster_pid()
+                if pid is not None and self.postgres_alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+
+def _now() -> float:
+    return round(time.monotonic() - _T0, 2)
+
+
+# --- the callbacks --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payment:
+    code: str
+    account: str
+    amount_minor: int
+    body: bytes
+
+
+@dataclass
+class Send:
+    index: int
+    phase: str  # stream | resend
+    outcome: str  # acked | 5xx | 4xx | unanswered
+    status: int | None
+    detail: str
+    at: float
+
+
+def _code(rng: random.Random, taken: set[str]) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    while True:
+        code = rng.choice(string.ascii_uppercase) + "".join(rng.choices(alphabet, k=9))
+        if any(c.isdigit() for c in code) and code not in taken:
+            taken.add(code)
+            return code
+
+
+def make_customers(rng: random.Random) -> list[tuple[str, str]]:
+    phones: set[str] = set()
+    customers = []
+    for n in range(1, CUSTOMERS + 1):
+        while True:
+            phone = "2547" + rng.choice("012") + "".join(rng.choices(string.digits, k=7))
+            if phone not in phones:
+                phones.add(phone)
+                break
+        customers.append((f"CHX{n:04d}", phone))
+    return customers
+
+
+def make_payments(
+    rng: random.Random, count: int, customers: list[tuple[str, str]]
+) -> list[Payment]:
+    template = json.loads(SAMPLE.read_text())
+    taken: set[str] = set()
+    nairobi = ZoneInfo("Africa/Nairobi")
+    payments = []
+    for _ in range(count):
+        account, phone = rng.choice(customers)
+        minor = rng.randint(10, 5000) * 100
+        if rng.random() < 0.3:
+            minor += rng.randint(1, 99)
+        body = dict(template)
+        body.update(
+            TransID=_code(rng, taken),
+            TransTime=datetime.now(nairobi).strftime("%Y%m%d%H%M%S"),
+            TransAmount=f"{minor // 100}.{minor % 100:02d}",
+            BillRefNumber=account,
+            MSISDN=phone,
+            OrgAccountBalance=f"{rng.randint(1000, 10**7)}.00",
+            FirstName=rng.choice(["WANJIKU", "OTIENO", "AKINYI", "KIPCHUMBA", "NJERI"]),
+        )
+        payments.append(
+            Payment(body["TransID"], account, minor, json.dumps(body).encode())  # type: ignore[arg-type]
+        )
+    return payments
+
+
+def make_schedule(
+    rng: random.Random, payments: list[Payment], posts: int, duration: float
+) -> list[tuple[float, int]]:
+    """(seconds from the start, payment index) for every post, duplicates included."""
+    rate = len(payments) / duration
+    events = [(i / rate, i) for i in range(len(payments))]
+    for i in rng.sample(range(len(payments)), posts - len(payments)):
+        t = i / rate
+        if rng.random() < 0.5:
+            events.append((t, i))  # concurrently with the first
+        else:
+            events.append((min(duration, t + rng.uniform(0.5, 12.0)), i))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    name: str
+    started: float
+    ended: float = 0.0
+    ok: bool = False
+    detail: str = ""
+
+
+@dataclass
+class Chaos:
+    stack: Stack
+    payments: list[Payment]
+    schedule: list[tuple[float, int]]
+    plan: list[str]
+    duration: float
+    rng: random.Random
+    stop: threading.Event = field(default_factory=threading.Event)
+    sends: list[Send] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stream_started: float = 0.0
+    stream_done: bool = False
+
+    # -- sending
+
+    def post(self, index: int, phase: str) -> Send:
+        payment = self.payments[index]
+        try:
+            response = requests.post(
+                self.stack.webhook,
+                data=payment.body,
+                headers={"Content-Type": "application/json"},
+                timeout=REQUEST_TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            send = Send(index, phase, "unanswered", None, type(exc).__name__, _now())
+        else:
+            status = response.status_code
+            if 200 <= status < 300:
+                try:
+                    ok = response.json().get("ResultCode") == 0
+                except ValueError:
+                    ok = False
+                outcome = "acked" if ok else "4xx"
+            else:
+                outcome = "5xx" if status >= 500 else "4xx"
+            send = Send(index, phase, outcome, status, response.text[:300], _now())
+        with self.lock:
+            self.sends.append(send)
+        if send.outcome in ("5xx", "4xx"):
+            say(f"answer {send.status} to {payment.code} ({phase}): {send.detail!r}")
+        return send
+
+    def run_stream(self, pool: ThreadPoolExecutor) -> None:
+        futures: list[Future[Send]] = []
+        self.stream_started = time.monotonic()
+        for offset, index in self.schedule:
+            if self.stop.is_set():
+                break
+            delay = self.stream_started + offset - time.monotonic()
+            if delay > 0 and self.stop.wait(delay):
+                break
+            futures.append(pool.submit(self.post, index, "stream"))
+        wait_futures(futures)
+        self.stream_done = True
+
+    def resend_failed(self, pool: ThreadPoolExecutor) -> tuple[int, int, int]:
+        """Send every post answered 5xx or not at all again until acknowledged (bounded)."""
+        failed = [
+            s for s in self.sends if s.phase == "stream" and s.outcome in ("5xx", "unanswered")
+        ]
+        if not failed:
+            return 0, 0, 0
+
+        def again(send: Send) -> bool:
+            for attempt in range(RESEND_TRIES):
+                if self.post(send.index, "resend").outcome == "acked":
+                    return True
+                time.sleep(min(5.0, 0.5 * (attempt + 1)))
+            return False
+
+        results = list(pool.map(again, failed))
+        ok = sum(results)
+        return len(failed), ok, len(failed) - ok
+
+    # -- faults
+
+    def run_faults(self) -> None:
+        gap = self.duration / (len(self.plan) + 1)
+        kills = 0
+        redis_stops = 0
+        for n, name in enumerate(self.plan, start=1):
+            due = self.stream_started + n * gap
+            if self.stop.wait(max(0.0, due - time.monotonic())):
+                return
+            fault = Fault(name, _now())
+            self.faults.append(fault)
+            say(f"FAULT {name}: starting")
+            try:
+                if name == "worker_kill":
+                    fault.detail = self.worker_kill(kills)
+                    kills += 1
+                elif name == "redis_stop":
+                    fault.detail = self.redis_stop(
+                        signal.SIGKILL if redis_stops % 2 == 0 else signal.SIGTERM
+                    )
+                    redis_stops += 1
+                elif name == "redis_flush":
+                    fault.detail = self.redis_flush()
+                elif name == "pg_restart":
+                    fault.detail = self.pg_restart()
+                elif name == "web_restart":
+                    fault.detail = self.web_restart()
+                else:
+                    raise HarnessError(f"unknown fault {name}")
+                fault.ok = True
+            except Exception as exc:
+                fault.detail = f"FAILED: {type(exc).__name__}: {exc}"
+            fault.ended = _now()
+            say(f"FAULT {name}: {fault.detail} ({fault.ended - fault.started:.1f}s)")
+
+    def worker_kill(self, n: int) -> str:
+        """SIGKILL a worker group while it holds an open inbox transaction, then restart it."""
+        stack = self.stack
+        preferred = stack.worker_names()[n % WORKERS]
+        victim = None
+        pending = 0
+        with stack.connect() as conn:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not self.stop.is_set():
+                busy = [
+                    r[0].removeprefix("chaos-")
+                    for r in conn.execute(
+                        "SELECT DISTINCT application_name FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'chaos-w%' AND xact_start IS NOT NULL "
+                        "AND state <> 'idle'"
+                    ).fetchall()
+                ]
+                if busy:
+                    victim = preferred if preferred in busy else busy[0]
+                    break
+                time.sleep(0.005)
+            with stack.lock:
+                mid_txn = victim is not None
+                victim = victim or preferred
+                row = conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()
+                pending = int(row[0]) if row else 0
+                stack.down.add(victim)
+                stack._signal_group(victim, signal.SIGKILL)
+                proc = stack.procs[victim]
+                proc.wait(timeout=10)
+        try:
+            time.sleep(1.0)
+            with stack.lock:
+                stack.start_worker(victim)
+        finally:
+            stack.down.discard(victim)
+        where = "inside an open transaction" if mid_txn else "with no transaction seen"
+        return f"kill -9 {victim} {where}, {pending} inbox rows pending; restarted"
+
+    def redis_stop(self, sig: int) -> str:
+        stack = self.stack
+        with stack.lock:
+            stack.down.add("redis")
+            try:
+                depth = _queue_depth(stack)
+                stack._stop("redis", sig)
+                self.stop.wait(OUTAGE_SECONDS)
+                stack.start_redis()
+            finally:
+                stack.down.discard("redis")
+        return (
+            f"redis {signal.Signals(sig).name}, down {OUTAGE_SECONDS:.0f}s "
+            f"(queue held {depth}); started again"
+        )
+
+    def redis_flush(self) -> str:
+        client = self.stack.redis()
+        deadline = time.monotonic() + 10
+        depth = _queue_depth(self.stack)
+        while depth == "0 queued, 0 unacked" and time.monotonic() < deadline:
+            time.sleep(0.01)
+            depth = _queue_depth(self.stack)
+        client.flushall()
+        return f"FLUSHALL with {depth}"
+
+    def pg_restart(self) -> str:
+        stack = self.stack
+        before = _spooled_lines(stack)
+        with stack.lock:
+            stack.down.add("postgres")
+            try:
+                stack.stop_postgres("fast")
+                down_at = time.monotonic()
+                self.stop.wait(OUTAGE_SECONDS)
+                stack.start_postgres()
+                outage = time.monotonic() - down_at
+            finally:
+                stack.down.discard("postgres")
+        spooled = _spooled_lines(stack) - before
+        return f"pg_ctl stop -m fast, down {outage:.1f}s, started; {spooled} callbacks spooled"
+
+    def web_restart(self) -> str:
+        stack = self.stack
+        with stack.lock:
+            stack.down.add("web")
+            try:
+                stopped_at = time.monotonic()
+                stack.stop_web()
+                stack.start_web()
+                gap = time.monotonic() - stopped_at
+            finally:
+                stack.down.discard("web")
+        return f"gunicorn stopped (SIGTERM) and serving again on :{stack.web_port} after {gap:.1f}s"
+
+
+def _queue_depth(stack: Stack) -> str:
+    try:
+        client = stack.redis()
+        return f"{client.llen('momo')} queued, {client.hlen('unacked')} unacked"
+    except redis.RedisError:
+        return "unknown"
+
+
+def _spooled_lines(stack: Stack) -> int:
+    """How often a web process said it spooled a callback (from its log)."""
+    return stack.log_text("web").count("callback spooled to")
+
+
+def _spool_records(stack: Stack) -> int:
+    total = 0
+    if stack.spool_dir.exists():
+        for path in stack.spool_dir.glob("spool-*"):
+            with contextlib.suppress(OSError):
+                total += sum(1 for line in path.read_bytes().splitlines() if line.strip())
+    return total
+
+
+def inbox_counts(stack: Stack) -> dict[str, int] | None:
+    try:
+        with stack.connect(timeout=2) as conn:
+            rows = conn.execute("SELECT status, count(*) FROM inbox GROUP BY status").fetchall()
+            payments = conn.execute("SELECT count(*) FROM payments").fetchone()
+    except psycopg.Error:
+        return None
+    counts = {status: int(n) for status, n in rows}
+    counts["payments"] = int(payments[0]) if payments else 0
+    return counts
+
+
+def seed_customers(
+    stack: Stack, customers: list[tuple[str, str]], pool: ThreadPoolExecutor
+) -> None:
+    def create(customer: tuple[str, str]) -> None:
+        account, phone = customer
+        response = requests.post(
+            f"{stack.base}/api/v1/customers",
+            json={"account_number": account, "name": f"Chaos {account}", "phones": [phone]},
+            headers={"Authorization": f"Bearer {stack.admin_token}"},
+            timeout=30,
+        )
+        if response.status_code != 201:
+            raise HarnessError(f"creating {account}: {response.status_code} {response.text}")
+
+    list(pool.map(create, customers))
+
+
+# --- the books ------------------------------------------------------------------------------
+
+
+def read_books(stack: Stack, chaos: Chaos) -> dict[str, Any]:
+    by_code = {p.code: p for p in chaos.payments}
+    acked_codes = {chaos.payments[s.index].code for s in chaos.sends if s.outcome == "acked"}
+    with stack.connect(timeout=10) as conn:
+        rows = conn.execute(
+            """
+            SELECT p.id, p.code, p.amount_minor, p.status, c.account_number,
+                   coalesce(sum(l.amount_minor), 0), count(l.id)
+            FROM payments p
+            LEFT JOIN customers c ON c.id = p.customer_id
+            LEFT JOIN ledger_entries l ON l.payment_id = p.id
+            WHERE p.provider = 'mpesa'
+            GROUP BY p.id, c.account_number
+            """
+        ).fetchall()
+        mismatched = conn.execute(
+            """
+            SELECT c.account_number, c.balance_minor, coalesce(s.total, 0)
+            FROM customers c
+            LEFT JOIN (SELECT customer_id, sum(amount_minor) AS total
+                       FROM ledger_entries GROUP BY customer_id) s ON s.customer_id = c.id
+            WHERE c.balance_minor <> coalesce(s.total, 0)
+            """
+        ).fetchall()
+        balances = dict(conn.execute("SELECT account_number, balance_minor FROM customers"))
+        inbox = dict(conn.execute("SELECT status, count(*) FROM inbox GROUP BY status"))
+        spooled = conn.execute("SELECT count(*) FROM inbox WHERE spool_id IS NOT NULL").fetchone()
+        stuck_rows = conn.execute(
+            "SELECT id, code, reason, attempts, next_attempt_at, detail FROM inbox "
+            "WHERE status IN ('pending', 'dead') ORDER BY id LIMIT 10"
+        ).fetchall()
+        diagnostics: dict[str, Any] = {}
+
+        stored: Counter[str] = Counter()
+        credited: set[str] = set()
+        doubled: list[str] = []
+        misrouted: list[str] = []
+        phantom: list[str] = []
+        for _pid, code, amount, status, account, net, _entries in rows:
+            stored[code] += 1
+            sent = by_code.get(code)
+            if sent is None:
+                phantom.append(code)
+                continue
+            if net > amount:
+                doubled.append(code)
+            if (
+                status == "associated"
+                and net == amount == sent.amount_minor
+                and account == sent.account
+            ):
+                credited.add(code)
+            elif status == "associated" and account != sent.account:
+                misrouted.append(code)
+        doubled += [code for code, n in stored.items() if n > 1 and code not in doubled]
+        lost = sorted(acked_codes - credited)
+        for code in (lost + doubled + misrouted)[:10]:
+            diagnostics[code] = {
+                "inbox": [
+                    list(map(str, r))
+                    for r in conn.execute(
+                        "SELECT id, status, reason, attempts, spool_id, detail FROM inbox "
+                        "WHERE code = %s ORDER BY id",
+                        (code,),
+                    )
+                ],
+                "ledger": [
+                    list(map(str, r))
+                    for r in conn.execute(
+                        "SELECT l.id, l.amount_minor, l.kind, l.idempotency_key "
+                        "FROM ledger_entries l JOIN payments p ON p.id = l.payment_id "
+                        "WHERE p.code = %s ORDER BY l.id",
+                        (code,),
+                    )
+                ],
+                "sends": [asdict(s) for s in chaos.sends if chaos.payments[s.index].code == code],
+            }
+
+    expected: Counter[str] = Counter()
+    for code in credited | set(lost):
+        expected[by_code[code].account] += by_code[code].amount_minor
+    balance_off = [
+        account
+        for account, balance in balances.items()
+        if account.startswith("CHX") and balance != expected.get(account, 0)
+    ]
+    return {
+        "stored": sum(1 for code in stored if code in by_code),
+        "credited": len(credited),
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "mismatches": len(mismatched),
+        "misrouted": len(misrouted),
+        "phantom": len(phantom),
+        "balance_off": len(balance_off),
+        "spooled": int(spooled[0]) if spooled else 0,
+        "inbox": {str(k): int(v) for k, v in inbox.items()},
+        "examples": {
+            "lost": lost[:20],
+            "doubled": doubled[:20],
+            "mismatched": [list(map(str, r)) for r in mismatched[:20]],
+            "misrouted": misrouted[:20],
+            "balance_off": balance_off[:20],
+            "stuck_or_dead": [list(map(str, r)) for r in stuck_rows],
+        },
+        "diagnostics": diagnostics,
+    }
+
+
+def wait_for_drain(stack: Stack, chaos: Chaos, timeout: float) -> tuple[bool, float]:
+    started = time.monotonic()
+    last = 0.0
+    while time.monotonic() - started < timeout:
+        stack.supervise()
+        spool = _spool_records(stack)
+        counts = inbox_counts(stack)
+        if counts is not None and spool == 0 and counts.get("pending", 0) == 0:
+            return True, time.monotonic() - started
+        if time.monotonic() - last > 5:
+            last = time.monotonic()
+            say(f"draining: spool={spool} inbox={counts}")
+        time.sleep(0.5)
+    return False, time.monotonic() - started
+
+
+def fault_summary(faults: list[Fault]) -> str:
+    counts: Counter[str] = Counter(f.name for f in faults if f.ok)
+    return ",".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items())
+
+
+def progress(stack: Stack, chaos: Chaos, total: int) -> None:
+    with chaos.lock:
+        outcomes = Counter(s.outcome for s in chaos.sends if s.phase == "stream")
+    counts = inbox_counts(stack)
+    done = sum(1 for f in chaos.faults if f.ended)
+    db = (
+        "db=down"
+        if counts is None
+        else f"inbox pending={counts.get('pending', 0)} processed={counts.get('processed', 0)} "
+        f"payments={counts.get('payments', 0)}"
+    )
+    say(
+        f"sent={sum(outcomes.values())}/{total} acked={outcomes['acked']} "
+        f"5xx={outcomes['5xx']} 4xx={outcomes['4xx']} unanswered={outcomes['unanswered']} | "
+        f"{db} spool={_spool_records(stack)} | faults done={done}/{len(chaos.plan)}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--callbacks",
+        type=int,
+        default=None,
+        help="callbacks to send, duplicates included (default 5000; --short 400)",
+    )
+    parser.add_argument(
+        "--short", action="store_true", help="the CI form: 400 callbacks, every fault once"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds the stream lasts (default 75 short, 200 full)",
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the figures go")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(10**6)
+    rng = random.Random(seed)
+    posts = args.callbacks or (400 if args.short else 5000)
+    if posts < 20:
+        raise SystemExit("--callbacks must be at least 20")
+    duration = args.duration or (75.0 if args.short else 200.0)
+    plan = list(FAULT_PLAN) * (1 if args.short else 2)
+    unique = posts - int(posts * DUPLICATE_SHARE / (1 + DUPLICATE_SHARE))
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+
+    tmp = Path(tempfile.mkdtemp(prefix="momo-chaos-"))
+    tmp.chmod(0o755)  # the postgres user must reach its data directory
+    stack = Stack(tmp)
+    started = time.monotonic()
+    say(
+        f"chaos run: {posts} callbacks ({unique} payments, {posts - unique} duplicate posts) over "
+        f"~{duration:.0f}s, {len(plan)} faults, seed {seed}, temp dir {tmp}"
+    )
+    status = 2
+    pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="sender")
+    chaos: Chaos | None = None
+    try:
+        stack.start_all()
+        customers = make_customers(rng)
+        seed_customers(stack, customers, pool)
+        say(f"seeded {len(customers)} customers through the API")
+        payments = make_payments(rng, unique, customers)
+        schedule = make_schedule(rng, payments, posts, duration)
+        chaos = Chaos(stack, payments, schedule, plan, duration, rng)
+        stream = threading.Thread(target=chaos.run_stream, args=(pool,), name="stream")
+        chaos.stream_started = time.monotonic()
+        stream.start()
+        while not chaos.stream_started:
+            time.sleep(0.01)
+        faults = threading.Thread(target=chaos.run_faults, name="faults")
+        faults.start()
+        last = 0.0
+        try:
+            while stream.is_alive() or faults.is_alive():
+                stack.supervise()
+                if time.monotonic() - last >= 5:
+                    last = time.monotonic()
+                    progress(stack, chaos, posts)
+                time.sleep(0.25)
+        except BaseException:
+            chaos.stop.set()
+            raise
+        stream.join()
+        faults.join()
+        progress(stack, chaos, posts)
+
+        resent, resent_ok, resend_failed = chaos.resend_failed(pool)
+        if resent:
+            say(f"resent {resent} callbacks answered 5xx or not at all: {resent_ok} acknowledged")
+        drained, waited = wait_for_drain(stack, chaos, DRAIN_TIMEOUT)
+        say(
+            f"inbox and spool {'drained' if drained else 'NOT drained'} "
+            f"{waited:.1f}s after the last callback"
+        )
+        books = read_books(stack, chaos)
+        check = stack.momo("check", check=False)
+        check_output = (check.stdout + check.stderr).strip()
+        say(f"momo check exited {check.returncode}: {check_output}")
+
+        stream_sends = [s for s in chaos.sends if s.phase == "stream"]
+        outcomes = Counter(s.outcome for s in stream_sends)
+        missing_faults = [f for f in ALL_FAULTS if f not in {x.name for x in chaos.faults if x.ok}]
+        failed_faults = [asdict(f) for f in chaos.faults if not f.ok]
+        elapsed = time.monotonic() - started
+        figures: dict[str, Any] = {
+            "sent": len(stream_sends),
+            "payments": len(payments),
+            "acked": outcomes["acked"],
+            "answered_5xx": outcomes["5xx"],
+            "answered_4xx": outcomes["4xx"],
+            "unanswered": outcomes["unanswered"],
+            "resent": resent,
+            "resent_ok": resent_ok,
+            "resend_failed": resend_failed,
+            "stored": books["stored"],
+            "credited": books["credited"],
+            "lost": books["lost"],
+            "doubled": books["doubled"],
+            "mismatches": books["mismatches"],
+            "balance_off": books["balance_off"],
+            "misrouted": books["misrouted"],
+            "phantom": books["phantom"],
+            "spooled": books["spooled"],
+            "stuck": 0 if drained else books["inbox"].get("pending", 0) or 1,
+            "dead": books["inbox"].get("dead", 0),
+            "inbox": books["inbox"],
+            "check": "ok" if check.returncode == 0 else "fail",
+            "check_exit": check.returncode,
+            "check_output": check_output,
+            "faults": fault_summary(chaos.faults),
+            "fault_log": [asdict(f) for f in chaos.faults],
+            "faults_missing": missing_faults,
+            "faults_failed": failed_faults,
+            "unexpected_exits": stack.unexpected_exits,
+            "drain_seconds": round(waited, 1),
+            "elapsed": round(elapsed),
+            "seed": seed,
+            "short": args.short,
+            "duration": duration,
+            "examples": books["examples"],
+            "diagnostics": books["diagnostics"],
+            "logs": str(stack.logs) if args.keep else None,
+        }
+        failures = [
+            name
+            for name in (
+                "lost",
+                "doubled",
+                "mismatches",
+                "balance_off",
+                "misrouted",
+                "phantom",
+                "resend_failed",
+                "answered_4xx",
+                "stuck",
+                "dead",
+            )
+            if figures[name]
+        ]
+        if check.returncode != 0:
+            failures.append("check")
+        if missing_faults or failed_faults:
+            failures.append("faults")
+        figures["ok"] = not failures
+        figures["failures"] = failures
+        for kind, examples in books["examples"].items():
+            if examples:
+                say(f"{kind}: {examples}")
+        for code, diag in books["diagnostics"].items():
+            say(f"diagnosis {code}: {json.dumps(diag, default=str)[:1500]}")
+        if failed_faults:
+            say(f"faults that failed: {failed_faults}")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        say(f"figures written to {args.json}")
+        status = 0 if not failures else 1
+        if failures:
+            say(f"FAILED: {', '.join(failures)} (logs in {stack.logs}; kept)")
+            args.keep = True
+        print(
+            f"chaos: sent={figures['sent']} acked={figures['acked']} "
+            f"answered_5xx={figures['answered_5xx']} unanswered={figures['unanswered']} "
+            f"resent_ok={resent_ok} stored={figures['stored']} credited={figures['credited']} "
+            f"lost={figures['lost']} doubled={figures['doubled']} "
+            f"mismatches={figures['mismatches']} check={figures['check']} "
+            f"spooled={figures['spooled']} faults={figures['faults']} "
+            f"elapsed={figures['elapsed']}s",
+            flush=True,
+        )
+        return status
+    except KeyboardInterrupt:
+        say("interrupted; stopping everything")
+        status = 130
+        return status
+    except Exception as exc:
+        say(f"HARNESS ERROR: {type(exc).__name__}: {exc} (logs in {stack.logs}; kept)")
+        args.keep = True
+        raise
+    finally:
+        if chaos is not None:
+            chaos.stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        say("stopping services")
+        stack.shutdown()
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
