@@ -15,12 +15,12 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import make_transient
 
 from ingest.limits import FailureLimiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.spool import SpoolFull
+from ingest.store import InboxWriter
 from matcher.matching import match_payment
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
 from matcher.notifications import (
@@ -85,6 +85,16 @@ def _too_many() -> tuple[Response, int]:
     return response, 429
 
 
+def _writer() -> InboxWriter:
+    writer = current_app.extensions.get("momo_inbox_writer")
+    if writer is None:
+        rt = runtime()
+        writer = InboxWriter.for_database(rt.engine)
+        rt.helpers.append(writer)
+        current_app.extensions["momo_inbox_writer"] = writer
+    return writer
+
+
 def _store(item: InboxItem) -> None:
     """Commit the callback to the inbox or, while the database is unreachable, to the spool.
 
@@ -92,14 +102,12 @@ def _store(item: InboxItem) -> None:
     """
     rt = runtime()
     try:
-        with rt.sessions.begin() as session:
-            session.add(item)
+        _writer().store(item)
         return
     except SQLAlchemyError as exc:
         if rt.spool is None:
             raise
         log.error("inbox write failed (%s); spooling the callback", type(exc).__name__)
-    make_transient(item)
     try:
         rt.spool.append(item)
     except (OSError, SpoolFull) as exc:

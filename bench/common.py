@@ -1,0 +1,161 @@
+"""What the benchmarks share: their own database, servers they start, medians, reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ADMIN_URL = os.environ.get(
+    "MOMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("MOMO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PATH_TOKEN = "bench-path-token"  # noqa: S105 - a throw-away path segment for a local run
+RESULTS = ROOT / "bench" / "results"
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """A database of the benchmark's own on the PostgreSQL server, dropped afterwards."""
+    name = f"momo_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name, drivername="postgresql+psycopg")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def momo_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
+    env.update(
+        MOMO_DATABASE_URL=database_url,
+        MOMO_BROKER_URL=REDIS_URL,
+        MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+class Server:
+    """A process the benchmark started, in its own process group; stopped by pid only."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name = name
+        self.log = logdir / f"{name}.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+    def pids(self) -> list[int]:
+        """This process and its children (gunicorn and Celery workers fork)."""
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [self.proc.pid, *(int(p) for p in out.split())]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """The largest resident set among ``pids``, in MB (one process, not their sum)."""
+    largest = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    largest = max(largest, int(line.split()[1]))
+        except OSError:
+            continue
+    return largest / 1024
+
+
+def gunicorn(
+    name: str, target: str, env: dict[str, str], logdir: Path, workers: int = 2
+) -> tuple[Server, str]:
+    port = free_port()
+    server = Server(
+        name,
+        [
+            str(BIN / "gunicorn"),
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+            target,
+        ],
+        env,
+        logdir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.post(f"{base}/warmup", data=b"{}", timeout=2)
+            return server, base
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"{name} did not start; see {server.log}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None

@@ -1,0 +1,187 @@
+"""Load generators: wrk (Debian's package) when installed, else a small Python one.
+
+Each request is an M-PESA C2B confirmation with a receipt code no other request used.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bench.common import ROOT, have_wrk
+
+SAMPLE = json.loads(
+    (ROOT / "tests" / "samples" / "mpesa" / "c2b_confirmation_paybill_plain.json").read_text()
+)
+
+
+def body_template() -> str:
+    """The sample confirmation with ``%s`` where the receipt code goes."""
+    doc = {**SAMPLE, "TransID": "@@CODE@@"}
+    return json.dumps(doc).replace("%", "%%").replace("@@CODE@@", "%s")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    non_2xx: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    generator: str
+
+
+WRK_SCRIPT = """
+local counter = 0
+local threads = 0
+local prefix = ""
+local path = "/"
+local template = [==[%TEMPLATE%]==]
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+function init(args)
+  prefix = args[1] .. string.format("%02d", tid)
+  path = args[2]
+end
+
+request = function()
+  counter = counter + 1
+  local body = string.format(template, prefix .. string.format("%07d", counter))
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(
+    url: str, prefix: str, seconds: float, connections: int, threads: int = 2
+) -> LoadResult:
+    parsed = urlparse(url)
+    script = WRK_SCRIPT.replace("%TEMPLATE%", body_template())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+        path = f.name
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                path,
+                f"{parsed.scheme}://{parsed.netloc}",
+                "--",
+                prefix,
+                parsed.path,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        Path(path).unlink()
+    total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return LoadResult(
+        requests=total,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        seconds=seconds,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"^\s*50%\s+(\S+)\s*$", out, re.M).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"^\s*99%\s+(\S+)\s*$", out, re.M).group(1)),  # type: ignore[union-attr]
+        generator="wrk",
+    )
+
+
+def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadResult:
+    """A slower stand-in for wrk: keep-alive connections on threads, one request at a time each."""
+    parsed = urlparse(url)
+    template = body_template()
+    latencies: list[float] = []
+    counts = {"ok": 0, "non_2xx": 0, "errors": 0}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        i = 0
+        mine: list[float] = []
+        while time.monotonic() < stop:
+            i += 1
+            body = template % f"{prefix}{n:02d}{i:07d}"
+            started = time.perf_counter()
+            try:
+                conn.request("POST", parsed.path, body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    counts["errors"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                continue
+            mine.append((time.perf_counter() - started) * 1000)
+            with lock:
+                counts["ok" if 200 <= status < 300 else "non_2xx"] += 1
+        with lock:
+            latencies.extend(mine)
+        conn.close()
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - started
+    total = counts["ok"] + counts["non_2xx"]
+    latencies.sort()
+    return LoadResult(
+        requests=total,
+        non_2xx=counts["non_2xx"],
+        errors=counts["errors"],
+        seconds=elapsed,
+        rps=total / elapsed if elapsed else 0.0,
+        p50_ms=statistics.median(latencies) if latencies else float("nan"),
+        p99_ms=latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
+        generator="python",
+    )
+
+
+def run_load(
+    url: str, prefix: str, seconds: float, connections: int, *, python: bool = False
+) -> LoadResult:
+    if have_wrk() and not python:
+        return run_wrk(url, prefix, seconds, connections)
+    return run_python(url, prefix, seconds, connections)
