@@ -152,7 +152,7 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     )
     rt = runtime()
     try:
-        parsed = adapter.parse(kind, body, rt.parse_context)
+        parsed = adapter.parse(kind, body, rt.shape_context)
     except InvalidCallback as exc:
         item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
         try:
@@ -187,6 +187,10 @@ def _validate(adapter: ProviderAdapter, item: InboxItem, req: ValidationRequest)
     rt = runtime()
     accepted = True
     if rt.settings.mpesa_validation == "reject-unknown-account":
+        # the shape check left the payer's number unclassified; matching needs it
+        full = adapter.parse(item.kind, item.body, rt.parse_context)
+        assert isinstance(full, ValidationRequest)
+        req = full
         try:
             with rt.sessions.begin() as session:
                 match = match_payment(

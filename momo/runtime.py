@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -38,6 +38,11 @@ class Runtime:
     def parse_context(self) -> ParseContext:
         s = self.settings
         return ParseContext(currency=s.currency, region=s.default_region, timezone=s.zone)
+
+    @property
+    def shape_context(self) -> ParseContext:
+        """For the webhook, which only asks whether a body is the provider's shape."""
+        return replace(self.parse_context, shape_only=True)
 
     def close(self) -> None:
         for helper in [self.queue, *self.helpers]:

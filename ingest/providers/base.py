@@ -18,6 +18,9 @@ class ParseContext:
     currency: str = "KES"
     region: str = "KE"
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Africa/Nairobi"))
+    #: only decide whether the body is the provider's shape (the webhook's question); the
+    #: payer's number is then left unclassified, for the worker to classify
+    shape_only: bool = False
 
 
 class ProviderAdapter(Protocol):

@@ -748,3 +748,29 @@ class TestRobustness:
     def test_arbitrary_bytes_parse_or_raise_invalid_callback(self, kind: str, body: bytes) -> None:
         with contextlib.suppress(InvalidCallback):
             ADAPTER.parse(kind, body, CTX)
+
+
+class TestShapeOnly:
+    """The webhook's cheaper question: is this the provider's shape? (numbers unclassified)"""
+
+    def test_every_sample_has_the_same_shape_verdict_and_identity_as_a_full_parse(self) -> None:
+        full, shape = ParseContext(), ParseContext(shape_only=True)
+        for path in sorted(SAMPLES.glob("*.json")):
+            kind = (
+                "stk"
+                if path.name.startswith("stk")
+                else ("c2b/validation" if "validation" in path.name else "c2b/confirmation")
+            )
+            a = ADAPTERS["mpesa"].parse(kind, path.read_bytes(), full)
+            b = ADAPTERS["mpesa"].parse(kind, path.read_bytes(), shape)
+            assert type(a) is type(b)
+            assert getattr(a, "code", None) == getattr(b, "code", None)
+            assert getattr(a, "amount", None) == getattr(b, "amount", None)
+
+    def test_a_number_of_the_wrong_type_is_still_refused(self) -> None:
+        body = json.loads(sample_bytes("c2b_confirmation_paybill_plain.json"))
+        body["MSISDN"] = ["254712345678"]
+        with pytest.raises(InvalidCallback):
+            ADAPTERS["mpesa"].parse(
+                "c2b/confirmation", json.dumps(body).encode(), ParseContext(shape_only=True)
+            )
