@@ -24,10 +24,19 @@ SAMPLE = json.loads(
 )
 
 
+#: callbacks name accounts ACC000001..ACC{ACCOUNTS}, round robin, so credits spread out
+ACCOUNTS = 1000
+
+
 def body_template() -> str:
-    """The sample confirmation with ``%s`` where the receipt code goes."""
-    doc = {**SAMPLE, "TransID": "@@CODE@@"}
-    return json.dumps(doc).replace("%", "%%").replace("@@CODE@@", "%s")
+    """The sample confirmation with ``%s`` for the receipt code, then for the account."""
+    doc = {**SAMPLE, "TransID": "@@CODE@@", "BillRefNumber": "@@ACCOUNT@@"}
+    text = json.dumps(doc).replace("%", "%%")
+    return text.replace("@@CODE@@", "%s").replace("@@ACCOUNT@@", "%s")
+
+
+def account(n: int) -> str:
+    return f"ACC{n % ACCOUNTS + 1:06d}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ end
 
 request = function()
   counter = counter + 1
-  local body = string.format(template, prefix .. string.format("%07d", counter))
+  local account = string.format("ACC%06d", counter % %ACCOUNTS% + 1)
+  local body = string.format(template, prefix .. string.format("%07d", counter), account)
   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -80,7 +90,7 @@ def run_wrk(
     url: str, prefix: str, seconds: float, connections: int, threads: int = 2
 ) -> LoadResult:
     parsed = urlparse(url)
-    script = WRK_SCRIPT.replace("%TEMPLATE%", body_template())
+    script = WRK_SCRIPT.replace("%TEMPLATE%", body_template()).replace("%ACCOUNTS%", str(ACCOUNTS))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
         path = f.name
@@ -138,7 +148,7 @@ def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadR
         mine: list[float] = []
         while time.monotonic() < stop:
             i += 1
-            body = template % f"{prefix}{n:02d}{i:07d}"
+            body = template % (f"{prefix}{n:02d}{i:07d}", account(i))
             started = time.perf_counter()
             try:
                 conn.request("POST", parsed.path, body, {"Content-Type": "application/json"})
