@@ -43,10 +43,11 @@ from matcher.payments import (
     CONFLICT,
     DUPLICATE,
     Recorded,
-    differences,
     find_payment,
     record_attempt,
     record_payment,
+    record_payments,
+    repeated,
 )
 
 log = logging.getLogger(__name__)
@@ -126,21 +127,50 @@ def process_items(
 ) -> BatchResult:
     """Record each claimed row; a bad row is marked, never allowed to sink the batch.
 
-    Transient database errors propagate so the caller rolls back and retries
-    the whole batch later.
+    Payments are recorded together in a few set-based statements; if that fails
+    (a receipt stored by another worker at the same moment, or anything
+    unexpected) the batch is recorded one row at a time, each row in a savepoint
+    of its own. Transient database errors propagate so the caller rolls back and
+    retries the whole batch later.
     """
     result = BatchResult(claimed=len(items))
     with Ledger(session) as ledger:
+        parsed: list[tuple[InboxItem, Callback]] = []
         for item in items:
             item.attempts += 1
             try:
-                with session.begin_nested():
-                    callback = parse(item)
-                    recorded = _record(session, ledger, item, callback, region)
+                parsed.append((item, parse(item)))
             except InvalidCallback as exc:
                 item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
                 result.outcomes[INBOX_REJECTED] += 1
-                continue
+            except Exception as exc:
+                _failed(item, exc, max_attempts, result)
+        payments: list[tuple[InboxItem, PaymentNotification]] = [
+            (i, c) for i, c in parsed if isinstance(c, PaymentNotification)
+        ]
+        others: list[tuple[InboxItem, Callback]] = [
+            (i, c) for i, c in parsed if not isinstance(c, PaymentNotification)
+        ]
+        if payments:
+            try:
+                with ledger.savepoint():
+                    recorded = record_payments(
+                        session,
+                        ledger,
+                        [(item.id, callback) for item, callback in payments],
+                        region=region,
+                    )
+                for (item, _), outcome in zip(payments, recorded, strict=True):
+                    _finish(item, outcome, result)
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:
+                log.warning("batch of %d recorded row by row (%s)", len(payments), exc)
+                others = [*payments, *others]
+        for item, callback in others:
+            try:
+                with ledger.savepoint():
+                    outcome = _record(session, ledger, item, callback, region)
             except IntegrityError:
                 # Another transaction stored the same code first: a duplicate, or a conflict.
                 existing = (
@@ -148,40 +178,41 @@ def process_items(
                     if isinstance(callback, PaymentNotification)
                     else None
                 )
-                recorded = Recorded(DUPLICATE, existing.id if existing else None)
-                if existing is not None and differences(existing, callback):  # type: ignore[arg-type]
-                    recorded = Recorded(
-                        CONFLICT,
-                        existing.id,
-                        f"receipt {existing.code} arrived again with different data: "
-                        + "; ".join(differences(existing, callback))  # type: ignore[arg-type]
-                        + ". Nothing was applied.",
-                    )
+                outcome = Recorded(DUPLICATE, existing.id if existing else None)
+                if existing is not None and isinstance(callback, PaymentNotification):
+                    outcome = repeated(existing, callback)
             except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:
-                item.detail = f"{type(exc).__name__}: {exc}"[:2000]
-                if item.attempts >= max_attempts:
-                    log.exception("inbox row %s is dead after %d attempts", item.id, item.attempts)
-                    item.status, item.reason, item.next_attempt_at = INBOX_DEAD, "failed", None
-                    result.outcomes[INBOX_DEAD] += 1
-                else:
-                    log.exception("inbox row %s failed (attempt %d)", item.id, item.attempts)
-                    item.reason = "retrying"
-                    item.next_attempt_at = utcnow() + retry_delay(item.attempts)
-                    result.outcomes["retrying"] += 1
+                _failed(item, exc, max_attempts, result)
                 continue
-            if recorded.outcome == CONFLICT:
-                item.status, item.reason, item.detail = INBOX_CONFLICT, CONFLICT, recorded.detail
-                item.payment_id = recorded.payment_id
-                item.processed_at = utcnow()
-                result.outcomes[CONFLICT] += 1
-                continue
-            item.status, item.reason, item.next_attempt_at = INBOX_PROCESSED, recorded.outcome, None
-            item.payment_id = recorded.payment_id
-            item.processed_at = utcnow()
-            result.outcomes[recorded.outcome] += 1
+            _finish(item, outcome, result)
     return result
+
+
+def _finish(item: InboxItem, recorded: Recorded, result: BatchResult) -> None:
+    if recorded.outcome == CONFLICT:
+        item.status, item.reason, item.detail = INBOX_CONFLICT, CONFLICT, recorded.detail
+    else:
+        item.status, item.reason = INBOX_PROCESSED, recorded.outcome
+    item.next_attempt_at = None
+    item.payment_id = recorded.payment_id
+    item.processed_at = utcnow()
+    result.outcomes[recorded.outcome] += 1
+
+
+def _failed(item: InboxItem, exc: Exception, max_attempts: int, result: BatchResult) -> None:
+    """An unexpected error: try the row again later, or give it up as dead."""
+    item.detail = f"{type(exc).__name__}: {exc}"[:2000]
+    if item.attempts >= max_attempts:
+        log.error("inbox row %s is dead after %d attempts: %s", item.id, item.attempts, exc)
+        item.status, item.reason, item.next_attempt_at = INBOX_DEAD, "failed", None
+        result.outcomes[INBOX_DEAD] += 1
+    else:
+        log.warning("inbox row %s failed (attempt %d): %s", item.id, item.attempts, exc)
+        item.reason = "retrying"
+        item.next_attempt_at = utcnow() + retry_delay(item.attempts)
+        result.outcomes["retrying"] += 1
 
 
 def process_pending(

@@ -10,13 +10,22 @@ cannot deadlock each other.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from matcher.models import Customer, LedgerEntry
+
+_customers: Table = Customer.__table__  # type: ignore[assignment]
+MOVE_BALANCE = (
+    update(_customers)
+    .where(_customers.c.id == bindparam("b_id"))
+    .values(balance_minor=_customers.c.balance_minor + bindparam("b_amount"))
+)
 
 PAYMENT_CREDIT = "payment_credit"
 MANUAL_PAYMENT = "manual_payment"
@@ -66,17 +75,48 @@ class Ledger:
         self._pending[posting.customer_id] += posting.amount
         return entry
 
+    def post_many(self, postings: list[Posting]) -> None:
+        """Append many entries in one round trip; all or none, like ``post``."""
+        if not postings:
+            return
+        self.session.add_all(
+            LedgerEntry(
+                customer_id=p.customer_id,
+                amount_minor=p.amount,
+                kind=p.kind,
+                idempotency_key=p.idempotency_key,
+                created_by=p.created_by,
+                payment_id=p.payment_id,
+                purchase_id=p.purchase_id,
+                note=p.note,
+            )
+            for p in postings
+        )
+        self.session.flush()
+        for p in postings:
+            self._pending[p.customer_id] += p.amount
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint that also forgets the postings made inside it when it rolls back."""
+        pending = Counter(self._pending)
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            self._pending = pending
+            raise
+
     def settle(self) -> None:
-        for customer_id in sorted(self._pending):
-            amount = self._pending[customer_id]
-            if amount:
-                self.session.execute(
-                    update(Customer)
-                    .where(Customer.id == customer_id)
-                    .values(balance_minor=Customer.balance_minor + amount)
-                    .execution_options(synchronize_session=False)
-                )
-        self._pending.clear()
+        moves = [
+            {"b_id": customer_id, "b_amount": self._pending[customer_id]}
+            for customer_id in sorted(self._pending)
+            if self._pending[customer_id]
+        ]
+        if moves:
+            # one statement, many parameter sets: a single pipelined round trip
+            self.session.execute(MOVE_BALANCE, moves)
+        self._pending = Counter()
         # objects already loaded must not show a stale balance
         for obj in self.session.identity_map.values():
             if isinstance(obj, Customer):

@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,21 +51,6 @@ def account_key(account_number: str) -> str:
     return account_number.strip().casefold()
 
 
-def _owners(
-    session: Session, *, e164: str | None = None, sha256: str | None = None
-) -> list[tuple[int, str]]:
-    column = CustomerPhone.e164 if e164 is not None else CustomerPhone.sha256
-    value = e164 if e164 is not None else sha256
-    rows = session.execute(
-        select(Customer.id, Customer.account_number)
-        .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .where(column == value)
-        .distinct()
-        .order_by(Customer.account_number)
-    ).all()
-    return [(row[0], row[1]) for row in rows]
-
-
 def find_customer_by_account(session: Session, account_number: str) -> Customer | None:
     key = account_key(account_number)
     if not key:
@@ -82,27 +70,129 @@ def get_customer(session: Session, account_number: str, *, lock: bool = False) -
     return customer
 
 
-def match_payment(
-    session: Session, *, account_reference: str | None, msisdn: Msisdn, region: str
+class Directory(Protocol):
+    """Who owns an account number or a phone: what the matching rules look up."""
+
+    def by_account(self, key: str) -> tuple[int, str] | None:
+        """(customer id, account number) for an account key, if any."""
+        ...
+
+    def owners(
+        self, *, e164: str | None = None, sha256: str | None = None
+    ) -> list[tuple[int, str]]:
+        """(customer id, account number) of every customer with this phone, by account."""
+        ...
+
+
+def _owner_rows(session: Session, column: Any, values: Iterable[str]) -> list[tuple[str, int, str]]:
+    rows = session.execute(
+        select(column, Customer.id, Customer.account_number)
+        .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .where(column.in_(list(values)))
+        .distinct()
+        .order_by(Customer.account_number)
+    ).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+class LiveDirectory:
+    """Looks each question up in the database as it is asked (one payment at a time)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def by_account(self, key: str) -> tuple[int, str] | None:
+        row = self.session.execute(
+            select(Customer.id, Customer.account_number).where(Customer.account_key == key)
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    def owners(
+        self, *, e164: str | None = None, sha256: str | None = None
+    ) -> list[tuple[int, str]]:
+        column = CustomerPhone.e164 if e164 is not None else CustomerPhone.sha256
+        value = e164 if e164 is not None else (sha256 or "")
+        return [
+            (ident, account) for _, ident, account in _owner_rows(self.session, column, [value])
+        ]
+
+
+class LoadedDirectory:
+    """Answers for a whole batch, loaded in three queries up front."""
+
+    def __init__(
+        self, session: Session, *, keys: set[str], e164s: set[str], sha256s: set[str]
+    ) -> None:
+        self.accounts: dict[str, tuple[int, str]] = {}
+        if keys:
+            for key, ident, account in session.execute(
+                select(Customer.account_key, Customer.id, Customer.account_number).where(
+                    Customer.account_key.in_(list(keys))
+                )
+            ):
+                self.accounts[key] = (ident, account)
+        self.by_e164: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self.by_sha256: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        if e164s:
+            for value, ident, account in _owner_rows(session, CustomerPhone.e164, e164s):
+                self.by_e164[value].append((ident, account))
+        if sha256s:
+            for value, ident, account in _owner_rows(session, CustomerPhone.sha256, sha256s):
+                self.by_sha256[value].append((ident, account))
+
+    def by_account(self, key: str) -> tuple[int, str] | None:
+        return self.accounts.get(key)
+
+    def owners(
+        self, *, e164: str | None = None, sha256: str | None = None
+    ) -> list[tuple[int, str]]:
+        if e164 is not None:
+            return self.by_e164.get(e164, [])
+        return self.by_sha256.get(sha256 or "", [])
+
+    @classmethod
+    def for_payments(
+        cls, session: Session, payments: Iterable[tuple[str | None, Msisdn]], *, region: str
+    ) -> LoadedDirectory:
+        """Everything the rules could ask about these (account reference, payer) pairs."""
+        keys: set[str] = set()
+        e164s: set[str] = set()
+        sha256s: set[str] = set()
+        for reference, msisdn in payments:
+            reference = (reference or "").strip()
+            if reference:
+                keys.add(account_key(reference))
+                typed = normalise_msisdn(reference, region)
+                if typed:
+                    e164s.add(typed)
+            if msisdn.kind == "phone" and msisdn.e164:
+                e164s.add(msisdn.e164)
+            elif msisdn.kind == "hashed" and msisdn.sha256:
+                sha256s.add(msisdn.sha256)
+        return cls(session, keys=keys, e164s=e164s, sha256s=sha256s)
+
+
+def decide(
+    directory: Directory, *, account_reference: str | None, msisdn: Msisdn, region: str
 ) -> Match:
     """Find the one customer a payment belongs to, or say why there is none."""
     candidates: list[str] = []
     reference = (account_reference or "").strip()
     if reference:
-        customer = find_customer_by_account(session, reference)
+        customer = directory.by_account(account_key(reference))
         if customer is not None:
-            return Match(customer.id, BY_ACCOUNT)
+            return Match(customer[0], BY_ACCOUNT)
         typed_phone = normalise_msisdn(reference, region)
         if typed_phone is not None:
-            owners = _owners(session, e164=typed_phone)
+            owners = directory.owners(e164=typed_phone)
             if len(owners) == 1:
                 return Match(owners[0][0], BY_ACCOUNT_PHONE)
             candidates.extend(account for _, account in owners)
 
     if msisdn.kind == "phone" and msisdn.e164:
-        owners, method = _owners(session, e164=msisdn.e164), BY_PHONE
+        owners, method = directory.owners(e164=msisdn.e164), BY_PHONE
     elif msisdn.kind == "hashed" and msisdn.sha256:
-        owners, method = _owners(session, sha256=msisdn.sha256), BY_PHONE_HASH
+        owners, method = directory.owners(sha256=msisdn.sha256), BY_PHONE_HASH
     else:
         owners, method = [], BY_PHONE
     if len(owners) == 1:
@@ -113,3 +203,12 @@ def match_payment(
     if msisdn.kind == "invalid":
         return Match(None, reason=INVALID_PHONE)
     return Match(None, reason=NO_MATCH)
+
+
+def match_payment(
+    session: Session, *, account_reference: str | None, msisdn: Msisdn, region: str
+) -> Match:
+    """The rules for one payment, looking up as they go."""
+    return decide(
+        LiveDirectory(session), account_reference=account_reference, msisdn=msisdn, region=region
+    )

@@ -17,7 +17,9 @@ from matcher.matching import (
     BY_OPERATOR,
     DISASSOCIATED,
     NO_MATCH,
+    LoadedDirectory,
     Match,
+    decide,
     get_customer,
     match_payment,
 )
@@ -128,6 +130,118 @@ def _apply_match(payment: Payment, match: Match) -> None:
         payment.candidates = list(match.candidates)
 
 
+def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Payment:
+    msisdn = notification.msisdn
+    return Payment(
+        provider=notification.provider,
+        channel=notification.channel,
+        code=notification.code,
+        amount_minor=notification.amount,
+        currency=notification.currency,
+        paid_at=notification.paid_at,
+        msisdn_raw=msisdn.raw,
+        msisdn_kind=msisdn.kind,
+        phone=msisdn.e164,
+        msisdn_sha256=msisdn.sha256,
+        payer_name=notification.payer_name,
+        account_reference=notification.account_reference,
+        business_short_code=notification.business_short_code,
+        transaction_type=notification.transaction_type,
+        inbox_id=inbox_id,
+        created_by=notification.provider,
+        candidates=[],
+    )
+
+
+def repeated(existing: Payment, notification: PaymentNotification) -> Recorded:
+    """What a receipt arriving again comes to: a duplicate, or a conflict left unapplied."""
+    found = differences(existing, notification)
+    if found:
+        return Recorded(
+            CONFLICT,
+            existing.id,
+            f"receipt {notification.code} arrived again with different data: "
+            + "; ".join(found)
+            + f". Payment {existing.id} is kept as it was; nothing was applied.",
+        )
+    return Recorded(DUPLICATE, existing.id)
+
+
+def record_payments(
+    session: Session,
+    ledger: Ledger,
+    batch: list[tuple[int | None, PaymentNotification]],
+    *,
+    region: str,
+) -> list[Recorded]:
+    """``record_payment`` for a whole batch of (inbox id, notification), in a few statements.
+
+    Same rules, same outcomes, in the batch's order: stored payments are read in
+    one query, customers for every reference and payer in three, new payments and
+    their credits written in one statement each. A receipt that another worker
+    stores at the same moment makes the insert fail with IntegrityError; the caller
+    then records the batch one row at a time, where that race is handled row by row.
+    """
+    by_provider: dict[str, set[str]] = {}
+    for _, n in batch:
+        by_provider.setdefault(n.provider, set()).add(n.code)
+    stored = {
+        (p.provider, p.code): p
+        for provider, codes in by_provider.items()
+        for p in session.scalars(
+            select(Payment).where(Payment.provider == provider, Payment.code.in_(list(codes)))
+        )
+    }
+    fresh = [(inbox_id, n) for inbox_id, n in batch if (n.provider, n.code) not in stored]
+    directory = LoadedDirectory.for_payments(
+        session, ((n.account_reference, n.msisdn) for _, n in fresh), region=region
+    )
+    first: dict[tuple[str, str], Payment] = {}
+    created: list[tuple[Payment, Match]] = []
+    for inbox_id, n in fresh:
+        if (n.provider, n.code) in first:
+            continue
+        payment = new_payment(n, inbox_id)
+        match = decide(
+            directory, account_reference=n.account_reference, msisdn=n.msisdn, region=region
+        )
+        _apply_match(payment, match)
+        first[(n.provider, n.code)] = payment
+        created.append((payment, match))
+    session.add_all(payment for payment, _ in created)
+    session.flush()
+    ledger.post_many(
+        [
+            Posting(
+                customer_id=match.customer_id,
+                amount=payment.amount_minor,
+                kind=PAYMENT_CREDIT,
+                # a payment stored just now has no credits yet: this is its first
+                idempotency_key=f"payment:{payment.id}:credit:1",
+                created_by=payment.provider,
+                payment_id=payment.id,
+            )
+            for payment, match in created
+            if match.customer_id is not None
+        ]
+    )
+    results = []
+    claimed: set[int] = set()
+    for _, n in batch:
+        key = (n.provider, n.code)
+        if key in stored:
+            results.append(repeated(stored[key], n))
+            continue
+        payment = first[key]
+        if id(payment) in claimed:
+            results.append(repeated(payment, n))
+            continue
+        claimed.add(id(payment))
+        credited = payment.customer_id is not None
+        results.append(Recorded(CREDITED if credited else UNMATCHED, payment.id))
+    return results
+
+
 def record_payment(
     session: Session,
     ledger: Ledger,
@@ -146,39 +260,12 @@ def record_payment(
     """
     existing = find_payment(session, notification.provider, notification.code)
     if existing is not None:
-        found = differences(existing, notification)
-        if found:
-            return Recorded(
-                CONFLICT,
-                existing.id,
-                f"receipt {notification.code} arrived again with different data: "
-                + "; ".join(found)
-                + f". Payment {existing.id} is kept as it was; nothing was applied.",
-            )
-        return Recorded(DUPLICATE, existing.id)
-    msisdn = notification.msisdn
-    payment = Payment(
-        provider=notification.provider,
-        channel=notification.channel,
-        code=notification.code,
-        amount_minor=notification.amount,
-        currency=notification.currency,
-        paid_at=notification.paid_at,
-        msisdn_raw=msisdn.raw,
-        msisdn_kind=msisdn.kind,
-        phone=msisdn.e164,
-        msisdn_sha256=msisdn.sha256,
-        payer_name=notification.payer_name,
-        account_reference=notification.account_reference,
-        business_short_code=notification.business_short_code,
-        transaction_type=notification.transaction_type,
-        inbox_id=inbox_id,
-        candidates=[],
-    )
+        return repeated(existing, notification)
+    payment = new_payment(notification, inbox_id)
     match = match_payment(
         session,
         account_reference=notification.account_reference,
-        msisdn=msisdn,
+        msisdn=notification.msisdn,
         region=region,
     )
     _apply_match(payment, match)

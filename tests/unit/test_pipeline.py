@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from matcher.inbox import stranded
@@ -322,3 +323,33 @@ def test_a_new_customer_collects_earlier_no_match_payments_from_its_phone(
     # saving the same customer again does not credit again
     add_customer(runtime, "LATE1", ["0712345678"])
     assert balance(runtime, "LATE1") == 150000
+
+
+def test_when_the_batch_write_fails_the_rows_are_recorded_one_by_one(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-based path and the row-by-row path give the same books."""
+    import matcher.inbox
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("batch insert refused")
+
+    monkeypatch.setattr(matcher.inbox, "record_payments", broken)
+    add_customer(runtime, "ACC1042", [])
+    for n in range(3):
+        put(runtime, "c2b/confirmation", confirmation(TransID=f"ONEBYONE{n}"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="ONEBYONE0"))
+    result = drain_inbox(runtime)
+    assert result.outcomes == {"credited": 3, "duplicate": 1}
+    assert balance(runtime, "ACC1042") == 3 * 150000
+
+
+def test_a_batch_with_repeats_and_conflicts_inside_it_records_each_once(runtime: Runtime) -> None:
+    add_customer(runtime, "ACC1042", [])
+    put(runtime, "c2b/confirmation", confirmation(TransID="INBATCH1"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="INBATCH1"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="INBATCH1", TransAmount="1.00"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="INBATCH2", BillRefNumber=""))
+    result = drain_inbox(runtime)
+    assert result.outcomes == {"credited": 1, "duplicate": 1, "conflict": 1, "unassociated": 1}
+    assert balance(runtime, "ACC1042") == 150000
