@@ -22,6 +22,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,6 +100,9 @@ class Spool:
         fd = self._open_locked()
         try:
             size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A writer killed mid-line left a torn record; end it so ours stands alone.
+                line = b"\n" + line
             if size + len(line) > self.max_bytes:
                 log.error(
                     "SPOOL FULL: %s holds %d bytes (limit %d, MOMO_SPOOL_MAX_BYTES); "
@@ -130,17 +134,9 @@ class Spool:
         the locked file is no longer the live one, and we open the new one.
         """
         while True:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = os.stat(self.path)
-            except FileNotFoundError:
-                current = None
-            opened = os.fstat(fd)
-            if current is not None and (current.st_ino, current.st_dev) == (
-                opened.st_ino,
-                opened.st_dev,
-            ):
+            if self._is_live(fd):
                 return fd
             os.close(fd)
 
@@ -158,22 +154,40 @@ class Spool:
         return sorted(self.directory.glob("spool-*.jsonl*"))
 
     def has_records(self) -> bool:
-        return any(p.stat().st_size > 0 for p in self.pending_files())
+        return any(p.stat().st_size > 0 for p in self.pending_files() if p.exists())
 
     def _claim(self) -> list[Path]:
-        """Rename this host's live file away (under its lock), so new appends start afresh."""
+        """Rename this host's live file away (under its lock), so new appends start afresh.
+
+        The file is renamed only while we hold the lock of the very file at the path:
+        one locked a moment ago may have been renamed and replaced since.
+        """
         claimed = [p for p in self.pending_files() if p.name.endswith(".draining")]
-        if self.path.exists():
-            fd = os.open(self.path, os.O_RDONLY)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return claimed
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                if not self._is_live(fd):
+                    continue
                 target = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.draining")
                 os.rename(self.path, target)
                 claimed.append(target)
             finally:
                 os.close(fd)
             self._fsync_directory()
-        return claimed
+            return claimed
+
+    def _is_live(self, fd: int) -> bool:
+        """Is the file open at ``fd`` still the one at this host's spool path?"""
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        opened = os.fstat(fd)
+        return (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev)
 
     @staticmethod
     def _records(path: Path) -> Iterator[dict[str, Any] | None]:
@@ -186,8 +200,29 @@ class Spool:
                 except ValueError:
                     yield None  # a torn last line from a crash mid-write: never acknowledged
 
+    @contextmanager
+    def _drain_lock(self) -> Iterator[bool]:
+        """One drainer at a time on a host (every web process runs one); others skip."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "drain.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
     def drain(self, sessions: sessionmaker, *, batch: int = 200) -> DrainResult:
         """Move every spooled record into the inbox; safe to run again after a crash."""
+        with self._drain_lock() as mine:
+            if not mine:
+                return DrainResult()
+            return self._drain(sessions, batch=batch)
+
+    def _drain(self, sessions: sessionmaker, *, batch: int) -> DrainResult:
         files = stored = already = unreadable = 0
         for path in self._claim():
             files += 1
@@ -225,6 +260,7 @@ class Spool:
 
 def attach_spool(runtime: Any) -> Spool:
     """Give the webhook a spool, and start the thread that drains it when the database is back."""
+    from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
     from tasks.nudge import Nudger
@@ -236,9 +272,16 @@ def attach_spool(runtime: Any) -> Spool:
         if not spool.has_records():
             return
         try:
-            result = spool.drain(runtime.sessions)
+            # ask first, so an outage does not rename the live file away every tick
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             log.warning("spool not drained yet, the database is still unreachable: %s", exc)
+            return
+        try:
+            result = spool.drain(runtime.sessions)
+        except SQLAlchemyError as exc:
+            log.warning("spool drain stopped (%s); it goes on at the next tick", exc)
             return
         if result.stored:
             runtime.nudge()

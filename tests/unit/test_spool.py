@@ -187,3 +187,73 @@ class TestWebhookDuringAnOutage:
             assert response.get_json()["ResultCode"] != 0
         finally:
             runtime.close()
+
+
+class TestSpoolRaces:
+    def test_a_record_appended_after_a_torn_line_is_kept(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        spool.append(item("ACKED00001"))
+        with spool.path.open("a") as f:
+            f.write('{"spool_id": "torn-by-a-kill')  # a writer died mid-line
+        spool.append(item("ACKED00002"))
+        spool.append(item("ACKED00003"))
+        result = spool.drain(runtime.sessions)
+        assert (result.stored, result.unreadable) == (3, 1)
+        with runtime.sessions.begin() as session:
+            codes = sorted(session.scalars(select(InboxItem.code)))
+        assert codes == ["ACKED00001", "ACKED00002", "ACKED00003"]
+
+    def test_appenders_and_several_drainers_on_one_host_lose_nothing(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every web process drains its host's spool; acknowledged records must all arrive."""
+        import fcntl
+        import random
+        import time
+
+        import ingest.spool
+
+        real_flock = fcntl.flock
+
+        def slow_flock(fd: int, operation: int) -> None:
+            time.sleep(random.uniform(0, 0.002))  # widen every race window
+            real_flock(fd, operation)
+
+        class SlowFcntl:
+            LOCK_EX, LOCK_NB = fcntl.LOCK_EX, fcntl.LOCK_NB
+            flock = staticmethod(slow_flock)
+
+        monkeypatch.setattr(ingest.spool, "fcntl", SlowFcntl)
+        directory = tmp_path / "spool"
+        acknowledged: list[str] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def appender(n: int) -> None:
+            spool = Spool(directory, max_bytes=1 << 26, host="h1")
+            for i in range(150):
+                spool_id = spool.append(item(f"A{n}X{i:05d}"))
+                with lock:
+                    acknowledged.append(spool_id)
+
+        def drainer() -> None:
+            spool = Spool(directory, max_bytes=1 << 26, host="h1")
+            while not stop.is_set():
+                spool.drain(runtime.sessions)
+
+        appenders = [threading.Thread(target=appender, args=(n,)) for n in range(3)]
+        drainers = [threading.Thread(target=drainer) for _ in range(2)]
+        for t in [*appenders, *drainers]:
+            t.start()
+        for t in appenders:
+            t.join()
+        stop.set()
+        for t in drainers:
+            t.join()
+        Spool(directory, max_bytes=1 << 26, host="h1").drain(runtime.sessions)
+        with runtime.sessions.begin() as session:
+            stored = set(session.scalars(select(InboxItem.spool_id)))
+        assert len(acknowledged) == 450
+        assert set(acknowledged) <= stored
