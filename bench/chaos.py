@@ -10,12 +10,18 @@ customers, then sends a paced stream of C2B confirmations from 8 sender threads 
 10% of them sent twice, some of those concurrently) while a fault thread, spaced through
 the stream:
 
-1. ``kill -9``s a worker's process group while it holds an open inbox transaction, then
-   restarts it (twice per round);
+1. ``kill -9``s a worker's process group while it holds claimed inbox rows (seen in
+   ``pg_locks``, each process has its own ``application_name``), then restarts it (twice
+   per round);
 2. stops Redis for a few seconds and starts it again, and once FLUSHALLs it;
-3. restarts PostgreSQL (fast stop, a few seconds down, start): callbacks answered then
+3. restarts PostgreSQL (``pg_ctl stop -m fast``, 4 s down, start): callbacks answered then
    must be spooled by the webhook, acknowledged, and credited later;
-4. restarts the web server on the same port.
+4. restarts the web server on the same port (SIGTERM to the gunicorn master).
+
+``--short`` (CI) runs one round over ~75 s; the full form runs two rounds over ~200 s, the
+second harsher: Redis SIGTERM instead of SIGKILL, ``pg_ctl stop -m immediate`` (a crash
+and WAL recovery), gunicorn's whole process group SIGKILLed mid-request. Run it from the
+project root (``bench`` is not an installed package).
 
 Afterwards every callback answered 5xx or not answered at all is sent again until it is
 acknowledged (bounded), the run waits for the inbox and the spool to drain, and reads
@@ -53,6 +59,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -413,10 +420,13 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
             ],
-            f"chaos-{name}",
+            f"chaos-worker-{name}",
         )
         if wait:
-            wait_for(lambda: "ready." in self.log_text(name, offset), 90, f"worker {name}")
+            wait_for(partial(self._ready, name, offset), 90, f"worker {name}")
+
+    def _ready(self, name: str, offset: int = 0) -> bool:
+        return "ready." in self.log_text(name, offset)
 
     def start_beat(self) -> None:
         self._spawn(
@@ -436,14 +446,14 @@ class Stack:
         self.start_redis()
         say(f"redis on 127.0.0.1:{self.redis_port}")
         say(self.momo("db", "upgrade").stdout.strip())
-        self.admin_token = self.momo("token", "create", "--name", "chaos", "--role", "admin")
-        self.admin_token = self.admin_token.stdout.strip().splitlines()[-1]
+        token = self.momo("token", "create", "--name", "chaos", "--role", "admin")
+        self.admin_token = token.stdout.strip().splitlines()[-1]
         self.start_web()
         say(f"gunicorn momo.wsgi:app() on {self.base} (2 workers)")
         for name in self.worker_names():
             self.start_worker(name, wait=False)
         for name in self.worker_names():
-            wait_for(lambda n=name: "ready." in self.log_text(n), 90, f"worker {name}")
+            wait_for(partial(self._ready, name), 90, f"worker {name}")
         say(f"celery workers {', '.join(self.worker_names())} ready (concurrency 1 each)")
         self.start_beat()
         say("beat started (sweeper every 1s, rows pending over 3s re-queued)")
@@ -607,7 +617,6 @@ class Chaos:
     schedule: list[tuple[float, int]]
     plan: list[str]
     duration: float
-    rng: random.Random
     stop: threading.Event = field(default_factory=threading.Event)
     sends: list[Send] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -647,7 +656,6 @@ class Chaos:
 
     def run_stream(self, pool: ThreadPoolExecutor) -> None:
         futures: list[Future[Send]] = []
-        self.stream_started = time.monotonic()
         for offset, index in self.schedule:
             if self.stop.is_set():
                 break
@@ -680,31 +688,31 @@ class Chaos:
     # -- faults
 
     def run_faults(self) -> None:
+        """The plan's faults, evenly spaced through the stream. A fault's second occurrence
+        (the full form's second round) is the harsher variant: Redis SIGTERM after SIGKILL,
+        PostgreSQL ``-m immediate`` (crash and WAL recovery), gunicorn SIGKILLed mid-request."""
         gap = self.duration / (len(self.plan) + 1)
-        kills = 0
-        redis_stops = 0
+        seen: Counter[str] = Counter()
         for n, name in enumerate(self.plan, start=1):
             due = self.stream_started + n * gap
             if self.stop.wait(max(0.0, due - time.monotonic())):
                 return
+            k = seen[name]
+            seen[name] += 1
             fault = Fault(name, _now())
             self.faults.append(fault)
             say(f"FAULT {name}: starting")
             try:
                 if name == "worker_kill":
-                    fault.detail = self.worker_kill(kills)
-                    kills += 1
+                    fault.detail = self.worker_kill(k)
                 elif name == "redis_stop":
-                    fault.detail = self.redis_stop(
-                        signal.SIGKILL if redis_stops % 2 == 0 else signal.SIGTERM
-                    )
-                    redis_stops += 1
+                    fault.detail = self.redis_stop(signal.SIGTERM if k % 2 else signal.SIGKILL)
                 elif name == "redis_flush":
                     fault.detail = self.redis_flush()
                 elif name == "pg_restart":
-                    fault.detail = self.pg_restart()
+                    fault.detail = self.pg_restart("immediate" if k % 2 else "fast")
                 elif name == "web_restart":
-                    fault.detail = self.web_restart()
+                    fault.detail = self.web_restart(hard=bool(k % 2))
                 else:
                     raise HarnessError(f"unknown fault {name}")
                 fault.ok = True
@@ -714,43 +722,48 @@ class Chaos:
             say(f"FAULT {name}: {fault.detail} ({fault.ended - fault.started:.1f}s)")
 
     def worker_kill(self, n: int) -> str:
-        """SIGKILL a worker group while it holds an open inbox transaction, then restart it."""
+        """SIGKILL a worker's process group the moment it holds claimed, uncommitted inbox
+        rows (``FOR UPDATE`` takes RowShareLock on ``inbox``; the sweeper's count only
+        AccessShareLock), then restart it."""
         stack = self.stack
         preferred = stack.worker_names()[n % WORKERS]
         victim = None
-        pending = 0
-        with stack.connect() as conn:
+        with stack.connect() as conn, stack.lock:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not self.stop.is_set():
                 busy = [
-                    r[0].removeprefix("chaos-")
+                    r[0].removeprefix("chaos-worker-")
                     for r in conn.execute(
-                        "SELECT DISTINCT application_name FROM pg_stat_activity "
-                        "WHERE application_name LIKE 'chaos-w%' AND xact_start IS NOT NULL "
-                        "AND state <> 'idle'"
+                        "SELECT DISTINCT a.application_name FROM pg_stat_activity a "
+                        "JOIN pg_locks l ON l.pid = a.pid "
+                        "WHERE a.application_name LIKE 'chaos-worker-%' "
+                        "AND l.relation = 'inbox'::regclass "
+                        "AND l.mode IN ('RowShareLock', 'RowExclusiveLock')"
                     ).fetchall()
                 ]
                 if busy:
                     victim = preferred if preferred in busy else busy[0]
                     break
                 time.sleep(0.005)
-            with stack.lock:
-                mid_txn = victim is not None
-                victim = victim or preferred
-                row = conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()
-                pending = int(row[0]) if row else 0
-                stack.down.add(victim)
-                stack._signal_group(victim, signal.SIGKILL)
-                proc = stack.procs[victim]
-                proc.wait(timeout=10)
+            mid_txn = victim is not None
+            victim = victim or preferred
+            if victim not in stack.worker_names():
+                raise HarnessError(f"{victim!r} is not one of our workers")
+            stack.down.add(victim)
+            stack._signal_group(victim, signal.SIGKILL)
+            stack.procs[victim].wait(timeout=10)
+            # the victim's claimed rows are pending again once PostgreSQL sees it gone
+            time.sleep(0.2)
+            row = conn.execute("SELECT count(*) FROM inbox WHERE status = 'pending'").fetchone()
+            pending = int(row[0]) if row else 0
         try:
             time.sleep(1.0)
             with stack.lock:
                 stack.start_worker(victim)
         finally:
             stack.down.discard(victim)
-        where = "inside an open transaction" if mid_txn else "with no transaction seen"
-        return f"kill -9 {victim} {where}, {pending} inbox rows pending; restarted"
+        where = "holding claimed inbox rows" if mid_txn else "with no claim seen in 20s"
+        return f"kill -9 {victim} {where}; {pending} inbox rows pending after; restarted"
 
     def redis_stop(self, sig: int) -> str:
         stack = self.stack
@@ -778,13 +791,13 @@ class Chaos:
         client.flushall()
         return f"FLUSHALL with {depth}"
 
-    def pg_restart(self) -> str:
+    def pg_restart(self, mode: str) -> str:
         stack = self.stack
         before = _spooled_lines(stack)
         with stack.lock:
             stack.down.add("postgres")
             try:
-                stack.stop_postgres("fast")
+                stack.stop_postgres(mode)
                 down_at = time.monotonic()
                 self.stop.wait(OUTAGE_SECONDS)
                 stack.start_postgres()
@@ -792,20 +805,24 @@ class Chaos:
             finally:
                 stack.down.discard("postgres")
         spooled = _spooled_lines(stack) - before
-        return f"pg_ctl stop -m fast, down {outage:.1f}s, started; {spooled} callbacks spooled"
+        return f"pg_ctl stop -m {mode}, down {outage:.1f}s, started; {spooled} callbacks spooled"
 
-    def web_restart(self) -> str:
+    def web_restart(self, hard: bool) -> str:
         stack = self.stack
         with stack.lock:
             stack.down.add("web")
             try:
                 stopped_at = time.monotonic()
-                stack.stop_web()
+                if hard:
+                    stack._stop("web", signal.SIGKILL)
+                else:
+                    stack.stop_web()
                 stack.start_web()
                 gap = time.monotonic() - stopped_at
             finally:
                 stack.down.discard("web")
-        return f"gunicorn stopped (SIGTERM) and serving again on :{stack.web_port} after {gap:.1f}s"
+        how = "SIGKILLed (group)" if hard else "stopped (SIGTERM)"
+        return f"gunicorn {how} and serving again on :{stack.web_port} after {gap:.1f}s"
 
 
 def _queue_depth(stack: Stack) -> str:
@@ -1050,6 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)
+    # Ctrl-C stops everything too, even when started where SIGINT was ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     tmp = Path(tempfile.mkdtemp(prefix="momo-chaos-"))
     tmp.chmod(0o755)  # the postgres user must reach its data directory
@@ -1069,12 +1088,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"seeded {len(customers)} customers through the API")
         payments = make_payments(rng, unique, customers)
         schedule = make_schedule(rng, payments, posts, duration)
-        chaos = Chaos(stack, payments, schedule, plan, duration, rng)
+        chaos = Chaos(stack, payments, schedule, plan, duration)
         stream = threading.Thread(target=chaos.run_stream, args=(pool,), name="stream")
         chaos.stream_started = time.monotonic()
         stream.start()
-        while not chaos.stream_started:
-            time.sleep(0.01)
         faults = threading.Thread(target=chaos.run_faults, name="faults")
         faults.start()
         last = 0.0
