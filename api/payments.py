@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from api.auth import require
@@ -29,7 +29,7 @@ from matcher.errors import InvalidInput, NotFound
 from matcher.models import ASSOCIATED, UNASSOCIATED, AuditEvent, Customer, LedgerEntry, Payment
 from matcher.money import parse_money
 from matcher.payments import associate, disassociate, record_manual_payment
-from matcher.search import text_conditions
+from matcher.search import text_matches
 
 
 @bp.get("/payments")
@@ -42,17 +42,26 @@ def list_payments() -> Response:
             f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
         )
     limit = limit_arg()
-    query = (
-        select(Payment)
-        .options(selectinload(Payment.customer))
-        .where(Payment.status == status)
-        .order_by(Payment.paid_at.desc(), Payment.id.desc())
-        .limit(limit + 1)
-    )
+    newest_first = (Payment.paid_at.desc(), Payment.id.desc())
+    filters = [Payment.status == status]
+    cursor = request.args.get("cursor")
+    if cursor:
+        paid_at, ident = decode_cursor(cursor, datetime, int)
+        filters.append(
+            or_(Payment.paid_at < paid_at, and_(Payment.paid_at == paid_at, Payment.id < ident))
+        )
+    query = select(Payment).options(selectinload(Payment.customer))
     q = q_arg()
     if q:
-        query = query.where(
-            text_conditions(
+        # One indexed, ordered, limited probe per meaning of q, merged: an OR across
+        # columns would make the planner walk the whole table in date order instead.
+        probes = [
+            select(Payment.id)
+            .where(match, *filters)
+            .order_by(*newest_first)
+            .limit(limit + 1)
+            .subquery()
+            for match in text_matches(
                 q,
                 region=runtime().settings.default_region,
                 customer_id=Payment.customer_id,
@@ -60,13 +69,12 @@ def list_payments() -> Response:
                 codes=[Payment.code],
                 amount=Payment.amount_minor,
             )
-        )
-    cursor = request.args.get("cursor")
-    if cursor:
-        paid_at, ident = decode_cursor(cursor, datetime, int)
-        query = query.where(
-            or_(Payment.paid_at < paid_at, and_(Payment.paid_at == paid_at, Payment.id < ident))
-        )
+        ]
+        found = union(*(select(probe.c.id) for probe in probes)).subquery()
+        query = query.join(found, found.c.id == Payment.id)
+    else:
+        query = query.where(*filters)
+    query = query.order_by(*newest_first).limit(limit + 1)
     with runtime().sessions.begin() as session:
         rows = list(session.scalars(query))
         page, more = rows[:limit], len(rows) > limit

@@ -114,10 +114,15 @@ def run_wrk(
             ],
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
+            check=False,
+        )
     finally:
         Path(path).unlink()
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}"
+        )
+    out = out.stdout  # type: ignore[assignment]
     total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)

@@ -113,11 +113,12 @@ class Payment(Base):
     __table_args__ = (
         UniqueConstraint("provider", "code", name="uq_payments_provider_code"),
         Index("ix_payments_status_paid_at_id", "status", "paid_at", "id"),
-        Index("ix_payments_customer_id", "customer_id"),
-        Index("ix_payments_phone", "phone"),
+        # each search probe reads its newest matches straight off one of these
+        Index("ix_payments_customer_paid", "customer_id", "paid_at", "id"),
+        Index("ix_payments_phone_paid", "phone", "paid_at", "id"),
         Index("ix_payments_msisdn_sha256", "msisdn_sha256"),
         Index("ix_payments_code", "code"),
-        Index("ix_payments_amount_minor", "amount_minor"),
+        Index("ix_payments_amount_paid", "amount_minor", "paid_at", "id"),
         # ix_payments_phone_trgm (PostgreSQL only, made by migration 0002) finds partial
         # phone digits such as "712345".
     )

@@ -53,7 +53,7 @@ def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def text_conditions(
+def text_matches(
     q: str,
     *,
     region: str,
@@ -61,16 +61,16 @@ def text_conditions(
     phone: InstrumentedAttribute[str | None] | None,
     codes: list[InstrumentedAttribute[str] | InstrumentedAttribute[str | None]],
     amount: ColumnElement[int] | InstrumentedAttribute[int] | None,
-) -> ColumnElement[bool]:
-    """An OR of every field ``q`` could mean, each one an indexed comparison."""
+) -> list[ColumnElement[bool]]:
+    """Each thing ``q`` could mean, as its own indexed comparison (none: nothing matches)."""
     q = q.strip()
     if not q:
-        return ~false()
-    conditions: list[ColumnElement[bool]] = []
-    key = account_key(q)
-    conditions.append(
-        customer_id.in_(select(Customer.id).where(Customer.account_key == key).scalar_subquery())
-    )
+        return []
+    conditions: list[ColumnElement[bool]] = [
+        # account keys are unique: at most one customer
+        customer_id
+        == select(Customer.id).where(Customer.account_key == account_key(q)).scalar_subquery()
+    ]
     upper = q.upper()
     conditions.extend(code == upper for code in codes)
     if phone is not None:
@@ -82,4 +82,23 @@ def text_conditions(
     minor = amount_of(q)
     if amount is not None and minor is not None:
         conditions.append(amount == minor)
-    return or_(*conditions)
+    return conditions
+
+
+def text_conditions(
+    q: str,
+    *,
+    region: str,
+    customer_id: InstrumentedAttribute[int | None] | InstrumentedAttribute[int],
+    phone: InstrumentedAttribute[str | None] | None,
+    codes: list[InstrumentedAttribute[str] | InstrumentedAttribute[str | None]],
+    amount: ColumnElement[int] | InstrumentedAttribute[int] | None,
+) -> ColumnElement[bool]:
+    """An OR of everything ``q`` could mean (for small result sets; lists use a union)."""
+    if not q.strip():
+        return ~false()
+    return or_(
+        *text_matches(
+            q, region=region, customer_id=customer_id, phone=phone, codes=codes, amount=amount
+        )
+    )
