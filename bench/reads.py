@@ -190,7 +190,7 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
                 )
         conn.commit()
         conn.autocommit = True
-        conn.execute("ANALYZE")
+        conn.execute("VACUUM ANALYZE")
         sample_payment = plan[len(plan) // 2]
     return {
         "account": f"ACC{sample_payment[1] + 1:06d}" if sample_payment[1] >= 0 else "ACC000001",

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ColumnElement,
     String,
-    and_,
     case,
     cast,
     false,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -79,28 +79,41 @@ def transactions(
         and flt.status in (None, FAILED, CANCELLED)
         and flt.account_number is None
     )
+    # Each part is read newest first through its own (created_at, id) index and cut at
+    # ``limit`` before the parts are merged: a union of whole tables would be sorted whole.
     if wants_ledger:
-        parts.append(_ledger_part(flt, region))
+        part = _ledger_part(flt, region).where(
+            *_after(LedgerEntry.created_at, LedgerEntry.id, "ledger", after)
+        )
+        parts.append(
+            part.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)
+        )
     if wants_attempts:
-        parts.append(_attempt_part(flt))
+        part = _attempt_part(flt).where(
+            *_after(PaymentAttempt.created_at, PaymentAttempt.id, "attempt", after)
+        )
+        parts.append(
+            part.order_by(PaymentAttempt.created_at.desc(), PaymentAttempt.id.desc()).limit(limit)
+        )
     if not parts:
         return []
-    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    pieces = [part.subquery() for part in parts]
+    rows = union_all(*(select(piece) for piece in pieces)).subquery()
     query = select(rows).order_by(rows.c.at.desc(), rows.c.source.desc(), rows.c.id.desc())
-    if after is not None:
-        query = query.where(
-            or_(
-                rows.c.at < after.at,
-                and_(
-                    rows.c.at == after.at,
-                    or_(
-                        rows.c.source < after.source,
-                        and_(rows.c.source == after.source, rows.c.id < after.id),
-                    ),
-                ),
-            )
-        )
     return [dict(row._mapping) for row in session.execute(query.limit(limit))]
+
+
+def _after(
+    at: Any, ident: Any, source: str, after: TransactionCursor | None
+) -> list[ColumnElement[bool]]:
+    """Rows of one part that come after the cursor in (at, source, id) descending order."""
+    if after is None:
+        return []
+    if source < after.source:
+        return [at <= after.at]
+    if source > after.source:
+        return [at < after.at]
+    return [tuple_(at, ident) < tuple_(after.at, after.id)]
 
 
 def _time_range(column: Any, flt: TransactionFilter) -> list[ColumnElement[bool]]:

@@ -9,4 +9,8 @@ def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
     """Objects made by hand in migrations for one database only are not the models' business."""
-    return not (type_ == "index" and name is not None and name.endswith("_trgm"))
+    return not (type_ == "index" and name is not None and name.endswith(PG_ONLY_SUFFIXES))
+
+
+#: indexes made by hand in migrations for PostgreSQL only
+PG_ONLY_SUFFIXES = ("_trgm", "_pattern", "_pg")
