@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     String,
     case,
@@ -179,10 +180,10 @@ def _attempt_part(flt: TransactionFilter) -> Any:
         literal(FAILED_ATTEMPT, String).label("kind"),
         status.label("status"),
         cast(null(), String).label("account_number"),
-        literal(0).label("amount_minor"),
+        cast(literal(0), BigInteger).label("amount_minor"),
         PaymentAttempt.reference.label("code"),
         cast(null(), String).label("phone"),
-        literal(None).label("payment_id"),
+        cast(null(), BigInteger).label("payment_id"),
         cast(null(), String).label("voucher_code"),
         PaymentAttempt.provider.label("created_by"),
         cast(null(), String).label("note"),

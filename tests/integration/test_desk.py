@@ -178,3 +178,31 @@ def test_the_transaction_log_shows_credits_reversals_purchases_and_failed_attemp
     assert [(i["status"], i["result_code"], i["amount"]) for i in failed] == [
         ("cancelled", 1032, "0.00")
     ]
+
+
+def test_the_whole_transaction_log_pages_through_both_parts_on_postgresql(stack: Stack) -> None:
+    """Ledger entries and failed attempts merged, newest first, each row exactly once."""
+    account = f"PAGE-{uuid.uuid4().hex[:6]}"
+    create_customer(stack, account, [])
+    for _ in range(3):
+        stack.api("POST", "/payments", json={"account_number": account, "amount": "1.00"})
+        cancelled = sample("stk_callback_cancelled.json")
+        cancelled["Body"]["stkCallback"]["CheckoutRequestID"] = f"ws_CO_{uuid.uuid4().hex[:12]}"
+        stack.post("stk", cancelled)
+    wait_until(lambda: all_processed(stack))
+    seen: list[str] = []
+    stamps: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = stack.api("GET", "/transactions", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen.extend(item["id"] for item in body["items"])
+        stamps.extend(item["at"] for item in body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert {i[0] for i in seen} == {"L", "A"}
+    assert stamps == sorted(stamps, reverse=True)
