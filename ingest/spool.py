@@ -289,7 +289,7 @@ def attach_spool(runtime: Any) -> Spool:
     drainer = Nudger(
         drain,
         min_interval=0,
-        idle_interval=float(settings.spool_drain_seconds),
+        idle_interval=settings.spool_drain_seconds,
         name="momo-spool-drainer",
     )
     drainer.start()
