@@ -60,7 +60,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         redis.Redis.from_url(REDIS_URL).flushdb()
         for name, target in TARGETS.items():
-            server, base = gunicorn(name, target, env, logdir)
+            server, base = gunicorn(name, target, env, logdir, threads=args.threads)
             runs: list[LoadResult] = []
             prefixes: list[str] = []
             peak = 0.0
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="gthread workers with this many threads (1: sync)"
+    )
     parser.add_argument(
         "--python-load",
         action="store_true",

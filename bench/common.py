@@ -114,13 +114,16 @@ def rss_mb(pids: list[int]) -> float:
 
 
 def gunicorn(
-    name: str, target: str, env: dict[str, str], logdir: Path, workers: int = 2
+    name: str, target: str, env: dict[str, str], logdir: Path, workers: int = 2, threads: int = 1
 ) -> tuple[Server, str]:
+    """gunicorn with ``workers`` sync workers, or gthread workers when ``threads`` > 1."""
     port = free_port()
+    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
     server = Server(
         name,
         [
             str(BIN / "gunicorn"),
+            *threaded,
             "--workers",
             str(workers),
             "--bind",
