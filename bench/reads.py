@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from bench.common import BIN, bench_database, gunicorn, momo_env, rss_mb, say, write_json
+from matcher.revenue import slice_of
 
 BATCH = 50_000
 
@@ -148,6 +150,18 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
             payments,
         )
         credited = [p for p in plan if p[1] >= 0]
+        amounts: Counter[datetime] = Counter()
+        counts: Counter[datetime] = Counter()
+        for _ident, _owner, amount, _code, paid_at in credited:
+            amounts[slice_of(paid_at)] += amount
+            counts[slice_of(paid_at)] += 1
+        _copy(
+            conn,
+            "revenue_slices",
+            ["slice_start", "amount_minor", "payments"],
+            ((s, amounts[s], counts[s]) for s in sorted(amounts)),
+            len(amounts),
+        )
         _copy(
             conn,
             "ledger_entries",

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from matcher.inbox import stranded
-from matcher.models import ASSOCIATED, Customer, LedgerEntry, Payment
+from matcher.models import ASSOCIATED, Customer, LedgerEntry, Payment, RevenueSlice
 from matcher.money import format_minor
 
 #: at most this many examples are printed for each kind of violation
@@ -106,6 +106,31 @@ def receipts_are_unique(session: Session) -> list[Violation]:
     ]
 
 
+def revenue_matches_payments(session: Session) -> list[Violation]:
+    """The running revenue slices add up to the payments associated now."""
+    slices = session.execute(
+        select(
+            func.coalesce(func.sum(RevenueSlice.amount_minor), 0),
+            func.coalesce(func.sum(RevenueSlice.payments), 0),
+        )
+    ).one()
+    payments = session.execute(
+        select(func.coalesce(func.sum(Payment.amount_minor), 0), func.count()).where(
+            Payment.status == ASSOCIATED
+        )
+    ).one()
+    if tuple(map(int, slices)) == tuple(map(int, payments)):
+        return []
+    return [
+        Violation(
+            "revenue",
+            f"revenue slices hold {format_minor(int(slices[0]))} over {int(slices[1])} payments, "
+            f"but associated payments are {format_minor(int(payments[0]))} over "
+            f"{int(payments[1])}",
+        )
+    ]
+
+
 def inbox_is_moving(session: Session, *, stuck_after: timedelta) -> list[Violation]:
     count = stranded(session, older_than=stuck_after)
     if not count:
@@ -125,5 +150,6 @@ def check_invariants(session: Session, *, stuck_after: timedelta) -> list[Violat
         *balances_match_ledgers(session),
         *payments_net_their_amount(session),
         *receipts_are_unique(session),
+        *revenue_matches_payments(session),
         *inbox_is_moving(session, stuck_after=stuck_after),
     ]

@@ -13,12 +13,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from matcher.models import Customer, LedgerEntry
+from matcher.revenue import apply_moves, slice_of
 
 _customers: Table = Customer.__table__  # type: ignore[assignment]
 MOVE_BALANCE = (
@@ -43,6 +45,8 @@ class Posting:
     payment_id: int | None = None
     purchase_id: int | None = None
     note: str | None = None
+    #: when the payment credited (or reversed) was paid: revenue moves with it
+    revenue_at: datetime | None = None
 
 
 class Ledger:
@@ -55,6 +59,8 @@ class Ledger:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._pending: Counter[int] = Counter()
+        self._revenue: Counter[datetime] = Counter()
+        self._revenue_count: Counter[datetime] = Counter()
 
     def post(self, posting: Posting) -> LedgerEntry:
         """Append one entry; a reused idempotency key raises IntegrityError and posts nothing."""
@@ -72,8 +78,15 @@ class Ledger:
         self.session.flush()
         # Counted only once the insert went through, so a rolled-back savepoint
         # around a failed post leaves nothing pending.
-        self._pending[posting.customer_id] += posting.amount
+        self._count(posting)
         return entry
+
+    def _count(self, posting: Posting) -> None:
+        self._pending[posting.customer_id] += posting.amount
+        if posting.revenue_at is not None:
+            at = slice_of(posting.revenue_at)
+            self._revenue[at] += posting.amount
+            self._revenue_count[at] += 1 if posting.amount > 0 else -1
 
     def post_many(self, postings: list[Posting]) -> None:
         """Append many entries in one round trip; all or none, like ``post``."""
@@ -94,17 +107,17 @@ class Ledger:
         )
         self.session.flush()
         for p in postings:
-            self._pending[p.customer_id] += p.amount
+            self._count(p)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A savepoint that also forgets the postings made inside it when it rolls back."""
-        pending = Counter(self._pending)
+        saved = (Counter(self._pending), Counter(self._revenue), Counter(self._revenue_count))
         try:
             with self.session.begin_nested():
                 yield
         except BaseException:
-            self._pending = pending
+            self._pending, self._revenue, self._revenue_count = saved
             raise
 
     def settle(self) -> None:
@@ -117,6 +130,8 @@ class Ledger:
             # one statement, many parameter sets: a single pipelined round trip
             self.session.execute(MOVE_BALANCE, moves)
         self._pending = Counter()
+        apply_moves(self.session, self._revenue, self._revenue_count)
+        self._revenue, self._revenue_count = Counter(), Counter()
         # objects already loaded must not show a stale balance
         for obj in self.session.identity_map.values():
             if isinstance(obj, Customer):

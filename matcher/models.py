@@ -259,6 +259,16 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RevenueSlice(Base):
+    """Associated payments' amounts and count, net, per UTC quarter hour of time paid."""
+
+    __tablename__ = "revenue_slices"
+
+    slice_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ApiToken(Base):
     """An operator's bearer token; only its SHA-256 is stored."""
 

@@ -111,6 +111,7 @@ def credit(ledger: Ledger, payment: Payment, customer_id: int, *, kind: str, act
             idempotency_key=f"payment:{payment.id}:credit:{int(previous or 0) + 1}",
             created_by=actor,
             payment_id=payment.id,
+            revenue_at=payment.paid_at,
         )
     )
 
@@ -220,6 +221,7 @@ def record_payments(
                 idempotency_key=f"payment:{payment.id}:credit:1",
                 created_by=payment.provider,
                 payment_id=payment.id,
+                revenue_at=payment.paid_at,
             )
             for payment, match in created
             if match.customer_id is not None
@@ -452,6 +454,7 @@ def disassociate(session: Session, payment_id: int, *, reason: str | None, actor
                 created_by=actor,
                 payment_id=payment.id,
                 note=reason,
+                revenue_at=payment.paid_at,
             )
         )
         _apply_match(payment, Match(None, reason=DISASSOCIATED))

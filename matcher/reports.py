@@ -29,7 +29,6 @@ from matcher.errors import InvalidInput
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
 from matcher.matching import account_key
 from matcher.models import (
-    ASSOCIATED,
     UNASSOCIATED,
     Customer,
     LedgerEntry,
@@ -37,6 +36,7 @@ from matcher.models import (
     PaymentAttempt,
     Purchase,
 )
+from matcher.revenue import rows_between, total_since
 from matcher.search import text_conditions
 
 FAILED_ATTEMPT = "failed_attempt"
@@ -238,15 +238,6 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone)
 
 
-def _sum_associated(session: Session, since: datetime | None = None) -> int:
-    query = select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-        Payment.status == ASSOCIATED
-    )
-    if since is not None:
-        query = query.where(Payment.paid_at >= since)
-    return int(session.scalar(query) or 0)
-
-
 def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[str, int]:
     """Revenue is what associated payments bring in, by time paid in the business's zone.
 
@@ -261,10 +252,10 @@ def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[s
         )
     )
     return {
-        "today": _sum_associated(session, local_midnight(today, zone)),
-        "this_week": _sum_associated(session, local_midnight(period_start(today, "week"), zone)),
-        "this_month": _sum_associated(session, local_midnight(period_start(today, "month"), zone)),
-        "all_time": _sum_associated(session),
+        "today": total_since(session, local_midnight(today, zone)),
+        "this_week": total_since(session, local_midnight(period_start(today, "week"), zone)),
+        "this_month": total_since(session, local_midnight(period_start(today, "month"), zone)),
+        "all_time": total_since(session, None),
         "unassociated_total": int(unassociated or 0),
     }
 
@@ -294,25 +285,11 @@ def revenue_series(
     since = local_midnight(starts[0], zone)
     until = local_midnight(next_start(starts[-1], period), zone)
     totals: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    base = (Payment.status == ASSOCIATED, Payment.paid_at >= since, Payment.paid_at < until)
-    if session.get_bind().dialect.name == "postgresql":
-        local = func.timezone(zone.key, Payment.paid_at)
-        bucket = func.date_trunc(period, local).label("bucket")
-        rows = session.execute(
-            select(bucket, func.sum(Payment.amount_minor), func.count())
-            .where(*base)
-            .group_by(bucket)
-        )
-        for start, amount, count in rows:
-            totals[start.date()] = [int(amount), int(count)]
-    else:
-        # SQLite has no time zones: bucket in Python (the embedded default's sizes are small)
-        for paid_at, amount in session.execute(
-            select(Payment.paid_at, Payment.amount_minor).where(*base)
-        ):
-            key = period_start(paid_at.astimezone(zone).date(), period)
-            totals[key][0] += amount
-            totals[key][1] += 1
+    # quarter-hour slices fall wholly inside one local day, so each adds to one period
+    for slice_start, amount, count in rows_between(session, since, until):
+        key = period_start(slice_start.astimezone(zone).date(), period)
+        totals[key][0] += amount
+        totals[key][1] += count
     return [Bucket(local_midnight(day, zone), totals[day][0], totals[day][1]) for day in starts]
 
 

@@ -34,10 +34,12 @@ from matcher.models import (
     InboxItem,
     LedgerEntry,
     Payment,
+    RevenueSlice,
 )
 from matcher.money import parse_money
 from matcher.payments import associate, disassociate, record_manual_payment
 from matcher.plans import create_plan, purchase
+from matcher.revenue import slice_of
 from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
@@ -336,6 +338,27 @@ class Books(RuleBasedStateMachine):
                 )
             )
             assert int(credited or 0) == int(balances or 0) - int(spent or 0)
+
+    @invariant()
+    def every_revenue_slice_holds_exactly_its_associated_payments(self) -> None:
+        """The running revenue slices equal a recount of associated payments, slice by slice."""
+        with self.runtime.sessions() as session:
+            expected: dict[object, list[int]] = defaultdict(lambda: [0, 0])
+            for paid_at, amount in session.execute(
+                select(Payment.paid_at, Payment.amount_minor).where(Payment.status == ASSOCIATED)
+            ):
+                expected[slice_of(paid_at)][0] += amount
+                expected[slice_of(paid_at)][1] += 1
+            kept = {
+                start: [amount, count]
+                for start, amount, count in session.execute(
+                    select(
+                        RevenueSlice.slice_start, RevenueSlice.amount_minor, RevenueSlice.payments
+                    )
+                )
+                if amount or count
+            }
+            assert kept == dict(expected)
 
 
 Books.TestCase.settings = settings(

@@ -196,7 +196,7 @@ class TestCheck:
             )
         with runtime.sessions.begin() as session:
             found = check_invariants(session, stuck_after=timedelta(minutes=5))
-        assert [v.check for v in found] == ["payment"]
+        assert [v.check for v in found] == ["payment", "revenue"]
         assert "TKV5C2N8BD" in found[0].message
 
     def test_an_inbox_row_stuck_past_the_threshold_is_found(self, runtime: Runtime) -> None:
@@ -235,3 +235,18 @@ class TestInboxApi:
         assert again.status_code == 409
         operator = {"Authorization": f"Bearer {make_token(runtime, 'operator', 'op2')}"}
         assert client.get("/api/v1/inbox", headers=operator).status_code == 403
+
+
+def test_check_finds_revenue_slices_that_drifted_from_the_payments(runtime: Runtime) -> None:
+    from matcher.models import RevenueSlice
+
+    add_customer(runtime, "ACC1042", [])
+    put(runtime, "c2b/confirmation", confirmation())
+    drain_inbox(runtime)
+    with runtime.sessions.begin() as session:
+        assert check_invariants(session, stuck_after=timedelta(minutes=5)) == []
+        session.execute(update(RevenueSlice).values(amount_minor=RevenueSlice.amount_minor + 100))
+    with runtime.sessions.begin() as session:
+        found = check_invariants(session, stuck_after=timedelta(minutes=5))
+    assert [v.check for v in found] == ["revenue"]
+    assert "1501.00 over 1 payments" in found[0].message

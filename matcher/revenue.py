@@ -1,0 +1,71 @@
+"""Revenue kept as it happens: a running total per 15-minute slice of time paid.
+
+Revenue is associated payments net of disassociations, so it moves exactly
+when a payment credit or a reversal is posted; the ledger applies the move in
+the same transaction. Slices are UTC quarter hours, which every business time
+zone's midnights fall on, so a day, week or month in any zone is a whole
+number of slices and reading a year costs ~35,000 small rows, not a million
+payments.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from matcher.models import RevenueSlice
+
+SLICE = timedelta(minutes=15)
+
+
+def slice_of(moment: datetime) -> datetime:
+    """The start of the UTC quarter hour holding ``moment``."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def apply_moves(session: Session, amounts: Counter[datetime], counts: Counter[datetime]) -> None:
+    """Add to the slices, creating the missing ones, in slice order (as every writer does)."""
+    slices = sorted(s for s in set(amounts) | set(counts) if amounts[s] or counts[s])
+    if not slices:
+        return
+    table: Table = RevenueSlice.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    statement = upsert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.slice_start],
+        set_={
+            "amount_minor": table.c.amount_minor + statement.excluded.amount_minor,
+            "payments": table.c.payments + statement.excluded.payments,
+        },
+    )
+    session.execute(
+        statement,
+        [{"slice_start": s, "amount_minor": amounts[s], "payments": counts[s]} for s in slices],
+    )
+
+
+def rows_between(session: Session, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+    query = select(RevenueSlice.slice_start, RevenueSlice.amount_minor, RevenueSlice.payments)
+    if since is not None:
+        query = query.where(RevenueSlice.slice_start >= since)
+    if until is not None:
+        query = query.where(RevenueSlice.slice_start < until)
+    return session.execute(query)
+
+
+def total_since(session: Session, since: datetime | None) -> int:
+    query = select(func.coalesce(func.sum(RevenueSlice.amount_minor), 0))
+    if since is not None:
+        query = query.where(RevenueSlice.slice_start >= since)
+    return int(session.scalar(query) or 0)
+
+
+__all__ = ["SLICE", "apply_moves", "rows_between", "slice_of", "total_since"]
