@@ -36,7 +36,7 @@ from matcher.models import (
     PaymentAttempt,
     Purchase,
 )
-from matcher.revenue import rows_between, total_since
+from matcher.revenue import daily, total_since
 from matcher.search import text_conditions
 
 FAILED_ATTEMPT = "failed_attempt"
@@ -285,9 +285,9 @@ def revenue_series(
     since = local_midnight(starts[0], zone)
     until = local_midnight(next_start(starts[-1], period), zone)
     totals: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    # quarter-hour slices fall wholly inside one local day, so each adds to one period
-    for slice_start, amount, count in rows_between(session, since, until):
-        key = period_start(slice_start.astimezone(zone).date(), period)
+    # quarter-hour slices fall wholly inside one local day, so each day adds to one period
+    for day, amount, count in daily(session, since, until, zone):
+        key = period_start(day, period)
         totals[key][0] += amount
         totals[key][1] += count
     return [Bucket(local_midnight(day, zone), totals[day][0], totals[day][1]) for day in starts]

@@ -11,7 +11,8 @@ payments.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
@@ -52,13 +53,30 @@ def apply_moves(session: Session, amounts: Counter[datetime], counts: Counter[da
     )
 
 
-def rows_between(session: Session, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
-    query = select(RevenueSlice.slice_start, RevenueSlice.amount_minor, RevenueSlice.payments)
-    if since is not None:
-        query = query.where(RevenueSlice.slice_start >= since)
-    if until is not None:
-        query = query.where(RevenueSlice.slice_start < until)
-    return session.execute(query)
+def daily(
+    session: Session, since: datetime, until: datetime, zone: ZoneInfo
+) -> list[tuple[date, int, int]]:
+    """(local date, amount, payments) for each day with revenue in [since, until)."""
+    window = (RevenueSlice.slice_start >= since, RevenueSlice.slice_start < until)
+    if session.get_bind().dialect.name == "postgresql":
+        # a year is ~35,000 slices: let the database fold them into days
+        day = func.date(func.timezone(zone.key, RevenueSlice.slice_start)).label("day")
+        rows = session.execute(
+            select(day, func.sum(RevenueSlice.amount_minor), func.sum(RevenueSlice.payments))
+            .where(*window)
+            .group_by(day)
+        )
+        return [(d, int(amount), int(count)) for d, amount, count in rows]
+    days: dict[date, list[int]] = {}
+    for start, amount, count in session.execute(
+        select(RevenueSlice.slice_start, RevenueSlice.amount_minor, RevenueSlice.payments).where(
+            *window
+        )
+    ):
+        totals = days.setdefault(start.astimezone(zone).date(), [0, 0])
+        totals[0] += amount
+        totals[1] += count
+    return [(d, amount, count) for d, (amount, count) in days.items()]
 
 
 def total_since(session: Session, since: datetime | None) -> int:
@@ -68,4 +86,4 @@ def total_since(session: Session, since: datetime | None) -> int:
     return int(session.scalar(query) or 0)
 
 
-__all__ = ["SLICE", "apply_moves", "rows_between", "slice_of", "total_since"]
+__all__ = ["SLICE", "apply_moves", "daily", "slice_of", "total_since"]
