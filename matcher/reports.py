@@ -36,7 +36,7 @@ from matcher.models import (
     PaymentAttempt,
     Purchase,
 )
-from matcher.revenue import daily, total_since
+from matcher.revenue import daily, totals_since
 from matcher.search import text_conditions
 
 FAILED_ATTEMPT = "failed_attempt"
@@ -251,13 +251,16 @@ def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[s
             Payment.status == UNASSOCIATED
         )
     )
-    return {
-        "today": total_since(session, local_midnight(today, zone)),
-        "this_week": total_since(session, local_midnight(period_start(today, "week"), zone)),
-        "this_month": total_since(session, local_midnight(period_start(today, "month"), zone)),
-        "all_time": total_since(session, None),
-        "unassociated_total": int(unassociated or 0),
-    }
+    totals = totals_since(
+        session,
+        {
+            "today": local_midnight(today, zone),
+            "this_week": local_midnight(period_start(today, "week"), zone),
+            "this_month": local_midnight(period_start(today, "month"), zone),
+            "all_time": None,
+        },
+    )
+    return {**totals, "unassociated_total": int(unassociated or 0)}
 
 
 def bucket_starts(first: date, last: date, period: str) -> list[date]:

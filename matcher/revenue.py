@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, case, func, select
 from sqlalchemy.orm import Session
 
 from matcher.models import RevenueSlice
@@ -79,11 +79,21 @@ def daily(
     return [(d, amount, count) for d, (amount, count) in days.items()]
 
 
-def total_since(session: Session, since: datetime | None) -> int:
-    query = select(func.coalesce(func.sum(RevenueSlice.amount_minor), 0))
-    if since is not None:
-        query = query.where(RevenueSlice.slice_start >= since)
-    return int(session.scalar(query) or 0)
+def totals_since(session: Session, starts: dict[str, datetime | None]) -> dict[str, int]:
+    """Revenue since each named start (None: all time), read in one pass over the slices."""
+    columns = [
+        func.coalesce(
+            func.sum(
+                RevenueSlice.amount_minor
+                if start is None
+                else case((RevenueSlice.slice_start >= start, RevenueSlice.amount_minor), else_=0)
+            ),
+            0,
+        )
+        for start in starts.values()
+    ]
+    row = session.execute(select(*columns)).one()
+    return {name: int(value) for name, value in zip(starts, row, strict=True)}
 
 
-__all__ = ["SLICE", "apply_moves", "daily", "slice_of", "total_since"]
+__all__ = ["SLICE", "apply_moves", "daily", "slice_of", "totals_since"]
