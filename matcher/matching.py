@@ -51,13 +51,6 @@ def account_key(account_number: str) -> str:
     return account_number.strip().casefold()
 
 
-def find_customer_by_account(session: Session, account_number: str) -> Customer | None:
-    key = account_key(account_number)
-    if not key:
-        return None
-    return session.scalar(select(Customer).where(Customer.account_key == key))
-
-
 def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:
     query = select(Customer).where(Customer.account_key == account_key(account_number))
     if lock:

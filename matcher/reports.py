@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -294,7 +294,3 @@ def revenue_series(
         totals[key][0] += amount
         totals[key][1] += count
     return [Bucket(local_midnight(day, zone), totals[day][0], totals[day][1]) for day in starts]
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)

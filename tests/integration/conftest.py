@@ -103,6 +103,18 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
+def wait_healthy(base: str, timeout: float = 60.0) -> None:
+    """Until the server at ``base`` answers /healthz with 200."""
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(healthy, timeout=timeout)
+
+
 @dataclass
 class Stack:
     """A running momo: gunicorn (webhooks + API), Celery worker and beat, on PG + Redis."""
@@ -242,13 +254,7 @@ def stack(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory)
         ],
     )
 
-    def healthy() -> bool:
-        try:
-            return requests.get(f"{stack.base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, timeout=60)
+    wait_healthy(stack.base)
     try:
         yield stack
     finally:

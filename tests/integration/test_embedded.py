@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import sample_bytes
-from tests.integration.conftest import VENV_BIN, free_port, wait_until
+from tests.integration.conftest import VENV_BIN, free_port, wait_healthy, wait_until
 
 
 @contextmanager
@@ -37,14 +37,7 @@ def embedded_server(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dic
         )
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(up, timeout=60)
+        wait_healthy(base)
         yield base, env
     finally:
         os.killpg(proc.pid, signal.SIGINT)
