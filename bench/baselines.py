@@ -42,9 +42,15 @@ def hello_app() -> Flask:
     return app
 
 
+def create_naive_table(url: str) -> None:
+    """Made once by the bench before the server starts: two workers racing to create it fail."""
+    engine = create_engine(url)
+    _Base.metadata.create_all(engine)
+    engine.dispose()
+
+
 def naive_app() -> Flask:
     engine = create_engine(os.environ["BENCH_DATABASE_URL"], pool_pre_ping=True)
-    _Base.metadata.create_all(engine)
     sessions = sessionmaker(engine)
     app = Flask("naive")
 
