@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
+from ingest.fast import install as install_fast_path
 from ingest.spool import attach_spool
 from ingest.views import bp
 from momo.config import Settings, load_settings
@@ -25,7 +26,9 @@ def create_webhook_app(
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)
-    return build_app(runtime, bp, *blueprints)
+    app = build_app(runtime, bp, *blueprints)
+    install_fast_path(app)
+    return app
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:

@@ -11,24 +11,28 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import Headers
 
 from ingest.limits import FailureLimiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.spool import SpoolFull
-from ingest.store import InboxWriter
+from ingest.store import InboxWriter, inbox_row
 from matcher.matching import match_payment
-from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
+from matcher.models import INBOX_PROCESSED, INBOX_REJECTED, InboxItem
 from matcher.notifications import (
+    Callback,
     FailedAttempt,
     InvalidCallback,
     PaymentNotification,
     ValidationRequest,
 )
+from momo.config import Settings
 from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,18 +56,30 @@ def runtime() -> Runtime:
     return current_app.extensions["momo"]
 
 
-def _path_token(provider: str) -> str | None:
+def path_token(settings: Settings, provider: str) -> str | None:
     if provider == "mpesa":
-        return runtime().settings.mpesa_path_token
+        return settings.mpesa_path_token
     return None
 
 
-def _client_allowed(provider: str) -> bool:
-    allowed = runtime().settings.mpesa_allowed_ips if provider == "mpesa" else ()
+def authenticated(settings: Settings, provider: str, token: str, kind: str) -> bool:
+    """The path names a provider and kind momo takes, with that provider's secret token."""
+    adapter = ADAPTERS.get(provider)
+    expected = path_token(settings, provider)
+    return (
+        adapter is not None
+        and expected is not None
+        and hmac.compare_digest(token.encode(), expected.encode())
+        and kind in adapter.kinds
+    )
+
+
+def client_allowed(settings: Settings, provider: str, remote_addr: str | None) -> bool:
+    allowed = settings.mpesa_allowed_ips if provider == "mpesa" else ()
     if not allowed:
         return True
     try:
-        address = ipaddress.ip_address(request.remote_addr or "")
+        address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return False
     # A dual-stack socket reports IPv4 callers as ::ffff:a.b.c.d
@@ -73,7 +89,7 @@ def _client_allowed(provider: str) -> bool:
 
 
 def _unavailable(adapter: ProviderAdapter) -> Response:
-    response = jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable, not accepted"})
+    response = jsonify(UNAVAILABLE)
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     return response
@@ -85,34 +101,42 @@ def _too_many() -> tuple[Response, int]:
     return response, 429
 
 
-def _writer() -> InboxWriter:
-    writer = current_app.extensions.get("momo_inbox_writer")
+def writer_for(app: Flask) -> InboxWriter:
+    writer: InboxWriter | None = app.extensions.get("momo_inbox_writer")
     if writer is None:
-        rt = runtime()
+        rt: Runtime = app.extensions["momo"]
         writer = InboxWriter.for_database(rt.engine)
         rt.helpers.append(writer)
-        current_app.extensions["momo_inbox_writer"] = writer
+        app.extensions["momo_inbox_writer"] = writer
     return writer
 
 
-def _store(item: InboxItem) -> None:
+def store_callback(app: Flask, row: dict[str, Any]) -> None:
     """Commit the callback to the inbox or, while the database is unreachable, to the spool.
 
     Raises only when neither can take it: then the provider must not be acknowledged.
     """
-    rt = runtime()
+    rt: Runtime = app.extensions["momo"]
     try:
-        _writer().store(item)
+        writer_for(app).store(row)
         return
     except SQLAlchemyError as exc:
         if rt.spool is None:
             raise
         log.error("inbox write failed (%s); spooling the callback", type(exc).__name__)
     try:
-        rt.spool.append(item)
+        rt.spool.append(InboxItem(**row))
     except (OSError, SpoolFull) as exc:
         log.exception("neither the database nor the spool could take a callback")
         raise CannotStore(str(exc)) from exc
+
+
+def _store(row: dict[str, Any]) -> None:
+    store_callback(current_app._get_current_object(), row)  # type: ignore[attr-defined]
+
+
+def kept_headers(headers: Mapping[str, str] | Headers) -> dict[str, str]:
+    return {h: headers[h] for h in KEPT_HEADERS if h in headers}
 
 
 class CannotStore(Exception):
@@ -121,40 +145,34 @@ class CannotStore(Exception):
 
 @bp.post("/webhooks/<provider>/<token>/<path:kind>")
 def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
-    adapter = ADAPTERS.get(provider)
-    expected = _path_token(provider)
+    settings = runtime().settings
     limiter: FailureLimiter = current_app.extensions["momo_limiter"]
     address = request.remote_addr or "-"
     # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
-    if (
-        adapter is None
-        or expected is None
-        or not hmac.compare_digest(token.encode(), expected.encode())
-        or kind not in adapter.kinds
-    ):
+    if not authenticated(settings, provider, token, kind):
         if limiter.fail(address):
             return _too_many()
         abort(404)
-    if not _client_allowed(provider):
+    adapter = ADAPTERS[provider]
+    if not client_allowed(settings, provider, request.remote_addr):
         if limiter.fail(address):
             return _too_many()
         log.warning("%s callback from %s refused: not in the allow-list", provider, address)
         return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
 
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH raises 413
-    item = InboxItem(
+    item = inbox_row(
         provider=provider,
         kind=kind,
         body=body,
-        headers={h: request.headers[h] for h in KEPT_HEADERS if h in request.headers},
+        headers=kept_headers(request.headers),
         client_addr=request.remote_addr,
-        attempts=0,
     )
     rt = runtime()
     try:
         parsed = adapter.parse(kind, body, rt.shape_context)
     except InvalidCallback as exc:
-        item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
+        item.update(status=INBOX_REJECTED, reason=exc.reason, detail=exc.message)
         try:
             _store(item)
         except (SQLAlchemyError, CannotStore):
@@ -168,27 +186,46 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     if isinstance(parsed, ValidationRequest):
         return _validate(adapter, item, parsed)
 
-    item.status = INBOX_PENDING
-    if isinstance(parsed, PaymentNotification):
-        item.code = parsed.code
-    elif isinstance(parsed, FailedAttempt):
-        item.code = parsed.reference[:64]
+    item["code"] = callback_code(parsed)
     try:
         _store(item)
     except (SQLAlchemyError, CannotStore):
         log.exception("could not store a %s %s callback; answering 503", provider, kind)
         return _unavailable(adapter)
     rt.nudge()
-    return jsonify(adapter.acknowledge(kind))
+    return Response(acknowledgement(current_app, adapter, kind), mimetype="application/json")
 
 
-def _validate(adapter: ProviderAdapter, item: InboxItem, req: ValidationRequest) -> Response:
+def callback_code(parsed: Callback) -> str | None:
+    """What the inbox row is looked up by: the receipt code, or the attempt's reference."""
+    if isinstance(parsed, PaymentNotification):
+        return parsed.code
+    if isinstance(parsed, FailedAttempt):
+        return parsed.reference[:64]
+    return None
+
+
+def acknowledgement(app: Flask, adapter: ProviderAdapter, kind: str) -> bytes:
+    """The provider's ack for ``kind`` as the app's JSON, made once per process."""
+    cache: dict[tuple[str, str], bytes] = app.extensions.setdefault("momo_acks", {})
+    key = (adapter.name, kind)
+    body = cache.get(key)
+    if body is None:
+        response = cast(Response, app.json.response(adapter.acknowledge(kind)))
+        body = cache[key] = response.get_data()
+    return body
+
+
+UNAVAILABLE = {"ResultCode": 1, "ResultDesc": "Temporarily unavailable, not accepted"}
+
+
+def _validate(adapter: ProviderAdapter, item: dict[str, Any], req: ValidationRequest) -> Response:
     """Accept, or (when so configured) refuse a payment to an account nobody has."""
     rt = runtime()
     accepted = True
     if rt.settings.mpesa_validation == "reject-unknown-account":
         # the shape check left the payer's number unclassified; matching needs it
-        full = adapter.parse(item.kind, item.body, rt.parse_context)
+        full = adapter.parse(item["kind"], item["body"], rt.parse_context)
         assert isinstance(full, ValidationRequest)
         req = full
         try:
@@ -203,9 +240,11 @@ def _validate(adapter: ProviderAdapter, item: InboxItem, req: ValidationRequest)
             log.exception("cannot look up the account of a validation request; answering 503")
             return _unavailable(adapter)
         accepted = match.matched or bool(match.candidates)
-    item.status = INBOX_PROCESSED
-    item.code = req.code or None
-    item.reason = "validation_accepted" if accepted else "validation_rejected"
+    item.update(
+        status=INBOX_PROCESSED,
+        code=req.code or None,
+        reason="validation_accepted" if accepted else "validation_rejected",
+    )
     try:
         _store(item)
     except (SQLAlchemyError, CannotStore):
