@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+
+import redis
 
 from momo.runtime import Runtime
 from tasks.celery_app import PROCESS_INBOX, make_producer
-from tasks.nudge import Nudger
+from tasks.nudge import Nudger, QueuedFlag
 from tasks.work import drain_inbox
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,29 @@ def embedded_worker(runtime: Runtime) -> Nudger:
 def broker_nudger(runtime: Runtime) -> Nudger:
     """A Nudger that queues one ``momo.process_inbox`` per burst of new inbox rows."""
     producer = make_producer(runtime.settings)
+    flag = QueuedFlag.for_broker(runtime.settings.broker_url)
 
     def dispatch(nudged: bool) -> None:
-        if nudged:
+        if not nudged:
+            return
+        if flag is not None:
+            try:
+                if not flag.take():
+                    return  # a queued or running task will claim the new rows
+            except redis.RedisError:
+                log.warning("cannot reach the queued-task flag; sending a task anyway")
+        try:
             producer.send_task(PROCESS_INBOX)
+        except Exception:
+            if flag is not None:
+                with contextlib.suppress(redis.RedisError):
+                    flag.drop()  # the next nudge must try again
+            raise
 
-    return Nudger(dispatch, min_interval=0.02, name="momo-nudge")
+    nudger = Nudger(dispatch, min_interval=0.02, name="momo-nudge")
+    if flag is not None:
+        runtime.helpers.append(flag)
+    return nudger
 
 
 def attach_queue(runtime: Runtime) -> Nudger:

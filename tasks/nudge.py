@@ -14,6 +14,8 @@ import os
 import threading
 from collections.abc import Callable
 
+import redis
+
 log = logging.getLogger(__name__)
 
 
@@ -76,3 +78,43 @@ class Nudger:
         if self._thread is not None and self._pid == os.getpid():
             self._thread.join(timeout)
         self._thread = None
+
+
+#: set while a ``momo.process_inbox`` is queued or draining; see QueuedFlag
+QUEUED_KEY = "momo:process_inbox:queued"
+
+
+class QueuedFlag:
+    """A Redis key that says "a process_inbox task is queued and has not started yet".
+
+    It spares the web processes a Celery message per burst of callbacks while a
+    task that will see their rows is already waiting. The rule that keeps it safe:
+    a web process that finds the key set may skip sending, because the task that
+    set it deletes the key when it starts and only then claims inbox rows, so it
+    claims every row committed before the key was seen. A task that starts lets
+    the next nudge queue another, so every worker process is kept busy under load
+    while at most one task waits in the queue. The key expires after ``ttl``
+    seconds, so a task lost with the broker costs at most that long before nudges
+    send again (and the sweeper runs regardless).
+    """
+
+    def __init__(self, client: redis.Redis, *, ttl: float = 30.0) -> None:
+        self.client = client
+        self.ttl_ms = int(ttl * 1000)
+
+    @classmethod
+    def for_broker(cls, broker_url: str | None) -> QueuedFlag | None:
+        """The flag on a Redis broker; None for other brokers (every burst sends a message)."""
+        if not broker_url or not broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        return cls(redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2))
+
+    def take(self) -> bool:
+        """True when this caller set the key (and must send the task)."""
+        return bool(self.client.set(QUEUED_KEY, b"1", nx=True, px=self.ttl_ms))
+
+    def drop(self) -> None:
+        self.client.delete(QUEUED_KEY)
+
+    def close(self) -> None:
+        self.client.close()

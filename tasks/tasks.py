@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from datetime import timedelta
 
+import redis
 from celery import Task
 
 from matcher.inbox import TRANSIENT_ERRORS, stranded
 from momo.runtime import process_runtime
 from tasks.celery_app import PROCESS_INBOX, SWEEP_INBOX, app
+from tasks.nudge import QueuedFlag
 from tasks.work import drain_inbox
 
 log = logging.getLogger(__name__)
@@ -31,11 +34,32 @@ MAX_SWEEP_FANOUT = 8
 )
 def process_inbox(self: Task) -> dict[str, object]:
     """Record pending inbox rows. Running it twice, or on two workers at once, credits once."""
-    result = drain_inbox(process_runtime())
+    runtime = process_runtime()
+    flag = queued_flag(runtime.settings.broker_url)
+    if flag is not None:
+        # Started: the next nudge must queue another task (for a second worker, or for
+        # rows committed after this drain's last claim). Dropped before the first claim,
+        # so a row whose nudge saw the flag set is claimed below.
+        try:
+            flag.drop()
+        except redis.RedisError:
+            log.warning("cannot reach the queued-task flag; it expires by itself")
+    result = drain_inbox(runtime)
     if result.more:
         # Hand the rest to a fresh task rather than hold this worker slot forever.
         self.app.send_task(PROCESS_INBOX)
     return result.as_dict()
+
+
+_flags: dict[tuple[int, str | None], QueuedFlag | None] = {}
+
+
+def queued_flag(broker_url: str | None) -> QueuedFlag | None:
+    """This worker process's handle on the queued-task flag (None off Redis)."""
+    key = (os.getpid(), broker_url)
+    if key not in _flags:
+        _flags[key] = QueuedFlag.for_broker(broker_url)
+    return _flags[key]
 
 
 @app.task(name=SWEEP_INBOX, acks_late=True)
