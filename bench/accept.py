@@ -2,7 +2,8 @@
 
     python -m bench.accept [--seconds 10] [--runs 3] [--connections 16]
 
-Serves three apps with one gunicorn setup (2 sync workers) on the same PostgreSQL:
+Serves three apps with one gunicorn setup (cores + 1 sync workers unless --web-workers
+says otherwise) on the same PostgreSQL:
 ``hello`` (Flask POST, no work), ``naive`` (parse + one ORM insert in the request) and
 momo's webhook (``momo.wsgi:web()``, with Redis for the nudge). Prints medians of
 ``--runs`` runs as a table with ratios to the baselines, writes
@@ -23,10 +24,13 @@ from typing import Any
 import redis
 from sqlalchemy import create_engine, func, select
 
+from bench.baselines import create_naive_table
 from bench.common import (
     BIN,
     PATH_TOKEN,
     REDIS_URL,
+    WEB_WORKERS,
+    Server,
     bench_database,
     gunicorn,
     median,
@@ -58,13 +62,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run(
             [str(BIN / "momo"), "db", "upgrade"], env=env, check=True, capture_output=True
         )
+        create_naive_table(url)
         redis.Redis.from_url(REDIS_URL).flushdb()
-        for name, target in TARGETS.items():
-            server, base = gunicorn(name, target, env, logdir, threads=args.threads)
-            runs: list[LoadResult] = []
-            prefixes: list[str] = []
-            peak = 0.0
-            try:
+        servers: dict[str, tuple[Server, str]] = {}
+        runs: dict[str, list[LoadResult]] = {name: [] for name in TARGETS}
+        prefixes: list[str] = []
+        peak = dict.fromkeys(TARGETS, 0.0)
+        try:
+            for name, target in TARGETS.items():
+                servers[name] = gunicorn(
+                    name, target, env, logdir, workers=args.web_workers, threads=args.threads
+                )
+            for _server, base in servers.values():
                 run_load(
                     base + MOMO_PATH,
                     prefix(),
@@ -72,30 +81,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     args.connections,
                     python=args.python_load,
                 )  # warm-up, not counted
-                for n in range(args.runs):
+            # Round robin, so a noisy spell on a shared machine falls on every target alike.
+            for n in range(args.runs):
+                for name, (server, base) in servers.items():
                     p = prefix()
-                    prefixes.append(p)
+                    if name == "momo":
+                        prefixes.append(p)
                     result = run_load(
                         base + MOMO_PATH, p, args.seconds, args.connections, python=args.python_load
                     )
-                    peak = max(peak, rss_mb(server.pids()))
-                    runs.append(result)
+                    peak[name] = max(peak[name], rss_mb(server.pids()))
+                    runs[name].append(result)
                     say(
                         f"{name} run {n + 1}: {result.rps:.0f} req/s, "
                         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
                         f"non-2xx {result.non_2xx}, errors {result.errors}"
                     )
-            finally:
+        finally:
+            for server, _base in servers.values():
                 server.stop()
+        for name in TARGETS:
+            done = runs[name]
             entry: dict[str, Any] = {
-                "rps": median([r.rps for r in runs]),
-                "p50_ms": median([r.p50_ms for r in runs]),
-                "p99_ms": median([r.p99_ms for r in runs]),
-                "non_2xx": sum(r.non_2xx for r in runs),
-                "errors": sum(r.errors for r in runs),
-                "peak_rss_mb": round(peak, 1),
-                "generator": runs[0].generator if runs else None,
-                "runs": [r.__dict__ for r in runs],
+                "rps": median([r.rps for r in done]),
+                "p50_ms": median([r.p50_ms for r in done]),
+                "p99_ms": median([r.p99_ms for r in done]),
+                "non_2xx": sum(r.non_2xx for r in done),
+                "errors": sum(r.errors for r in done),
+                "peak_rss_mb": round(peak[name], 1),
+                "generator": done[0].generator if done else None,
+                "runs": [r.__dict__ for r in done],
             }
             if name == "momo":
                 engine = create_engine(url)
@@ -112,7 +127,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         for p in prefixes
                     )
                 engine.dispose()
-                acked = sum(r.requests - r.non_2xx for r in runs)
+                acked = sum(r.requests - r.non_2xx for r in done)
                 entry.update(acked=acked, stored=stored, lost=max(0, acked - stored))
             results["targets"][name] = entry
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -141,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=WEB_WORKERS,
+        help=f"gunicorn workers for every target (default: cores + 1 = {WEB_WORKERS})",
+    )
     parser.add_argument(
         "--threads", type=int, default=1, help="gthread workers with this many threads (1: sync)"
     )

@@ -113,8 +113,18 @@ def rss_mb(pids: list[int]) -> float:
     return largest / 1024
 
 
+#: a sync worker waits on its commit about as long as it computes, so one worker more than
+#: cores keeps the CPUs busy (the same default as the Procfile's WEB_CONCURRENCY advice)
+WEB_WORKERS = (os.cpu_count() or 1) + 1
+
+
 def gunicorn(
-    name: str, target: str, env: dict[str, str], logdir: Path, workers: int = 2, threads: int = 1
+    name: str,
+    target: str,
+    env: dict[str, str],
+    logdir: Path,
+    workers: int = WEB_WORKERS,
+    threads: int = 1,
 ) -> tuple[Server, str]:
     """gunicorn with ``workers`` sync workers, or gthread workers when ``threads`` > 1."""
     port = free_port()
