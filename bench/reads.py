@@ -29,7 +29,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from bench.common import BIN, bench_database, gunicorn, momo_env, rss_mb, say, write_json
-from matcher.revenue import slice_of
+from matcher.revenue import day_of, slice_of
 
 BATCH = 50_000
 
@@ -152,15 +152,31 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
         credited = [p for p in plan if p[1] >= 0]
         amounts: Counter[datetime] = Counter()
         counts: Counter[datetime] = Counter()
-        for _ident, _owner, amount, _code, paid_at in credited:
-            amounts[slice_of(paid_at)] += amount
-            counts[slice_of(paid_at)] += 1
+        received: Counter[datetime] = Counter()
+        for _ident, owner, amount, _code, paid_at in plan:
+            received[slice_of(paid_at)] += amount
+            if owner >= 0:  # credited
+                amounts[slice_of(paid_at)] += amount
+                counts[slice_of(paid_at)] += 1
         _copy(
             conn,
             "revenue_slices",
-            ["slice_start", "amount_minor", "payments"],
-            ((s, amounts[s], counts[s]) for s in sorted(amounts)),
-            len(amounts),
+            ["slice_start", "amount_minor", "payments", "received_minor"],
+            ((s, amounts[s], counts[s], received[s]) for s in sorted(received)),
+            len(received),
+        )
+        days: dict[datetime, list[int]] = {}
+        for s in received:
+            sums = days.setdefault(day_of(s), [0, 0, 0])
+            sums[0] += amounts[s]
+            sums[1] += counts[s]
+            sums[2] += received[s]
+        _copy(
+            conn,
+            "revenue_days",
+            ["day_start", "amount_minor", "payments", "received_minor"],
+            ((d, *days[d]) for d in sorted(days)),
+            len(days),
         )
         _copy(
             conn,

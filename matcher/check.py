@@ -6,14 +6,22 @@ Each check is one set-based query, so it runs on millions of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from matcher.inbox import stranded
-from matcher.models import ASSOCIATED, Customer, LedgerEntry, Payment, RevenueSlice
+from matcher.models import (
+    ASSOCIATED,
+    Customer,
+    LedgerEntry,
+    Payment,
+    RevenueDay,
+    RevenueSlice,
+)
 from matcher.money import format_minor
+from matcher.revenue import day_of
 
 #: at most this many examples are printed for each kind of violation
 EXAMPLES = 20
@@ -107,11 +115,13 @@ def receipts_are_unique(session: Session) -> list[Violation]:
 
 
 def revenue_matches_payments(session: Session) -> list[Violation]:
-    """The running revenue slices add up to the payments associated now."""
+    """The running revenue slices add up to the payments associated now, and their
+    received totals to every payment stored."""
     slices = session.execute(
         select(
             func.coalesce(func.sum(RevenueSlice.amount_minor), 0),
             func.coalesce(func.sum(RevenueSlice.payments), 0),
+            func.coalesce(func.sum(RevenueSlice.received_minor), 0),
         )
     ).one()
     payments = session.execute(
@@ -119,16 +129,26 @@ def revenue_matches_payments(session: Session) -> list[Violation]:
             Payment.status == ASSOCIATED
         )
     ).one()
-    if tuple(map(int, slices)) == tuple(map(int, payments)):
-        return []
-    return [
-        Violation(
-            "revenue",
-            f"revenue slices hold {format_minor(int(slices[0]))} over {int(slices[1])} payments, "
-            f"but associated payments are {format_minor(int(payments[0]))} over "
-            f"{int(payments[1])}",
+    received = int(session.scalar(select(func.coalesce(func.sum(Payment.amount_minor), 0))) or 0)
+    found = []
+    if (int(slices[0]), int(slices[1])) != tuple(map(int, payments)):
+        found.append(
+            Violation(
+                "revenue",
+                f"revenue slices hold {format_minor(int(slices[0]))} over {int(slices[1])} "
+                f"payments, but associated payments are {format_minor(int(payments[0]))} over "
+                f"{int(payments[1])}",
+            )
         )
-    ]
+    if int(slices[2]) != received:
+        found.append(
+            Violation(
+                "revenue",
+                f"revenue slices hold {format_minor(int(slices[2]))} received, but the payments "
+                f"stored add up to {format_minor(received)}",
+            )
+        )
+    return found
 
 
 def inbox_is_moving(session: Session, *, stuck_after: timedelta) -> list[Violation]:
@@ -144,6 +164,49 @@ def inbox_is_moving(session: Session, *, stuck_after: timedelta) -> list[Violati
     ]
 
 
+def revenue_days_match_slices(session: Session) -> list[Violation]:
+    """Each UTC day row holds exactly the sum of that day's slices."""
+    expected: dict[datetime, tuple[int, int, int]] = {}
+    for start, amount, count, received in session.execute(
+        select(
+            RevenueSlice.slice_start,
+            RevenueSlice.amount_minor,
+            RevenueSlice.payments,
+            RevenueSlice.received_minor,
+        )
+    ):
+        a, c, r = expected.get(day_of(start), (0, 0, 0))
+        expected[day_of(start)] = (a + amount, c + count, r + received)
+    kept = {
+        day: (int(a), int(c), int(r))
+        for day, a, c, r in session.execute(
+            select(
+                RevenueDay.day_start,
+                RevenueDay.amount_minor,
+                RevenueDay.payments,
+                RevenueDay.received_minor,
+            )
+        )
+    }
+    zero = (0, 0, 0)
+    wrong = sorted(
+        day for day in set(expected) | set(kept) if expected.get(day, zero) != kept.get(day, zero)
+    )
+    return [
+        Violation(
+            "revenue",
+            f"revenue day {day.date().isoformat()} (UTC) holds {_sums(kept.get(day, zero))}; "
+            f"its slices add up to {_sums(expected.get(day, zero))}",
+        )
+        for day in wrong[:EXAMPLES]
+    ]
+
+
+def _sums(sums: tuple[int, int, int]) -> str:
+    amount, count, received = sums
+    return f"{format_minor(amount)} over {count} payments, {format_minor(received)} received"
+
+
 def check_invariants(session: Session, *, stuck_after: timedelta) -> list[Violation]:
     """Every violation of momo's promises found in the database; empty when all hold."""
     return [
@@ -151,5 +214,6 @@ def check_invariants(session: Session, *, stuck_after: timedelta) -> list[Violat
         *payments_net_their_amount(session),
         *receipts_are_unique(session),
         *revenue_matches_payments(session),
+        *revenue_days_match_slices(session),
         *inbox_is_moving(session, stuck_after=stuck_after),
     ]

@@ -10,7 +10,7 @@ cannot deadlock each other.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +19,7 @@ from types import TracebackType
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from matcher.models import Customer, LedgerEntry
+from matcher.models import Customer, LedgerEntry, Payment
 from matcher.revenue import apply_moves, slice_of
 
 _customers: Table = Customer.__table__  # type: ignore[assignment]
@@ -61,6 +61,16 @@ class Ledger:
         self._pending: Counter[int] = Counter()
         self._revenue: Counter[datetime] = Counter()
         self._revenue_count: Counter[datetime] = Counter()
+        self._received: Counter[datetime] = Counter()
+
+    def received(self, payments: Iterable[Payment]) -> None:
+        """Count payments stored just now into their slices' received totals.
+
+        Called once per payment, after the insert went through; unassociated money is
+        what was received and is not revenue, so the dashboard reads it from the slices.
+        """
+        for payment in payments:
+            self._received[slice_of(payment.paid_at)] += payment.amount_minor
 
     def post(self, posting: Posting) -> LedgerEntry:
         """Append one entry; a reused idempotency key raises IntegrityError and posts nothing."""
@@ -112,12 +122,17 @@ class Ledger:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A savepoint that also forgets the postings made inside it when it rolls back."""
-        saved = (Counter(self._pending), Counter(self._revenue), Counter(self._revenue_count))
+        saved = (
+            Counter(self._pending),
+            Counter(self._revenue),
+            Counter(self._revenue_count),
+            Counter(self._received),
+        )
         try:
             with self.session.begin_nested():
                 yield
         except BaseException:
-            self._pending, self._revenue, self._revenue_count = saved
+            self._pending, self._revenue, self._revenue_count, self._received = saved
             raise
 
     def settle(self) -> None:
@@ -130,8 +145,8 @@ class Ledger:
             # one statement, many parameter sets: a single pipelined round trip
             self.session.execute(MOVE_BALANCE, moves)
         self._pending = Counter()
-        apply_moves(self.session, self._revenue, self._revenue_count)
-        self._revenue, self._revenue_count = Counter(), Counter()
+        apply_moves(self.session, self._revenue, self._revenue_count, self._received)
+        self._revenue, self._revenue_count, self._received = Counter(), Counter(), Counter()
         # objects already loaded must not show a stale balance
         for obj in self.session.identity_map.values():
             if isinstance(obj, Customer):

@@ -260,13 +260,30 @@ class IdempotencyRecord(Base):
 
 
 class RevenueSlice(Base):
-    """Associated payments' amounts and count, net, per UTC quarter hour of time paid."""
+    """Per UTC quarter hour of time paid: associated payments' amounts and count, net, and
+    the amount of every payment received (so unassociated money = received - revenue)."""
 
     __tablename__ = "revenue_slices"
 
     slice_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     payments: Mapped[int] = mapped_column(Integer, default=0)
+    received_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class RevenueDay(Base):
+    """The revenue slices of one UTC day added up, kept beside them by the same writers.
+
+    UTC days are no business's days, but any long range is whole UTC days plus
+    a few slices at each end, so a year is ~365 of these and ~200 slices.
+    """
+
+    __tablename__ = "revenue_days"
+
+    day_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+    received_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ApiToken(Base):

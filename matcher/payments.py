@@ -211,6 +211,7 @@ def record_payments(
         created.append((payment, match))
     session.add_all(payment for payment, _ in created)
     session.flush()
+    ledger.received(payment for payment, _ in created)
     ledger.post_many(
         [
             Posting(
@@ -273,6 +274,7 @@ def record_payment(
     _apply_match(payment, match)
     session.add(payment)
     session.flush()
+    ledger.received([payment])
     if match.customer_id is None:
         return Recorded(UNMATCHED, payment.id)
     credit(ledger, payment, match.customer_id, kind=PAYMENT_CREDIT, actor=actor)
@@ -519,6 +521,7 @@ def record_manual_payment(
     session.add(payment)
     session.flush()
     with Ledger(session) as ledger:
+        ledger.received([payment])
         credit(ledger, payment, customer.id, kind=MANUAL_PAYMENT, actor=actor)
     _audit(session, actor, "payment.record", payment, {})
     session.refresh(customer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -29,14 +28,13 @@ from matcher.errors import InvalidInput
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
 from matcher.matching import account_key
 from matcher.models import (
-    UNASSOCIATED,
     Customer,
     LedgerEntry,
     Payment,
     PaymentAttempt,
     Purchase,
 )
-from matcher.revenue import daily, totals_since
+from matcher.revenue import between, totals_since
 from matcher.search import text_conditions
 
 FAILED_ATTEMPT = "failed_attempt"
@@ -246,11 +244,6 @@ def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[s
     already counted, so they are not added again.
     """
     today = now.astimezone(zone).date()
-    unassociated = session.scalar(
-        select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-            Payment.status == UNASSOCIATED
-        )
-    )
     totals = totals_since(
         session,
         {
@@ -260,7 +253,9 @@ def revenue_totals(session: Session, *, zone: ZoneInfo, now: datetime) -> dict[s
             "all_time": None,
         },
     )
-    return {**totals, "unassociated_total": int(unassociated or 0)}
+    # every payment is associated (revenue) or not: what was received and is not revenue
+    received = totals.pop("received")
+    return {**totals, "unassociated_total": received - totals["all_time"]}
 
 
 def bucket_starts(first: date, last: date, period: str) -> list[date]:
@@ -285,12 +280,9 @@ def revenue_series(
     starts = bucket_starts(first, last, period)
     if not starts:
         return []
-    since = local_midnight(starts[0], zone)
-    until = local_midnight(next_start(starts[-1], period), zone)
-    totals: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    # quarter-hour slices fall wholly inside one local day, so each day adds to one period
-    for day, amount, count in daily(session, since, until, zone):
-        key = period_start(day, period)
-        totals[key][0] += amount
-        totals[key][1] += count
-    return [Bucket(local_midnight(day, zone), totals[day][0], totals[day][1]) for day in starts]
+    bounds = [local_midnight(day, zone) for day in [*starts, next_start(starts[-1], period)]]
+    # quarter-hour slices fall wholly inside one local day, so each lies in one period
+    sums = between(session, bounds)
+    return [
+        Bucket(bound, amount, count) for bound, (amount, count) in zip(bounds, sums, strict=False)
+    ]

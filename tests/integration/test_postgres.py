@@ -133,3 +133,70 @@ def test_commands_on_a_postgresql_database_not_yet_upgraded_say_to_run_db_upgrad
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_long_ranges_equal_a_recount_of_the_slices_on_postgresql(
+    fresh_pg_url: str, seed: int
+) -> None:
+    from matcher.db import make_engine
+    from matcher.migrate import upgrade
+    from tests.revenue_ranges import check_ranges, seed_slices
+
+    engine = make_engine(fresh_pg_url)
+    upgrade(engine)
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    try:
+        with runtime.sessions.begin() as session:
+            slices = seed_slices(session, seed)
+        with runtime.sessions() as session:
+            assert check_ranges(session, slices) > 500
+    finally:
+        runtime.close()
+        engine.dispose()
+
+
+def test_the_revenue_backfill_on_postgresql_matches_what_the_writers_keep(
+    fresh_pg_url: str,
+) -> None:
+    from datetime import timedelta
+
+    from matcher.check import check_invariants
+    from matcher.db import make_engine
+    from matcher.migrate import upgrade
+    from tests.revenue_ranges import rebuild_from_0005, snapshot
+
+    engine = make_engine(fresh_pg_url)
+    upgrade(engine)
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    try:
+        add_customer(runtime, "ACC1042", [])
+        for n in range(30):
+            doc = sample("c2b_confirmation_paybill_plain.json")
+            doc.update(
+                TransID=f"TKP{n:07d}",
+                TransTime=f"202511{1 + n % 28:02d}1{n % 10}3015",
+                BillRefNumber="ACC1042" if n % 3 else "NOBODY",
+            )
+            with runtime.sessions.begin() as session:
+                session.add(
+                    InboxItem(
+                        provider="mpesa",
+                        kind="c2b/confirmation",
+                        body=json.dumps(doc).encode(),
+                        headers={},
+                        status="pending",
+                        attempts=0,
+                    )
+                )
+        drain_inbox(runtime)
+        with runtime.sessions() as session:
+            kept = snapshot(session)
+            assert len(kept[1]) > 5
+        rebuild_from_0005(runtime.engine)
+        with runtime.sessions() as session:
+            assert snapshot(session) == kept
+            assert check_invariants(session, stuck_after=timedelta(minutes=5)) == []
+    finally:
+        runtime.close()
+        engine.dispose()

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import func, select
 
+from matcher.check import revenue_days_match_slices
 from matcher.customers import save_customer
 from matcher.db import make_engine
 from matcher.errors import DomainError
@@ -341,24 +342,35 @@ class Books(RuleBasedStateMachine):
 
     @invariant()
     def every_revenue_slice_holds_exactly_its_associated_payments(self) -> None:
-        """The running revenue slices equal a recount of associated payments, slice by slice."""
+        """The running revenue slices equal a recount of associated payments (and of every
+        payment received), slice by slice."""
         with self.runtime.sessions() as session:
-            expected: dict[object, list[int]] = defaultdict(lambda: [0, 0])
-            for paid_at, amount in session.execute(
-                select(Payment.paid_at, Payment.amount_minor).where(Payment.status == ASSOCIATED)
+            expected: dict[object, list[int]] = defaultdict(lambda: [0, 0, 0])
+            for paid_at, amount, status in session.execute(
+                select(Payment.paid_at, Payment.amount_minor, Payment.status)
             ):
-                expected[slice_of(paid_at)][0] += amount
-                expected[slice_of(paid_at)][1] += 1
+                expected[slice_of(paid_at)][2] += amount
+                if status == ASSOCIATED:
+                    expected[slice_of(paid_at)][0] += amount
+                    expected[slice_of(paid_at)][1] += 1
             kept = {
-                start: [amount, count]
-                for start, amount, count in session.execute(
+                start: [amount, count, received]
+                for start, amount, count, received in session.execute(
                     select(
-                        RevenueSlice.slice_start, RevenueSlice.amount_minor, RevenueSlice.payments
+                        RevenueSlice.slice_start,
+                        RevenueSlice.amount_minor,
+                        RevenueSlice.payments,
+                        RevenueSlice.received_minor,
                     )
                 )
-                if amount or count
+                if amount or count or received
             }
             assert kept == dict(expected)
+
+    @invariant()
+    def every_revenue_day_holds_exactly_its_slices(self) -> None:
+        with self.runtime.sessions() as session:
+            assert revenue_days_match_slices(session) == []
 
 
 Books.TestCase.settings = settings(

@@ -248,5 +248,32 @@ def test_check_finds_revenue_slices_that_drifted_from_the_payments(runtime: Runt
         session.execute(update(RevenueSlice).values(amount_minor=RevenueSlice.amount_minor + 100))
     with runtime.sessions.begin() as session:
         found = check_invariants(session, stuck_after=timedelta(minutes=5))
-    assert [v.check for v in found] == ["revenue"]
+    # the slice no longer matches the payments, nor its day row
+    assert [v.check for v in found] == ["revenue", "revenue"]
     assert "1501.00 over 1 payments" in found[0].message
+    assert "its slices add up to 1501.00 over 1 payments" in found[1].message
+
+
+def test_check_finds_received_totals_and_days_that_drifted(runtime: Runtime) -> None:
+    from matcher.models import RevenueDay, RevenueSlice
+
+    add_customer(runtime, "ACC1042", [])
+    put(runtime, "c2b/confirmation", confirmation())
+    put(runtime, "c2b/confirmation", confirmation(TransID="NOBODY0001", BillRefNumber="NOPE"))
+    drain_inbox(runtime)
+    stuck = timedelta(minutes=5)
+    with runtime.sessions.begin() as session:
+        assert check_invariants(session, stuck_after=stuck) == []
+        session.execute(update(RevenueDay).values(received_minor=RevenueDay.received_minor - 1))
+    with runtime.sessions.begin() as session:
+        found = check_invariants(session, stuck_after=stuck)
+        assert [v.check for v in found] == ["revenue"]
+        assert "revenue day" in found[0].message
+        assert "2999.99 received; its slices add up to" in found[0].message
+        session.execute(update(RevenueDay).values(received_minor=RevenueDay.received_minor + 1))
+        session.execute(update(RevenueSlice).values(received_minor=RevenueSlice.received_minor + 7))
+        session.execute(update(RevenueDay).values(received_minor=RevenueDay.received_minor + 7))
+    with runtime.sessions.begin() as session:
+        found = check_invariants(session, stuck_after=stuck)
+    assert [v.check for v in found] == ["revenue"]
+    assert "3000.07 received, but the payments stored add up to 3000.00" in found[0].message
