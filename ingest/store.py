@@ -100,7 +100,11 @@ class PostgresInboxWriter(InboxWriter):
     def store(self, row: dict[str, Any]) -> None:
         params = {**row, "headers": Json(row["headers"])}
         for attempt in (1, 2):
-            connection = self._connection().driver_connection
+            try:
+                connection = self._connection().driver_connection
+            except (psycopg.Error, DBAPIError) as exc:
+                # the pool hands connect errors on unwrapped: the database is unreachable
+                raise StoreFailed(f"cannot connect: {exc}") from exc
             try:
                 connection.execute(self.sql, params, prepare=True)
                 return
