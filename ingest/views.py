@@ -139,6 +139,26 @@ def kept_headers(headers: Mapping[str, str] | Headers) -> dict[str, str]:
     return {h: headers[h] for h in KEPT_HEADERS if h in headers}
 
 
+def _read_body() -> bytes:
+    """The whole body, or 413 when it is over the limit (never a truncated body)."""
+    if request.content_length is not None:
+        return request.get_data(cache=False)  # over MAX_CONTENT_LENGTH raises 413 unread
+    # No length (chunked): Werkzeug's limited stream would stop quietly at the limit, so
+    # read one byte past it from the server's own (de-chunked) stream to know.
+    limit: int = current_app.config["MAX_CONTENT_LENGTH"]
+    stream = request.environ["wsgi.input"]
+    parts, size = [], 0
+    while size <= limit:
+        part = stream.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        abort(413)
+    return b"".join(parts)
+
+
 class CannotStore(Exception):
     """Neither the inbox nor the spool took the callback."""
 
@@ -160,7 +180,7 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
         log.warning("%s callback from %s refused: not in the allow-list", provider, address)
         return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
 
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH raises 413
+    body = _read_body()
     item = inbox_row(
         provider=provider,
         kind=kind,
