@@ -1,11 +1,15 @@
 """End to end: callbacks in over HTTP, credited balances out, with 1 and 2 worker processes.
 
-    python -m bench.e2e [--seconds 10] [--rate 400] [--workers 1 2]
+    python -m bench.e2e [--seconds 10] [--rate N] [--workers 1 2]
 
-For each worker count, on a fresh database: offers callbacks as fast as the load
-generator can (sustained credited payments/s), then at a fixed ``--rate``
-(callback-to-credit latency p50/p99: from the inbox row's arrival to the commit
-that credited it). Also reports the peak RSS of web and worker processes.
+First measures the naive handler (parse + one ORM insert per request, bench.baselines)
+under the same gunicorn setup: the rate the whole pipeline is compared with. Then, for
+each worker count, on a fresh database: offers callbacks as fast as the load generator
+can (sustained credited payments/s), then at a fixed ``--rate`` (default: half the
+naive rate; callback-to-credit latency p50/p99, from the inbox row's arrival to the
+commit that credited it), then drains a backlog already in the inbox (the workers' own
+capacity). Every credited/s is also given as a ratio to the naive rate. Also reports
+the peak RSS of web and worker processes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from bench.baselines import create_naive_table
 from bench.common import (
     BIN,
     PATH_TOKEN,
@@ -44,6 +49,31 @@ from momo.config import load_settings
 from tasks.celery_app import PROCESS_INBOX, make_producer
 
 PATH = f"/webhooks/mpesa/{PATH_TOKEN}/c2b/confirmation"
+
+
+def naive_baseline(args: argparse.Namespace, logdir: Path) -> float:
+    """The naive handler's req/s (median of runs) under the same gunicorn setup: the
+    figure the whole pipeline is compared with."""
+    with bench_database() as url:
+        env = momo_env(url, BENCH_DATABASE_URL=url)
+        create_naive_table(url)
+        server, base = gunicorn("naive", "bench.baselines:naive_app()", env, logdir)
+        try:
+            run_load(base + PATH, "NWARM", min(2.0, args.seconds), args.connections)
+            rates = []
+            for n in range(args.baseline_runs):
+                result = run_load(
+                    base + PATH,
+                    f"NB{n:02d}",
+                    args.seconds,
+                    args.connections,
+                    python=args.python_load,
+                )
+                say(f"naive baseline run {n + 1}: {result.rps:.0f} req/s")
+                rates.append(result.rps)
+        finally:
+            server.stop()
+    return statistics.median(rates)
 
 
 def seed_customers(dsn: str) -> None:
@@ -244,7 +274,10 @@ def run(workers: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=400.0)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="fixed offered rate (default: half of naive)"
+    )
+    parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backlog", type=int, default=20000, help="callbacks in the backlog phase")
@@ -255,17 +288,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.rate, args.workers, args.connections = 2.0, 50.0, [1], 4
-        args.backlog = 300
+        args.backlog, args.baseline_runs = 300, 1
     logdir = Path(tempfile.mkdtemp(prefix="momo-bench-e2e-"))
-    results: dict[str, Any] = {"config": vars(args), "workers": {}}
+    naive = naive_baseline(args, logdir)
+    if args.rate is None:
+        args.rate = round(naive / 2)
+    say(f"naive baseline {naive:.0f} req/s; fixed rate {args.rate:.0f}/s")
+    results: dict[str, Any] = {"config": vars(args), "naive_rps": naive, "workers": {}}
     for workers in args.workers:
         results["workers"][str(workers)] = run(workers, args, logdir)
-    print(f"{'workers':8} {'offered/s':>10} {'credited/s':>11} {'p50 ms':>8} {'p99 ms':>8}  phase")
+    print(f"naive handler (same gunicorn setup, this run): {naive:.0f} req/s")
+    print(
+        f"{'workers':8} {'offered/s':>10} {'credited/s':>11} {'x naive':>8} "
+        f"{'p50 ms':>8} {'p99 ms':>8}  phase"
+    )
     for workers, r in results["workers"].items():
         for phase in ("max", "fixed", "backlog"):
             f = r[phase]
+            # a ratio says something where the pipeline ran flat out, not at a set rate
+            ratio = phase != "fixed" and naive
+            f["x_naive"] = round(f["credited_per_s"] / naive, 2) if ratio else None
+            shown = f"{f['x_naive']:8.2f}" if ratio else f"{'-':>8}"
             print(
-                f"{workers:8} {f['offered_per_s']:10.0f} {f['credited_per_s']:11.0f} "
+                f"{workers:8} {f['offered_per_s']:10.0f} {f['credited_per_s']:11.0f} {shown} "
                 f"{f['p50_ms']:8.0f} {f['p99_ms']:8.0f}  {phase}"
             )
         print(
