@@ -29,7 +29,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from bench.common import BIN, bench_database, gunicorn, momo_env, rss_mb, say, write_json
-from matcher.revenue import day_of, slice_of
+from matcher.revenue import fold_days, slice_of
 
 BATCH = 50_000
 
@@ -165,12 +165,7 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
             ((s, amounts[s], counts[s], received[s]) for s in sorted(received)),
             len(received),
         )
-        days: dict[datetime, list[int]] = {}
-        for s in received:
-            sums = days.setdefault(day_of(s), [0, 0, 0])
-            sums[0] += amounts[s]
-            sums[1] += counts[s]
-            sums[2] += received[s]
+        days = fold_days(received, amounts, counts, received)
         _copy(
             conn,
             "revenue_days",

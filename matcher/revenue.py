@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -76,12 +77,7 @@ def apply_moves(
     )
     if not slices:
         return
-    days: dict[datetime, list[int]] = {}
-    for s in slices:
-        totals = days.setdefault(day_of(s), [0, 0, 0])
-        totals[0] += amounts[s]
-        totals[1] += counts[s]
-        totals[2] += received[s]
+    days = fold_days(slices, amounts, counts, received)
     _upsert(
         session,
         RevenueSlice.__table__,  # type: ignore[arg-type]
@@ -105,6 +101,20 @@ def apply_moves(
             for d, (a, c, r) in sorted(days.items())
         ],
     )
+
+
+def fold_days(
+    slices: Iterable[datetime],
+    amounts: Mapping[datetime, int],
+    counts: Mapping[datetime, int],
+    received: Mapping[datetime, int],
+) -> dict[datetime, tuple[int, int, int]]:
+    """(amount, payments, received) of each UTC day, from its slices' figures."""
+    days: dict[datetime, tuple[int, int, int]] = {}
+    for s in slices:
+        a, c, r = days.get(day_of(s), (0, 0, 0))
+        days[day_of(s)] = (a + amounts.get(s, 0), c + counts.get(s, 0), r + received.get(s, 0))
+    return days
 
 
 def _pieces(
@@ -216,4 +226,13 @@ def totals_since(session: Session, starts: dict[str, datetime | None]) -> dict[s
     return {**{name: totals[name] for name in starts}, "received": int(received)}
 
 
-__all__ = ["DAY", "SLICE", "apply_moves", "between", "day_of", "slice_of", "totals_since"]
+__all__ = [
+    "DAY",
+    "SLICE",
+    "apply_moves",
+    "between",
+    "day_of",
+    "fold_days",
+    "slice_of",
+    "totals_since",
+]
