@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from matcher.models import Customer, LedgerEntry, Payment
 from matcher.revenue import apply_moves, slice_of
+
+LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 
 _customers: Table = Customer.__table__  # type: ignore[assignment]
 MOVE_BALANCE = (
@@ -102,20 +104,22 @@ class Ledger:
         """Append many entries in one round trip; all or none, like ``post``."""
         if not postings:
             return
-        self.session.add_all(
-            LedgerEntry(
-                customer_id=p.customer_id,
-                amount_minor=p.amount,
-                kind=p.kind,
-                idempotency_key=p.idempotency_key,
-                created_by=p.created_by,
-                payment_id=p.payment_id,
-                purchase_id=p.purchase_id,
-                note=p.note,
-            )
-            for p in postings
+        self.session.execute(
+            insert(LEDGER),
+            [
+                {
+                    "customer_id": p.customer_id,
+                    "amount_minor": p.amount,
+                    "kind": p.kind,
+                    "idempotency_key": p.idempotency_key,
+                    "created_by": p.created_by,
+                    "payment_id": p.payment_id,
+                    "purchase_id": p.purchase_id,
+                    "note": p.note,
+                }
+                for p in postings
+            ],
         )
-        self.session.flush()
         for p in postings:
             self._count(p)
 
