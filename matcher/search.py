@@ -1,9 +1,9 @@
 """What an operator's search box means: one text, several fields, all history.
 
 ``q`` finds a payment by its customer's account number (any case), the payer's
-phone in any written form (or, when ``q`` is not a whole number, a run of at
-least four of its digits), the transaction code (any case) or the amount
-("1500" finds 1500.00).
+phone in any written form (or, when ``q`` is not a whole number nor an amount
+with a decimal point, a run of at least four of its digits), the transaction
+code (any case) or the amount ("1500" finds 1500.00).
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ def amount_of(text: str) -> int | None:
 
 
 def phone_digit_runs(text: str) -> list[str]:
-    """Digit runs to look for inside stored E.164 numbers ("0712345" -> "712345" too)."""
-    if any(c.isalpha() for c in text):
+    """Digit runs to look for inside stored E.164 numbers ("0712345" -> "712345" too).
+
+    Text with letters is no phone; nor is an amount with a decimal point ("100.00").
+    """
+    if any(c.isalpha() for c in text) or ("." in text and amount_of(text) is not None):
         return []
     digits = digits_only(text)
     if len(digits) < MIN_PHONE_DIGITS:

@@ -984,6 +984,19 @@ class TestSearchPayments:
             "TKS0000003"
         ]
 
+    def test_an_amount_with_a_decimal_point_is_not_read_as_phone_digits(
+        self, client: FlaskClient, runtime: Runtime, viewer_headers: Headers
+    ) -> None:
+        # a payer whose number holds the digits 150000, paying another amount
+        callback(client, code="TKS0000004", msisdn="254715000099", ref="", amount="20.00")
+        drain_inbox(runtime)
+
+        dotted = list_payments(client, viewer_headers, q="1500.00", status="unassociated")
+        bare = list_payments(client, viewer_headers, q="1500", status="unassociated")
+
+        assert codes(dotted) == ["TKS0000003"]
+        assert sorted(codes(bare)) == ["TKS0000003", "TKS0000004"]
+
     @pytest.mark.parametrize("q", ["nothing-here", "0799999999", "999.99", "TKS0000009"])
     def test_a_q_that_matches_nothing_gives_no_items(
         self, client: FlaskClient, viewer_headers: Headers, q: str
