@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import Insert, Table, bindparam, insert
+from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -77,39 +78,46 @@ class PostgresInboxWriter(InboxWriter):
     def __init__(self, engine: Engine, *, owned: bool) -> None:
         super().__init__(engine, owned=owned)
         self._local = threading.local()
-        # the statement SQLAlchemy would send, compiled once: named %(column)s parameters
+        # the statement SQLAlchemy would send, compiled once, with positional parameters
+        # (psycopg then skips mapping names to positions on every call)
         statement = insert(TABLE).values({c: bindparam(c) for c in COLUMNS}).inline()
-        self.sql = str(statement.compile(dialect=engine.dialect))
+        compiled = statement.compile(dialect=postgresql_psycopg.dialect(paramstyle="format"))
+        self.sql = str(compiled)
+        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        assert sorted(self.order) == sorted(COLUMNS)
 
-    def _connection(self) -> Any:
-        held = getattr(self._local, "held", None)
-        if held is None:
+    def _cursor(self) -> psycopg.Cursor[Any]:
+        cursor: psycopg.Cursor[Any] | None = getattr(self._local, "cursor", None)
+        if cursor is None:
             # a pooled connection kept checked out by this thread for its lifetime
             held = self.engine.raw_connection()
-            assert held.driver_connection is not None
-            held.driver_connection.autocommit = True
-            self._local.held = held
-        return held
+            connection = held.driver_connection
+            assert isinstance(connection, psycopg.Connection)
+            connection.autocommit = True
+            self._local.held, self._local.cursor = held, connection.cursor()
+            cursor = self._local.cursor
+        return cursor
 
     def _drop(self) -> None:
         held = getattr(self._local, "held", None)
-        self._local.held = None
+        self._local.held = self._local.cursor = None
         if held is not None:
             held.invalidate()
 
     def store(self, row: dict[str, Any]) -> None:
-        params = {**row, "headers": Json(row["headers"])}
+        params = [row[c] for c in self.order]
+        params[self.order.index("headers")] = Json(row["headers"])
         for attempt in (1, 2):
             try:
-                connection = self._connection().driver_connection
+                cursor = self._cursor()
             except (psycopg.Error, DBAPIError) as exc:
                 # the pool hands connect errors on unwrapped: the database is unreachable
                 raise StoreFailed(f"cannot connect: {exc}") from exc
             try:
-                connection.execute(self.sql, params, prepare=True)
+                cursor.execute(self.sql, params, prepare=True)
                 return
             except psycopg.Error as exc:
-                broken = connection.closed or isinstance(exc, psycopg.OperationalError)
+                broken = cursor.connection.closed or isinstance(exc, psycopg.OperationalError)
                 if broken:
                     self._drop()
                 if attempt == 1 and broken:
@@ -118,7 +126,7 @@ class PostgresInboxWriter(InboxWriter):
 
     def close(self) -> None:
         held = getattr(self._local, "held", None)
-        self._local.held = None
+        self._local.held = self._local.cursor = None
         if held is not None:
             held.close()
         super().close()

@@ -33,6 +33,8 @@ class Runtime:
     spool: Any = None
     #: background helpers (the spool drainer) closed with the runtime
     helpers: list[Any] = field(default_factory=list)
+    #: (settings, shape context) made from them: the webhook asks on every request
+    _shape: tuple[Settings, ParseContext] | None = field(default=None, repr=False, compare=False)
 
     @property
     def parse_context(self) -> ParseContext:
@@ -42,7 +44,9 @@ class Runtime:
     @property
     def shape_context(self) -> ParseContext:
         """For the webhook, which only asks whether a body is the provider's shape."""
-        return replace(self.parse_context, shape_only=True)
+        if self._shape is None or self._shape[0] is not self.settings:
+            self._shape = (self.settings, replace(self.parse_context, shape_only=True))
+        return self._shape[1]
 
     def close(self) -> None:
         for helper in [self.queue, *self.helpers]:
