@@ -151,9 +151,10 @@ def gunicorn(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            requests.post(f"{base}/warmup", data=b"{}", timeout=2)
+            requests.post(f"{base}/warmup", data=b"{}", timeout=5)
             return server, base
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # not listening yet, or a worker still busy starting (a loaded machine)
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"{name} did not start; see {server.log}")
