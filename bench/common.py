@@ -149,13 +149,17 @@ def gunicorn(
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            requests.post(f"{base}/warmup", data=b"{}", timeout=5)
-            return server, base
-        except (requests.ConnectionError, requests.Timeout):
-            # not listening yet, or a worker still busy starting (a loaded machine)
-            time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                requests.post(f"{base}/warmup", data=b"{}", timeout=5)
+                return server, base
+            except (requests.ConnectionError, requests.Timeout):
+                # not listening yet, or a worker still busy starting (a loaded machine)
+                time.sleep(0.2)
+    except BaseException:
+        server.stop()  # never leave a server behind the caller cannot stop
+        raise
     server.stop()
     raise RuntimeError(f"{name} did not start; see {server.log}")
 
