@@ -165,7 +165,7 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
             ((s, amounts[s], counts[s], received[s]) for s in sorted(received)),
             len(received),
         )
-        days = fold_days(received, amounts, counts, received)
+        days = fold_days((s, amounts[s], counts[s], received[s]) for s in received)
         _copy(
             conn,
             "revenue_days",

@@ -6,7 +6,7 @@ Each check is one set-based query, so it runs on millions of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from matcher.models import (
     RevenueSlice,
 )
 from matcher.money import format_minor
-from matcher.revenue import day_of
+from matcher.revenue import fold_days
 
 #: at most this many examples are printed for each kind of violation
 EXAMPLES = 20
@@ -124,20 +124,25 @@ def revenue_matches_payments(session: Session) -> list[Violation]:
             func.coalesce(func.sum(RevenueSlice.received_minor), 0),
         )
     ).one()
-    payments = session.execute(
-        select(func.coalesce(func.sum(Payment.amount_minor), 0), func.count()).where(
-            Payment.status == ASSOCIATED
-        )
-    ).one()
-    received = int(session.scalar(select(func.coalesce(func.sum(Payment.amount_minor), 0))) or 0)
+    associated = Payment.status == ASSOCIATED
+    # one pass over the payments: the associated ones' sum and count, and everyone's sum
+    amount, count, received = map(
+        int,
+        session.execute(
+            select(
+                func.coalesce(func.sum(case((associated, Payment.amount_minor), else_=0)), 0),
+                func.coalesce(func.sum(case((associated, 1), else_=0)), 0),
+                func.coalesce(func.sum(Payment.amount_minor), 0),
+            )
+        ).one(),
+    )
     found = []
-    if (int(slices[0]), int(slices[1])) != tuple(map(int, payments)):
+    if (int(slices[0]), int(slices[1])) != (amount, count):
         found.append(
             Violation(
                 "revenue",
                 f"revenue slices hold {format_minor(int(slices[0]))} over {int(slices[1])} "
-                f"payments, but associated payments are {format_minor(int(payments[0]))} over "
-                f"{int(payments[1])}",
+                f"payments, but associated payments are {format_minor(amount)} over {count}",
             )
         )
     if int(slices[2]) != received:
@@ -166,17 +171,16 @@ def inbox_is_moving(session: Session, *, stuck_after: timedelta) -> list[Violati
 
 def revenue_days_match_slices(session: Session) -> list[Violation]:
     """Each UTC day row holds exactly the sum of that day's slices."""
-    expected: dict[datetime, tuple[int, int, int]] = {}
-    for start, amount, count, received in session.execute(
-        select(
-            RevenueSlice.slice_start,
-            RevenueSlice.amount_minor,
-            RevenueSlice.payments,
-            RevenueSlice.received_minor,
+    expected = fold_days(
+        session.execute(
+            select(
+                RevenueSlice.slice_start,
+                RevenueSlice.amount_minor,
+                RevenueSlice.payments,
+                RevenueSlice.received_minor,
+            )
         )
-    ):
-        a, c, r = expected.get(day_of(start), (0, 0, 0))
-        expected[day_of(start)] = (a + amount, c + count, r + received)
+    )
     kept = {
         day: (int(a), int(c), int(r))
         for day, a, c, r in session.execute(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -77,7 +77,7 @@ def apply_moves(
     )
     if not slices:
         return
-    days = fold_days(slices, amounts, counts, received)
+    days = fold_days((s, amounts[s], counts[s], received[s]) for s in slices)
     _upsert(
         session,
         RevenueSlice.__table__,  # type: ignore[arg-type]
@@ -104,42 +104,41 @@ def apply_moves(
 
 
 def fold_days(
-    slices: Iterable[datetime],
-    amounts: Mapping[datetime, int],
-    counts: Mapping[datetime, int],
-    received: Mapping[datetime, int],
+    slices: Iterable[tuple[datetime, int, int, int]],
 ) -> dict[datetime, tuple[int, int, int]]:
-    """(amount, payments, received) of each UTC day, from its slices' figures."""
+    """(amount, payments, received) of each UTC day, from (start, amount, payments,
+    received) of its slices."""
     days: dict[datetime, tuple[int, int, int]] = {}
-    for s in slices:
-        a, c, r = days.get(day_of(s), (0, 0, 0))
-        days[day_of(s)] = (a + amounts.get(s, 0), c + counts.get(s, 0), r + received.get(s, 0))
+    for start, amount, count, received in slices:
+        a, c, r = days.get(day_of(start), (0, 0, 0))
+        days[day_of(start)] = (a + amount, c + count, r + received)
     return days
 
 
-def _pieces(
-    bounds: list[datetime],
-) -> tuple[list[tuple[int, datetime, datetime]], list[tuple[int, datetime, datetime]]]:
+Range = tuple[datetime, datetime]
+
+
+def _pieces(bounds: list[datetime]) -> tuple[list[Range], list[Range]]:
     """Split each interval [bounds[i], bounds[i + 1]) into whole UTC days and end slices."""
     day_ranges, slice_ranges = [], []
-    for index, (lo, hi) in enumerate(pairwise(bounds)):
+    for lo, hi in pairwise(bounds):
         first_day = day_of(lo) if day_of(lo) == lo else day_of(lo) + DAY
         last_day = day_of(hi)
         if first_day < last_day:
-            day_ranges.append((index, first_day, last_day))
+            day_ranges.append((first_day, last_day))
             if lo < first_day:
-                slice_ranges.append((index, lo, first_day))
+                slice_ranges.append((lo, first_day))
             if last_day < hi:
-                slice_ranges.append((index, last_day, hi))
+                slice_ranges.append((last_day, hi))
         else:
-            slice_ranges.append((index, lo, hi))
+            slice_ranges.append((lo, hi))
     return day_ranges, slice_ranges
 
 
-def _merged(ranges: list[tuple[int, datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+def _merged(ranges: list[Range]) -> list[Range]:
     """The ranges' union as few disjoint ranges (adjacent periods' pieces touch)."""
-    merged: list[tuple[datetime, datetime]] = []
-    for _, lo, hi in sorted(ranges, key=lambda r: r[1]):
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
         if merged and lo <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
         else:
@@ -151,7 +150,7 @@ def _sum_ranges(
     session: Session,
     table: Any,
     column: Any,
-    ranges: list[tuple[int, datetime, datetime]],
+    ranges: list[Range],
     bounds: list[datetime],
 ) -> list[tuple[int, int, int]]:
     """(period index, amount, payments) of the rows of ``table`` inside ``ranges``.

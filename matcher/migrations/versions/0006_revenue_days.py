@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import matcher.db
-from matcher.revenue import day_of, slice_of
+from matcher.revenue import fold_days, slice_of
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -71,16 +71,16 @@ def upgrade() -> None:
             .values(received_minor=sa.bindparam("received")),
             [{"start": s, "received": received[s]} for s in sorted(received)],
         )
-    days: dict = {}
-    for start, amount, count, got in bind.execute(
-        sa.select(
-            slices.c.slice_start, slices.c.amount_minor, slices.c.payments, slices.c.received_minor
+    days = fold_days(
+        bind.execute(
+            sa.select(
+                slices.c.slice_start,
+                slices.c.amount_minor,
+                slices.c.payments,
+                slices.c.received_minor,
+            )
         )
-    ):
-        totals = days.setdefault(day_of(start), [0, 0, 0])
-        totals[0] += amount
-        totals[1] += count
-        totals[2] += got
+    )
     if days:
         op.bulk_insert(
             sa.table(
