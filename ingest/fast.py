@@ -30,6 +30,7 @@ from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.store import inbox_row
 from ingest.views import (
+    KEPT_HEADERS,
     UNAVAILABLE,
     CannotStore,
     acknowledgement,
@@ -48,14 +49,14 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/webhooks/"
 
-#: the kept request headers (ingest.views.KEPT_HEADERS) as WSGI names them
-ENVIRON_HEADERS = (
-    ("Content-Type", "CONTENT_TYPE"),
-    ("Content-Length", "CONTENT_LENGTH"),
-    ("User-Agent", "HTTP_USER_AGENT"),
-    ("X-Forwarded-For", "HTTP_X_FORWARDED_FOR"),
-    ("X-Real-IP", "HTTP_X_REAL_IP"),
-)
+
+def _environ_key(header: str) -> str:
+    key = header.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
+
+
+#: the kept request headers as WSGI names them
+ENVIRON_HEADERS = tuple((header, _environ_key(header)) for header in KEPT_HEADERS)
 
 
 class FastAccept:

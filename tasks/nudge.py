@@ -80,7 +80,7 @@ class Nudger:
         self._thread = None
 
 
-#: set while a ``momo.process_inbox`` is queued or draining; see QueuedFlag
+#: set while a ``momo.process_inbox`` is queued and not yet started; see QueuedFlag
 QUEUED_KEY = "momo:process_inbox:queued"
 
 
