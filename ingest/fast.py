@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
+from ingest.refusal import UNSTORABLE
 from ingest.store import inbox_row
 from ingest.views import (
     KEPT_HEADERS,
@@ -37,6 +38,7 @@ from ingest.views import (
     authenticated,
     callback_code,
     client_allowed,
+    rejection,
     store_callback,
 )
 from matcher.notifications import FailedAttempt, InvalidCallback, PaymentNotification
@@ -98,7 +100,7 @@ class FastAccept:
             return None
         adapter, row = found
         try:
-            store_callback(self.app, row)
+            unstorable_why = store_callback(self.app, row)
         except (SQLAlchemyError, CannotStore):
             log.exception(
                 "could not store a %s %s callback; answering 503", row["provider"], row["kind"]
@@ -108,6 +110,9 @@ class FastAccept:
             # stored or not is unknown: never acknowledge, as Flask's error handler would not
             log.exception("unhandled error storing a %s callback", row["provider"])
             return "500 INTERNAL SERVER ERROR", self.internal_error
+        if unstorable_why is not None:
+            # kept as rejected, not processed: answered as a malformed body is
+            return "400 BAD REQUEST", self._json(rejection(unstorable_why, UNSTORABLE))
         self.runtime.nudge()
         return "200 OK", acknowledgement(self.app, adapter, row["kind"])
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ingest.refusal import RowRefused, is_refusal, refusal_detail
 from matcher.db import make_engine, utcnow
 from matcher.models import INBOX_PENDING, InboxItem
 
@@ -56,7 +57,11 @@ class InboxWriter:
         return cls(engine, owned=False)
 
     def store(self, row: dict[str, Any]) -> None:
-        """Commit the row, or raise: the caller must not acknowledge without one or the other."""
+        """Commit the row, or raise: the caller must not acknowledge without one or the other.
+
+        Raises RowRefused when the database refuses the row for its content (no use
+        trying again), an SQLAlchemyError when it cannot be reached.
+        """
         for attempt in (1, 2):
             try:
                 with self.engine.begin() as connection:
@@ -65,7 +70,11 @@ class InboxWriter:
             except DBAPIError as exc:
                 if attempt == 1 and exc.connection_invalidated:
                     continue  # a connection from before a restart: a fresh one may work
+                if is_refusal(exc):
+                    raise RowRefused(refusal_detail(exc)) from exc
                 raise
+            except ValueError as exc:  # the driver could not encode a value (UnicodeError too)
+                raise RowRefused(refusal_detail(exc)) from exc
 
     def close(self) -> None:
         if self.owned:
@@ -116,7 +125,12 @@ class PostgresInboxWriter(InboxWriter):
             try:
                 cursor.execute(self.sql, params, prepare=True)
                 return
+            except ValueError as exc:  # the driver could not encode a value (UnicodeError too)
+                raise RowRefused(refusal_detail(exc)) from exc
             except psycopg.Error as exc:
+                if is_refusal(exc):
+                    # autocommit: the failed statement left the connection as good as before
+                    raise RowRefused(refusal_detail(exc)) from exc
                 broken = cursor.connection.closed or isinstance(exc, psycopg.OperationalError)
                 if broken:
                     self._drop()
@@ -133,4 +147,4 @@ class PostgresInboxWriter(InboxWriter):
 
 
 class StoreFailed(SQLAlchemyError):
-    """The database refused or could not take the row (the spool is next)."""
+    """The database could not take the row (unreachable, say): the spool is next."""

@@ -21,6 +21,7 @@ from werkzeug.datastructures import Headers
 from ingest.limits import FailureLimiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
+from ingest.refusal import UNSTORABLE, RowRefused, refused_row, unstorable
 from ingest.spool import SpoolFull
 from ingest.store import InboxWriter, inbox_row
 from matcher.matching import match_payment
@@ -111,28 +112,62 @@ def writer_for(app: Flask) -> InboxWriter:
     return writer
 
 
-def store_callback(app: Flask, row: dict[str, Any]) -> None:
+def store_callback(app: Flask, row: dict[str, Any]) -> str | None:
     """Commit the callback to the inbox or, while the database is unreachable, to the spool.
 
-    Raises only when neither can take it: then the provider must not be acknowledged.
+    A row the database refuses for its content is stored in its safe form instead, as
+    rejected; then the answer is why, and the caller answers as for a malformed body
+    (the callback is kept, but it is not processed). None: stored as sent.
+    Raises only when neither the inbox nor the spool can take it: then the provider
+    must not be acknowledged.
     """
     rt: Runtime = app.extensions["momo"]
+    why = unstorable(row)  # the usual case: known before the INSERT
+    if why is not None:
+        row = refused_row(row, why)
     try:
-        writer_for(app).store(row)
-        return
+        try:
+            writer_for(app).store(row)
+        except RowRefused as exc:
+            if why is not None:
+                raise
+            why = exc.detail
+            row = refused_row(row, why)
+            writer_for(app).store(row)
+    except RowRefused as exc:
+        if rt.spool is None:
+            raise CannotStore(str(exc)) from exc
+        # kept in the spool all the same: its drainer quarantines what no database takes
+        log.error("the database refused even the safe form of a callback (%s); spooling it", exc)
     except SQLAlchemyError as exc:
         if rt.spool is None:
             raise
         log.error("inbox write failed (%s); spooling the callback", type(exc).__name__)
+    else:
+        _log_refused(row, why)
+        return why
     try:
         rt.spool.append(InboxItem(**row))
     except (OSError, SpoolFull) as exc:
         log.exception("neither the database nor the spool could take a callback")
         raise CannotStore(str(exc)) from exc
+    _log_refused(row, why)
+    return why
 
 
-def _store(row: dict[str, Any]) -> None:
-    store_callback(current_app._get_current_object(), row)  # type: ignore[attr-defined]
+def _log_refused(row: dict[str, Any], why: str | None) -> None:
+    if why is not None:
+        provider, kind = row["provider"], row["kind"]
+        log.warning("%s %s callback kept as rejected (%s): %s", provider, kind, UNSTORABLE, why)
+
+
+def rejection(message: str, reason: str) -> dict[str, Any]:
+    """The answer to a callback momo keeps but will not process (malformed, unstorable)."""
+    return {"ResultCode": 1, "ResultDesc": f"Rejected: {message}", "reason": reason}
+
+
+def _store(row: dict[str, Any]) -> str | None:
+    return store_callback(current_app._get_current_object(), row)  # type: ignore[attr-defined]
 
 
 def kept_headers(headers: Mapping[str, str] | Headers) -> dict[str, str]:
@@ -199,19 +234,19 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
             log.exception("could not keep a rejected %s callback", provider)
             return _unavailable(adapter)
         log.warning("%s %s callback rejected: %s", provider, kind, exc.message)
-        return jsonify(
-            {"ResultCode": 1, "ResultDesc": f"Rejected: {exc.message}", "reason": exc.reason}
-        ), 400
+        return jsonify(rejection(exc.message, exc.reason)), 400
 
     if isinstance(parsed, ValidationRequest):
         return _validate(adapter, item, parsed)
 
     item["code"] = callback_code(parsed)
     try:
-        _store(item)
+        unstorable_why = _store(item)
     except (SQLAlchemyError, CannotStore):
         log.exception("could not store a %s %s callback; answering 503", provider, kind)
         return _unavailable(adapter)
+    if unstorable_why is not None:
+        return jsonify(rejection(unstorable_why, UNSTORABLE)), 400
     rt.nudge()
     return Response(acknowledgement(current_app, adapter, kind), mimetype="application/json")
 

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ingest.refusal import RowRefused
 from ingest.spool import Spool
-from ingest.store import COLUMNS, InboxWriter, PostgresInboxWriter, StoreFailed, inbox_row
+from ingest.store import COLUMNS, InboxWriter, PostgresInboxWriter, inbox_row
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import upgrade
 from matcher.models import INBOX_REJECTED, InboxItem
@@ -251,10 +252,11 @@ class TestRefusedRow:
             {"provider": "p" * 33},  # VARCHAR(32)
             {"kind": "k" * 41},  # VARCHAR(40)
             {"detail": "a NUL \x00 byte"},  # text cannot hold NUL
+            {"client_addr": "ws_CO_\ud800"},  # a lone surrogate cannot be encoded at all
         ],
-        ids=["provider-too-long", "kind-too-long", "nul-in-text"],
+        ids=["provider-too-long", "kind-too-long", "nul-in-text", "lone-surrogate"],
     )
-    def test_a_refused_row_raises_store_failed_and_the_next_row_still_stores(
+    def test_a_refused_row_raises_row_refused_and_the_next_row_still_stores(
         self,
         writer: PostgresInboxWriter,
         engine: Engine,
@@ -264,15 +266,28 @@ class TestRefusedRow:
         writer.store(confirmation("TKPGREF001"))
         [pid] = writer_backends(admin)
 
-        with pytest.raises(StoreFailed) as refused:
+        with pytest.raises(RowRefused) as refused:
             writer.store(confirmation("TKPGREF002", **change))
 
-        assert isinstance(refused.value, SQLAlchemyError)
+        # not an SQLAlchemyError: the webhook must not take it for "database down" and spool it
+        assert not isinstance(refused.value, SQLAlchemyError)
+        assert refused.value.detail.startswith("the database refused the row: ")
         writer.store(confirmation("TKPGREF003"))
         assert stored(engine, "TKPGREF002") == []
         assert len(stored(engine, "TKPGREF003")) == 1
         assert inbox_count(engine) == 2
         assert writer_backends(admin) == [pid]  # a refused row is no reason to reconnect
+
+    def test_the_core_writer_also_tells_a_refused_row_from_an_unreachable_database(
+        self, engine: Engine
+    ) -> None:
+        writer = InboxWriter(engine, owned=False)
+        with pytest.raises(RowRefused):
+            writer.store(confirmation("TKPGREF004", detail="NUL \x00"))
+        with pytest.raises(RowRefused):
+            writer.store(confirmation("TKPGREF005", client_addr="\udfff"))
+        writer.store(confirmation("TKPGREF006"))
+        assert inbox_count(engine) == 1
 
 
 class TestThreads:
