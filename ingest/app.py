@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 
 from ingest.fast import install as install_fast_path
-from ingest.spool import attach_spool
+from ingest.spool import Spool, attach_spool
 from ingest.views import bp
 from momo.config import Settings, load_settings
 from momo.runtime import Runtime, build_runtime
@@ -18,11 +18,13 @@ def create_webhook_app(
 ) -> Flask:
     """An app serving the webhooks (and any other ``blueprints``), with queue and spool.
 
-    Fails at start-up, naming the variable, when MOMO_MPESA_PATH_TOKEN is missing.
+    Fails at start-up (ConfigError), naming the variable, when MOMO_MPESA_PATH_TOKEN is
+    missing or the spool directory cannot be created, written and fsynced.
     """
     settings = runtime.settings if runtime else (settings or load_settings())
     settings.require_mpesa_path_token()
     if runtime is None:
+        Spool(settings.spool_path, max_bytes=settings.spool_max_bytes).check_writable()
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)

@@ -7,14 +7,30 @@ spooled records into the inbox once the database answers again. Each record
 carries a unique ``spool_id`` that the inbox keeps, so a drain interrupted
 half-way and run again stores nothing twice.
 
-One file per host: web processes on the host append under an exclusive
-``flock``; the drainer renames the file away before reading it, so appends
-that arrive during a drain go to a fresh file.
+Files in the spool directory (what ``momo check`` and an operator look at):
+
+- ``spool-<host>.jsonl``: a host's live file, appended to by its web processes
+  under an exclusive ``flock``. Waiting to drain.
+- ``spool-<host>.jsonl.<8 hex>.draining``: a live file a drainer has claimed
+  (renamed away under the writers' lock, so appends that arrive during a drain
+  go to a fresh live file). Waiting to drain: being drained, or left by a
+  drain that stopped and goes on at the next one.
+- ``quarantine.jsonl``: records no database takes even in their safe form, or
+  that are not spool records at all; moved aside so they hold back nothing,
+  never deleted. An operator reads them (one JSON object a line, with the
+  reason) and stores or discards each by hand.
+- ``drain.lock``: one drainer at a time on the directory.
+
+Any drainer drains every host's files (a host renamed, a container recreated
+under a new name, leaves its spool behind for whoever shares the directory).
+A record the database refuses for its content is stored as a rejected row in
+its safe form (see ``ingest.refusal``) and never holds back the others.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import logging
@@ -24,14 +40,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from ingest.refusal import (
+    is_duplicate_spool_id,
+    is_refusal,
+    refusal_detail,
+    refused_row,
+    unstorable,
+)
 from matcher.models import InboxItem
+from momo.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +64,24 @@ class SpoolFull(Exception):
     """The spool reached its size bound; the caller must not acknowledge."""
 
 
+LIVE_GLOB = "spool-*.jsonl"
+DRAINING_SUFFIX = ".draining"
+QUARANTINE_NAME = "quarantine.jsonl"
+
+
 @dataclass(frozen=True)
 class DrainResult:
     files: int = 0
+    #: rows moved into the inbox, those stored as rejected (safe form) included
     stored: int = 0
     already_stored: int = 0
     unreadable: int = 0
+    #: of ``stored``, rows the database refused as sent, kept as rejected in their safe form
+    rejected: int = 0
+    #: records moved aside to the quarantine file (no database takes them)
+    quarantined: int = 0
+    #: another drainer held the directory: nothing was done
+    busy: bool = False
 
 
 def _record(item: InboxItem) -> dict[str, Any]:
@@ -64,21 +100,40 @@ def _record(item: InboxItem) -> dict[str, Any]:
     }
 
 
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    """The inbox row a spool record stands for; raises on anything that is not a record."""
+    return {
+        "spool_id": record["spool_id"],
+        "provider": record["provider"],
+        "kind": record["kind"],
+        "body": base64.b64decode(record["body"], validate=True),
+        "headers": record.get("headers") or {},
+        "client_addr": record.get("client_addr"),
+        "received_at": datetime.fromisoformat(record["received_at"]),
+        "status": record["status"],
+        "reason": record.get("reason"),
+        "detail": record.get("detail"),
+        "code": record.get("code"),
+        "attempts": 0,
+    }
+
+
 def _item(record: dict[str, Any]) -> InboxItem:
-    return InboxItem(
-        spool_id=record["spool_id"],
-        provider=record["provider"],
-        kind=record["kind"],
-        body=base64.b64decode(record["body"]),
-        headers=record.get("headers") or {},
-        client_addr=record.get("client_addr"),
-        received_at=datetime.fromisoformat(record["received_at"]),
-        status=record["status"],
-        reason=record.get("reason"),
-        detail=record.get("detail"),
-        code=record.get("code"),
-        attempts=0,
-    )
+    return InboxItem(**_row(record))
+
+
+@dataclass
+class _Tally:
+    stored: int = 0
+    already: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+
+    def add(self, other: _Tally) -> None:
+        self.stored += other.stored
+        self.already += other.already
+        self.rejected += other.rejected
+        self.quarantined += other.quarantined
 
 
 class Spool:
@@ -87,6 +142,35 @@ class Spool:
         self.max_bytes = max_bytes
         self.host = host or socket.gethostname()
         self.path = directory / f"spool-{self.host}.jsonl"
+        self.quarantine_path = directory / QUARANTINE_NAME
+
+    def check_writable(self) -> None:
+        """Create the directory, write and fsync a file in it, or raise ConfigError.
+
+        Run at start-up: an unusable spool would otherwise be found only during an
+        outage, when every callback then gets 503.
+        """
+        probe = self.directory / f".probe-{self.host}-{os.getpid()}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"momo spool probe\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+            self._fsync_directory()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"the spool directory {self.directory} cannot be used ({reason}: "
+                f"{exc.filename or self.directory}): callbacks that arrive while the database "
+                "is unreachable are kept there, fsynced, before they are acknowledged. Set "
+                "MOMO_SPOOL_DIR to a directory on a local disk that this process's user can "
+                "create and write (default: MOMO_INSTANCE_PATH/spool), or fix its ownership "
+                "and permissions"
+            ) from None
 
     def append(self, item: InboxItem) -> str:
         """Write the callback durably (fsynced) and return its spool id; raise when impossible."""
@@ -136,7 +220,7 @@ class Spool:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if self._is_live(fd):
+            if _is_live(fd, self.path):
                 return fd
             os.close(fd)
 
@@ -149,48 +233,54 @@ class Spool:
             os.close(fd)
 
     def pending_files(self) -> list[Path]:
+        """Every host's files waiting to drain: live and claimed."""
         if not self.directory.exists():
             return []
-        return sorted(self.directory.glob("spool-*.jsonl*"))
+        return sorted(self.directory.glob(f"{LIVE_GLOB}*"))
 
     def has_records(self) -> bool:
-        return any(p.stat().st_size > 0 for p in self.pending_files() if p.exists())
+        sizes = []
+        for path in self.pending_files():
+            with contextlib.suppress(FileNotFoundError):  # drained by another process meanwhile
+                sizes.append(path.stat().st_size)
+        return any(sizes)
 
     def _claim(self) -> list[Path]:
-        """Rename this host's live file away (under its lock), so new appends start afresh.
+        """Rename every host's live file away (each under its lock), so appends start afresh.
 
-        The file is renamed only while we hold the lock of the very file at the path:
-        one locked a moment ago may have been renamed and replaced since.
+        A file is renamed only while we hold the lock of the very file at its path: one
+        locked a moment ago may have been renamed and replaced since. Its writers (on this
+        host or another sharing the directory) append only under that lock and only to
+        the file still at the path, so a record is either in the renamed file or in the
+        live file that replaces it.
         """
-        claimed = [p for p in self.pending_files() if p.name.endswith(".draining")]
+        claimed = [p for p in self.pending_files() if p.name.endswith(DRAINING_SUFFIX)]
+        for live in sorted(self.directory.glob(LIVE_GLOB)):
+            target = self._claim_file(live)
+            if target is not None:
+                claimed.append(target)
+        if claimed:
+            self._fsync_directory()
+        return claimed
+
+    def _claim_file(self, path: Path) -> Path | None:
         while True:
             try:
-                fd = os.open(self.path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                return claimed
+                return None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if not self._is_live(fd):
+                if not _is_live(fd, path):
                     continue
-                target = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:8]}.draining")
-                os.rename(self.path, target)
-                claimed.append(target)
+                target = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}{DRAINING_SUFFIX}")
+                os.rename(path, target)
+                return target
             finally:
                 os.close(fd)
-            self._fsync_directory()
-            return claimed
-
-    def _is_live(self, fd: int) -> bool:
-        """Is the file open at ``fd`` still the one at this host's spool path?"""
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        opened = os.fstat(fd)
-        return (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev)
 
     @staticmethod
-    def _records(path: Path) -> Iterator[dict[str, Any] | None]:
+    def _records(path: Path) -> Iterator[Any]:
         with path.open("rb") as f:
             for raw in f:
                 if not raw.strip():
@@ -202,7 +292,7 @@ class Spool:
 
     @contextmanager
     def _drain_lock(self) -> Iterator[bool]:
-        """One drainer at a time on a host (every web process runs one); others skip."""
+        """One drainer at a time on the directory (every web process runs one); others skip."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / "drain.lock", os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -216,46 +306,165 @@ class Spool:
             os.close(fd)
 
     def drain(self, sessions: sessionmaker, *, batch: int = 200) -> DrainResult:
-        """Move every spooled record into the inbox; safe to run again after a crash."""
+        """Move every spooled record of every host into the inbox; safe to run again.
+
+        Raises (an SQLAlchemyError) only when the database stops answering; what was
+        not stored yet stays in the spool for the next drain.
+        """
         with self._drain_lock() as mine:
             if not mine:
-                return DrainResult()
+                return DrainResult(busy=True)
             return self._drain(sessions, batch=batch)
 
     def _drain(self, sessions: sessionmaker, *, batch: int) -> DrainResult:
-        files = stored = already = unreadable = 0
+        files = unreadable = 0
+        tally = _Tally()
         for path in self._claim():
             files += 1
-            records = list(self._records(path))
-            good = [r for r in records if r is not None]
-            unreadable += len(records) - len(good)
-            for start in range(0, len(good), batch):
-                chunk = good[start : start + batch]
-                with sessions.begin() as session:
-                    ids = [r["spool_id"] for r in chunk]
-                    seen = set(
-                        session.scalars(
-                            select(InboxItem.spool_id).where(InboxItem.spool_id.in_(ids))
-                        )
-                    )
-                    for record in chunk:
-                        if record["spool_id"] in seen:
-                            already += 1
-                            continue
-                        session.add(_item(record))
-                        seen.add(record["spool_id"])
-                        stored += 1
+            rows: list[tuple[Any, dict[str, Any]]] = []
+            for record in self._records(path):
+                if record is None:
+                    unreadable += 1
+                    continue
+                try:
+                    rows.append((record, _row(record)))
+                except (KeyError, TypeError, ValueError) as exc:
+                    self._quarantine(record, path, f"not a spool record ({exc!r})")
+                    tally.quarantined += 1
+            for start in range(0, len(rows), batch):
+                tally.add(self._store_chunk(sessions, rows[start : start + batch], path))
             path.unlink()
         if files:
             log.warning(
-                "spool drained: %d file(s), %d callback(s) moved to the inbox, %d already there, "
-                "%d unreadable line(s)",
+                "spool drained: %d file(s), %d callback(s) moved to the inbox (%d of them kept "
+                "as rejected: the database refused them as sent), %d already there, "
+                "%d quarantined, %d unreadable line(s)",
                 files,
-                stored,
-                already,
+                tally.stored,
+                tally.rejected,
+                tally.already,
+                tally.quarantined,
                 unreadable,
             )
-        return DrainResult(files, stored, already, unreadable)
+        return DrainResult(
+            files, tally.stored, tally.already, unreadable, tally.rejected, tally.quarantined
+        )
+
+    def _store_chunk(
+        self, sessions: sessionmaker, chunk: list[tuple[Any, dict[str, Any]]], path: Path
+    ) -> _Tally:
+        """Store a chunk in one transaction; if the database refuses it, record by record."""
+        tally = _Tally()
+        try:
+            with sessions.begin() as session:
+                ids = [row["spool_id"] for _, row in chunk]
+                seen = set(
+                    session.scalars(select(InboxItem.spool_id).where(InboxItem.spool_id.in_(ids)))
+                )
+                for _, row in chunk:
+                    if row["spool_id"] in seen:
+                        tally.already += 1
+                        continue
+                    why = unstorable(row)
+                    if why is not None:
+                        row = refused_row(row, why)
+                        tally.rejected += 1
+                    session.add(InboxItem(**row))
+                    seen.add(row["spool_id"])
+                    tally.stored += 1
+            return tally
+        except Exception as exc:
+            if not (is_refusal(exc) or is_duplicate_spool_id(exc)):
+                raise  # the database is unreachable: the file waits for the next drain
+            log.warning(
+                "the database refused a chunk of %d spooled callback(s) (%s); storing them "
+                "one by one",
+                len(chunk),
+                exc.__class__.__name__,
+            )
+        tally = _Tally()
+        for record, row in chunk:
+            tally.add(self._store_one(sessions, record, row, path))
+        return tally
+
+    def _store_one(
+        self, sessions: sessionmaker, record: Any, row: dict[str, Any], path: Path
+    ) -> _Tally:
+        """One record in its own transaction: as sent, else in its safe form, else aside."""
+        why = unstorable(row)
+        forms = [(row, False)] if why is None else [(refused_row(row, why), True)]
+        while forms:
+            form, safe = forms.pop(0)
+            try:
+                with sessions.begin() as session:
+                    found = session.scalar(
+                        select(InboxItem.id).where(InboxItem.spool_id == row["spool_id"])
+                    )
+                    if found is not None:
+                        return _Tally(already=1)
+                    session.add(InboxItem(**form))
+            except Exception as exc:
+                if is_duplicate_spool_id(exc):
+                    return _Tally(already=1)
+                if not is_refusal(exc):
+                    raise
+                why = refusal_detail(exc)
+                if not safe:
+                    forms.append((refused_row(row, why), True))
+                continue
+            return _Tally(stored=1, rejected=int(safe))
+        self._quarantine(record, path, f"the database refuses even its safe form ({why})")
+        return _Tally(quarantined=1)
+
+    def _quarantine(self, record: Any, source: Path, reason: str) -> None:
+        """Keep ``record`` aside (fsynced, never deleted), once, and say so loudly."""
+        spool_id = record.get("spool_id") if isinstance(record, dict) else None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.quarantine_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if spool_id is not None and spool_id in _quarantined_ids(fd):
+                return  # a drain stopped after quarantining it, and this one read it again
+            entry = {
+                "quarantined_at": datetime.now(UTC).isoformat(),
+                "reason": reason,
+                "source": source.name,
+                "record": record,
+            }
+            os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._fsync_directory()
+        log.error(
+            "SPOOL RECORD QUARANTINED: a spooled callback (spool id %s) from %s cannot be "
+            "stored: %s. It is kept in %s, and nothing else waits for it; read it there and "
+            "store or discard it by hand",
+            spool_id,
+            source.name,
+            reason,
+            self.quarantine_path,
+        )
+
+
+def _is_live(fd: int, path: Path) -> bool:
+    """Is the file open at ``fd`` still the one at ``path``?"""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev)
+
+
+def _quarantined_ids(fd: int) -> set[str]:
+    ids = set()
+    with os.fdopen(os.dup(fd), "rb") as f:
+        f.seek(0)
+        for raw in f:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                ids.add(json.loads(raw)["record"]["spool_id"])
+    return ids
 
 
 def attach_spool(runtime: Any) -> Spool:

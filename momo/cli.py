@@ -294,21 +294,55 @@ def spool() -> None:
 
 @spool.command("drain")
 def spool_drain() -> None:
-    """Move spooled callbacks into the inbox now (web processes also do it by themselves)."""
+    """Move spooled callbacks (every host's) into the inbox now; web processes also do it.
+
+    Exits 1 when the database is unreachable or a record had to be quarantined.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ingest.spool import Spool
     from momo.runtime import build_runtime
 
     settings = _settings()
     runtime = build_runtime(settings)
+    store = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
     try:
-        store = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
         result = store.drain(runtime.sessions)
+    except SQLAlchemyError as exc:
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise click.ClickException(
+            f"the database did not take the spooled callbacks ({type(exc).__name__}: "
+            f"{said[0] if said else ''}); they stay in {settings.spool_path}. Check "
+            "MOMO_DATABASE_URL and that the database answers, then run `momo spool drain` again"
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot use the spool directory {settings.spool_path} ({exc}); check "
+            "MOMO_SPOOL_DIR and its permissions"
+        ) from None
     finally:
         runtime.close()
+    if result.busy:
+        click.echo(
+            f"another drainer is draining {settings.spool_path} right now; nothing done here"
+        )
+        return
     click.echo(
         f"{result.files} spool file(s): {result.stored} callback(s) moved to the inbox, "
         f"{result.already_stored} already there, {result.unreadable} unreadable line(s)"
     )
+    if result.rejected:
+        click.echo(
+            f"{result.rejected} of them the database refused as sent: kept as rejected "
+            "(reason unstorable_text); see `momo inbox list --status rejected`"
+        )
+    if result.quarantined:
+        click.echo(
+            f"{result.quarantined} record(s) no database takes were moved aside to "
+            f"{store.quarantine_path}: read them there and store or discard each by hand",
+            err=True,
+        )
+        sys.exit(1)
 
 
 # --- tokens -------------------------------------------------------------------------------

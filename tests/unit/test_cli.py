@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import authenticate
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
-from matcher.models import ApiToken, Customer
+from matcher.models import ApiToken, Customer, InboxItem
 from momo.cli import main
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
@@ -340,3 +341,86 @@ class TestConfigurationErrors:
         result = run(env, "db", "upgrade", **{variable: value})
 
         assert_clean_error(result, variable)
+
+
+# --- momo spool drain ---------------------------------------------------------------------
+
+
+class TestSpoolDrain:
+    @staticmethod
+    def spool_with(tmp_path: Path, *records: dict | str) -> Path:
+        """A spool directory holding ``records`` (dicts as the webhook writes them, or lines)."""
+        import base64
+        import uuid
+
+        directory = tmp_path / "spool"
+        directory.mkdir()
+        lines = []
+        for record in records:
+            if isinstance(record, dict):
+                record = json.dumps(
+                    {
+                        "spool_id": str(uuid.uuid4()),
+                        "provider": "mpesa",
+                        "kind": "stk",
+                        "body": base64.b64encode(b"{}").decode(),
+                        "headers": {},
+                        "client_addr": "127.0.0.1",
+                        "received_at": "2026-12-01T10:00:00+00:00",
+                        "status": "pending",
+                        "reason": None,
+                        "detail": None,
+                        **record,
+                    }
+                )
+            lines.append(record + "\n")
+        (directory / "spool-gone-host.jsonl").write_text("".join(lines))
+        return directory
+
+    def test_a_poison_record_is_kept_as_rejected_the_rest_drains_and_it_exits_0(
+        self, env: dict[str, str | None], tmp_path: Path, sessions: sessionmaker[Session]
+    ) -> None:
+        upgraded(env)
+        directory = self.spool_with(
+            tmp_path, {"code": "GOOD000001"}, {"code": "ws_CO_\ud800"}, {"code": "GOOD000002"}
+        )
+
+        result = run(env, "spool", "drain", MOMO_SPOOL_DIR=str(directory))
+
+        assert result.exit_code == 0, result.output
+        assert "3 callback(s) moved to the inbox" in result.output
+        assert "1 of them the database refused as sent: kept as rejected" in result.output
+        with sessions() as session:
+            statuses = dict(session.execute(select(InboxItem.code, InboxItem.status)).all())
+        assert statuses == {
+            "GOOD000001": "pending",
+            "ws_CO_\\ud800": "rejected",
+            "GOOD000002": "pending",
+        }
+
+    def test_a_quarantined_record_is_named_with_its_file_and_it_exits_1(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        upgraded(env)
+        directory = self.spool_with(tmp_path, {"code": "GOOD000001"}, '{"spool_id": "x"}')
+
+        result = run(env, "spool", "drain", MOMO_SPOOL_DIR=str(directory))
+
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert "1 callback(s) moved to the inbox" in result.output
+        assert f"1 record(s) no database takes were moved aside to {directory}" in result.output
+        assert (directory / "quarantine.jsonl").exists()
+
+    def test_an_unreachable_database_is_one_line_naming_the_variable_and_the_spool_stays(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        directory = self.spool_with(tmp_path, {"code": "GOOD000001"})
+        missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"
+
+        result = run(
+            env, "spool", "drain", MOMO_SPOOL_DIR=str(directory), MOMO_DATABASE_URL=missing
+        )
+
+        assert_clean_error(result, "MOMO_DATABASE_URL", f"they stay in {directory}")
+        assert [p.name for p in directory.glob("spool-*")] != []

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select
 
-from ingest.spool import Spool, SpoolFull, attach_spool
-from matcher.db import make_engine
+from ingest.refusal import UNSTORABLE
+from ingest.spool import Spool, SpoolFull, _record, attach_spool
+from matcher.db import make_engine, utcnow
 from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem
 from momo.app import create_app
-from momo.config import Settings
+from momo.config import ConfigError, Settings
 from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, add_customer, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, add_customer, sample, sample_bytes, webhook_url
 
 
 def item(code: str = "TKQ4A91B2C") -> InboxItem:
@@ -257,3 +264,307 @@ class TestSpoolRaces:
             stored = set(session.scalars(select(InboxItem.spool_id)))
         assert len(acknowledged) == 450
         assert set(acknowledged) <= stored
+
+
+def stk_failure(reference: str) -> bytes:
+    """An unsuccessful STK result whose CheckoutRequestID (the inbox row's code) is ``reference``,
+    written as JSON escapes, so the body itself is plain ASCII."""
+    doc = sample("stk_callback_cancelled.json")
+    doc["Body"]["stkCallback"]["CheckoutRequestID"] = reference
+    return json.dumps(doc).encode()  # ensure_ascii: "\u0000", "\ud800" as escapes
+
+
+def raw_record(spool: Spool, record: dict[str, Any]) -> None:
+    """A record written into the spool as the webhook writes one, whatever it holds."""
+    spool.directory.mkdir(parents=True, exist_ok=True)
+    with spool.path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def spooled(code: str | None, **changes: Any) -> dict[str, Any]:
+    original = item(code or "TKQ4A91B2C")
+    original.received_at = utcnow()
+    record = _record(original)
+    record.update(spool_id=str(uuid.uuid4()), received_at=utcnow().isoformat(), code=code)
+    record.update(changes)
+    return record
+
+
+def inbox_rows(runtime: Runtime) -> list[InboxItem]:
+    with runtime.sessions.begin() as session:
+        rows = list(session.scalars(select(InboxItem).order_by(InboxItem.id)))
+        session.expunge_all()
+        return rows
+
+
+class TestUnstorableCallbacks:
+    @pytest.mark.parametrize("reference", ["ws_CO_\x00191220", "ws_CO_\ud800191220"])
+    @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "flask"])
+    def test_a_body_whose_text_no_database_stores_is_kept_as_rejected_and_answered_400(
+        self, app: Flask, runtime: Runtime, reference: str, fast: bool
+    ) -> None:
+        body = stk_failure(reference)
+        headers = {"Content-Type": "application/json"}
+        if not fast:  # no Content-Length: the fast path hands the request to Flask
+            headers["Transfer-Encoding"] = "chunked"
+        response = app.test_client().post(webhook_url("stk"), data=body, headers=headers)
+
+        assert response.status_code == 400
+        answer = response.get_json()
+        assert answer["ResultCode"] == 1
+        assert answer["reason"] == UNSTORABLE
+        assert "code holds a" in answer["ResultDesc"]
+        [row] = inbox_rows(runtime)
+        assert (row.status, row.reason) == ("rejected", UNSTORABLE)
+        assert row.body == body  # the raw bytes, exactly as sent
+        assert row.code is not None and row.code.startswith("ws_CO_\\")  # escaped, readable
+        assert "\x00" not in row.code
+        assert "raw body is kept" in (row.detail or "")
+        assert runtime.spool is None or not runtime.spool.has_records()
+
+    def test_during_an_outage_the_unstorable_callback_is_spooled_in_its_safe_form(
+        self, tmp_path: Path
+    ) -> None:
+        db = tmp_path / "db" / "momo.db"
+        settings = Settings(
+            database_url=f"sqlite:///{db}",
+            mpesa_path_token=PATH_TOKEN,
+            instance_path=tmp_path / "instance",
+        )
+        runtime = build_runtime(settings)
+        runtime.spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        app = create_app(runtime=runtime)
+        try:
+            body = stk_failure("ws_CO_\ud800")
+            response = app.test_client().post(
+                webhook_url("stk"), data=body, content_type="application/json"
+            )
+            assert response.status_code == 400
+            db.parent.mkdir()
+            engine = make_engine(settings.database_url)
+            upgrade(engine)
+            engine.dispose()
+            result = runtime.spool.drain(runtime.sessions)
+            assert (result.stored, result.quarantined) == (1, 0)
+            [row] = inbox_rows(runtime)
+            assert (row.status, row.reason) == ("rejected", UNSTORABLE)
+        finally:
+            runtime.close()
+
+
+class TestPoisonInTheSpool:
+    def test_a_poison_record_does_not_hold_back_the_good_ones_around_it(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        spool.append(item("GOOD000001"))
+        # what the webhook spooled before it knew better: a lone surrogate in the code
+        raw_record(spool, spooled("ws_CO_\ud800"))
+        spool.append(item("GOOD000002"))
+
+        result = spool.drain(runtime.sessions)
+
+        assert (result.stored, result.rejected, result.quarantined) == (3, 1, 0)
+        assert not spool.has_records()
+        rows = inbox_rows(runtime)
+        assert [(r.code, r.status) for r in rows] == [
+            ("GOOD000001", "pending"),
+            ("ws_CO_\\ud800", "rejected"),
+            ("GOOD000002", "pending"),
+        ]
+        assert rows[1].reason == UNSTORABLE
+        assert "lone surrogate" in (rows[1].detail or "")
+
+    def test_a_record_the_database_itself_refuses_is_stored_alone_in_its_safe_form(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        with runtime.engine.begin() as connection:
+            # a refusal no check before the INSERT foresees; the safe form passes
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON inbox "
+                "WHEN NEW.code = 'REFUSEDPEN' AND NEW.status <> 'rejected' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+        spool.append(item("GOOD000001"))
+        spool.append(item("REFUSEDPEN"))
+        spool.append(item("GOOD000002"))
+
+        result = spool.drain(runtime.sessions)
+
+        assert (result.stored, result.rejected, result.quarantined) == (3, 1, 0)
+        rows = {r.code: r for r in inbox_rows(runtime)}
+        assert rows["GOOD000001"].status == rows["GOOD000002"].status == "pending"
+        assert (rows["REFUSEDPEN"].status, rows["REFUSEDPEN"].reason) == ("rejected", UNSTORABLE)
+        assert "refused by a trigger" in (rows["REFUSEDPEN"].detail or "")
+
+    def test_what_no_database_takes_is_quarantined_once_and_blocks_nothing(
+        self, runtime: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        refused = spooled("REFUSED001", client_addr="refuse-me")
+        with runtime.engine.begin() as connection:  # a database that refuses this row in any form
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON inbox WHEN NEW.client_addr = 'refuse-me' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+        spool.append(item("GOOD000001"))
+        raw_record(spool, refused)
+        raw_record(spool, {"spool_id": "not-a-record"})
+        spool.append(item("GOOD000002"))
+
+        result = spool.drain(runtime.sessions)
+
+        assert (result.stored, result.quarantined) == (2, 2)
+        assert not spool.has_records()
+        assert sorted(r.code for r in inbox_rows(runtime)) == ["GOOD000001", "GOOD000002"]
+        kept = [json.loads(line) for line in spool.quarantine_path.read_text().splitlines()]
+        assert [k["record"] for k in kept] == [{"spool_id": "not-a-record"}, refused]
+        assert "refused by a trigger" in kept[1]["reason"]
+        assert "SPOOL RECORD QUARANTINED" in caplog.text
+        assert str(spool.quarantine_path) in caplog.text
+        # a drain that stopped after quarantining reads the record again: kept once
+        raw_record(spool, refused)
+        assert spool.drain(runtime.sessions).quarantined == 1
+        assert len(spool.quarantine_path.read_text().splitlines()) == 2
+
+
+class TestEveryHostsSpool:
+    def test_a_drainer_drains_the_file_of_a_host_that_is_gone(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        directory = tmp_path / "spool"
+        Spool(directory, max_bytes=1 << 20, host="old-name").append(item("ORPHAN0001"))
+
+        result = Spool(directory, max_bytes=1 << 20, host="new-name").drain(runtime.sessions)
+
+        assert (result.files, result.stored) == (1, 1)
+        assert [r.code for r in inbox_rows(runtime)] == ["ORPHAN0001"]
+        assert list(directory.glob("spool-*")) == []
+
+    def test_writers_and_drainers_on_several_hosts_sharing_the_directory_lose_nothing(
+        self, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import fcntl
+        import random
+        import time
+
+        import ingest.spool
+
+        real_flock = fcntl.flock
+
+        def slow_flock(fd: int, operation: int) -> None:
+            time.sleep(random.uniform(0, 0.002))  # widen every race window
+            real_flock(fd, operation)
+
+        class SlowFcntl:
+            LOCK_EX, LOCK_NB = fcntl.LOCK_EX, fcntl.LOCK_NB
+            flock = staticmethod(slow_flock)
+
+        monkeypatch.setattr(ingest.spool, "fcntl", SlowFcntl)
+        directory = tmp_path / "spool"
+        acknowledged: list[str] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def appender(host: str, n: int) -> None:
+            spool = Spool(directory, max_bytes=1 << 26, host=host)
+            for i in range(120):
+                spool_id = spool.append(item(f"{host[-1]}{n}X{i:05d}"))
+                with lock:
+                    acknowledged.append(spool_id)
+
+        def drainer(host: str) -> None:
+            spool = Spool(directory, max_bytes=1 << 26, host=host)
+            while not stop.is_set():
+                spool.drain(runtime.sessions)
+
+        # host-a only writes (its drainer is elsewhere), host-c only drains (a new container)
+        writing, draining = ("host-a", "host-b"), ("host-b", "host-c")
+        appenders = [
+            threading.Thread(target=appender, args=(h, n)) for h in writing for n in (1, 2)
+        ]
+        drainers = [threading.Thread(target=drainer, args=(h,)) for h in draining]
+        for t in [*appenders, *drainers]:
+            t.start()
+        for t in appenders:
+            t.join()
+        stop.set()
+        for t in drainers:
+            t.join()
+        # no writing host drains last: the new one, with both hosts' leftovers to find
+        Spool(directory, max_bytes=1 << 26, host="host-c").drain(runtime.sessions)
+
+        with runtime.sessions.begin() as session:
+            stored = list(session.scalars(select(InboxItem.spool_id)))
+        assert len(acknowledged) == 480
+        assert sorted(stored) == sorted(acknowledged)  # each once
+        assert list(directory.glob("spool-*")) == []
+
+
+class TestSpoolDirectoryAtStart:
+    def test_a_web_app_whose_spool_directory_cannot_be_created_refuses_to_start(
+        self, tmp_path: Path
+    ) -> None:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'momo.db'}",
+            mpesa_path_token=PATH_TOKEN,
+            spool_dir=blocker / "spool",  # under a regular file: root cannot create it either
+        )
+        with pytest.raises(ConfigError) as refused:
+            create_app(settings)
+        message = str(refused.value)
+        assert str(blocker / "spool") in message
+        assert "MOMO_SPOOL_DIR" in message
+        assert "Not a directory" in message
+
+    def test_a_usable_spool_directory_is_created_at_start_and_left_empty(
+        self, tmp_path: Path
+    ) -> None:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'momo.db'}",
+            mpesa_path_token=PATH_TOKEN,
+            spool_dir=tmp_path / "new" / "spool",
+            spool_drain_seconds=3600,
+        )
+        app = create_app(settings)
+        try:
+            assert (tmp_path / "new" / "spool").is_dir()
+            assert list((tmp_path / "new" / "spool").iterdir()) == []
+        finally:
+            app.extensions["momo"].close()
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["gunicorn", "--workers", "2", "--bind", "127.0.0.1:0", "momo.wsgi:web()"],
+            ["momo", "serve", "--port", "0"],
+        ],
+        ids=["gunicorn", "momo-serve"],
+    )
+    def test_the_server_stops_with_one_line_naming_the_path_not_a_traceback(
+        self, tmp_path: Path, argv: list[str]
+    ) -> None:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
+        env.update(
+            MOMO_DATABASE_URL=f"sqlite:///{tmp_path / 'momo.db'}",
+            MOMO_MPESA_PATH_TOKEN=PATH_TOKEN * 2,
+            MOMO_INSTANCE_PATH=str(tmp_path / "instance"),
+            MOMO_SPOOL_DIR=str(blocker / "spool"),
+        )
+        command = [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
+        try:
+            done = subprocess.run(
+                command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{argv[0]} started with an unusable spool directory")
+        output = done.stdout + done.stderr
+        assert done.returncode != 0
+        assert "Traceback" not in output
+        [line] = [line for line in output.splitlines() if "MOMO_SPOOL_DIR" in line][:1]
+        assert str(blocker / "spool") in line

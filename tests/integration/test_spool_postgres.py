@@ -1,0 +1,206 @@
+"""The spool and the webhook on real PostgreSQL, when the database refuses a row for its content.
+
+PostgreSQL refuses a NUL character in text and cannot be sent a lone surrogate at all;
+the SQLite default takes the first. Either way such a callback is kept as a rejected row
+(raw bytes intact) and never holds back the callbacks around it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from ingest.refusal import UNSTORABLE
+from ingest.spool import Spool, _record
+from matcher.db import make_engine, utcnow
+from matcher.migrate import upgrade
+from matcher.models import InboxItem
+from momo.app import create_app
+from momo.cli import main
+from momo.config import Settings
+from momo.runtime import Runtime, build_runtime
+from tests.conftest import PATH_TOKEN, sample, sample_bytes, webhook_url
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def runtime(fresh_pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    engine = make_engine(fresh_pg_url)
+    upgrade(engine)
+    engine.dispose()
+    rt = build_runtime(
+        Settings(
+            database_url=fresh_pg_url,
+            mpesa_path_token=PATH_TOKEN,
+            instance_path=tmp_path / "instance",
+        )
+    )
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def engine(runtime: Runtime) -> Engine:
+    return runtime.engine
+
+
+def stk_failure(reference: str) -> bytes:
+    doc = sample("stk_callback_cancelled.json")
+    doc["Body"]["stkCallback"]["CheckoutRequestID"] = reference
+    return json.dumps(doc).encode()  # "\u0000" and "\ud800" as JSON escapes
+
+
+def confirmation(code: str) -> InboxItem:
+    return InboxItem(
+        provider="mpesa",
+        kind="c2b/confirmation",
+        body=sample_bytes("c2b_confirmation_paybill_plain.json").replace(
+            b"TKQ4A91B2C", code.encode()
+        ),
+        headers={"Content-Type": "application/json"},
+        client_addr="196.201.214.200",
+        status="pending",
+        code=code,
+        received_at=utcnow(),
+        attempts=0,
+    )
+
+
+def poison(spool: Spool, code: str, **changes: Any) -> dict[str, Any]:
+    """A record as the webhook spooled one before it checked the text: written raw."""
+    record = _record(confirmation("TKQ4A91B2C"))
+    record.update(spool_id=str(uuid.uuid4()), code=code, **changes)
+    spool.directory.mkdir(parents=True, exist_ok=True)
+    with spool.path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def rows(runtime: Runtime) -> list[tuple[str | None, str, str | None]]:
+    with runtime.sessions.begin() as session:
+        return [
+            (r.code, r.status, r.reason)
+            for r in session.scalars(select(InboxItem).order_by(InboxItem.id))
+        ]
+
+
+class TestWebhook:
+    @pytest.mark.parametrize("reference", ["ws_CO_\x00X", "ws_CO_\ud800X"], ids=["nul", "lone"])
+    def test_a_callback_postgresql_cannot_store_is_kept_as_rejected_and_answered_400(
+        self, runtime: Runtime, tmp_path: Path, reference: str
+    ) -> None:
+        runtime.spool = spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        app = create_app(runtime=runtime)
+        body = stk_failure(reference)
+
+        response = app.test_client().post(
+            webhook_url("stk"), data=body, content_type="application/json"
+        )
+
+        assert response.status_code == 400
+        assert response.get_json()["reason"] == UNSTORABLE
+        assert not spool.has_records()  # not taken for "database down"
+        with runtime.sessions.begin() as session:
+            row = session.scalars(select(InboxItem)).one()
+            assert (row.status, row.reason) == ("rejected", UNSTORABLE)
+            assert row.body == body
+        # the web thread's connection is still good for the next callback
+        ok = app.test_client().post(
+            webhook_url("c2b/confirmation"),
+            data=sample_bytes("c2b_confirmation_paybill_plain.json"),
+            content_type="application/json",
+        )
+        assert ok.status_code == 200
+        assert [status for _, status, _ in rows(runtime)] == ["rejected", "pending"]
+
+
+class TestDrain:
+    def test_a_nul_in_a_spooled_record_does_not_hold_back_the_good_ones(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        spool.append(confirmation("GOOD000001"))
+        poison(spool, "AB\x00CD")
+        poison(spool, "ws_CO_\ud800")
+        spool.append(confirmation("GOOD000002"))
+
+        result = spool.drain(runtime.sessions)
+
+        assert (result.stored, result.rejected, result.quarantined) == (4, 2, 0)
+        assert not spool.has_records()
+        assert rows(runtime) == [
+            ("GOOD000001", "pending", None),
+            ("AB\\x00CD", "rejected", UNSTORABLE),
+            ("ws_CO_\\ud800", "rejected", UNSTORABLE),
+            ("GOOD000002", "pending", None),
+        ]
+
+    def test_a_chunk_postgresql_refuses_is_stored_record_by_record(
+        self, runtime: Runtime, engine: Engine, tmp_path: Path
+    ) -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                """
+                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.code = 'REFUSEDPEN' AND NEW.status <> 'rejected' THEN
+                        RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = 'check_violation';
+                    END IF;
+                    IF NEW.client_addr = 'refuse-me' THEN
+                        RAISE EXCEPTION 'refused in any form' USING ERRCODE = '22023';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION refuse();
+                """
+            )
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        spool.append(confirmation("GOOD000001"))
+        spool.append(confirmation("REFUSEDPEN"))
+        kept = poison(spool, "REFUSEDALL", client_addr="refuse-me")
+        spool.append(confirmation("GOOD000002"))
+
+        result = spool.drain(runtime.sessions)
+
+        assert (result.stored, result.rejected, result.quarantined) == (3, 1, 1)
+        assert rows(runtime) == [
+            ("GOOD000001", "pending", None),
+            ("REFUSEDPEN", "rejected", UNSTORABLE),
+            ("GOOD000002", "pending", None),
+        ]
+        [entry] = [json.loads(line) for line in spool.quarantine_path.read_text().splitlines()]
+        assert entry["record"] == kept
+        assert "refused in any form" in entry["reason"]
+        assert not spool.has_records()
+
+
+def test_momo_spool_drain_on_postgresql_reports_and_exits_0(
+    runtime: Runtime, fresh_pg_url: str, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="another-host")
+    spool.append(confirmation("GOOD000001"))
+    poison(spool, "AB\x00CD")
+
+    result = CliRunner().invoke(
+        main,
+        ["spool", "drain"],
+        env={
+            "MOMO_DATABASE_URL": fresh_pg_url,
+            "MOMO_SPOOL_DIR": str(spool.directory),
+            "MOMO_BROKER_URL": None,
+        },
+    )
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "2 callback(s) moved to the inbox" in result.output
+    assert "1 of them the database refused as sent" in result.output
+    assert [status for _, status, _ in rows(runtime)] == ["pending", "rejected"]
