@@ -16,7 +16,13 @@ the stream:
 2. stops Redis for a few seconds and starts it again, and once FLUSHALLs it;
 3. restarts PostgreSQL (``pg_ctl stop -m fast``, 4 s down, start): callbacks answered then
    must be spooled by the webhook, acknowledged, and credited later;
-4. restarts the web server on the same port (SIGTERM to the gunicorn master).
+4. restarts the web server on the same port (SIGTERM to the gunicorn master);
+5. puts a poison record in the spool: during a PostgreSQL outage an STK result whose
+   CheckoutRequestID (the inbox row's code) holds a NUL is posted, and another is
+   written into the spool file of a host that no longer exists, as a webhook that did
+   not check the text would have; good callbacks are spooled around them. Afterwards
+   both must be rejected inbox rows (reason ``unstorable_text``) while every good
+   callback drains and is credited.
 
 ``--short`` (CI) runs one round over ~75 s; the full form runs two rounds over ~200 s, the
 second harsher: Redis SIGTERM instead of SIGKILL, ``pg_ctl stop -m immediate`` (a crash
@@ -71,6 +77,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SAMPLE = ROOT / "tests" / "samples" / "mpesa" / "c2b_confirmation_paybill_plain.json"
+STK_FAILURE = ROOT / "tests" / "samples" / "mpesa" / "stk_callback_cancelled.json"
 DEFAULT_JSON = ROOT / "bench" / "results" / "chaos.json"
 
 CUSTOMERS = 200
@@ -85,9 +92,17 @@ FAULT_PLAN = (
     "pg_restart",
     "worker_kill",
     "web_restart",
+    "poison_spool",
     "redis_flush",
 )
-ALL_FAULTS = ("worker_kill", "redis_stop", "redis_flush", "pg_restart", "web_restart")
+ALL_FAULTS = (
+    "worker_kill",
+    "redis_stop",
+    "redis_flush",
+    "pg_restart",
+    "web_restart",
+    "poison_spool",
+)
 OUTAGE_SECONDS = 4.0
 RESEND_TRIES = 15
 DRAIN_TIMEOUT = 120.0
@@ -713,6 +728,8 @@ class Chaos:
                     fault.detail = self.pg_restart("immediate" if k % 2 else "fast")
                 elif name == "web_restart":
                     fault.detail = self.web_restart(hard=bool(k % 2))
+                elif name == "poison_spool":
+                    fault.detail = self.poison_spool()
                 else:
                     raise HarnessError(f"unknown fault {name}")
                 fault.ok = True
@@ -806,6 +823,75 @@ class Chaos:
                 stack.down.discard("postgres")
         spooled = _spooled_lines(stack) - before
         return f"pg_ctl stop -m {mode}, down {outage:.1f}s, started; {spooled} callbacks spooled"
+
+    def poison_spool(self) -> str:
+        """Poison records in the spool among good ones, during a PostgreSQL outage: one
+        posted (the webhook keeps it), one written into a gone host's spool file as an
+        unchecking webhook would have. Both must end as rejected inbox rows while the
+        good callbacks around them drain (the books at the end say whether they did)."""
+        from ingest.spool import Spool
+        from matcher.models import InboxItem
+
+        stack = self.stack
+        marker = f"CHAOS{secrets.token_hex(4).upper()}"
+        posted_ref, written_ref = f"ws_CO_{marker}P\x00", f"ws_CO_{marker}W\x00"
+        template = json.loads(STK_FAILURE.read_text())
+
+        def stk_failure(reference: str) -> bytes:
+            body = json.loads(json.dumps(template))
+            body["Body"]["stkCallback"]["CheckoutRequestID"] = reference
+            return json.dumps(body).encode()  # the NUL as the JSON escape \u0000
+
+        webhook = stack.webhook.replace("/c2b/confirmation", "/stk")
+        before = _spooled_lines(stack)
+        with stack.lock:
+            stack.down.add("postgres")
+            try:
+                stack.stop_postgres("fast")
+                down_at = time.monotonic()
+                answer = requests.post(
+                    webhook,
+                    data=stk_failure(posted_ref),
+                    headers={"Content-Type": "application/json"},
+                    timeout=REQUEST_TIMEOUT,
+                )
+                Spool(stack.spool_dir, max_bytes=1 << 26, host="chaos-gone-host").append(
+                    InboxItem(
+                        provider="mpesa",
+                        kind="stk",
+                        body=stk_failure(written_ref),
+                        headers={"Content-Type": "application/json"},
+                        client_addr="127.0.0.1",
+                        status="pending",
+                        code=written_ref,
+                        attempts=0,
+                    )
+                )
+                self.stop.wait(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
+                stack.start_postgres()
+                outage = time.monotonic() - down_at
+            finally:
+                stack.down.discard("postgres")
+        spooled = _spooled_lines(stack) - before
+        if answer.status_code // 100 == 5:
+            raise HarnessError(f"the poison callback got {answer.status_code}: {answer.text!r}")
+
+        def rejected() -> list[tuple[str, str, str]] | None:
+            with stack.connect() as conn:
+                found = conn.execute(
+                    "SELECT code, status, reason FROM inbox WHERE code LIKE %s ORDER BY code",
+                    (f"ws_CO_{marker}%",),
+                ).fetchall()
+            return found if len(found) == 2 else None
+
+        rows = wait_for(rejected, DRAIN_TIMEOUT, "the poison records in the inbox")
+        if any((status, reason) != ("rejected", "unstorable_text") for _, status, reason in rows):
+            raise HarnessError(f"poison records stored as {rows}, not rejected")
+        return (
+            f"PostgreSQL down {outage:.1f}s; poison posted (answered {answer.status_code}) and "
+            f"written to a gone host's spool among {spooled} spooled callbacks; both are "
+            "rejected inbox rows (unstorable_text)"
+        )
 
     def web_restart(self, hard: bool) -> str:
         stack = self.stack

@@ -21,7 +21,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-FAULTS = ("worker_kill", "redis_stop", "redis_flush", "pg_restart", "web_restart")
+FAULTS = ("worker_kill", "redis_stop", "redis_flush", "pg_restart", "web_restart", "poison_spool")
 SUMMARY = re.compile(r"^chaos: sent=.*$", re.MULTILINE)
 
 
