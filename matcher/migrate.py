@@ -8,9 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: the PostgreSQL advisory lock key that serialises upgrades of one database ("momo" + 1)
+UPGRADE_LOCK = 0x6D6F6D6F_0001
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -21,9 +25,17 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to ``revision``; running it again changes nothing."""
+    """Bring the database schema to ``revision``; running it again changes nothing.
+
+    Upgrades started together (two units at boot) take turns: on PostgreSQL each
+    holds a database-wide lock for its whole transaction, so the second waits and
+    then finds nothing left to do. SQLite's single writer already serialises them.
+    """
     config = alembic_config(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # transaction-scoped: released by the commit that makes the new schema visible
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
