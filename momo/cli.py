@@ -33,7 +33,72 @@ def _fail_on_config(fn: Callable[[], Any]) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+def database_problem(url: str, exc: BaseException) -> str | None:
+    """One line naming MOMO_DATABASE_URL and what to do, when ``exc`` means momo cannot use
+    the database at ``url`` at all (unreachable, missing, unsupported); else None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+
+    shown = f"MOMO_DATABASE_URL={_redacted(url)}"
+    usable = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
+    if isinstance(exc, ArgumentError | ImportError):
+        # Only when the URL itself is what fails: the same errors elsewhere are bugs.
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except ArgumentError as problem:
+            return f"{shown} is not a database URL momo can use ({problem}); give {usable}"
+        except ImportError as problem:
+            return (
+                f"{shown} needs the driver {problem.name or problem}, which is not installed; "
+                f"give {usable} (momo ships psycopg 3 for PostgreSQL)"
+            )
+        return None
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    reason = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
+    reason = reason.removeprefix("connection failed: ")
+    database = make_url(url).database
+    if "does not exist" in reason and database and f'"{database}"' in reason:
+        return (
+            f"{shown}: the database {database!r} does not exist ({reason}); create it "
+            f"(e.g. createdb {database}) or correct the name, then run `momo db upgrade`"
+        )
+    if exc.statement is None and make_url(url).get_backend_name() == "sqlite":
+        return (
+            f"{shown}: cannot open the database file ({reason}); check that its directory "
+            "exists and that momo may write there"
+        )
+    if exc.statement is None:
+        return (
+            f"{shown}: cannot connect to the database ({reason}); check that it is running "
+            "and that the host, port, user and password in MOMO_DATABASE_URL are right"
+        )
+    return (
+        f"{shown}: the database failed a query ({reason}); check that it is healthy "
+        "(`momo check` once it answers)"
+    )
+
+
+class _Commands(click.Group):
+    """Every command answers a database it cannot use with one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except (ArgumentError, ImportError, OperationalError, InterfaceError) as exc:
+            try:
+                url = load_settings().database_url
+            except ConfigError:
+                raise exc from None
+            message = database_problem(url, exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Commands)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """momo: mobile-money payments in, matched and credited balances out."""

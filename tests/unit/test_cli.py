@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate
@@ -424,3 +429,110 @@ class TestSpoolDrain:
 
         assert_clean_error(result, "MOMO_DATABASE_URL", f"they stay in {directory}")
         assert [p.name for p in directory.glob("spool-*")] != []
+
+
+# --- a database momo cannot use -----------------------------------------------------------
+
+#: commands that need the database, each with what it needs besides
+DATABASE_COMMANDS = [
+    ("check",),
+    ("token", "create", "--name", "a", "--role", "admin"),
+    ("token", "list"),
+    ("db", "upgrade"),
+    ("inbox", "list"),
+    ("inbox", "replay", "1"),
+    ("customers", "import", "{csv}"),
+    ("serve", "--port", "0"),
+]
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get("MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"PostgreSQL is not reachable at {url}: {exc}")
+        pytest.skip(f"needs a PostgreSQL server to ask for a missing database: {exc}")
+    return url
+
+
+class TestADatabaseMomoCannotUse:
+    """One line naming MOMO_DATABASE_URL (password hidden) and what to do; never a traceback."""
+
+    def invoke(
+        self, env: dict[str, str | None], tmp_path: Path, args: tuple[str, ...], url: str
+    ) -> Result:
+        csv_file = write_csv(tmp_path / "c.csv", HEADER + "ACC1,Amina,0712345678\n")
+        return run(
+            env,
+            *(a.format(csv=csv_file) for a in args),
+            MOMO_DATABASE_URL=url,
+            MOMO_MPESA_PATH_TOKEN="p" * 40,
+        )
+
+    def assert_one_line(self, result: Result, *fragments: str) -> str:
+        assert_clean_error(result, "MOMO_DATABASE_URL", *fragments)
+        assert "s3cret" not in result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1, result.output
+        return lines[0]
+
+    @pytest.mark.parametrize("args", DATABASE_COMMANDS)
+    def test_an_unreachable_server(
+        self, env: dict[str, str | None], tmp_path: Path, args: tuple[str, ...]
+    ) -> None:
+        url = f"postgresql://momo:s3cret@127.0.0.1:{_unused_port()}/momo"
+        result = self.invoke(env, tmp_path, args, url)
+        self.assert_one_line(result, "cannot connect", "***@127.0.0.1", "is running")
+
+    @pytest.mark.parametrize("args", DATABASE_COMMANDS)
+    def test_a_database_that_does_not_exist(
+        self, env: dict[str, str | None], tmp_path: Path, args: tuple[str, ...]
+    ) -> None:
+        name = f"momo_missing_{uuid.uuid4().hex[:8]}"
+        url = make_url(_postgres_admin_url()).set(database=name, password="s3cret")
+        result = self.invoke(env, tmp_path, args, url.render_as_string(hide_password=False))
+        self.assert_one_line(result, f"{name!r} does not exist", f"createdb {name}")
+
+    @pytest.mark.parametrize(
+        ("url", "said"),
+        [
+            ("foo://momo:s3cret@db/momo", "not a database URL"),
+            ("postgresql+psycopg2://momo:s3cret@db/momo", "driver psycopg2"),
+            ("not a url at all", "not a database URL"),
+        ],
+    )
+    @pytest.mark.parametrize("args", DATABASE_COMMANDS)
+    def test_an_unsupported_url(
+        self, env: dict[str, str | None], tmp_path: Path, args: tuple[str, ...], url: str, said: str
+    ) -> None:
+        result = self.invoke(env, tmp_path, args, url)
+        self.assert_one_line(result, said, "postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+
+    def test_a_sqlite_file_in_a_missing_directory(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'momo.db'}"
+        result = self.invoke(env, tmp_path, ("db", "upgrade"), url)
+        self.assert_one_line(result, "cannot open the database file", "directory")
+
+    def test_other_errors_are_not_dressed_up_as_database_errors(
+        self, env: dict[str, str | None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import matcher.check
+
+        def broken(*_args: object, **_kwargs: object) -> None:
+            raise ImportError("a bug of ours", name="nosuchmodule")
+
+        upgraded(env)
+        monkeypatch.setattr(matcher.check, "check_invariants", broken)
+        result = run(env, "check")
+        assert isinstance(result.exception, ImportError)
+        assert "MOMO_DATABASE_URL" not in result.output
