@@ -207,7 +207,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "description": (
             "A payment as in the lists. Unassociated payments also carry `reason` "
-            "(no_match, shared_phone, invalid_phone, disassociated, ...) and `candidates`."
+            "(no_match, shared_phone, invalid_phone, invalid_reference, disassociated, ...) "
+            "and `candidates`."
         ),
         "required": [
             "id",

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from matcher.audit import audit
@@ -49,11 +56,27 @@ from matcher.payments import (
     record_payments,
     repeated,
 )
+from matcher.text import storable
 
 log = logging.getLogger(__name__)
 
-#: errors that mean "the database is unwell right now", never "this row is bad"
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+#: errors that mean "the database is unwell right now", never "this row is bad": lost or
+#: refused connections, deadlocks and serialization failures (OperationalError in psycopg),
+#: an exhausted pool. The batch is rolled back whole and tried again.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+
+#: the reason of a dead row whose content the database refuses (and always will)
+UNSTORABLE = "unstorable"
+#: the reason of a dead row that failed in any other way: a bug to fix, then replay
+FAILED = "failed"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same row again later may succeed; every other error recurs."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
 
 VALIDATION_SEEN = "validation"
 
@@ -70,12 +93,6 @@ class BatchResult:
     def __str__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
         return f"claimed={self.claimed}" + (f" ({parts})" if parts else "")
-
-
-#: a row that fails unexpectedly is tried this often in all before it is dead
-MAX_ATTEMPTS = 5
-RETRY_BASE = timedelta(seconds=30)
-RETRY_CAP = timedelta(hours=1)
 
 
 def due(now: datetime) -> ColumnElement[bool]:
@@ -99,10 +116,6 @@ def claim_pending(session: Session, limit: int) -> list[InboxItem]:
     )
 
 
-def retry_delay(attempts: int) -> timedelta:
-    return min(RETRY_CAP, RETRY_BASE * 2 ** max(0, attempts - 1))
-
-
 def _record(
     session: Session, ledger: Ledger, item: InboxItem, callback: Callback, region: str
 ) -> Recorded:
@@ -118,12 +131,7 @@ def _record(
 
 
 def process_items(
-    session: Session,
-    items: list[InboxItem],
-    parse: Parser,
-    *,
-    region: str,
-    max_attempts: int = MAX_ATTEMPTS,
+    session: Session, items: list[InboxItem], parse: Parser, *, region: str
 ) -> BatchResult:
     """Record each claimed row; a bad row is marked, never allowed to sink the batch.
 
@@ -131,7 +139,8 @@ def process_items(
     (a receipt stored by another worker at the same moment, or anything
     unexpected) the batch is recorded one row at a time, each row in a savepoint
     of its own. Transient database errors propagate so the caller rolls back and
-    retries the whole batch later.
+    retries the whole batch later. Any other error would recur on every try, so
+    its row is dead at once, with the error, for an operator to see and replay.
     """
     result = BatchResult(claimed=len(items))
     with Ledger(session) as ledger:
@@ -141,10 +150,13 @@ def process_items(
             try:
                 parsed.append((item, parse(item)))
             except InvalidCallback as exc:
-                item.status, item.reason, item.detail = INBOX_REJECTED, exc.reason, exc.message
+                item.status, item.reason = INBOX_REJECTED, exc.reason
+                item.detail = storable(exc.message)
                 result.outcomes[INBOX_REJECTED] += 1
             except Exception as exc:
-                _failed(item, exc, max_attempts, result)
+                if is_transient(exc):
+                    raise
+                _dead(item, exc, result)
         payments: list[tuple[InboxItem, PaymentNotification]] = [
             (i, c) for i, c in parsed if isinstance(c, PaymentNotification)
         ]
@@ -162,9 +174,9 @@ def process_items(
                     )
                 for (item, _), outcome in zip(payments, recorded, strict=True):
                     _finish(item, outcome, result)
-            except TRANSIENT_ERRORS:
-                raise
             except Exception as exc:
+                if is_transient(exc):
+                    raise
                 log.warning("batch of %d recorded row by row (%s)", len(payments), exc)
                 others = [*payments, *others]
         for item, callback in others:
@@ -181,10 +193,10 @@ def process_items(
                 outcome = Recorded(DUPLICATE, existing.id if existing else None)
                 if existing is not None and isinstance(callback, PaymentNotification):
                     outcome = repeated(existing, callback)
-            except TRANSIENT_ERRORS:
-                raise
             except Exception as exc:
-                _failed(item, exc, max_attempts, result)
+                if is_transient(exc):
+                    raise
+                _dead(item, exc, result)
                 continue
             _finish(item, outcome, result)
     return result
@@ -201,28 +213,22 @@ def _finish(item: InboxItem, recorded: Recorded, result: BatchResult) -> None:
     result.outcomes[recorded.outcome] += 1
 
 
-def _failed(item: InboxItem, exc: Exception, max_attempts: int, result: BatchResult) -> None:
-    """An unexpected error: try the row again later, or give it up as dead."""
-    item.detail = f"{type(exc).__name__}: {exc}"[:2000]
-    if item.attempts >= max_attempts:
-        log.error("inbox row %s is dead after %d attempts: %s", item.id, item.attempts, exc)
-        item.status, item.reason, item.next_attempt_at = INBOX_DEAD, "failed", None
-        result.outcomes[INBOX_DEAD] += 1
-    else:
-        log.warning("inbox row %s failed (attempt %d): %s", item.id, item.attempts, exc)
-        item.reason = "retrying"
-        item.next_attempt_at = utcnow() + retry_delay(item.attempts)
-        result.outcomes["retrying"] += 1
+def _dead(item: InboxItem, exc: Exception, result: BatchResult) -> None:
+    """An error that recurs on this row whenever it is tried: give it up now, with why."""
+    refused = isinstance(exc, DataError | UnicodeError)
+    item.status, item.next_attempt_at = INBOX_DEAD, None
+    item.reason = UNSTORABLE if refused else FAILED
+    item.detail = storable(f"{type(exc).__name__}: {exc}", 2000)
+    log.error("inbox row %s is dead (%s): %s", item.id, item.reason, exc)
+    result.outcomes[INBOX_DEAD] += 1
 
 
-def process_pending(
-    session: Session, parse: Parser, *, region: str, limit: int, max_attempts: int = MAX_ATTEMPTS
-) -> BatchResult:
+def process_pending(session: Session, parse: Parser, *, region: str, limit: int) -> BatchResult:
     """Claim one batch and record it; the caller commits."""
     items = claim_pending(session, limit)
     if not items:
         return BatchResult()
-    return process_items(session, items, parse, region=region, max_attempts=max_attempts)
+    return process_items(session, items, parse, region=region)
 
 
 def stranded(session: Session, *, older_than: timedelta, now: datetime | None = None) -> int:

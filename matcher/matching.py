@@ -4,7 +4,8 @@
 2. The account reference is itself a phone number of exactly one customer.
 3. The payer's phone (or its provider hash) belongs to exactly one customer.
 4. The phone belongs to several customers: unassociated, ``shared_phone``, candidates listed.
-5. Otherwise unassociated: ``no_match``, or ``invalid_phone`` when the number was unusable.
+5. Otherwise unassociated: ``no_match``, or ``invalid_phone`` when the number was unusable,
+   or ``invalid_reference`` when the account reference cannot be an account number or a phone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from matcher.errors import NotFound
 from matcher.models import Customer, CustomerPhone
 from matcher.notifications import Msisdn
 from matcher.phones import normalise_msisdn
+from matcher.text import REPLACEMENT, column_length, fits
 
 BY_ACCOUNT = "account_number"
 BY_ACCOUNT_PHONE = "account_phone"
@@ -31,6 +33,7 @@ BY_OPERATOR = "manual"
 NO_MATCH = "no_match"
 SHARED_PHONE = "shared_phone"
 INVALID_PHONE = "invalid_phone"
+INVALID_REFERENCE = "invalid_reference"
 DISASSOCIATED = "disassociated"
 
 
@@ -49,6 +52,24 @@ class Match:
 def account_key(account_number: str) -> str:
     """The form account numbers are compared in: trimmed, case-folded."""
     return account_number.strip().casefold()
+
+
+def unusable_reference(account_reference: str | None) -> bool:
+    """Whether a reference was given that cannot be an account number nor a phone: longer
+    than any account number, or holding characters the database refuses or had to replace.
+    Such a reference is never looked up; the payer's phone may still match."""
+    reference = (account_reference or "").strip()
+    return bool(reference) and (
+        not fits(reference, column_length(Customer.account_number)) or REPLACEMENT in reference
+    )
+
+
+def usable_reference(account_reference: str | None) -> str | None:
+    """The account reference as the rules read it (trimmed), or None when there is none to
+    read: empty, or unusable."""
+    if unusable_reference(account_reference):
+        return None
+    return (account_reference or "").strip() or None
 
 
 def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:
@@ -151,8 +172,8 @@ class LoadedDirectory:
         keys: set[str] = set()
         e164s: set[str] = set()
         sha256s: set[str] = set()
-        for reference, msisdn in payments:
-            reference = (reference or "").strip()
+        for given, msisdn in payments:
+            reference = usable_reference(given)
             if reference:
                 keys.add(account_key(reference))
                 typed = normalise_msisdn(reference, region)
@@ -170,7 +191,7 @@ def decide(
 ) -> Match:
     """Find the one customer a payment belongs to, or say why there is none."""
     candidates: list[str] = []
-    reference = (account_reference or "").strip()
+    reference = usable_reference(account_reference)
     if reference:
         customer = directory.by_account(account_key(reference))
         if customer is not None:
@@ -195,6 +216,8 @@ def decide(
         return Match(None, reason=SHARED_PHONE, candidates=tuple(candidates))
     if msisdn.kind == "invalid":
         return Match(None, reason=INVALID_PHONE)
+    if unusable_reference(account_reference):
+        return Match(None, reason=INVALID_REFERENCE)
     return Match(None, reason=NO_MATCH)
 
 

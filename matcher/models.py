@@ -144,7 +144,8 @@ class Payment(Base):
     )
     #: how the customer was found: account_number, account_phone, phone, phone_hash, manual
     match_method: Mapped[str | None] = mapped_column(String(32))
-    #: why an unassociated payment is unassociated: no_match, shared_phone, invalid_phone, ...
+    #: why an unassociated payment is unassociated: no_match, shared_phone, invalid_phone,
+    #: invalid_reference, ...
     reason: Mapped[str | None] = mapped_column(String(32))
     candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
     inbox_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -16,6 +16,7 @@ from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, Ledge
 from matcher.matching import (
     BY_OPERATOR,
     DISASSOCIATED,
+    INVALID_REFERENCE,
     NO_MATCH,
     LoadedDirectory,
     Match,
@@ -33,6 +34,7 @@ from matcher.models import (
 )
 from matcher.money import format_minor
 from matcher.notifications import FailedAttempt, Msisdn, PaymentNotification
+from matcher.text import fit
 
 # What recording a callback came to; also the processed inbox row's ``reason``.
 CREDITED = "credited"
@@ -69,13 +71,11 @@ def differences(payment: Payment, notification: PaymentNotification) -> list[str
         )
     if payment.channel == MANUAL:
         return found
+    # compared as it would be stored: a reference too long for its column was kept cut
+    kept = fit(notification.account_reference, Payment.account_reference)
     stored_ref = (payment.account_reference or "").strip().casefold()
-    new_ref = (notification.account_reference or "").strip().casefold()
-    if (
-        payment.account_reference is not None
-        and notification.account_reference is not None
-        and stored_ref != new_ref
-    ):
+    new_ref = (kept or "").strip().casefold()
+    if payment.account_reference is not None and kept is not None and stored_ref != new_ref:
         found.append(
             f"account reference {notification.account_reference!r} != {payment.account_reference!r}"
         )
@@ -132,6 +132,8 @@ def _apply_match(payment: Payment, match: Match) -> None:
 
 
 def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Payment:
+    """The payment row; the provider's free text is kept as its column can hold it (the
+    inbox keeps the exact body), so no text can stop money that moved from being recorded."""
     msisdn = notification.msisdn
     return Payment(
         provider=notification.provider,
@@ -140,14 +142,14 @@ def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Paym
         amount_minor=notification.amount,
         currency=notification.currency,
         paid_at=notification.paid_at,
-        msisdn_raw=msisdn.raw,
+        msisdn_raw=fit(msisdn.raw, Payment.msisdn_raw),
         msisdn_kind=msisdn.kind,
         phone=msisdn.e164,
         msisdn_sha256=msisdn.sha256,
-        payer_name=notification.payer_name,
-        account_reference=notification.account_reference,
-        business_short_code=notification.business_short_code,
-        transaction_type=notification.transaction_type,
+        payer_name=fit(notification.payer_name, Payment.payer_name),
+        account_reference=fit(notification.account_reference, Payment.account_reference),
+        business_short_code=fit(notification.business_short_code, Payment.business_short_code),
+        transaction_type=fit(notification.transaction_type, Payment.transaction_type),
         inbox_id=inbox_id,
         created_by=notification.provider,
         candidates=[],
@@ -295,9 +297,9 @@ def record_attempt(session: Session, attempt: FailedAttempt, *, inbox_id: int | 
         provider=attempt.provider,
         channel=attempt.channel,
         reference=attempt.reference,
-        merchant_reference=attempt.merchant_reference,
+        merchant_reference=fit(attempt.merchant_reference, PaymentAttempt.merchant_reference),
         result_code=attempt.result_code,
-        result_desc=attempt.result_desc[:500],
+        result_desc=fit(attempt.result_desc, PaymentAttempt.result_desc),
         inbox_id=inbox_id,
     )
     session.add(row)
@@ -314,7 +316,8 @@ def rematch_phones(
     region: str,
     actor: str,
 ) -> list[int]:
-    """Match again the ``no_match`` payments from these numbers; return those now credited.
+    """Match again the ``no_match`` payments from these numbers (and those whose account
+    reference was unusable, which their phone may still match); return those now credited.
 
     Payments an operator disassociated keep their reason and are never matched
     again automatically. Rows are locked so a concurrent operator action on
@@ -329,7 +332,11 @@ def rematch_phones(
         conditions.append(Payment.msisdn_sha256.in_(sha256s))
     payments = session.scalars(
         select(Payment)
-        .where(Payment.status == UNASSOCIATED, Payment.reason == NO_MATCH, or_(*conditions))
+        .where(
+            Payment.status == UNASSOCIATED,
+            Payment.reason.in_([NO_MATCH, INVALID_REFERENCE]),
+            or_(*conditions),
+        )
         .order_by(Payment.id)
         .with_for_update()
     ).all()

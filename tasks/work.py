@@ -64,7 +64,6 @@ def _one_batch(runtime: Runtime, parse: Parser) -> BatchResult:
                     parse,
                     region=settings.default_region,
                     limit=settings.batch_size,
-                    max_attempts=settings.max_attempts,
                 )
         except TRANSIENT_ERRORS as exc:
             if attempt == BATCH_TRIES:

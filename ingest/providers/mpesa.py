@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ingest.providers.base import InvalidCallback, ParseContext
+from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
     FailedAttempt,
@@ -26,6 +27,7 @@ from matcher.notifications import (
     ValidationRequest,
 )
 from matcher.phones import classify_msisdn
+from matcher.text import column_length, storable
 
 PROVIDER: Final = "mpesa"
 C2B_CONFIRMATION: Final = "c2b/confirmation"
@@ -49,6 +51,10 @@ _LOCAL_TIME_TEXT: Final = re.compile(r"[0-9]{14}")
 # Matched before upper-casing: "ß".upper() == "SS" would otherwise sneak letters in.
 _CODE_TEXT: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 _RESULT_CODE_TEXT: Final = re.compile(r"-?[0-9]{1,9}")
+# Daraja's request ids ("ws_CO_191220191020363925") are printable ASCII; an attempt is
+# known by its CheckoutRequestID, so it must be kept whole, never cut or altered.
+_REQUEST_ID_MAX: Final = column_length(PaymentAttempt.reference)
+_REQUEST_ID_TEXT: Final = re.compile(r"[\x21-\x7e]+")
 
 _AMOUNT_EXPECTED: Final = "expected a decimal string like '1500.00' or a JSON number"
 _SHOWN_MAX: Final = 60
@@ -245,7 +251,7 @@ def _parse_stk(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification | 
     body = _required_object(doc, "Body", "")
     callback = _required_object(body, "stkCallback", "Body.")
     where = "Body.stkCallback."
-    reference = _required_text(callback, "CheckoutRequestID", where)
+    reference = _request_id(_required(callback, "CheckoutRequestID", where), where)
     result_code = _result_code(_required(callback, "ResultCode", where), where + "ResultCode")
     if result_code != 0:
         return FailedAttempt(
@@ -378,13 +384,17 @@ def _required_object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any
     return value
 
 
-def _required_text(obj: dict[str, Any], key: str, where: str) -> str:
-    value = _required(obj, key, where)
-    if not isinstance(value, str) or not value.strip():
+def _request_id(value: object, where: str) -> str:
+    """An STK CheckoutRequestID: the attempt's identity, printable ASCII, kept whole."""
+    field = f"{where}CheckoutRequestID"
+    text = value.strip() if isinstance(value, str) else None
+    if not text or not _REQUEST_ID_TEXT.fullmatch(text) or len(text) > _REQUEST_ID_MAX:
         raise InvalidCallback(
-            f"{where}{key} {_show(value)} is not a non-empty string", "invalid_field"
+            f"{field} {_show(value)} is not a request id (expected 1-{_REQUEST_ID_MAX} "
+            "printable ASCII characters without spaces, like 'ws_CO_191220191020363925')",
+            "invalid_field",
         )
-    return value.strip()
+    return text
 
 
 def _optional_text(
@@ -486,4 +496,5 @@ def _show(value: object) -> str:
             shown = f"<{_json_type(value)}>"
     if len(shown) > _SHOWN_MAX:
         shown = shown[: _SHOWN_MAX - 3] + "..."
-    return shown
+    # the message is stored with the rejected body: no character the database refuses
+    return storable(shown)

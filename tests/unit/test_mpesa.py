@@ -774,3 +774,65 @@ class TestShapeOnly:
             ADAPTERS["mpesa"].parse(
                 "c2b/confirmation", json.dumps(body).encode(), ParseContext(shape_only=True)
             )
+
+    @given(mutated_bodies(), st.sampled_from(["\x00", "\ud800", "x" * 300, "\udfff" * 3]))
+    @settings(database=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    def test_the_shape_check_and_the_full_parse_agree_on_every_body(
+        self, case: tuple[str, bytes], text: str
+    ) -> None:
+        """What the webhook acknowledges the worker can parse, and what it refuses the worker
+        refuses for the same reason: one function decides for both."""
+        kind, body = case
+        doc = json.loads(body)
+        if isinstance(doc, dict):  # hostile text in every field the body has at the top
+            field = sorted(doc)[len(body) % len(doc)] if doc else "BillRefNumber"
+            doc[field] = text
+        body = json.dumps(doc).encode()
+        verdicts = []
+        for ctx in (ParseContext(shape_only=True), ParseContext()):
+            try:
+                result = ADAPTER.parse(kind, body, ctx)
+            except InvalidCallback as exc:
+                verdicts.append(("refused", exc.reason))
+            else:
+                verdicts.append((type(result).__name__, getattr(result, "code", None)))
+        assert verdicts[0] == verdicts[1]
+
+
+class TestUnstorableText:
+    """Text no column can hold: the identity of a callback must be whole, the rest is kept
+    as the column can hold it by the worker, so the parse accepts it."""
+
+    @pytest.mark.parametrize(
+        "reference",
+        ["ws_CO_" + "1" * 123, "ws_CO_1\x00", "ws_CO_1\ud800", "ws CO 1", "ws_CO_1é", ""],
+    )
+    def test_an_stk_request_id_that_cannot_be_kept_whole_is_invalid_field(
+        self, reference: str
+    ) -> None:
+        doc = {"Body": {"stkCallback": {"CheckoutRequestID": reference, "ResultCode": 1}}}
+        raises_invalid("invalid_field", "CheckoutRequestID")(lambda: parse("stk", doc))
+
+    def test_an_stk_request_id_of_128_printable_characters_is_kept(self) -> None:
+        reference = "ws_CO_" + "1" * 122
+        doc = {"Body": {"stkCallback": {"CheckoutRequestID": f" {reference} ", "ResultCode": 1}}}
+        result = parse("stk", doc)
+        assert isinstance(result, FailedAttempt)
+        assert result.reference == reference
+
+    @pytest.mark.parametrize("text", ["\x00", "\ud800", "A" * 5000])
+    @pytest.mark.parametrize(
+        "field", ["BillRefNumber", "MSISDN", "FirstName", "TransactionType", "BusinessShortCode"]
+    )
+    def test_free_text_of_a_confirmation_is_accepted_as_sent(self, field: str, text: str) -> None:
+        doc = json.loads(sample_bytes("c2b_confirmation_paybill_plain.json"))
+        doc[field] = text
+        assert isinstance(parse("c2b/confirmation", doc), PaymentNotification)
+
+    @pytest.mark.parametrize("value", [{"x": "\ud800"}, ["\udfff\x00"], "\ud800" * 3])
+    def test_a_refusal_message_holds_no_character_the_database_refuses(self, value: Any) -> None:
+        doc = json.loads(sample_bytes("c2b_confirmation_paybill_plain.json"))
+        doc["TransID"] = value
+        with pytest.raises(InvalidCallback) as caught:
+            parse("c2b/confirmation", doc)
+        assert not re.search("[\x00\ud800-\udfff]", caught.value.message)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
 from matcher.inbox import stranded
 from matcher.ledger import ledger_sum
@@ -172,6 +173,43 @@ def test_an_unusable_number_without_an_account_is_unassociated_as_invalid_phone(
     assert (payment.status, payment.reason) == ("unassociated", "invalid_phone")
 
 
+@pytest.mark.parametrize(
+    "reference", ["A" * 65, "ACC1042" + "x" * 300, "ACC\x001042", "\ud800ACC1042", "ACC\ufffd1"]
+)
+def test_a_reference_that_cannot_be_an_account_is_unassociated_as_invalid_reference(
+    runtime: Runtime, reference: str
+) -> None:
+    add_customer(runtime, "ACC1042", [])
+    put(runtime, "c2b/confirmation", confirmation(BillRefNumber=reference))
+    drain_inbox(runtime)
+    [payment] = payments(runtime)
+    assert (payment.status, payment.reason) == ("unassociated", "invalid_reference")
+    assert payment.account_reference is not None
+    assert len(payment.account_reference) <= 128
+    assert "\x00" not in payment.account_reference
+
+
+def test_a_payment_with_an_unusable_reference_is_matched_when_its_phone_gains_a_customer(
+    runtime: Runtime,
+) -> None:
+    from matcher.customers import save_customer
+
+    put(runtime, "c2b/confirmation", confirmation(BillRefNumber="R" * 300))
+    drain_inbox(runtime)
+    with runtime.sessions.begin() as session:
+        save_customer(
+            session,
+            account_number="LATE1",
+            name="Late",
+            phones=["0712345678"],
+            region="KE",
+            actor="test",
+        )
+    [payment] = payments(runtime)
+    assert (payment.status, payment.match_method) == ("associated", "phone")
+    assert balance(runtime, "LATE1") == 150000
+
+
 def test_a_till_payment_from_an_01_number_matches_by_phone(runtime: Runtime) -> None:
     add_customer(runtime, "T1", ["0110 123 456"])
     put(runtime, "c2b/confirmation", sample_bytes("c2b_confirmation_buy_goods.json"))
@@ -236,44 +274,76 @@ def test_a_row_from_an_unknown_provider_is_rejected_not_lost(runtime: Runtime) -
         assert (item.status, item.reason) == ("rejected", "unknown_provider")
 
 
-def test_an_unexpected_error_is_retried_with_backoff_then_dead_and_the_rest_proceed(
-    runtime: Runtime,
-) -> None:
+def _failing_on(runtime: Runtime, poisoned: int, error: Exception):  # type: ignore[no-untyped-def]
     from tasks import work
 
-    add_customer(runtime, "ACC1042", [])
-    poisoned = put(runtime, "c2b/confirmation", confirmation(TransID="POISON1"))
-    put(runtime, "c2b/confirmation", confirmation(TransID="FINE1"))
     real = work.parser_for(runtime)
 
     def parse(item: InboxItem):  # type: ignore[no-untyped-def]
         if item.id == poisoned:
-            raise RuntimeError("boom")
+            raise error
         return real(item)
 
+    return parse
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError("boom"), "failed"),
+        (ValueError("a bug of ours"), "failed"),
+        (KeyError("TransID"), "failed"),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), "unstorable"),
+        (DataError("INSERT", {}, Exception("value too long")), "unstorable"),
+    ],
+)
+def test_an_error_that_would_recur_makes_its_row_dead_at_once_and_the_rest_proceed(
+    runtime: Runtime, error: Exception, reason: str
+) -> None:
     from matcher.inbox import process_pending
 
+    add_customer(runtime, "ACC1042", [])
+    poisoned = put(runtime, "c2b/confirmation", confirmation(TransID="POISON1"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="FINE1"))
+    parse = _failing_on(runtime, poisoned, error)
+
     with runtime.sessions.begin() as session:
-        result = process_pending(session, parse, region="KE", limit=10, max_attempts=2)
-    assert result.outcomes == {"retrying": 1, "credited": 1}
+        result = process_pending(session, parse, region="KE", limit=10)
+    assert result.outcomes == {"dead": 1, "credited": 1}
     with runtime.sessions.begin() as session:
         item = session.get(InboxItem, poisoned)
         assert item is not None
-        assert (item.status, item.reason, item.attempts) == ("pending", "retrying", 1)
-        assert item.detail == "RuntimeError: boom"
-        assert item.next_attempt_at is not None
-        # not due yet: neither claimed nor counted as stranded
-        assert process_pending(session, parse, region="KE", limit=10).claimed == 0
+        assert (item.status, item.reason, item.attempts) == (INBOX_DEAD, reason, 1)
+        assert item.detail and item.detail.startswith(type(error).__name__ + ": ")
+        assert item.next_attempt_at is None
         assert stranded(session, older_than=timedelta(0)) == 0
-        item.next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
-    with runtime.sessions.begin() as session:
-        result = process_pending(session, parse, region="KE", limit=10, max_attempts=2)
-    assert result.outcomes == {"dead": 1}
+    assert balance(runtime, "ACC1042") == 150000
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT", {}, Exception("deadlock detected")),
+        InterfaceError("SELECT", {}, Exception("connection already closed")),
+    ],
+)
+def test_a_transient_database_error_rolls_the_batch_back_to_be_tried_again(
+    runtime: Runtime, error: Exception
+) -> None:
+    from matcher.inbox import process_pending
+
+    add_customer(runtime, "ACC1042", [])
+    poisoned = put(runtime, "c2b/confirmation", confirmation(TransID="BLIP1"))
+    put(runtime, "c2b/confirmation", confirmation(TransID="FINE1"))
+
+    with pytest.raises(type(error)), runtime.sessions.begin() as session:
+        process_pending(session, _failing_on(runtime, poisoned, error), region="KE", limit=10)
     with runtime.sessions.begin() as session:
         item = session.get(InboxItem, poisoned)
         assert item is not None
-        assert (item.status, item.attempts) == (INBOX_DEAD, 2)
-    assert balance(runtime, "ACC1042") == 150000
+        assert (item.status, item.attempts) == (INBOX_PENDING, 0)
+    assert count(runtime, Payment) == 0
+    assert drain_inbox(runtime).outcomes == {"credited": 2}
 
 
 def test_batches_are_worked_until_the_inbox_is_empty(runtime: Runtime) -> None:

@@ -92,7 +92,7 @@ class TestDeadLettersAndReplay:
             raise RuntimeError("adapter bug")
 
         with runtime.sessions.begin() as session:
-            process_pending(session, broken, region="KE", limit=10, max_attempts=1)
+            process_pending(session, broken, region="KE", limit=10)
         assert inbox_row(runtime, inbox_id).status == "dead"
         return inbox_id
 
