@@ -6,15 +6,19 @@ Each check is one set-based query, so it runs on millions of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from matcher.inbox import stranded
+from matcher.db import utcnow
+from matcher.inbox import due
 from matcher.models import (
     ASSOCIATED,
+    INBOX_DEAD,
+    INBOX_PENDING,
     Customer,
+    InboxItem,
     LedgerEntry,
     Payment,
     RevenueDay,
@@ -156,17 +160,88 @@ def revenue_matches_payments(session: Session) -> list[Violation]:
     return found
 
 
-def inbox_is_moving(session: Session, *, stuck_after: timedelta) -> list[Violation]:
-    count = stranded(session, older_than=stuck_after)
-    if not count:
+def _row(item: InboxItem) -> str:
+    code = f" {item.code}" if item.code else ""
+    return f"inbox row {item.id} ({item.provider}/{item.kind}{code})"
+
+
+def _first_line(detail: str | None) -> str:
+    line = (detail or "").strip().splitlines()[0] if (detail or "").strip() else "no detail"
+    return line[:200]
+
+
+def _more(total: int, shown: int, what: str, listing: str) -> list[Violation]:
+    if total <= shown:
         return []
-    return [
+    return [Violation("inbox", f"{total - shown} more {what} not listed: {listing}")]
+
+
+def inbox_has_no_dead_rows(session: Session) -> list[Violation]:
+    """A dead row is a callback that was acknowledged and never recorded: money stuck."""
+    total = int(
+        session.scalar(
+            select(func.count()).select_from(InboxItem).where(InboxItem.status == INBOX_DEAD)
+        )
+        or 0
+    )
+    if not total:
+        return []
+    rows = session.scalars(
+        select(InboxItem)
+        .where(InboxItem.status == INBOX_DEAD)
+        .order_by(InboxItem.id)
+        .limit(EXAMPLES)
+    ).all()
+    found = [
         Violation(
             "inbox",
-            f"{count} inbox row(s) pending for more than {int(stuck_after.total_seconds())}s: "
-            "are the workers and beat running?",
+            f"{_row(item)} is dead ({item.reason}: {_first_line(item.detail)}); fix the cause, "
+            f"then run `momo inbox replay {item.id}`",
         )
+        for item in rows
     ]
+    return found + _more(total, len(rows), "dead rows", "`momo inbox list --status dead`")
+
+
+def inbox_is_moving(
+    session: Session,
+    *,
+    stuck_after: timedelta,
+    max_attempts: int | None = None,
+    now: datetime | None = None,
+) -> list[Violation]:
+    """Pending rows nobody is getting to: waiting longer than ``stuck_after`` to be claimed,
+    due for a retry longer ago than that, or tried ``max_attempts`` times already."""
+    now = now or utcnow()
+    window = now - stuck_after
+    late_retry = InboxItem.next_attempt_at < window
+    too_many = InboxItem.attempts >= max_attempts if max_attempts is not None else None
+    stuck = [late_retry, due(now) & (InboxItem.received_at < window)]
+    if too_many is not None:
+        stuck.append(too_many)
+    where = (InboxItem.status == INBOX_PENDING) & or_(*stuck)
+    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
+    if not total:
+        return []
+    rows = session.scalars(
+        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
+    ).all()
+    seconds = int(stuck_after.total_seconds())
+    workers = "are `momo worker` and `momo beat` running and reaching the database?"
+    found = []
+    for item in rows:
+        if max_attempts is not None and item.attempts >= max_attempts:
+            what = (
+                f"is still pending after {item.attempts} attempts (MOMO_MAX_ATTEMPTS="
+                f"{max_attempts}; last: {_first_line(item.detail)}): {workers} once it is "
+                f"dead, fix the cause and run `momo inbox replay {item.id}`"
+            )
+        elif item.next_attempt_at is not None and item.next_attempt_at < window:
+            what = f"was due for a retry more than {seconds}s ago and is still pending: {workers}"
+        else:
+            what = f"pending for more than {seconds}s: {workers}"
+        found.append(Violation("inbox", f"{_row(item)} {what}"))
+    return found + _more(total, len(rows), "stuck rows", "`momo inbox list --status pending`")
 
 
 def revenue_days_match_slices(session: Session) -> list[Violation]:
@@ -211,7 +286,9 @@ def _sums(sums: tuple[int, int, int]) -> str:
     return f"{format_minor(amount)} over {count} payments, {format_minor(received)} received"
 
 
-def check_invariants(session: Session, *, stuck_after: timedelta) -> list[Violation]:
+def check_invariants(
+    session: Session, *, stuck_after: timedelta, max_attempts: int | None = None
+) -> list[Violation]:
     """Every violation of momo's promises found in the database; empty when all hold."""
     return [
         *balances_match_ledgers(session),
@@ -219,5 +296,6 @@ def check_invariants(session: Session, *, stuck_after: timedelta) -> list[Violat
         *receipts_are_unique(session),
         *revenue_matches_payments(session),
         *revenue_days_match_slices(session),
-        *inbox_is_moving(session, stuck_after=stuck_after),
+        *inbox_has_no_dead_rows(session),
+        *inbox_is_moving(session, stuck_after=stuck_after, max_attempts=max_attempts),
     ]

@@ -10,11 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from momo.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from matcher.check import Violation
 
 log = logging.getLogger("momo")
 
@@ -245,6 +248,46 @@ def beat(ctx: click.Context) -> None:
 # --- checks and the inbox -----------------------------------------------------------------
 
 
+def spool_violations(settings: Settings, *, now: float | None = None) -> list[Violation]:
+    """Spool files no drainer has emptied within a few drain intervals, and quarantined ones.
+
+    A spool file holds callbacks that were acknowledged but are not in the inbox yet;
+    one that lingers means no web process is draining it (or the database still refuses).
+    """
+    from matcher.check import Violation
+
+    found: list[Violation] = []
+    directory = settings.spool_path
+    if not directory.is_dir():
+        return found
+    now = time.time() if now is None else now
+    limit = max(60, 3 * settings.spool_drain_seconds)
+    for path in sorted(directory.glob("spool-*")):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # drained and removed while we looked
+            continue
+        if ".quarantine" in path.name:
+            found.append(
+                Violation(
+                    "spool",
+                    f"quarantined records need an operator: {path} holds callbacks the "
+                    "inbox could not take; read them, store or re-post each one, then remove "
+                    "the file",
+                )
+            )
+        elif stat.st_size and now - stat.st_mtime > limit:
+            found.append(
+                Violation(
+                    "spool",
+                    f"{path} has held acknowledged callbacks for {int(now - stat.st_mtime)}s "
+                    f"(more than {limit}s) without being drained into the inbox: run "
+                    "`momo spool drain` where MOMO_SPOOL_DIR points at it",
+                )
+            )
+    return found
+
+
 @main.command()
 @click.option(
     "--stuck-after",
@@ -254,7 +297,7 @@ def beat(ctx: click.Context) -> None:
 )
 def check(stuck_after: int | None) -> None:
     """Verify the books: balances equal their ledgers, payments net their amounts, no receipt
-    twice, no inbox row stuck. Exits 1 on any violation."""
+    twice, no inbox row dead or stuck, no spool left undrained. Exits 1 on any violation."""
     from datetime import timedelta
 
     from matcher.check import check_invariants
@@ -265,16 +308,22 @@ def check(stuck_after: int | None) -> None:
     seconds = stuck_after if stuck_after is not None else 2 * settings.sweep_after_seconds
     try:
         with runtime.sessions.begin() as session:
-            violations = check_invariants(session, stuck_after=timedelta(seconds=seconds))
+            violations = check_invariants(
+                session,
+                stuck_after=timedelta(seconds=seconds),
+                max_attempts=settings.max_attempts,
+            )
     finally:
         runtime.close()
+    violations += spool_violations(settings)
     for violation in violations:
         click.echo(f"VIOLATION [{violation.check}] {violation.message}")
     if violations:
         click.echo(f"{len(violations)} violation(s) found", err=True)
         sys.exit(1)
     click.echo(
-        "ok: balances equal ledgers, payments net their amounts, receipts unique, inbox moving"
+        "ok: balances equal ledgers, payments net their amounts, receipts unique, inbox moving "
+        "with no dead rows, spool drained"
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -134,8 +137,12 @@ class TestDeadLettersAndReplay:
 
 
 class TestCheck:
-    def run(self, runtime: Runtime, *args: str):  # type: ignore[no-untyped-def]
-        env = {"MOMO_DATABASE_URL": runtime.settings.database_url}
+    def run(self, runtime: Runtime, *args: str, **env: str):  # type: ignore[no-untyped-def]
+        env = {
+            "MOMO_DATABASE_URL": runtime.settings.database_url,
+            "MOMO_INSTANCE_PATH": str(runtime.settings.instance_path),
+            **env,
+        }
         return CliRunner().invoke(main, ["check", *args], env=env)
 
     def books(self, runtime: Runtime) -> None:
@@ -209,7 +216,134 @@ class TestCheck:
             )
         result = self.run(runtime, "--stuck-after", "60")
         assert result.exit_code == 1
-        assert "1 inbox row(s) pending for more than 60s" in result.stdout
+        assert (
+            f"VIOLATION [inbox] inbox row {inbox_id} (mpesa/c2b/confirmation) pending for "
+            "more than 60s: are `momo worker` and `momo beat` running" in result.stdout
+        )
+
+    def test_a_dead_row_is_found_with_the_command_that_replays_it(self, runtime: Runtime) -> None:
+        inbox_id = TestDeadLettersAndReplay().make_dead(runtime)
+        result = self.run(runtime)
+        assert result.exit_code == 1
+        [line] = [line for line in result.stdout.splitlines() if "VIOLATION" in line]
+        assert f"inbox row {inbox_id} (mpesa/c2b/confirmation) is dead (failed: " in line
+        assert "adapter bug" in line
+        assert line.endswith(f"run `momo inbox replay {inbox_id}`")
+
+    def test_many_dead_rows_are_listed_up_to_a_limit_then_counted(self, runtime: Runtime) -> None:
+        from matcher.check import EXAMPLES
+
+        for n in range(EXAMPLES + 3):
+            put(runtime, "c2b/confirmation", confirmation(TransID=f"DEAD{n:04d}"))
+        with runtime.sessions.begin() as session:
+            session.execute(update(InboxItem).values(status="dead", reason="failed"))
+        lines = self.run(runtime).stdout.splitlines()
+        assert len([line for line in lines if " is dead " in line]) == EXAMPLES
+        assert "VIOLATION [inbox] 3 more dead rows not listed: " in lines[-1]
+
+    def test_a_rejected_body_is_not_a_violation(self, runtime: Runtime) -> None:
+        self.books(runtime)
+        put(runtime, "c2b/confirmation", b"not json")
+        drain_inbox(runtime)
+        assert inbox_row(runtime, 4).status == "rejected"
+        result = self.run(runtime)
+        assert result.exit_code == 0, result.output
+
+    @pytest.mark.parametrize(
+        ("attempts", "next_attempt", "said"),
+        [
+            (5, timedelta(minutes=10), "still pending after 5 attempts (MOMO_MAX_ATTEMPTS=5"),
+            (7, None, "still pending after 7 attempts"),
+            (2, -timedelta(minutes=10), "was due for a retry more than 60s ago"),
+        ],
+    )
+    def test_a_row_retrying_past_its_limit_or_overdue_is_found(
+        self, runtime: Runtime, attempts: int, next_attempt: timedelta | None, said: str
+    ) -> None:
+        inbox_id = put(runtime, "c2b/confirmation", confirmation())
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == inbox_id)
+                .values(
+                    attempts=attempts,
+                    reason="retrying",
+                    detail="RuntimeError: boom",
+                    next_attempt_at=None
+                    if next_attempt is None
+                    else datetime.now(UTC) + next_attempt,
+                )
+            )
+        result = self.run(runtime, "--stuck-after", "60", MOMO_MAX_ATTEMPTS="5")
+        assert result.exit_code == 1
+        assert f"VIOLATION [inbox] inbox row {inbox_id} " in result.stdout
+        assert said in result.stdout
+
+    def test_a_row_waiting_out_its_backoff_is_not_a_violation(self, runtime: Runtime) -> None:
+        inbox_id = put(runtime, "c2b/confirmation", confirmation())
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == inbox_id)
+                .values(
+                    attempts=2,
+                    received_at=datetime.now(UTC) - timedelta(minutes=10),
+                    next_attempt_at=datetime.now(UTC) + timedelta(minutes=1),
+                )
+            )
+        result = self.run(runtime, "--stuck-after", "60", MOMO_MAX_ATTEMPTS="5")
+        assert result.exit_code == 0, result.output
+
+
+class TestCheckSpool:
+    def spool_file(self, directory: Path, name: str, age: float, body: bytes = b"{}\n") -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / name
+        path.write_bytes(body)
+        when = time.time() - age
+        os.utime(path, (when, when))
+        return path
+
+    def run(self, runtime: Runtime, spool: Path, drain_seconds: int = 5):  # type: ignore[no-untyped-def]
+        return TestCheck().run(
+            runtime,
+            MOMO_SPOOL_DIR=str(spool),
+            MOMO_SPOOL_DRAIN_SECONDS=str(drain_seconds),
+        )
+
+    def test_a_spool_file_older_than_a_few_drain_intervals_is_found(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        path = self.spool_file(tmp_path / "spool", "spool-web1.jsonl", age=61)
+        result = self.run(runtime, tmp_path / "spool")
+        assert result.exit_code == 1
+        [line] = result.stdout.splitlines()
+        assert line.startswith(f"VIOLATION [spool] {path} has held acknowledged callbacks for 6")
+        assert line.endswith("run `momo spool drain` where MOMO_SPOOL_DIR points at it")
+
+    def test_the_age_limit_is_three_drain_intervals_when_longer_than_a_minute(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        self.spool_file(tmp_path / "spool", "spool-web1.jsonl.1a2b3c4d.draining", age=100)
+        assert self.run(runtime, tmp_path / "spool", drain_seconds=40).exit_code == 0
+        result = self.run(runtime, tmp_path / "spool", drain_seconds=30)
+        assert result.exit_code == 1
+        assert "(more than 90s)" in result.stdout
+
+    def test_a_fresh_or_empty_spool_file_and_other_files_are_not_violations(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        self.spool_file(tmp_path / "spool", "spool-web1.jsonl", age=10)
+        self.spool_file(tmp_path / "spool", "spool-web2.jsonl", age=600, body=b"")
+        self.spool_file(tmp_path / "spool", "drain.lock", age=600)
+        result = self.run(runtime, tmp_path / "spool")
+        assert result.exit_code == 0, result.output
+
+    def test_a_quarantine_file_is_found_at_any_age(self, runtime: Runtime, tmp_path: Path) -> None:
+        path = self.spool_file(tmp_path / "spool", "spool-web1.jsonl.quarantine", age=1)
+        result = self.run(runtime, tmp_path / "spool")
+        assert result.exit_code == 1
+        assert f"VIOLATION [spool] quarantined records need an operator: {path}" in result.stdout
 
 
 class TestInboxApi:
