@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from matcher.db import Base, BigId, UTCDateTime, utcnow
 
-# Inbox row states. pending -> processed | conflict | dead (after its retries);
+# Inbox row states. pending -> processed | conflict | dead (an error that would recur);
 # rejected rows were never the provider's shape. Dead and rejected rows can be replayed.
 INBOX_PENDING = "pending"
 INBOX_PROCESSED = "processed"
@@ -62,7 +62,7 @@ class InboxItem(Base):
     )
     #: set for callbacks that waited in a web host's spool while the database was down
     spool_id: Mapped[str | None] = mapped_column(String(36))
-    #: a row that failed is tried again no earlier than this (backoff), until it is dead
+    #: a row is not claimed before this (rows that older versions left retrying with backoff)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -42,7 +42,7 @@ class Settings:
     sweep_interval_seconds: int = 15
     #: how many inbox rows one worker transaction claims
     batch_size: int = 100
-    #: a callback that fails this often (with backoff between) is marked dead
+    #: `momo check` reports an inbox row still pending after this many processing attempts
     max_attempts: int = 5
     #: wrong-token or disallowed webhook requests one address may make per minute before 429
     unauthenticated_per_minute: int = 60
