@@ -31,7 +31,7 @@ from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, webhook_url
-from tests.integration.conftest import _database
+from tests.integration.conftest import Stack, _database, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +303,24 @@ def test_any_text_in_an_acknowledged_confirmation_ends_in_one_payment(
             )
             == 1
         )
+
+
+def test_over_http_a_payment_with_unstorable_text_is_credited_by_the_worker(stack: Stack) -> None:
+    """The same through gunicorn and a Celery worker: acknowledged, then credited once."""
+    response = stack.api(
+        "POST",
+        "/customers",
+        json={"account_number": "HOSTILE-1", "name": "H", "phones": ["0722 000 111"]},
+    )
+    assert response.status_code == 201, response.text
+    body = confirmation(
+        BillRefNumber="HOSTILE-1" + NUL + "x" * 300,
+        MSISDN="254722000111",
+        FirstName="W" * 300 + SURROGATE,
+    )
+    answer = stack.post("c2b/confirmation", json.dumps(body).encode())
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
+    wait_until(lambda: stack.balance("HOSTILE-1") == "1500.00")
+    with stack.runtime.sessions.begin() as session:
+        item = session.scalars(select(InboxItem).where(InboxItem.code == body["TransID"])).one()
+        assert (item.status, item.reason) == ("processed", "credited")
