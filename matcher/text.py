@@ -30,7 +30,7 @@ def fits(text: str, length: int) -> bool:
 
 def column_length(attribute: Any) -> int:
     """The declared length of a mapped VARCHAR column, e.g. ``column_length(Payment.code)``."""
-    length = attribute.property.columns[0].type.length
+    length = getattr(attribute.property.columns[0].type, "length", None)
     if not isinstance(length, int):
         raise TypeError(f"{attribute} has no declared length")
     return length
