@@ -44,11 +44,11 @@ def database_problem(url: str, exc: BaseException) -> str | None:
 
     shown = f"MOMO_DATABASE_URL={_redacted(url)}"
     usable = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
-    if isinstance(exc, ArgumentError | ImportError):
+    if isinstance(exc, ArgumentError | ImportError | ValueError):
         # Only when the URL itself is what fails: the same errors elsewhere are bugs.
         try:
             make_url(url).get_dialect().import_dbapi()
-        except ArgumentError as problem:
+        except (ArgumentError, ValueError) as problem:
             return f"{shown} is not a database URL momo can use ({problem}); give {usable}"
         except ImportError as problem:
             return (
@@ -90,7 +90,7 @@ class _Commands(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (ArgumentError, ImportError, OperationalError, InterfaceError) as exc:
+        except (ArgumentError, ImportError, ValueError, OperationalError, InterfaceError) as exc:
             try:
                 url = load_settings().database_url
             except ConfigError:

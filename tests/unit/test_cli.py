@@ -507,6 +507,7 @@ class TestADatabaseMomoCannotUse:
             ("foo://momo:s3cret@db/momo", "not a database URL"),
             ("postgresql+psycopg2://momo:s3cret@db/momo", "driver psycopg2"),
             ("not a url at all", "not a database URL"),
+            ("postgresql://momo:s3cret@db:notaport/momo", "not a database URL"),
         ],
     )
     @pytest.mark.parametrize("args", DATABASE_COMMANDS)
@@ -528,11 +529,13 @@ class TestADatabaseMomoCannotUse:
     ) -> None:
         import matcher.check
 
-        def broken(*_args: object, **_kwargs: object) -> None:
-            raise ImportError("a bug of ours", name="nosuchmodule")
-
         upgraded(env)
-        monkeypatch.setattr(matcher.check, "check_invariants", broken)
-        result = run(env, "check")
-        assert isinstance(result.exception, ImportError)
-        assert "MOMO_DATABASE_URL" not in result.output
+        for error in (ImportError("a bug of ours", name="nosuchmodule"), ValueError("a bug")):
+
+            def broken(*_args: object, error: Exception = error, **_kwargs: object) -> None:
+                raise error
+
+            monkeypatch.setattr(matcher.check, "check_invariants", broken)
+            result = run(env, "check")
+            assert result.exception is error
+            assert "MOMO_DATABASE_URL" not in result.output
