@@ -324,3 +324,27 @@ def test_over_http_a_payment_with_unstorable_text_is_credited_by_the_worker(stac
     with stack.runtime.sessions.begin() as session:
         item = session.scalars(select(InboxItem).where(InboxItem.code == body["TransID"])).one()
         assert (item.status, item.reason) == ("processed", "credited")
+
+
+@pytest.mark.parametrize(
+    ("reference", "msisdn", "accepted"),
+    [
+        (ACCOUNT + NUL, "254700000001", False),
+        (SURROGATE * 3, "254712345678", True),
+        ("R" * 500, "254712345678", True),
+    ],
+)
+def test_a_validation_with_an_unusable_reference_is_answered_not_a_503(
+    pg: Runtime, reference: str, msisdn: str, accepted: bool
+) -> None:
+    """Refusing unknown accounts looks the reference up: one no account can have is not
+    looked up (PostgreSQL would refuse the query), the payer's phone still counts."""
+    checking = build_runtime(pg.settings.with_overrides(mpesa_validation="reject-unknown-account"))
+    try:
+        client = create_app(runtime=checking).test_client()
+        body = sample("c2b_validation.json") | {"BillRefNumber": reference, "MSISDN": msisdn}
+        status, answer = post(client, "c2b/validation", body)
+    finally:
+        checking.close()
+    assert status == 200, answer
+    assert answer["ResultCode"] == ("0" if accepted else "C2B00012")
