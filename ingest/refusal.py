@@ -22,6 +22,7 @@ from sqlalchemy import String, Table
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from matcher.models import INBOX_REJECTED, InboxItem
+from matcher.text import unfit
 
 #: the reason of an inbox row stored in its safe form
 UNSTORABLE = "unstorable_text"
@@ -46,18 +47,6 @@ class RowRefused(Exception):
         self.detail = detail
 
 
-def _problem(value: str, bound: int | None) -> str | None:
-    if "\x00" in value:
-        return "holds a NUL character (U+0000)"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "holds a lone surrogate (not a Unicode character)"
-    if bound is not None and len(value) > bound:
-        return f"is {len(value)} characters long (at most {bound} fit)"
-    return None
-
-
 def unstorable(row: dict[str, Any]) -> str | None:
     """Why a database would refuse this inbox row's text, or None when it would take it.
 
@@ -68,7 +57,7 @@ def unstorable(row: dict[str, Any]) -> str | None:
     for column, bound in TEXT_COLUMNS.items():
         value = row.get(column)
         if isinstance(value, str):
-            problem = _problem(value, bound)
+            problem = unfit(value, bound)
             if problem:
                 problems.append(f"{column} {problem}")
     return "; ".join(problems) or None

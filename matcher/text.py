@@ -28,6 +28,18 @@ def fits(text: str, length: int) -> bool:
     return len(text) <= length and _UNSTORABLE.search(text) is None
 
 
+def unfit(text: str, length: int | None = None) -> str | None:
+    """Why no database would store ``text`` as it is (in ``length`` characters), or None."""
+    found = _UNSTORABLE.search(text)
+    if found is not None:
+        if found.group() == "\x00":
+            return "holds a NUL character (U+0000)"
+        return "holds a lone surrogate (not a Unicode character)"
+    if length is not None and len(text) > length:
+        return f"is {len(text)} characters long (at most {length} fit)"
+    return None
+
+
 def column_length(attribute: Any) -> int:
     """The declared length of a mapped VARCHAR column, e.g. ``column_length(Payment.code)``."""
     length = getattr(attribute.property.columns[0].type, "length", None)

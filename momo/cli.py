@@ -254,6 +254,7 @@ def spool_violations(settings: Settings, *, now: float | None = None) -> list[Vi
     A spool file holds callbacks that were acknowledged but are not in the inbox yet;
     one that lingers means no web process is draining it (or the database still refuses).
     """
+    from ingest.spool import QUARANTINE_NAME
     from matcher.check import Violation
 
     found: list[Violation] = []
@@ -262,21 +263,22 @@ def spool_violations(settings: Settings, *, now: float | None = None) -> list[Vi
         return found
     now = time.time() if now is None else now
     limit = max(60, 3 * settings.spool_drain_seconds)
+    quarantine = directory / QUARANTINE_NAME
+    if quarantine.exists() and quarantine.stat().st_size:
+        found.append(
+            Violation(
+                "spool",
+                f"quarantined records need an operator: {quarantine} holds callbacks the "
+                "inbox could not take; read them, store or re-post each one, then remove "
+                "the file",
+            )
+        )
     for path in sorted(directory.glob("spool-*")):
         try:
             stat = path.stat()
         except FileNotFoundError:  # drained and removed while we looked
             continue
-        if ".quarantine" in path.name:
-            found.append(
-                Violation(
-                    "spool",
-                    f"quarantined records need an operator: {path} holds callbacks the "
-                    "inbox could not take; read them, store or re-post each one, then remove "
-                    "the file",
-                )
-            )
-        elif stat.st_size and now - stat.st_mtime > limit:
+        if stat.st_size and now - stat.st_mtime > limit:
             found.append(
                 Violation(
                     "spool",

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+from ingest.spool import QUARANTINE_NAME
 from matcher.check import check_invariants
 from matcher.errors import Conflict
 from matcher.inbox import process_pending, replay
@@ -340,7 +341,7 @@ class TestCheckSpool:
         assert result.exit_code == 0, result.output
 
     def test_a_quarantine_file_is_found_at_any_age(self, runtime: Runtime, tmp_path: Path) -> None:
-        path = self.spool_file(tmp_path / "spool", "spool-web1.jsonl.quarantine", age=1)
+        path = self.spool_file(tmp_path / "spool", QUARANTINE_NAME, age=1)
         result = self.run(runtime, tmp_path / "spool")
         assert result.exit_code == 1
         assert f"VIOLATION [spool] quarantined records need an operator: {path}" in result.stdout
