@@ -472,6 +472,7 @@ def attach_spool(runtime: Any) -> Spool:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
+    from matcher.db import answer_within
     from tasks.nudge import Nudger
 
     settings = runtime.settings
@@ -481,8 +482,11 @@ def attach_spool(runtime: Any) -> Spool:
         if not spool.has_records():
             return
         try:
-            # ask first, so an outage does not rename the live file away every tick
-            with runtime.engine.connect() as connection:
+            # ask first (briefly), so an outage does not rename the live file away every tick
+            with (
+                answer_within(settings.db_write_timeout_seconds),
+                runtime.engine.connect() as connection,
+            ):
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             log.warning("spool not drained yet, the database is still unreachable: %s", exc)

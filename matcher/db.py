@@ -7,9 +7,16 @@ session and never commit.
 
 from __future__ import annotations
 
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg.abc import PQGen
 from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -53,8 +60,117 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for momo's use of each database."""
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a PostgreSQL connection waits for the server before it gives up.
+
+    A server that stops answering without closing the connection (a network
+    partition, a failover whose old address goes quiet) still has its TCP
+    segments acknowledged by whatever sits in between, so neither keepalives
+    nor the server's own ``statement_timeout`` end the wait: the client cuts it.
+    """
+
+    #: the client gives up on any one round trip (a statement, a commit) after this
+    answer_seconds: float
+    #: the server cancels a statement after this (None: only the client's deadline)
+    statement_seconds: float | None = None
+    #: opening a connection gives up after this (libpq counts whole seconds, at least 2)
+    connect_seconds: float = 5
+
+    @classmethod
+    def for_statements(cls, seconds: float) -> Deadlines:
+        """The server cancels a statement after ``seconds``; the client waits a little longer,
+        so a slow statement ends with the server's clear error and a usable connection, and
+        only a server that does not answer at all is cut off."""
+        answer = seconds + max(1.0, seconds / 4)
+        return cls(answer, statement_seconds=seconds, connect_seconds=min(5.0, answer))
+
+
+class NoAnswer(psycopg.OperationalError):
+    """The server did not answer within the deadline; the connection was closed."""
+
+
+RV = TypeVar("RV")
+
+#: a shorter deadline for what this thread does inside ``answer_within``
+_shorter = threading.local()
+
+
+@contextmanager
+def answer_within(seconds: float) -> Iterator[None]:
+    """Every round trip (and connect) this thread makes in the block gives up after
+    ``seconds`` at most: a health probe must answer quickly where statements may take longer."""
+    before = getattr(_shorter, "seconds", None)
+    _shorter.seconds = seconds if before is None else min(before, seconds)
+    try:
+        yield
+    finally:
+        _shorter.seconds = before
+
+
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait on the server has a deadline.
+
+    psycopg runs each round trip (execute, commit, rollback, prepare, COPY) through
+    ``wait``; giving it a timeout bounds the wait in the driver itself, at no cost per
+    statement beyond reading one attribute. A round trip cut off mid-way leaves the
+    protocol in an unknown state, so the connection is closed and never reused.
+    """
+
+    answer_seconds: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        limit = self.answer_seconds
+        shorter = getattr(_shorter, "seconds", None)
+        if shorter is not None and (limit is None or shorter < limit):
+            limit = shorter
+        if limit is None or (timeout is not None and timeout <= limit):
+            return super().wait(gen, interval, timeout)  # the caller's own, shorter timeout
+        try:
+            return super().wait(gen, interval, limit)
+        except psycopg.errors._WaitTimeout:
+            self.pgconn.finish()
+            raise NoAnswer(
+                f"the database did not answer within {limit:g}s; the connection was closed "
+                "(is PostgreSQL up and reachable from this host?)"
+            ) from None
+
+
+def _postgres_options(deadlines: Deadlines | None) -> dict[str, Any]:
+    """Connection arguments: keepalives always; server-side timeouts when deadlines are set."""
+    connect_args: dict[str, Any] = {
+        # An unreachable server must fail fast: the webhook then spools instead of hanging.
+        "connect_timeout": 5,
+        # Notice a peer that vanished (host down, cable cut) on idle pooled connections.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    if deadlines is None:
+        return connect_args
+    connect_args["connect_timeout"] = max(2, math.ceil(deadlines.connect_seconds))
+    if deadlines.statement_seconds is not None:
+        ms = int(deadlines.statement_seconds * 1000)
+        options = [
+            f"-c statement_timeout={ms}",
+            # a lock wait fails on its own, before the statement as a whole does
+            f"-c lock_timeout={max(1, ms // 2)}",
+            # a client cut off mid-transaction (its last statement never reached the
+            # server) does not hold its row locks for long: the server ends the session
+            f"-c idle_in_transaction_session_timeout={4 * ms}",
+        ]
+        connect_args["options"] = " ".join(options)
+    return connect_args
+
+
+def make_engine(url: str, *, deadlines: Deadlines | None = None, **kwargs: Any) -> Engine:
+    """An engine tuned for momo's use of each database.
+
+    With ``deadlines`` (every long-running process and command passes them), no
+    PostgreSQL wait is unbounded: statements, commits and connects give up and raise
+    ``OperationalError``, and the connection that timed out is discarded.
+    """
     if url.startswith("sqlite"):
         # One writer at a time is SQLite's nature. Waiting for the lock (timeout) and
         # taking it at BEGIN (IMMEDIATE) turns "database is locked" races between the web
@@ -79,10 +195,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    # An unreachable server must fail fast: the webhook then spools instead of hanging.
-    connect_args = {"connect_timeout": 5}
-    connect_args.update(kwargs.pop("connect_args", {}))
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    # a connection older than this is replaced: no failover leaves one behind for long
+    kwargs.setdefault("pool_recycle", 1800)
+    connect_args = _postgres_options(deadlines)
+    extra = dict(kwargs.pop("connect_args", {}))
+    if "options" in extra and "options" in connect_args:
+        extra["options"] = f"{connect_args['options']} {extra['options']}"
+    connect_args.update(extra)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if deadlines is not None and engine.dialect.driver == "psycopg":
+        answer_seconds = deadlines.answer_seconds
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            shorter = getattr(_shorter, "seconds", None)
+            if shorter is not None:
+                timeout = max(2, math.ceil(shorter))  # libpq's least
+                cparams = {
+                    **cparams,
+                    "connect_timeout": min(cparams.get("connect_timeout", timeout), timeout),
+                }
+            connection = DeadlineConnection.connect(*cargs, **cparams)
+            connection.answer_seconds = answer_seconds
+            return connection
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

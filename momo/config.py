@@ -52,6 +52,12 @@ class Settings:
     spool_dir: Path | None = None
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_drain_seconds: int = 5
+    #: a webhook's inbox write (and its connect) that the database has not answered within
+    #: this long goes to the spool instead; well inside the provider's own timeout
+    db_write_timeout_seconds: int = 3
+    #: PostgreSQL cancels any other statement after this long; a database that does not
+    #: answer at all is given up on a little later (API, workers, drainer, commands)
+    db_statement_timeout_seconds: int = 20
 
     @property
     def spool_path(self) -> Path:
@@ -172,4 +178,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else None,
         spool_max_bytes=_int(env, "MOMO_SPOOL_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
         spool_drain_seconds=_int(env, "MOMO_SPOOL_DRAIN_SECONDS", 5, minimum=1),
+        db_write_timeout_seconds=_int(env, "MOMO_DB_WRITE_TIMEOUT_SECONDS", 3, minimum=1),
+        db_statement_timeout_seconds=_int(env, "MOMO_DB_STATEMENT_TIMEOUT_SECONDS", 20, minimum=1),
     )

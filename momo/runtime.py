@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from ingest.providers.base import ParseContext
-from matcher.db import make_engine, make_session_factory
+from matcher.db import Deadlines, make_engine, make_session_factory
 from momo.config import Settings, load_settings
 
 
@@ -57,7 +57,8 @@ class Runtime:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or load_settings()
-    engine = make_engine(settings.database_url)
+    deadlines = Deadlines.for_statements(settings.db_statement_timeout_seconds)
+    engine = make_engine(settings.database_url, deadlines=deadlines)
     return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from matcher.db import answer_within
 from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,17 @@ common = Blueprint("common", __name__)
 
 @common.get("/healthz")
 def healthz() -> tuple[Any, int]:
-    """200 when the database answers, 503 otherwise (load balancers take the node out)."""
+    """200 when the database answers, 503 otherwise (load balancers take the node out).
+
+    Answering means within the webhook's write deadline: a node whose database is that
+    slow spools its callbacks, and a load balancer waits no longer than that either.
+    """
     runtime: Runtime = current_app.extensions["momo"]
     try:
-        with runtime.engine.connect() as connection:
+        with (
+            answer_within(runtime.settings.db_write_timeout_seconds),
+            runtime.engine.connect() as connection,
+        ):
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return jsonify({"status": "unavailable", "database": type(exc).__name__}), 503

@@ -115,6 +115,8 @@ class TestLoadSettingsValues:
                 "MOMO_SWEEP_INTERVAL_SECONDS": "5",
                 "MOMO_BATCH_SIZE": "25",
                 "MOMO_INSTANCE_PATH": str(tmp_path),
+                "MOMO_DB_WRITE_TIMEOUT_SECONDS": "2",
+                "MOMO_DB_STATEMENT_TIMEOUT_SECONDS": "45",
             }
         )
 
@@ -127,6 +129,8 @@ class TestLoadSettingsValues:
         assert settings.sweep_interval_seconds == 5
         assert settings.batch_size == 25
         assert settings.instance_path == tmp_path
+        assert settings.db_write_timeout_seconds == 2
+        assert settings.db_statement_timeout_seconds == 45
 
 
 # --- load_settings: bad values ------------------------------------------------------------
@@ -156,6 +160,8 @@ class TestLoadSettingsRefusesBadValues:
             ("MOMO_SWEEP_INTERVAL_SECONDS", "-5"),
             ("MOMO_BATCH_SIZE", "0"),
             ("MOMO_BATCH_SIZE", "1.5"),
+            ("MOMO_DB_WRITE_TIMEOUT_SECONDS", "0"),
+            ("MOMO_DB_STATEMENT_TIMEOUT_SECONDS", "soon"),
         ],
     )
     def test_a_bad_value_raises_config_error_naming_its_variable(
