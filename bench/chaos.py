@@ -21,8 +21,13 @@ the stream:
    CheckoutRequestID (the inbox row's code) holds a NUL is posted, and another is
    written into the spool file of a host that no longer exists, as a webhook that did
    not check the text would have; good callbacks are spooled around them. Afterwards
-   both must be rejected inbox rows (reason ``unstorable_text``) while every good
-   callback drains and is credited.
+   both must be rejected inbox rows (the adapter refuses the posted one's reference,
+   ``invalid_field``; the drainer the written one's text, ``unstorable_text``) while
+   every good callback drains and is credited.
+6. makes PostgreSQL silent for a few seconds: momo's processes reach it through a
+   loopback proxy of the bench's own, which then keeps every connection open and drops
+   every byte (a partition, a failover whose old address went quiet). Callbacks answered
+   then must come from the spool, within the write deadline: none unanswered or 5xx.
 
 ``--short`` (CI) runs one round over ~75 s; the full form runs two rounds over ~200 s, the
 second harsher: Redis SIGTERM instead of SIGKILL, ``pg_ctl stop -m immediate`` (a crash
@@ -74,6 +79,8 @@ import psycopg
 import redis
 import requests
 
+from tests.silent_proxy import SilentProxy
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SAMPLE = ROOT / "tests" / "samples" / "mpesa" / "c2b_confirmation_paybill_plain.json"
@@ -94,6 +101,7 @@ FAULT_PLAN = (
     "web_restart",
     "poison_spool",
     "redis_flush",
+    "pg_silent",
 )
 ALL_FAULTS = (
     "worker_kill",
@@ -102,8 +110,11 @@ ALL_FAULTS = (
     "pg_restart",
     "web_restart",
     "poison_spool",
+    "pg_silent",
 )
 OUTAGE_SECONDS = 4.0
+#: longer than the webhook's write deadline (MOMO_DB_WRITE_TIMEOUT_SECONDS, 3 s)
+SILENT_SECONDS = 6.0
 RESEND_TRIES = 15
 DRAIN_TIMEOUT = 120.0
 REQUEST_TIMEOUT = (3.0, 20.0)
@@ -166,6 +177,8 @@ class Stack:
         self.pg_port, self.redis_port, self.web_port = free_ports(3)
         self.path_token = secrets.token_hex(16)
         self.db_url = f"postgresql://postgres@127.0.0.1:{self.pg_port}/momo"
+        #: momo's processes reach PostgreSQL through it (the bench's own checks do not)
+        self.pg_proxy = SilentProxy("127.0.0.1", self.pg_port)
         self.broker_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.base = f"http://127.0.0.1:{self.web_port}"
         self.webhook = f"{self.base}/webhooks/mpesa/{self.path_token}/c2b/confirmation"
@@ -181,7 +194,9 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
         self.env.update(
             {
-                "MOMO_DATABASE_URL": self.db_url,
+                "MOMO_DATABASE_URL": self.db_url.replace(
+                    f":{self.pg_port}/", f":{self.pg_proxy.port}/"
+                ),
                 "MOMO_BROKER_URL": self.broker_url,
                 "MOMO_MPESA_PATH_TOKEN": self.path_token,
                 "MOMO_SWEEP_AFTER_SECONDS": "3",
@@ -458,6 +473,8 @@ class Stack:
         self.start_postgres()
         self.create_database()
         say(f"postgres on 127.0.0.1:{self.pg_port} (data {self.pg_data})")
+        self.pg_proxy.start()
+        say(f"momo reaches it through a proxy that can go silent, 127.0.0.1:{self.pg_proxy.port}")
         self.start_redis()
         say(f"redis on 127.0.0.1:{self.redis_port}")
         say(self.momo("db", "upgrade").stdout.strip())
@@ -730,6 +747,8 @@ class Chaos:
                     fault.detail = self.web_restart(hard=bool(k % 2))
                 elif name == "poison_spool":
                     fault.detail = self.poison_spool()
+                elif name == "pg_silent":
+                    fault.detail = self.pg_silent()
                 else:
                     raise HarnessError(f"unknown fault {name}")
                 fault.ok = True
@@ -878,19 +897,23 @@ class Chaos:
 
         def rejected() -> list[tuple[str, str, str]] | None:
             with stack.connect() as conn:
+                # by the body: a reference refused at the webhook leaves the row's code empty
                 found = conn.execute(
-                    "SELECT code, status, reason FROM inbox WHERE code LIKE %s ORDER BY code",
-                    (f"ws_CO_{marker}%",),
+                    "SELECT code, status, reason FROM inbox WHERE position(%s IN body) > 0",
+                    (f"ws_CO_{marker}".encode(),),
                 ).fetchall()
             return found if len(found) == 2 else None
 
         rows = wait_for(rejected, DRAIN_TIMEOUT, "the poison records in the inbox")
-        if any((status, reason) != ("rejected", "unstorable_text") for _, status, reason in rows):
+        if any(
+            status != "rejected" or reason not in ("invalid_field", "unstorable_text")
+            for _, status, reason in rows
+        ):
             raise HarnessError(f"poison records stored as {rows}, not rejected")
         return (
             f"PostgreSQL down {outage:.1f}s; poison posted (answered {answer.status_code}) and "
             f"written to a gone host's spool among {spooled} spooled callbacks; both are "
-            "rejected inbox rows (unstorable_text)"
+            f"rejected inbox rows ({', '.join(sorted(r for _, _, r in rows))})"
         )
 
     def web_restart(self, hard: bool) -> str:
@@ -909,6 +932,39 @@ class Chaos:
                 stack.down.discard("web")
         how = "SIGKILLed (group)" if hard else "stopped (SIGTERM)"
         return f"gunicorn {how} and serving again on :{stack.web_port} after {gap:.1f}s"
+
+    def pg_silent(self) -> str:
+        """PostgreSQL stops answering without closing anything, then heals."""
+        stack = self.stack
+        before = _spooled_lines(stack)
+        stack.pg_proxy.go_silent()
+        try:
+            self.stop.wait(SILENT_SECONDS)
+        finally:
+            stack.pg_proxy.speak()
+        spooled = _spooled_lines(stack) - before
+        return (
+            f"PostgreSQL silent {SILENT_SECONDS:.0f}s (connections kept, bytes dropped), "
+            f"healed; {spooled} callbacks spooled"
+        )
+
+
+def failed_in_silence(chaos: Chaos) -> list[Send]:
+    """Callbacks answered 5xx or not at all while PostgreSQL was silent (or soon after, while
+    a request sent during the silence could still be waiting): each one is the webhook
+    waiting on the database instead of spooling within its deadline."""
+    windows = [
+        (f.started, f.ended + REQUEST_TIMEOUT[1] + 1.0)
+        for f in chaos.faults
+        if f.name == "pg_silent" and f.ended
+    ]
+    return [
+        s
+        for s in chaos.sends
+        if s.phase == "stream"
+        and s.outcome in ("5xx", "unanswered")
+        and any(start <= s.at <= end for start, end in windows)
+    ]
 
 
 def _queue_depth(stack: Stack) -> str:
@@ -1209,6 +1265,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"momo check exited {check.returncode}: {check_output}")
 
         stream_sends = [s for s in chaos.sends if s.phase == "stream"]
+        silence_failed = failed_in_silence(chaos)
+        if silence_failed:
+            say(f"answered 5xx or not at all around a silent database: {silence_failed[:5]}")
         outcomes = Counter(s.outcome for s in stream_sends)
         missing_faults = [f for f in ALL_FAULTS if f not in {x.name for x in chaos.faults if x.ok}]
         failed_faults = [asdict(f) for f in chaos.faults if not f.ok]
@@ -1223,6 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
             "resent": resent,
             "resent_ok": resent_ok,
             "resend_failed": resend_failed,
+            "failed_in_silence": len(silence_failed),
             "stored": books["stored"],
             "credited": books["credited"],
             "lost": books["lost"],
@@ -1262,6 +1322,7 @@ def main(argv: list[str] | None = None) -> int:
                 "misrouted",
                 "phantom",
                 "resend_failed",
+                "failed_in_silence",
                 "answered_4xx",
                 "stuck",
                 "dead",
@@ -1313,6 +1374,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.shutdown(wait=False, cancel_futures=True)
         say("stopping services")
         stack.shutdown()
+        stack.pg_proxy.close()
         if args.keep:
             say(f"kept {tmp}")
         else:

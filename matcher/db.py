@@ -98,8 +98,9 @@ _shorter = threading.local()
 
 @contextmanager
 def answer_within(seconds: float) -> Iterator[None]:
-    """Every round trip (and connect) this thread makes in the block gives up after
-    ``seconds`` at most: a health probe must answer quickly where statements may take longer."""
+    """Every round trip (and connect) this thread makes in the block, on an engine made with
+    deadlines, gives up after ``seconds`` at most: a health probe must answer quickly where
+    statements may take longer."""
     before = getattr(_shorter, "seconds", None)
     _shorter.seconds = seconds if before is None else min(before, seconds)
     try:

@@ -2,7 +2,7 @@
 
 While silent it keeps accepting connections and keeps every connection open,
 reads what either side sends and throws it away, and forwards nothing, not
-even a closed connection. To the client that is a network partition or a
+even a closed connection until it speaks again. To the client that is a network partition or a
 failover whose old address went quiet: its bytes are acknowledged (by this
 host's kernel) and no answer ever comes. The integration tests and the chaos
 bench put it between momo and a PostgreSQL of their own.
@@ -95,14 +95,15 @@ class SilentProxy:
                 data = source.recv(65536)
             except OSError:
                 data = b""
-            if self._silent.is_set():
-                if not data:
-                    return  # not even an end of stream gets through
-                continue
             if not data:
+                # an end of stream is late, not lost: it gets through once the network heals
+                while self._silent.is_set() and not self._closed.wait(0.1):
+                    pass
                 with contextlib.suppress(OSError):
                     sink.shutdown(socket.SHUT_WR)
                 return
+            if self._silent.is_set():
+                continue
             try:
                 sink.sendall(data)
             except OSError:

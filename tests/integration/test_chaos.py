@@ -21,7 +21,15 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-FAULTS = ("worker_kill", "redis_stop", "redis_flush", "pg_restart", "web_restart", "poison_spool")
+FAULTS = (
+    "worker_kill",
+    "redis_stop",
+    "redis_flush",
+    "pg_restart",
+    "web_restart",
+    "poison_spool",
+    "pg_silent",
+)
 SUMMARY = re.compile(r"^chaos: sent=.*$", re.MULTILINE)
 
 

@@ -201,8 +201,9 @@ class TestEngines:
             assert (status, attempts, payments) == (INBOX_PENDING, 0, 0)
 
             proxy.speak()
-            # the server still holds the cut-off batch's row lock until it ends that idle
-            # session (idle_in_transaction_session_timeout); the sweeper asks again meanwhile
+            # the server holds the cut-off batch's row lock until it learns that session is
+            # gone (its end of stream arrives with the healing, or at worst the
+            # idle_in_transaction_session_timeout ends it); the sweeper asks again meanwhile
             wait_until(lambda: drain_inbox(runtime).claimed, timeout=HANG, interval=0.5)
             with engine.connect() as connection:
                 status = connection.scalar(select(InboxItem.status))
