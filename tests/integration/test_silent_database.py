@@ -23,7 +23,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from ingest.store import inbox_row
+from ingest import store
+from ingest.store import InboxWriter, StoreFailed, inbox_row
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, InboxItem, Payment
@@ -77,6 +78,36 @@ def spooled_bodies(spool_dir: Path) -> list[bytes]:
             if line.strip():
                 bodies.append(base64.b64decode(json.loads(line)["body"]))
     return bodies
+
+
+def confirmation(code: str) -> dict[str, Any]:
+    return inbox_row(provider="mpesa", kind="c2b/confirmation", body=body(code), code=code)
+
+
+class TestInboxWriter:
+    @pytest.mark.timeout(60)
+    def test_after_a_write_gets_no_answer_the_next_ones_go_to_the_spool_at_once(
+        self,
+        fresh_pg_url: str,
+        engine: Engine,
+        proxy: SilentProxy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(store, "SILENT_HOLD_SECONDS", 600.0)
+        source = make_engine(through(proxy, fresh_pg_url))  # names the database, connects not
+        writer = InboxWriter.for_database(source, timeout=1)
+        try:
+            writer.store(confirmation("TKSILENT04"))
+            proxy.go_silent()
+            with pytest.raises(StoreFailed, match="did not answer within 1s"):
+                writer.store(confirmation("TKSILENT05"))
+            proxy.speak()
+            with pytest.raises(StoreFailed, match="did not answer a moment ago"):
+                writer.store(confirmation("TKSILENT06"))
+        finally:
+            writer.close()
+            source.dispose()
+        assert inbox_codes(engine) == {"TKSILENT04"}
 
 
 class TestWebhook:
@@ -174,15 +205,7 @@ class TestEngines:
         self, runtime_env: dict[str, str], engine: Engine, proxy: SilentProxy
     ) -> None:
         with engine.begin() as connection:
-            connection.execute(
-                InboxItem.__table__.insert(),
-                inbox_row(
-                    provider="mpesa",
-                    kind="c2b/confirmation",
-                    body=body("TKSILENT03"),
-                    code="TKSILENT03",
-                ),
-            )
+            connection.execute(InboxItem.__table__.insert(), confirmation("TKSILENT03"))
         runtime = build_runtime(load_settings(runtime_env))
         parse = parser_for(runtime)
 
