@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,7 +36,25 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class FieldsRefused(DomainError):
+    """A body's fields refused by name; the names go in the problem's ``fields``."""
+
+    def __init__(self, message: str, code: str, fields: list[str]) -> None:
+        super().__init__(message, code)
+        self.fields = fields
+
+
+class UnknownFields(FieldsRefused):
+    code = "unknown_field"
+
+
+class MissingFields(FieldsRefused):
+    code = "missing_field"
+
+
 STATUS_FOR[Unprocessable] = 422
+STATUS_FOR[UnknownFields] = 422
+STATUS_FOR[MissingFields] = 400
 
 
 def runtime() -> Runtime:
@@ -45,21 +64,69 @@ def runtime() -> Runtime:
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError) -> Response:
     status = next((s for cls, s in STATUS_FOR.items() if isinstance(exc, cls)), 400)
-    return problem(status, exc.code, TITLES[status], exc.message)
+    extra = {"fields": exc.fields} if isinstance(exc, FieldsRefused) else {}
+    return problem(status, exc.code, TITLES[status], exc.message, **extra)
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object; numbers with a fraction arrive as Decimal, never float."""
-    body = None
-    if request.is_json:
-        try:
-            body = json.loads(request.get_data(cache=True) or b"null", parse_float=Decimal)
-        except (ValueError, RecursionError):
-            body = None
+# --- what operators send: bodies with known fields ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields a request body has to have and those it may have; no others."""
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.required, *self.optional)
+
+
+def _listed(names: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(names) if names else "no fields"
+
+
+def json_body(fields: Fields, *, may_be_empty: bool = False) -> dict[str, Any]:
+    """The request's JSON object with only ``fields`` in it, every required one present.
+
+    Numbers with a fraction arrive as Decimal, never float. An unknown field is 422 and
+    a missing one 400, each naming the fields (a field sent as null is there: its own
+    check says what is wrong).
+    ``may_be_empty``: no body at all reads as ``{}``.
+    """
+    raw = request.get_data(cache=True)
+    if may_be_empty and not raw.strip():
+        body: object = {}
+    else:
+        body = None
+        if request.is_json:
+            try:
+                body = json.loads(raw or b"null", parse_float=Decimal)
+            except (ValueError, RecursionError):
+                body = None
     if not isinstance(body, dict):
         raise InvalidInput(
             "The body must be a JSON object sent with Content-Type: application/json.",
             "invalid_body",
+        )
+    unknown = [key for key in body if key not in fields.names]
+    if unknown:
+        raise UnknownFields(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {_listed(unknown)}: this request "
+            f"takes {_listed(fields.names)}. Nothing was changed; send it again without "
+            f"{'them' if len(unknown) > 1 else 'it'}.",
+            "unknown_field",
+            unknown,
+        )
+    missing = [name for name in fields.required if name not in body]
+    if missing:
+        optional = f" (and may have {_listed(fields.optional)})" if fields.optional else ""
+        raise MissingFields(
+            f"{_listed(missing)} {'are' if len(missing) > 1 else 'is'} missing: this request "
+            f"needs {_listed(fields.required)}{optional}",
+            "missing_field",
+            missing,
         )
     return body
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.auth import require
 from api.common import (
+    Fields,
     bp,
     change,
     customer_json,
@@ -24,8 +25,7 @@ from api.common import (
     time_arg,
 )
 from api.reports import transaction_page
-from matcher.customers import get_customer, save_customer
-from matcher.errors import InvalidInput
+from matcher.customers import UNCHANGED, get_customer, save_customer
 from matcher.matching import account_key
 from matcher.models import Customer, CustomerPhone, Purchase
 from matcher.phones import normalise_msisdn
@@ -33,18 +33,22 @@ from matcher.plans import purchase
 from matcher.reports import TransactionFilter
 from matcher.search import like_escape, phone_digit_runs
 
+NEW_CUSTOMER_BODY = Fields(required=("account_number", "name"), optional=("phones",))
+CUSTOMER_CHANGE_BODY = Fields(optional=("name", "phones"))
+PURCHASE_ORDER_BODY = Fields(required=("plan",))
+
 
 @bp.post("/customers")
 @require("operator")
 def create_customer() -> tuple[Response, int]:
-    body = json_body()
+    body = json_body(NEW_CUSTOMER_BODY)
     settings = runtime().settings
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         saved = save_customer(
             session,
-            account_number=body.get("account_number"),  # type: ignore[arg-type]
-            name=body.get("name"),
+            account_number=body["account_number"],
+            name=body["name"],
             phones=body.get("phones"),
             region=settings.default_region,
             actor=g.actor,
@@ -174,14 +178,7 @@ def show_customer(account_number: str) -> Response:
 @require("operator")
 def edit_customer(account_number: str) -> tuple[Response, int]:
     """Change name and/or phones (the list given replaces the customer's phones)."""
-    body = json_body()
-    unknown = set(body) - {"name", "phones"}
-    if unknown:
-        raise InvalidInput(
-            f"cannot change {', '.join(sorted(unknown))}; a customer's name and phones "
-            "can be changed",
-            "invalid_field",
-        )
+    body = json_body(CUSTOMER_CHANGE_BODY)
     settings = runtime().settings
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
@@ -189,7 +186,7 @@ def edit_customer(account_number: str) -> tuple[Response, int]:
         saved = save_customer(
             session,
             account_number=customer.account_number,
-            name=body.get("name", customer.name),
+            name=body.get("name", UNCHANGED),
             phones=body["phones"] if "phones" in body else [p.e164 for p in customer.phones],
             region=settings.default_region,
             actor=g.actor,
@@ -206,10 +203,10 @@ def edit_customer(account_number: str) -> tuple[Response, int]:
 @require("operator")
 def buy_plan(account_number: str) -> tuple[Response, int]:
     """Buy a plan from the balance: 201 with the voucher, 409 when the balance is short."""
-    body = json_body()
+    body = json_body(PURCHASE_ORDER_BODY)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        bought = purchase(session, account_number, body.get("plan"), actor=g.actor)
+        bought = purchase(session, account_number, body["plan"], actor=g.actor)
         result = purchase_json(bought.purchase)
         result["balance"] = money(bought.customer.balance_minor)
         result["account_number"] = bought.customer.account_number

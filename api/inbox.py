@@ -9,7 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import require
-from api.common import bp, change, decode_cursor, encode_cursor, limit_arg, runtime
+from api.common import (
+    Fields,
+    bp,
+    change,
+    decode_cursor,
+    encode_cursor,
+    json_body,
+    limit_arg,
+    runtime,
+)
 from matcher.errors import InvalidInput, NotFound
 from matcher.inbox import replay
 from matcher.models import INBOX_STATUSES, InboxItem
@@ -83,11 +92,16 @@ def show_inbox(inbox_id: str) -> Response:
         return jsonify(inbox_json(item, body=True))
 
 
+#: a replay takes no fields: any sent are refused, as on every other change
+REPLAY_BODY = Fields()
+
+
 @bp.post("/inbox/<inbox_id>/replay")
 @require("admin")
 def replay_inbox(inbox_id: str) -> tuple[Response, int]:
     """Queue a dead or rejected callback again; its effect happens at most once."""
     ident = _inbox_id(inbox_id)
+    json_body(REPLAY_BODY, may_be_empty=True)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         return inbox_json(replay(session, ident, actor=g.actor)), 202

@@ -13,7 +13,12 @@ from typing import Any
 from flask import Response, jsonify
 
 from api.auth import MAX_TOKEN_NAME, ROLES
-from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, bp, runtime
+from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, Fields, bp, runtime
+from api.customers import CUSTOMER_CHANGE_BODY, NEW_CUSTOMER_BODY, PURCHASE_ORDER_BODY
+from api.inbox import REPLAY_BODY
+from api.payments import ASSOCIATION_BODY, DISASSOCIATION_BODY, NEW_PAYMENT_BODY
+from api.plans import NEW_PLAN_BODY, PLAN_CHANGE_BODY
+from api.tokens import TOKEN_ORDER_BODY
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
 from matcher.models import ASSOCIATED, INBOX_STATUSES, UNASSOCIATED
@@ -84,6 +89,17 @@ def _path(name: str, schema: dict[str, Any], description: str, example: Any) -> 
         "description": description,
         "example": example,
     }
+
+
+def _object(fields: Fields, properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A request body's schema: exactly the fields its view reads (``api.common.json_body``
+    refuses others with 422 and names missing ones), so the two cannot drift apart."""
+    if set(properties) != set(fields.names):
+        raise AssertionError(f"documented {sorted(properties)}, the view takes {fields.names}")
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False}
+    if fields.required:
+        schema["required"] = list(fields.required)
+    return {**schema, **extra, "properties": properties}
 
 
 def _body(
@@ -403,7 +419,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             f"read in region {settings.default_region}; duplicates are folded."
         ),
     }
-    name_in = {"type": ["string", "null"], "maxLength": MAX_NAME_LENGTH}
+    name_in = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NAME_LENGTH,
+        "pattern": r"\S",
+        "description": "Every customer has a name; blank is refused.",
+    }
     purchase = {
         "type": "object",
         "required": ["voucher_code", "plan", "price", "valid_until", "created_by", "created_at"],
@@ -562,6 +584,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                     "type": "string",
                     "examples": ["Insufficient balance: available 50.00, required 100.00"],
                 },
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "With unknown_field and missing_field: the fields meant.",
+                },
             },
         },
         "Money": money,
@@ -574,10 +601,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "Moved": moved,
         "Customer": customer,
         "SavedCustomer": customer_saved,
-        "NewCustomer": {
-            "type": "object",
-            "required": ["account_number"],
-            "properties": {
+        "NewCustomer": _object(
+            NEW_CUSTOMER_BODY,
+            {
                 "account_number": {
                     "type": "string",
                     "minLength": 1,
@@ -587,17 +613,15 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "name": name_in,
                 "phones": phones_in,
             },
-        },
-        "CustomerChange": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "Only name and phones can change; the phones given replace all.",
-            "properties": {"name": name_in, "phones": phones_in},
-        },
-        "NewPayment": {
-            "type": "object",
-            "required": ["account_number", "amount"],
-            "properties": {
+        ),
+        "CustomerChange": _object(
+            CUSTOMER_CHANGE_BODY,
+            {"name": name_in, "phones": phones_in},
+            description="Only name and phones can change; the phones given replace all.",
+        ),
+        "NewPayment": _object(
+            NEW_PAYMENT_BODY,
+            {
                 "account_number": {"type": "string", "minLength": 1},
                 "amount": _ref("AmountInput"),
                 "reference": {
@@ -610,56 +634,50 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 },
                 "note": {"type": ["string", "null"], "maxLength": 1000},
             },
-        },
-        "Association": {
-            "type": "object",
-            "required": ["account_number"],
-            "properties": {"account_number": {"type": "string", "minLength": 1}},
-        },
-        "Disassociation": {
-            "type": "object",
-            "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}},
-        },
+        ),
+        "Association": _object(
+            ASSOCIATION_BODY, {"account_number": {"type": "string", "minLength": 1}}
+        ),
+        "Disassociation": _object(
+            DISASSOCIATION_BODY, {"reason": {"type": ["string", "null"], "maxLength": 500}}
+        ),
+        "Replay": _object(REPLAY_BODY, {}, description="Takes no fields; any sent are refused."),
         "Purchase": purchase,
         "PurchaseMade": purchase_made,
-        "PurchaseOrder": {
-            "type": "object",
-            "required": ["plan"],
-            "properties": {"plan": {"type": "string", "minLength": 1, "examples": ["DAY-1GB"]}},
-        },
+        "PurchaseOrder": _object(
+            PURCHASE_ORDER_BODY,
+            {"plan": {"type": "string", "minLength": 1, "examples": ["DAY-1GB"]}},
+        ),
         "Plan": plan,
-        "NewPlan": {
-            "type": "object",
-            "required": ["code", "name", "price", "validity_minutes"],
-            "properties": {
+        "NewPlan": _object(
+            NEW_PLAN_BODY,
+            {
                 "code": {"type": "string", "pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\s*$"},
                 "name": plan_name,
                 "price": _ref("AmountInput"),
                 "validity_minutes": validity,
             },
-        },
-        "PlanChange": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
+        ),
+        "PlanChange": _object(
+            PLAN_CHANGE_BODY,
+            {
                 "name": plan_name,
                 "price": _ref("AmountInput"),
                 "validity_minutes": validity,
                 "active": {"type": "boolean"},
             },
-        },
+        ),
         "Transaction": transaction,
         "Revenue": revenue,
         "Token": token,
         "NewToken": new_token,
-        "TokenOrder": {
-            "type": "object",
-            "required": ["name", "role"],
-            "properties": {
+        "TokenOrder": _object(
+            TOKEN_ORDER_BODY,
+            {
                 "name": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME},
                 "role": {"type": "string", "enum": list(ROLES)},
             },
-        },
+        ),
         "PaymentPage": _page("Payment"),
         "CustomerPage": _page("Customer"),
         "PurchasePage": _page("Purchase"),
@@ -719,13 +737,20 @@ def _schemas(settings: Settings) -> dict[str, Any]:
 def _components(settings: Settings) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": _ref("Problem")}}
     described = {
-        400: "The request is malformed; `code` says how (invalid_amount, invalid_limit, ...).",
+        400: (
+            "The request is malformed; `code` says how (invalid_amount, invalid_limit, ...): "
+            "`missing_field` names required body fields that are absent."
+        ),
         401: "No token, or a token that is unknown or revoked.",
         403: "The token's role may not do this.",
         404: "There is no such payment, customer, plan or token.",
         409: "The change conflicts with the current state (see `code`).",
         413: "The body is larger than the API accepts.",
-        422: "The Idempotency-Key was already used with a different request.",
+        422: (
+            "The body has fields this operation does not take (`unknown_field`, naming them "
+            "in `fields`; nothing was changed), or the Idempotency-Key was already used with "
+            "a different request (`idempotency_key_reused`)."
+        ),
         503: "The database did not answer; nothing was changed.",
     }
     responses: dict[str, Any] = {
@@ -1182,6 +1207,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "admin",
                 "Queue a dead or rejected callback again; its effect happens at most once",
                 parameters=(INBOX_ID,),
+                body=_body(_ref("Replay"), {}, required=False),
                 change=True,
                 answers={202: _answer("Queued again.", _ref("InboxItem"), **replayed)},
                 problems=(404, 409),

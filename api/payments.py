@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.auth import require
 from api.common import (
+    Fields,
     bp,
     change,
     customer_json,
@@ -151,18 +152,23 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+NEW_PAYMENT_BODY = Fields(required=("account_number", "amount"), optional=("reference", "note"))
+ASSOCIATION_BODY = Fields(required=("account_number",))
+DISASSOCIATION_BODY = Fields(optional=("reason",))
+
+
 @bp.post("/payments")
 @require("operator")
 def make_payment() -> tuple[Response, int]:
     """Record a payment by hand, associated at once. Honours Idempotency-Key."""
-    body = json_body()
-    account = body.get("account_number")
+    body = json_body(NEW_PAYMENT_BODY)
+    account = body["account_number"]
     if not isinstance(account, str) or not account.strip():
         raise InvalidInput(
             "account_number is required: the account the payment is for, e.g. ACC1042",
             "invalid_account_number",
         )
-    amount = parse_money(body.get("amount"))
+    amount = parse_money(body["amount"])
     reference = optional_text(body, "reference", 64)
     note = optional_text(body, "note", 1000)
     settings = runtime().settings
@@ -204,8 +210,8 @@ def _moved_json(moved: Any) -> dict[str, Any]:
 @require("operator")
 def associate_payment(payment_id: str) -> tuple[Response, int]:
     ident = _payment_id(payment_id)
-    body = json_body()
-    account = body.get("account_number")
+    body = json_body(ASSOCIATION_BODY)
+    account = body["account_number"]
     if not isinstance(account, str) or not account.strip():
         raise InvalidInput(
             "account_number is required: the customer to move the payment to",
@@ -222,7 +228,7 @@ def associate_payment(payment_id: str) -> tuple[Response, int]:
 @require("operator")
 def disassociate_payment(payment_id: str) -> tuple[Response, int]:
     ident = _payment_id(payment_id)
-    body = json_body() if request.get_data(cache=True).strip() else {}
+    body = json_body(DISASSOCIATION_BODY, may_be_empty=True)
     reason = optional_text(body, "reason", 500)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import require
-from api.common import bp, change, json_body, money, runtime
+from api.common import Fields, bp, change, json_body, money, runtime
 from matcher.errors import InvalidInput
 from matcher.models import Plan
 from matcher.plans import create_plan, get_plan, update_plan
@@ -26,18 +26,22 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
+NEW_PLAN_BODY = Fields(required=("code", "name", "price", "validity_minutes"))
+PLAN_CHANGE_BODY = Fields(optional=("name", "price", "validity_minutes", "active"))
+
+
 @bp.post("/plans")
 @require("admin")
 def add_plan() -> tuple[Response, int]:
-    body = json_body()
+    body = json_body(NEW_PLAN_BODY)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         plan = create_plan(
             session,
-            code=body.get("code"),
-            name=body.get("name"),
-            price=body.get("price"),
-            validity_minutes=body.get("validity_minutes"),
+            code=body["code"],
+            name=body["name"],
+            price=body["price"],
+            validity_minutes=body["validity_minutes"],
             actor=g.actor,
         )
         return plan_json(plan), 201
@@ -70,7 +74,7 @@ def show_plan(code: str) -> Response:
 @bp.patch("/plans/<code>")
 @require("admin")
 def edit_plan(code: str) -> tuple[Response, int]:
-    body = json_body()
+    body = json_body(PLAN_CHANGE_BODY)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         return plan_json(update_plan(session, code, body, actor=g.actor)), 200

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import issue_token, require, revoke_token
-from api.common import bp, change, json_body, runtime
+from api.common import Fields, bp, change, json_body, runtime
 from matcher.errors import NotFound
 from matcher.models import ApiToken
 
@@ -25,16 +25,17 @@ def token_json(token: ApiToken) -> dict[str, Any]:
     }
 
 
+TOKEN_ORDER_BODY = Fields(required=("name", "role"))
+
+
 @bp.post("/tokens")
 @require("admin")
 def add_token() -> tuple[Response, int]:
     """A new token; the secret is in this answer only."""
-    body = json_body()
+    body = json_body(TOKEN_ORDER_BODY)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        token, raw = issue_token(
-            session, name=body.get("name"), role=body.get("role"), actor=g.actor
-        )
+        token, raw = issue_token(session, name=body["name"], role=body["role"], actor=g.actor)
         return {**token_json(token), "token": raw}, 201
 
     return change(operation)

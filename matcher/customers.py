@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,11 +16,13 @@ from matcher.models import Customer, CustomerPhone
 from matcher.payments import rematch_phones
 from matcher.phones import msisdn_sha256, normalise_msisdn
 
-__all__ = ["CustomerChange", "get_customer", "save_customer"]
+__all__ = ["UNCHANGED", "CustomerChange", "get_customer", "save_customer"]
 
 MAX_ACCOUNT_LENGTH = 64
 MAX_NAME_LENGTH = 200
 MAX_PHONES = 20
+#: ``save_customer(name=UNCHANGED)`` keeps an existing customer's name as it is
+UNCHANGED: Final = object()
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,12 @@ def clean_account_number(raw: object) -> str:
 
 
 def clean_name(raw: object) -> str:
-    if raw is None:
-        return ""
-    if not isinstance(raw, str) or len(raw.strip()) > MAX_NAME_LENGTH:
+    """A customer's name: every customer has one, so an operator can tell them apart."""
+    if not isinstance(raw, str) or not raw.strip() or len(raw.strip()) > MAX_NAME_LENGTH:
         raise InvalidInput(
-            f"name must be text of at most {MAX_NAME_LENGTH} characters", "invalid_name"
+            f"a customer needs a name: text of 1 to {MAX_NAME_LENGTH} characters, "
+            'e.g. "Wanjiku Kamau"',
+            "invalid_name",
         )
     return raw.strip()
 
@@ -111,17 +115,24 @@ def save_customer(
 ) -> CustomerChange:
     """Create a customer, or update name and phones of an existing one.
 
+    A customer is created with a name; ``name=UNCHANGED`` keeps an existing one's.
+
     A customer that gains a phone gets the ``no_match`` payments from that
     phone matched again, in the same transaction.
     """
     account = clean_account_number(account_number)
-    clean = clean_name(name)
+    clean = None if name is UNCHANGED else clean_name(name)
     numbers = clean_phones(phones, region)
     key = account_key(account)
     customer = session.scalar(select(Customer).where(Customer.account_key == key).with_for_update())
     created = customer is None
     if customer is None:
-        customer = Customer(account_number=account, account_key=key, name=clean, balance_minor=0)
+        customer = Customer(
+            account_number=account,
+            account_key=key,
+            name=clean_name(name),  # UNCHANGED is no name for a new customer
+            balance_minor=0,
+        )
         session.add(customer)
         before = None
     elif create_only:
@@ -132,7 +143,8 @@ def save_customer(
         )
     else:
         before = snapshot(customer)
-        customer.name = clean
+        if clean is not None:
+            customer.name = clean
     added = _set_phones(customer, numbers)
     session.flush()
     audit(

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from matcher.models import ApiToken, AuditEvent, LedgerEntry, Payment
+from matcher.models import ApiToken, AuditEvent, Customer, LedgerEntry, Payment
 from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, assert_problem, make_token
 from tests.conftest import post_confirmation as post_payment
+from tests.unit.contract import Operation, writes
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -31,6 +32,8 @@ def list_payments(client: FlaskClient, headers: dict[str, str], **params: str) -
 
 
 def create_customer(client: FlaskClient, headers: dict[str, str], **body: Any) -> Any:
+    """POST /customers; a name is made up unless the test gives one."""
+    body.setdefault("name", f"Customer {body.get('account_number')}")
     return client.post("/api/v1/customers", json=body, headers=headers)
 
 
@@ -191,21 +194,24 @@ class TestCreateCustomer:
         missing = client.get("/api/v1/customers/ACC1042", headers=operator_headers)
         assert missing.status_code == 404
 
-    @pytest.mark.parametrize(
-        "body",
-        [
-            {"name": "No Account"},
-            {"account_number": ""},
-            {"account_number": "   "},
-            {"account_number": 1042},
-        ],
-    )
-    def test_a_missing_or_empty_account_number_answers_400(
-        self, client: FlaskClient, operator_headers: dict[str, str], body: dict[str, Any]
+    @pytest.mark.parametrize("account", ["", "   ", 1042, None])
+    def test_an_empty_account_number_answers_400(
+        self, client: FlaskClient, operator_headers: dict[str, str], account: object
     ) -> None:
-        response = client.post("/api/v1/customers", json=body, headers=operator_headers)
+        response = create_customer(client, operator_headers, account_number=account)
 
         assert_problem(response, 400, "invalid_account_number")
+
+    def test_a_missing_account_number_answers_400_naming_it(
+        self, client: FlaskClient, operator_headers: dict[str, str]
+    ) -> None:
+        response = client.post(
+            "/api/v1/customers", json={"name": "No Account"}, headers=operator_headers
+        )
+
+        body = assert_problem(response, 400, "missing_field")
+        assert body["fields"] == ["account_number"]
+        assert body["detail"].startswith("account_number is missing")
 
     @pytest.mark.parametrize(
         ("data", "content_type"),
@@ -614,3 +620,167 @@ class TestAudit:
                 select(AuditEvent).where(AuditEvent.subject_type == "customer")
             ).all()
             assert [e.subject_id for e in events] == ["ACC1042"]
+
+
+# --- request bodies: the fields a write takes, and no others ------------------------------
+
+
+def _required_fields() -> list[Any]:
+    return [
+        pytest.param(operation, field, id=f"{operation} {field}")
+        for operation in writes()
+        for field in (operation.body_schema or {}).get("required", [])
+    ]
+
+
+@pytest.fixture
+def admin_headers(runtime: Runtime) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(runtime, 'admin', name='test-admin')}"}
+
+
+def changes_by(runtime: Runtime, actor: str) -> int:
+    with runtime.sessions() as session:
+        return session.scalar(select(func.count()).where(AuditEvent.actor == actor)) or 0
+
+
+class TestBodies:
+    @pytest.mark.parametrize("operation", writes(), ids=str)
+    def test_every_write_refuses_unknown_fields_with_422_naming_them(
+        self,
+        client: FlaskClient,
+        runtime: Runtime,
+        admin_headers: dict[str, str],
+        operation: Operation,
+    ) -> None:
+        add_customer(runtime, "ACC1042", ["0712345678"])
+        body = {**operation.body_example, "currency": "USD", "surprise": 1}
+
+        response = client.open(
+            operation.url(), method=operation.method, json=body, headers=admin_headers
+        )
+
+        problem = assert_problem(response, 422, "unknown_field")
+        assert problem["fields"] == ["currency", "surprise"]
+        assert problem["detail"].startswith("unknown fields currency, surprise:")
+        assert changes_by(runtime, "token:test-admin") == 0
+
+    @pytest.mark.parametrize(("operation", "field"), _required_fields())
+    def test_a_missing_required_field_is_named_as_missing(
+        self,
+        client: FlaskClient,
+        runtime: Runtime,
+        admin_headers: dict[str, str],
+        operation: Operation,
+        field: str,
+    ) -> None:
+        add_customer(runtime, "ACC1042", ["0712345678"])
+        body = {k: v for k, v in operation.body_example.items() if k != field}
+
+        response = client.open(
+            operation.url(), method=operation.method, json=body, headers=admin_headers
+        )
+
+        problem = assert_problem(response, 400, "missing_field")
+        assert problem["fields"] == [field]
+        assert problem["detail"].startswith(f"{field} is missing: this request needs ")
+        assert changes_by(runtime, "token:test-admin") == 0
+
+    def test_a_payment_in_another_currency_is_refused_and_nothing_is_booked(
+        self, client: FlaskClient, runtime: Runtime, operator_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1042", ["0712345678"])
+        body = {"account_number": "ACC1042", "amount": "100.00", "currency": "USD"}
+
+        response = client.post("/api/v1/payments", json=body, headers=operator_headers)
+
+        problem = assert_problem(response, 422, "unknown_field")
+        assert problem["fields"] == ["currency"]
+        assert "account_number, amount, reference, note" in problem["detail"]
+        shown = client.get("/api/v1/customers/ACC1042", headers=operator_headers).get_json()
+        assert shown["balance"] == "0.00"
+        with runtime.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Payment)) == 0
+
+    def test_a_payment_without_an_amount_says_the_amount_is_missing(
+        self, client: FlaskClient, runtime: Runtime, operator_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1042", [])
+
+        response = client.post(
+            "/api/v1/payments", json={"account_number": "ACC1042"}, headers=operator_headers
+        )
+
+        problem = assert_problem(response, 400, "missing_field")
+        assert problem["detail"] == (
+            "amount is missing: this request needs account_number, amount "
+            "(and may have reference, note)"
+        )
+
+    def test_a_body_with_no_fields_where_none_are_taken_is_fine_and_any_field_is_refused(
+        self, client: FlaskClient, runtime: Runtime, admin_headers: dict[str, str]
+    ) -> None:
+        # replaying an inbox row takes no fields; the row need not exist for this refusal
+        refused = client.post("/api/v1/inbox/1/replay", json={"force": True}, headers=admin_headers)
+        empty = client.post("/api/v1/inbox/1/replay", headers=admin_headers)
+
+        assert assert_problem(refused, 422, "unknown_field")["fields"] == ["force"]
+        assert_problem(empty, 404, "inbox_not_found")
+
+
+# --- a customer's name --------------------------------------------------------------------
+
+
+class TestCustomerName:
+    @pytest.mark.parametrize("name", ["", "   ", None, 5, "x" * 201])
+    def test_a_new_customer_needs_a_name_of_1_to_200_characters(
+        self, client: FlaskClient, operator_headers: dict[str, str], name: object
+    ) -> None:
+        response = create_customer(client, operator_headers, account_number="ACC1", name=name)
+
+        problem = assert_problem(response, 400, "invalid_name")
+        assert "a customer needs a name" in problem["detail"]
+        assert client.get("/api/v1/customers/ACC1", headers=operator_headers).status_code == 404
+
+    def test_a_new_customer_without_a_name_is_told_the_name_is_missing(
+        self, client: FlaskClient, operator_headers: dict[str, str]
+    ) -> None:
+        response = client.post(
+            "/api/v1/customers", json={"account_number": "ACC1"}, headers=operator_headers
+        )
+
+        assert assert_problem(response, 400, "missing_field")["fields"] == ["name"]
+
+    @pytest.mark.parametrize("name", ["", "   ", None])
+    def test_a_name_cannot_be_changed_to_nothing(
+        self,
+        client: FlaskClient,
+        runtime: Runtime,
+        operator_headers: dict[str, str],
+        name: object,
+    ) -> None:
+        add_customer(runtime, "ACC1", [], name="Wanjiku")
+
+        response = client.patch(
+            "/api/v1/customers/ACC1", json={"name": name}, headers=operator_headers
+        )
+
+        assert_problem(response, 400, "invalid_name")
+        shown = client.get("/api/v1/customers/ACC1", headers=operator_headers).get_json()
+        assert shown["name"] == "Wanjiku"
+
+    def test_phones_change_without_touching_the_name_even_one_kept_from_before(
+        self, client: FlaskClient, runtime: Runtime, operator_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1", [], name="Wanjiku")
+        with runtime.sessions.begin() as session:  # written before names were required
+            session.execute(update(Customer).values(name=""))
+
+        response = client.patch(
+            "/api/v1/customers/ACC1", json={"phones": ["0712345678"]}, headers=operator_headers
+        )
+
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert (response.get_json()["name"], response.get_json()["phones"]) == (
+            "",
+            ["+254712345678"],
+        )

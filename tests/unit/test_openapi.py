@@ -32,6 +32,7 @@ from momo.config import Settings
 from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import make_token, sample, sample_bytes, webhook_url
+from tests.unit.contract import resolve
 
 PROBLEM = "application/problem+json"
 #: Flask answers these for every route by itself; they are not part of the contract
@@ -115,6 +116,15 @@ class TestDocument:
                     ref = answer["$ref"].rsplit("/", 1)[1]
                     content = DOCUMENT["components"]["responses"][ref]["content"]
                     assert list(content) == [PROBLEM], (method, path, status)
+
+    def test_every_post_and_patch_documents_a_body_that_takes_no_other_fields(self) -> None:
+        for path, method, operation in operations(DOCUMENT):
+            if method in ("POST", "PATCH"):
+                content = operation["requestBody"]["content"]["application/json"]
+                schema = resolve(content["schema"])
+                assert schema["additionalProperties"] is False, (method, path)
+                assert set(schema.get("required", [])) <= set(schema["properties"])
+                assert set(content["example"]) <= set(schema["properties"]), (method, path)
 
     def test_app_serves_the_document_without_a_token(
         self, client: FlaskClient, settings: Settings
