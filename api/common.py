@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -68,7 +69,60 @@ def _domain_error(exc: DomainError) -> Response:
     return problem(status, exc.code, TITLES[status], exc.message, **extra)
 
 
-# --- what operators send: bodies with known fields ---------------------------------------
+# --- what operators send: text a database can hold, and bodies with known fields ----------
+
+#: PostgreSQL refuses NUL in text, and a lone surrogate (a JSON escape such as \ud800 on its
+#: own) is no character at all: UTF-8 cannot encode it, so no driver can send it
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_FIELD_NAME = re.compile(r"[a-z_]{1,40}")
+
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` no text column can hold, in words; None when there is nothing."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "a NUL character (\\u0000)"
+    return f"a lone surrogate (\\u{ord(found.group()):04x}), half of a UTF-16 pair"
+
+
+def refuse_unstorable(text: str, where: str, code: str) -> None:
+    """400 naming ``where`` when ``text`` holds a character no database can store."""
+    what = unstorable(text)
+    if what is not None:
+        raise InvalidInput(
+            f"{where} contains {what}, which is not text that can be stored or searched; "
+            "send it again without that character",
+            code,
+        )
+
+
+def _field_code(name: str) -> str:
+    return f"invalid_{name}" if _FIELD_NAME.fullmatch(name) else "invalid_body"
+
+
+def _refuse_unstorable_json(value: object, where: str, code: str) -> None:
+    if isinstance(value, str):
+        refuse_unstorable(value, where, code)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _refuse_unstorable_json(item, f"{where}[{n}]", code)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_unstorable(key, f"the field name {key!r} in {where}", code)
+            _refuse_unstorable_json(item, f"{where}.{key}", code)
+
+
+@bp.before_request
+def _refuse_unstorable_parameters() -> None:
+    """Path and query parameters, every one: a NUL or lone surrogate is a 400, not a 5xx."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            refuse_unstorable(value, name, _field_code(name))
+    for name, value in request.args.items(multi=True):
+        refuse_unstorable(name, "a query parameter's name", "invalid_parameter")
+        refuse_unstorable(value, name, _field_code(name))
 
 
 @dataclass(frozen=True)
@@ -90,9 +144,9 @@ def _listed(names: list[str] | tuple[str, ...]) -> str:
 def json_body(fields: Fields, *, may_be_empty: bool = False) -> dict[str, Any]:
     """The request's JSON object with only ``fields`` in it, every required one present.
 
-    Numbers with a fraction arrive as Decimal, never float. An unknown field is 422 and
-    a missing one 400, each naming the fields (a field sent as null is there: its own
-    check says what is wrong).
+    Numbers with a fraction arrive as Decimal, never float. Text holding a NUL or a
+    lone surrogate is 400; an unknown field is 422 and a missing one 400, each naming
+    the fields (a field sent as null is there: its own check says what is wrong).
     ``may_be_empty``: no body at all reads as ``{}``.
     """
     raw = request.get_data(cache=True)
@@ -110,6 +164,9 @@ def json_body(fields: Fields, *, may_be_empty: bool = False) -> dict[str, Any]:
             "The body must be a JSON object sent with Content-Type: application/json.",
             "invalid_body",
         )
+    for key, value in body.items():
+        refuse_unstorable(key, f"the field name {key!r}", "invalid_body")
+        _refuse_unstorable_json(value, key, _field_code(key))
     unknown = [key for key in body if key not in fields.names]
     if unknown:
         raise UnknownFields(
@@ -180,7 +237,7 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
                 if isinstance(part, bool) or not isinstance(part, int) or not 0 < part < 2**63:
                     raise ValueError("id out of range")
                 values.append(part)
-            elif isinstance(part, str):
+            elif isinstance(part, str) and unstorable(part) is None:
                 values.append(part)
             else:
                 raise ValueError("not text")

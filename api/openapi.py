@@ -161,8 +161,11 @@ def _operation(
     change: bool = False,
     description: str | None = None,
 ) -> dict[str, Any]:
-    """One operation needing a bearer token of ``role``; ``change`` ones honour Idempotency-Key."""
-    statuses = {401, 403, 503, *problems}
+    """One operation needing a bearer token of ``role``; ``change`` ones honour Idempotency-Key.
+
+    Every one may answer 400: a NUL or lone surrogate in any parameter is refused.
+    """
+    statuses = {400, 401, 403, 503, *problems}
     if change:
         # a malformed Idempotency-Key is 400; a reused one with another request is 422
         statuses |= {400, 422}
@@ -739,7 +742,8 @@ def _components(settings: Settings) -> dict[str, Any]:
     described = {
         400: (
             "The request is malformed; `code` says how (invalid_amount, invalid_limit, ...): "
-            "`missing_field` names required body fields that are absent."
+            "`missing_field` names required body fields that are absent; text holding a NUL "
+            "or a lone surrogate is refused in any parameter or field."
         ),
         401: "No token, or a token that is unknown or revoked.",
         403: "The token's role may not do this.",
@@ -852,7 +856,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "200": _answer(
                         "The OpenAPI 3.1 document.",
                         {"type": "object", "required": ["openapi", "info", "paths"]},
-                    )
+                    ),
+                    "400": {"$ref": "#/components/responses/BadRequest"},
                 },
             }
         },

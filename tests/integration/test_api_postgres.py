@@ -1,0 +1,111 @@
+"""The operator API on real PostgreSQL, where odd text is refused by the database itself.
+
+PostgreSQL takes no NUL in text and psycopg cannot encode a lone surrogate: before the
+API refused them, a NUL in a search or cursor was a 503 with a stack trace and a lone
+surrogate in a cursor a 500. Here each is a 400 that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from matcher.db import make_engine
+from matcher.migrate import upgrade
+from momo.config import Settings
+from momo.runtime import Runtime, build_runtime
+from tests.conftest import add_customer, assert_problem, make_token
+
+pytestmark = pytest.mark.integration
+
+NUL, SURROGATE = "\x00", "\ud800"
+
+
+@pytest.fixture
+def pg_api(pg_url: str) -> Iterator[tuple[FlaskClient, Runtime, dict[str, str]]]:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token="x" * 40))
+    app = create_app(runtime=runtime)
+    app.config["TESTING"] = True
+    admin = f"pg-admin-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Bearer {make_token(runtime, 'admin', name=admin)}"}
+    yield app.test_client(), runtime, headers
+    runtime.close()
+
+
+def cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("path", ["/payments", "/customers", "/transactions"])
+def test_a_nul_in_a_search_is_a_400_on_postgresql(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]], path: str
+) -> None:
+    client, _, headers = pg_api
+
+    response = client.get(f"/api/v1{path}", query_string={"q": f"a{NUL}b"}, headers=headers)
+
+    body = assert_problem(response, 400, "invalid_q")
+    assert "NUL" in body["detail"]
+
+
+@pytest.mark.parametrize("odd", [NUL, SURROGATE], ids=["nul", "surrogate"])
+@pytest.mark.parametrize(
+    ("path", "parts"),
+    [
+        ("/customers", ["ACC{}"]),
+        ("/transactions", ["2025-11-03T11:30:15+00:00", "ledger{}", 1]),
+    ],
+)
+def test_a_nul_or_lone_surrogate_in_a_cursor_is_a_400_on_postgresql(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]], path: str, parts: list[Any], odd: str
+) -> None:
+    client, _, headers = pg_api
+    made = cursor(*(p.format(odd) if isinstance(p, str) else p for p in parts))
+
+    response = client.get(f"/api/v1{path}", query_string={"cursor": made}, headers=headers)
+
+    assert_problem(response, 400, "invalid_cursor")
+
+
+def test_a_nul_in_an_account_number_in_the_path_is_a_400_on_postgresql(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]],
+) -> None:
+    client, _, headers = pg_api
+
+    response = client.get("/api/v1/customers/ACC%001", headers=headers)
+
+    assert_problem(response, 400, "invalid_account_number")
+
+
+@pytest.mark.parametrize("odd", [NUL, SURROGATE], ids=["nul", "surrogate"])
+def test_a_nul_or_lone_surrogate_in_a_name_is_a_400_and_nothing_is_stored(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]], odd: str
+) -> None:
+    client, runtime, headers = pg_api
+    account = f"ODD-{uuid.uuid4().hex[:6]}"
+    add_customer(runtime, account, [], name="Before")
+
+    created = client.post(
+        "/api/v1/customers",
+        json={"account_number": f"{account}-2", "name": f"Wan{odd}jiku"},
+        headers=headers,
+    )
+    changed = client.patch(
+        f"/api/v1/customers/{account}", json={"name": f"Wan{odd}jiku"}, headers=headers
+    )
+
+    assert_problem(created, 400, "invalid_name")
+    assert_problem(changed, 400, "invalid_name")
+    assert client.get(f"/api/v1/customers/{account}-2", headers=headers).status_code == 404
+    shown = client.get(f"/api/v1/customers/{account}", headers=headers).get_json()
+    assert shown["name"] == "Before"
