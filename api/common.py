@@ -314,6 +314,18 @@ def payment_json(payment: Payment) -> dict[str, Any]:
 Operation = Callable[[Session], tuple[dict[str, Any], int]]
 
 
+@dataclass(frozen=True)
+class ShownOnce:
+    """A field of an answer that is a secret: it is in the first answer only.
+
+    It is never stored with the answer for an Idempotency-Key; a repeat of the request
+    gets the error ``replayed`` makes from what was stored (the answer without it).
+    """
+
+    field: str
+    replayed: Callable[[dict[str, Any]], DomainError]
+
+
 def _request_hash() -> str:
     digest = hashlib.sha256()
     digest.update(request.method.encode())
@@ -328,13 +340,14 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def change(operation: Operation) -> tuple[Response, int]:
+def change(operation: Operation, *, secret: ShownOnce | None = None) -> tuple[Response, int]:
     """Run a change in one transaction, honouring an ``Idempotency-Key`` header.
 
     The key is recorded (per token) in the same transaction as the change, before
     the change is made: a concurrent request with the same key waits for the
     first to commit, then replays its answer. The same key with a different body
     is 422. Errors are not recorded, so a corrected retry with the key goes through.
+    An answer's ``secret`` is never recorded, so it is never replayed either.
     """
     key = request.headers.get("Idempotency-Key")
     if key is not None and (
@@ -363,6 +376,8 @@ def change(operation: Operation) -> tuple[Response, int]:
                                 "request; use a new key for a new request",
                                 "idempotency_key_reused",
                             )
+                        if secret is not None and seen.status_code < 300:
+                            raise secret.replayed(seen.response)
                         response = jsonify(seen.response)
                         response.headers["Idempotent-Replayed"] = "true"
                         return response, seen.status_code
@@ -377,7 +392,8 @@ def change(operation: Operation) -> tuple[Response, int]:
                     session.flush()
                 body, status = operation(session)
                 if record is not None:
-                    record.status_code, record.response = status, body
+                    kept = {k: v for k, v in body.items() if secret is None or k != secret.field}
+                    record.status_code, record.response = status, kept
             return jsonify(body), status
         except IntegrityError:
             # A twin request (same key, or the same receipt by callback) committed first:

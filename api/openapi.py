@@ -1174,7 +1174,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "Create a token; its secret is in this answer only",
                 body=_body(_ref("TokenOrder"), {"name": "alice", "role": "operator"}),
                 change=True,
-                answers={201: _answer("Created.", _ref("NewToken"), **replayed)},
+                answers={201: _answer("Created.", _ref("NewToken"))},
+                problems=(409,),
+                description=(
+                    "The secret is shown once and stored only as a hash, whatever the headers: "
+                    "a repeat with the same Idempotency-Key is 409 `token_secret_shown_once`, "
+                    "naming the token made the first time, never its secret."
+                ),
             ),
         },
         f"{API}/inbox": {

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import issue_token, require, revoke_token
-from api.common import Fields, bp, change, json_body, runtime
-from matcher.errors import NotFound
+from api.common import Fields, ShownOnce, bp, change, json_body, runtime
+from matcher.errors import Conflict, DomainError, NotFound
 from matcher.models import ApiToken
 
 
@@ -28,17 +28,27 @@ def token_json(token: ApiToken) -> dict[str, Any]:
 TOKEN_ORDER_BODY = Fields(required=("name", "role"))
 
 
+def _secret_shown_once(first: dict[str, Any]) -> DomainError:
+    return Conflict(
+        f"this Idempotency-Key already created token {first.get('id')} "
+        f"({first.get('name')!r}, {first.get('role')}); its secret was in that answer only "
+        "and is kept nowhere. If it was lost, revoke the token with "
+        f"DELETE /api/v1/tokens/{first.get('id')} and create a new one.",
+        "token_secret_shown_once",
+    )
+
+
 @bp.post("/tokens")
 @require("admin")
 def add_token() -> tuple[Response, int]:
-    """A new token; the secret is in this answer only."""
+    """A new token; the secret is in this answer only, whatever the headers."""
     body = json_body(TOKEN_ORDER_BODY)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         token, raw = issue_token(session, name=body["name"], role=body["role"], actor=g.actor)
         return {**token_json(token), "token": raw}, 201
 
-    return change(operation)
+    return change(operation, secret=ShownOnce("token", _secret_shown_once))
 
 
 @bp.get("/tokens")

@@ -15,13 +15,16 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from api.app import create_app
 from matcher.db import make_engine
 from matcher.migrate import upgrade
+from matcher.models import IdempotencyRecord
 from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 from tests.conftest import add_customer, assert_problem, make_token
+from tests.unit.test_migrations import forgets_recorded_token_secrets
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +112,36 @@ def test_a_nul_or_lone_surrogate_in_a_name_is_a_400_and_nothing_is_stored(
     assert client.get(f"/api/v1/customers/{account}-2", headers=headers).status_code == 404
     shown = client.get(f"/api/v1/customers/{account}", headers=headers).get_json()
     assert shown["name"] == "Before"
+
+
+def test_a_token_made_with_an_idempotency_key_keeps_no_secret_on_postgresql(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]],
+) -> None:
+    client, runtime, headers = pg_api
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    order = {"name": f"pg-{uuid.uuid4().hex[:8]}", "role": "viewer"}
+
+    first = client.post("/api/v1/tokens", json=order, headers=headers | key)
+    again = client.post("/api/v1/tokens", json=order, headers=headers | key)
+
+    assert first.status_code == 201
+    raw = first.get_json()["token"]
+    with runtime.sessions() as session:
+        stored = [
+            json.dumps(r)
+            for r in session.scalars(
+                select(IdempotencyRecord.response).where(
+                    IdempotencyRecord.key == key["Idempotency-Key"]
+                )
+            )
+        ]
+    assert len(stored) == 1
+    assert raw not in stored[0]
+    assert_problem(again, 409, "token_secret_shown_once")
+    assert raw not in again.get_data(as_text=True)
+
+
+def test_upgrading_postgresql_forgets_token_secrets_kept_with_idempotency_records(
+    fresh_pg_url: str,
+) -> None:
+    forgets_recorded_token_secrets(fresh_pg_url)

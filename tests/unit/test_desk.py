@@ -3,6 +3,7 @@ search, customers, plans and vouchers, the transaction log, revenue and tokens."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,15 @@ from sqlalchemy import func, select
 import matcher.plans
 from api.auth import hash_token
 from matcher.ledger import ledger_sum
-from matcher.models import ApiToken, Customer, InboxItem, LedgerEntry, Payment, Purchase
+from matcher.models import (
+    ApiToken,
+    Customer,
+    IdempotencyRecord,
+    InboxItem,
+    LedgerEntry,
+    Payment,
+    Purchase,
+)
 from matcher.plans import VOUCHER_ALPHABET, VOUCHER_LENGTH
 from momo.runtime import Runtime
 from tasks.work import drain_inbox
@@ -2068,6 +2077,33 @@ class TestTokens:
         )
         listed = client.get(f"{API}/tokens", headers=admin_headers)
         assert raw not in listed.get_data(as_text=True)
+
+    def test_a_token_made_with_an_idempotency_key_keeps_no_secret_and_a_repeat_shows_none(
+        self, client: FlaskClient, runtime: Runtime, admin_headers: Headers
+    ) -> None:
+        order = {"name": "erin", "role": "operator"}
+        key = {"Idempotency-Key": "token-erin-1"}
+
+        first = client.post(f"{API}/tokens", json=order, headers=admin_headers | key)
+        again = client.post(f"{API}/tokens", json=order, headers=admin_headers | key)
+
+        assert first.status_code == 201, first.get_data(as_text=True)
+        raw, ident = first.get_json()["token"], first.get_json()["id"]
+        with runtime.sessions() as session:
+            [record] = session.scalars(select(IdempotencyRecord)).all()
+            stored = json.dumps([record.response, record.request_hash, record.key])
+            secret_hashes = session.scalars(select(ApiToken.token_hash)).all()
+        assert raw not in stored
+        assert record.response == {k: v for k, v in first.get_json().items() if k != "token"}
+        assert hash_token(raw) in secret_hashes  # kept the one way it may be: hashed
+        problem = assert_problem(again, 409, "token_secret_shown_once")
+        assert raw not in again.get_data(as_text=True)
+        assert f"token {ident} ('erin', operator)" in problem["detail"]
+        assert f"DELETE /api/v1/tokens/{ident}" in problem["detail"]
+        with runtime.sessions() as session:
+            assert session.scalar(select(func.count()).where(ApiToken.name == "erin")) == 1
+        erin = {"Authorization": f"Bearer {raw}"}
+        assert client.get(f"{API}/payments", headers=erin).status_code == 200
 
     def test_the_list_never_shows_secrets_or_their_hashes(
         self, client: FlaskClient, runtime: Runtime, admin_headers: Headers
