@@ -43,6 +43,7 @@ from ingest.views import (
 )
 from matcher.notifications import FailedAttempt, InvalidCallback, PaymentNotification
 from momo.runtime import Runtime
+from momo.web import NOSNIFF
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -80,7 +81,11 @@ class FastAccept:
             answer = self._accept(environ, path)
             if answer is not None:
                 status, body = answer
-                headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+                headers = [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    NOSNIFF,
+                ]
                 if status.startswith("503"):
                     headers.append(("Retry-After", "5"))
                 start_response(status, headers)

@@ -21,6 +21,9 @@ MAX_BODY_BYTES = 64 * 1024
 
 common = Blueprint("common", __name__)
 
+#: on every answer, webhooks included: a browser never reads a body as another type
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
 
 @common.get("/healthz")
 def healthz() -> tuple[Any, int]:
@@ -88,6 +91,15 @@ def _unexpected(exc: Exception) -> Response:
     return response
 
 
+def _security_headers(response: Response) -> Response:
+    """nosniff everywhere; no-store on every operator answer (tokens, names, phones and
+    balances, errors too), so no browser or proxy keeps a copy."""
+    response.headers[NOSNIFF[0]] = NOSNIFF[1]
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def build_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
     app = Flask("momo")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -102,4 +114,5 @@ def build_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
+    app.after_request(_security_headers)
     return app

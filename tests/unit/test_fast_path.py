@@ -183,6 +183,8 @@ def same_answer(a: TestResponse, b: TestResponse) -> None:
     assert a.headers["Content-Type"] == b.headers["Content-Type"]
     assert a.headers.get("Content-Length") == b.headers.get("Content-Length")
     assert a.headers.get("Retry-After") == b.headers.get("Retry-After")
+    assert a.headers.get("X-Content-Type-Options") == b.headers.get("X-Content-Type-Options")
+    assert a.headers.get("X-Content-Type-Options") == "nosniff"
 
 
 def chunked_environ(body: bytes, kind: str = "c2b/confirmation") -> dict[str, Any]:
