@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from matcher.errors import Conflict, DomainError, InvalidInput, NotFound
 from matcher.models import UNASSOCIATED, Customer, IdempotencyRecord, Payment
 from matcher.money import format_minor
+from matcher.text import unstorable_character
 from momo.runtime import Runtime
 from momo.web import problem
 
@@ -71,25 +72,12 @@ def _domain_error(exc: DomainError) -> Response:
 
 # --- what operators send: text a database can hold, and bodies with known fields ----------
 
-#: PostgreSQL refuses NUL in text, and a lone surrogate (a JSON escape such as \ud800 on its
-#: own) is no character at all: UTF-8 cannot encode it, so no driver can send it
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _FIELD_NAME = re.compile(r"[a-z_]{1,40}")
-
-
-def unstorable(text: str) -> str | None:
-    """What in ``text`` no text column can hold, in words; None when there is nothing."""
-    found = _UNSTORABLE.search(text)
-    if found is None:
-        return None
-    if found.group() == "\x00":
-        return "a NUL character (\\u0000)"
-    return f"a lone surrogate (\\u{ord(found.group()):04x}), half of a UTF-16 pair"
 
 
 def refuse_unstorable(text: str, where: str, code: str) -> None:
     """400 naming ``where`` when ``text`` holds a character no database can store."""
-    what = unstorable(text)
+    what = unstorable_character(text)
     if what is not None:
         raise InvalidInput(
             f"{where} contains {what}, which is not text that can be stored or searched; "
@@ -237,7 +225,7 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
                 if isinstance(part, bool) or not isinstance(part, int) or not 0 < part < 2**63:
                     raise ValueError("id out of range")
                 values.append(part)
-            elif isinstance(part, str) and unstorable(part) is None:
+            elif isinstance(part, str) and unstorable_character(part) is None:
                 values.append(part)
             else:
                 raise ValueError("not text")

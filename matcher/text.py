@@ -28,13 +28,21 @@ def fits(text: str, length: int) -> bool:
     return len(text) <= length and _UNSTORABLE.search(text) is None
 
 
+def unstorable_character(text: str) -> str | None:
+    """The first character of ``text`` no database stores, in words, or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "a NUL character (\\u0000)"
+    return f"a lone surrogate (\\u{ord(found.group()):04x}), half of a UTF-16 pair"
+
+
 def unfit(text: str, length: int | None = None) -> str | None:
     """Why no database would store ``text`` as it is (in ``length`` characters), or None."""
-    found = _UNSTORABLE.search(text)
-    if found is not None:
-        if found.group() == "\x00":
-            return "holds a NUL character (U+0000)"
-        return "holds a lone surrogate (not a Unicode character)"
+    what = unstorable_character(text)
+    if what is not None:
+        return f"holds {what}"
     if length is not None and len(text) > length:
         return f"is {len(text)} characters long (at most {length} fit)"
     return None
