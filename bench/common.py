@@ -27,7 +27,7 @@ ADMIN_URL = os.environ.get(
     "MOMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("MOMO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-PATH_TOKEN = "bench-path-token"  # noqa: S105 - a throw-away path segment for a local run
+PATH_TOKEN = "bench-path-token-6b1f0e9d8c7a5b4e3d2c"  # noqa: S105 - a throw-away path segment for a local run
 RESULTS = ROOT / "bench" / "results"
 
 

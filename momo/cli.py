@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from momo.config import ConfigError, Settings, load_settings
+from momo.config import ConfigError, Settings, load_settings, path_token_weakness
 
 if TYPE_CHECKING:
     from matcher.check import Violation
@@ -157,21 +157,49 @@ def _ensure_schema(settings: Settings, *, apply: bool) -> None:
 # --- serving ------------------------------------------------------------------------------
 
 
-def _embedded_path_token(settings: Settings) -> Settings:
-    """The embedded default keeps a generated M-PESA path token in the instance folder."""
-    if settings.mpesa_path_token:
-        return settings
-    path = settings.instance_path / "mpesa_path_token"
+#: the file under MOMO_INSTANCE_PATH where the embedded default keeps its path token
+PATH_TOKEN_FILE = "mpesa_path_token"  # noqa: S105 - a file name, not a secret
+
+
+def _embedded_path_token(settings: Settings) -> tuple[Settings, bool]:
+    """The embedded default keeps a generated M-PESA path token in the instance folder.
+
+    Returns the settings with that token, and whether it was generated just now: then,
+    and only then, it is shown. A kept token too weak for today's rules (written by an
+    older momo, or by hand) is replaced, and the operator told, rather than refused.
+    """
+    path = settings.instance_path / PATH_TOKEN_FILE
     if path.exists():
         token = path.read_text().strip()
+        weakness = path_token_weakness(token)
+        if weakness is None:
+            return settings.with_overrides(mpesa_path_token=token), False
+        token = _new_path_token()
+        replacement = path.with_name(path.name + ".new")
+        replacement.unlink(missing_ok=True)  # left by a start that died half-way
+        _write_secret(replacement, token)
+        os.replace(replacement, path)
+        click.echo(
+            f"the M-PESA path token kept in {path} {weakness}; replaced it with a new one. "
+            "Register the callback URLs below with Safaricom: the old ones now answer 404.",
+            err=True,
+        )
     else:
         settings.instance_path.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        token = _new_path_token()
+        _write_secret(path, token)
         click.echo(f"generated an M-PESA path token, kept in {path}")
-    return settings.with_overrides(mpesa_path_token=token)
+    return settings.with_overrides(mpesa_path_token=token), True
+
+
+def _new_path_token() -> str:
+    return secrets.token_hex(24)  # 48 characters, as `openssl rand -hex 24` makes
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
 
 
 @main.command()
@@ -181,15 +209,22 @@ def serve(host: str, port: int) -> None:
     """Run webhooks and operator API (and, with no broker, the worker in-process)."""
     from werkzeug.serving import make_server
 
+    from ingest.redact import MASK
     from momo.app import create_app
 
     settings = _settings()
-    if settings.is_embedded:
-        settings = _embedded_path_token(settings)
+    # A configured token is never printed (a terminal's or a unit's log would keep it); one
+    # generated just now is shown this once, since nobody else knows it yet.
+    shown, origin = "<MOMO_MPESA_PATH_TOKEN>", "the path token is MOMO_MPESA_PATH_TOKEN's value"
+    if settings.is_embedded and not settings.mpesa_path_token:
+        settings, generated = _embedded_path_token(settings)
+        kept = settings.instance_path / PATH_TOKEN_FILE
+        shown, origin = f"<the token in {kept}>", f"the path token is kept in {kept}"
+        if generated:
+            shown, origin = settings.require_mpesa_path_token(), f"{origin}; shown this once"
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     app = _fail_on_config(lambda: create_app(settings))
     base = f"http://{host}:{port}"
-    token = settings.mpesa_path_token
     click.echo(f"momo serving on {base}  (database: {_redacted(settings.database_url)})")
     click.echo(
         "queue: in-process worker (no MOMO_BROKER_URL)"
@@ -198,7 +233,8 @@ def serve(host: str, port: int) -> None:
     )
     click.echo("M-PESA callback URLs (register these with Safaricom, behind HTTPS):")
     for kind in ("c2b/confirmation", "c2b/validation", "stk"):
-        click.echo(f"  {base}/webhooks/mpesa/{token}/{kind}")
+        click.echo(f"  {base}/webhooks/mpesa/{shown}/{kind}")
+    click.echo(f"  ({origin}; logs show it as {MASK})")
     click.echo(f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)")
     server = make_server(host, port, app, threaded=True)
     try:

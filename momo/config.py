@@ -22,6 +22,33 @@ class ConfigError(Exception):
 
 
 VALIDATION_MODES = ("accept", "reject-unknown-account")
+
+#: anyone who knows the M-PESA path token can post payments: it must be long and random
+MIN_PATH_TOKEN_LENGTH = 32
+#: what a path token made of these (letters and digits only, any case) is taken to be: a
+#: stand-in left in place of a real secret (deploy/momo.env.example ships ``change-me``)
+PLACEHOLDER_PATH_TOKENS = frozenset(
+    {
+        "changeme",
+        "replaceme",
+        "secret",
+        "mysecret",
+        "yoursecret",
+        "token",
+        "pathtoken",
+        "mpesapathtoken",
+        "yourtoken",
+        "password",
+        "placeholder",
+        "example",
+        "test",
+        "todo",
+    }
+)
+#: a placeholder repeated or padded to length is still one
+PLACEHOLDER_WORDS = ("changeme", "replaceme", "placeholder")
+#: characters that stand for themselves in a URL path segment (RFC 3986 "unreserved")
+PATH_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -77,16 +104,46 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     def require_mpesa_path_token(self) -> str:
+        """The token, when it is set and strong enough to guard the callback URLs."""
         if not self.mpesa_path_token:
             raise ConfigError(
                 "MOMO_MPESA_PATH_TOKEN is not set: the M-PESA callback URLs need a secret "
                 "path segment. Set it to a long random string, e.g. "
                 "MOMO_MPESA_PATH_TOKEN=$(openssl rand -hex 24)"
             )
-        return self.mpesa_path_token
+        return check_path_token(self.mpesa_path_token)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def path_token_weakness(token: str) -> str | None:
+    """Why ``token`` cannot guard a callback URL, or None when it can."""
+    letters = re.sub(r"[^a-z0-9]", "", token.lower())
+    if letters in PLACEHOLDER_PATH_TOKENS or any(w in letters for w in PLACEHOLDER_WORDS):
+        return f"is a placeholder ({token[:40]!r}), not a secret"
+    if len(token) < MIN_PATH_TOKEN_LENGTH:
+        return (
+            f"is {len(token)} characters long; it must be at least {MIN_PATH_TOKEN_LENGTH} "
+            "random characters"
+        )
+    if not PATH_TOKEN_CHARACTERS.fullmatch(token):
+        return "has characters a URL path would change (use only letters, digits and - _ . ~)"
+    if len(set(token)) < 8:
+        return "uses fewer than 8 different characters, so it is not random"
+    return None
+
+
+def check_path_token(token: str, source: str = "MOMO_MPESA_PATH_TOKEN") -> str:
+    """``token`` when it can guard a callback URL; else ConfigError naming ``source``."""
+    weakness = path_token_weakness(token)
+    if weakness is not None:
+        raise ConfigError(
+            f"{source} {weakness}: anyone who knows it can post payments to momo. Make one "
+            f"with `openssl rand -hex 24` (48 characters), set {source} to it and register "
+            "the new callback URLs with Safaricom."
+        )
+    return token
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -157,13 +214,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"MOMO_BROKER_URL={broker!r} is not a redis:// or amqp:// URL; "
             "leave it unset to work the queue in-process"
         )
+    path_token = env.get("MOMO_MPESA_PATH_TOKEN", "").strip() or None
+    if path_token is not None:
+        check_path_token(path_token)
     return Settings(
         database_url=_database_url(env.get("MOMO_DATABASE_URL", "").strip() or "sqlite:///momo.db"),
         broker_url=broker,
         default_region=region,
         timezone=timezone,
         currency=currency,
-        mpesa_path_token=env.get("MOMO_MPESA_PATH_TOKEN", "").strip() or None,
+        mpesa_path_token=path_token,
         mpesa_allowed_ips=_networks(env.get("MOMO_MPESA_ALLOWED_IPS", "")),
         trusted_proxy_hops=_int(env, "MOMO_TRUSTED_PROXY_HOPS", 0),
         mpesa_validation=validation,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ingest.redact import mask_logged_paths, mask_webhook_paths
 from matcher.db import answer_within
 from momo.runtime import Runtime
 
@@ -70,7 +71,7 @@ def _http_error(exc: HTTPException) -> Response:
 def _unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.exception("unhandled error on %s %s", request.method, mask_webhook_paths(request.path))
     if isinstance(exc, SQLAlchemyError):
         if request.path.startswith("/api/"):
             return problem(
@@ -101,6 +102,7 @@ def _security_headers(response: Response) -> Response:
 
 
 def build_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
+    mask_logged_paths()
     app = Flask("momo")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]

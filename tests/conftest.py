@@ -21,7 +21,8 @@ from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-PATH_TOKEN = "test-path-token-0123456789"
+#: the M-PESA path token of every test app: long and varied enough for momo.config to take
+PATH_TOKEN = "test-path-token-0123456789abcdefghij"
 
 
 def samples_dir() -> Path:

@@ -35,7 +35,7 @@ ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("MOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-PATH_TOKEN = "it-path-token-5f1c2d"
+PATH_TOKEN = "it-path-token-5f1c2d8e9a0b7c6d4e3f2a1b"
 VENV_BIN = Path(sys.executable).parent
 
 

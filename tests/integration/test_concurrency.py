@@ -24,6 +24,7 @@ from matcher.plans import create_plan, purchase
 from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 from tests.conftest import add_customer
+from tests.integration.conftest import PATH_TOKEN
 
 THREADS = 8
 
@@ -37,7 +38,7 @@ def db_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runti
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token="x"))
+    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
     yield runtime
     runtime.close()
 

@@ -14,6 +14,7 @@ from momo.config import Settings
 from momo.runtime import build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample
+from tests.integration.conftest import PATH_TOKEN
 from tests.unit.test_migrations import schema_differences
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,9 @@ def pg_runtime(pg_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(pg_url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token="x", batch_size=20))
+    runtime = build_runtime(
+        Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN, batch_size=20)
+    )
     yield runtime
     runtime.close()
 
@@ -59,7 +62,7 @@ def test_concurrent_drains_record_every_row_exactly_once(pg_runtime, pg_url: str
             for r in rows
         )
     runtimes = [
-        build_runtime(Settings(database_url=pg_url, mpesa_path_token="x", batch_size=20))
+        build_runtime(Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN, batch_size=20))
         for _ in range(4)
     ]
     errors: list[BaseException] = []
@@ -145,7 +148,7 @@ def test_long_ranges_equal_a_recount_of_the_slices_on_postgresql(
 
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
-    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token=PATH_TOKEN))
     try:
         with runtime.sessions.begin() as session:
             slices = seed_slices(session, seed)
@@ -168,7 +171,7 @@ def test_the_revenue_backfill_on_postgresql_matches_what_the_writers_keep(
 
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
-    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token=PATH_TOKEN))
     try:
         add_customer(runtime, "ACC1042", [])
         for n in range(30):

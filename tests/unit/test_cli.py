@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -539,3 +540,98 @@ class TestADatabaseMomoCannotUse:
             result = run(env, "check")
             assert result.exception is error
             assert "MOMO_DATABASE_URL" not in result.output
+
+
+# --- momo serve ---------------------------------------------------------------------------
+
+#: as `openssl rand -hex 24` makes one
+CONFIGURED_TOKEN = "6d1e0f9c8b7a5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f"
+
+
+class StoppedServer:
+    """Stands in for werkzeug's server: ``momo serve`` prints its start-up, then it stops."""
+
+    def serve_forever(self) -> None:
+        raise KeyboardInterrupt
+
+    def server_close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def serve(env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    import werkzeug.serving
+
+    monkeypatch.setattr(werkzeug.serving, "make_server", lambda *a, **k: StoppedServer())
+
+    def start(**overrides: str | None) -> Result:
+        return run(env, "serve", "--port", "8123", **overrides)
+
+    return start
+
+
+def kept_token(tmp_path: Path) -> str:
+    return (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
+
+
+class TestServe:
+    def test_a_token_it_generates_is_shown_the_first_time_only(
+        self, serve: Any, tmp_path: Path
+    ) -> None:
+        first = serve()
+        assert first.exit_code == 0, first.output
+        token = kept_token(tmp_path)
+        assert f"/webhooks/mpesa/{token}/c2b/confirmation" in first.output
+        assert "shown this once" in first.output
+
+        again = serve()
+
+        assert again.exit_code == 0, again.output
+        assert kept_token(tmp_path) == token
+        assert token not in again.output
+        assert "/webhooks/mpesa/<the token in " in again.output
+
+    def test_a_generated_token_is_48_characters_readable_by_its_owner_only(
+        self, serve: Any, tmp_path: Path
+    ) -> None:
+        result = serve()
+
+        assert result.exit_code == 0, result.output
+        path = tmp_path / "instance" / "mpesa_path_token"
+        assert len(kept_token(tmp_path)) == 48
+        assert path.stat().st_mode & 0o777 == 0o600
+
+    def test_a_configured_token_is_never_printed_and_its_origin_is_named(
+        self, serve: Any, tmp_path: Path
+    ) -> None:
+        result = serve(MOMO_MPESA_PATH_TOKEN=CONFIGURED_TOKEN)
+
+        assert result.exit_code == 0, result.output
+        assert CONFIGURED_TOKEN not in result.output
+        assert "/webhooks/mpesa/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in result.output
+        assert "MOMO_MPESA_PATH_TOKEN's value" in result.output
+        assert not (tmp_path / "instance" / "mpesa_path_token").exists()
+
+    @pytest.mark.parametrize("token", ["change-me", "a-short-token-1234"])
+    def test_a_placeholder_or_short_configured_token_is_a_clean_error_saying_how(
+        self, serve: Any, token: str
+    ) -> None:
+        result = serve(MOMO_MPESA_PATH_TOKEN=token)
+
+        assert_clean_error(result, "MOMO_MPESA_PATH_TOKEN", "openssl rand -hex 24")
+
+    def test_a_short_token_kept_by_an_older_momo_is_replaced_and_the_new_urls_shown(
+        self, serve: Any, tmp_path: Path
+    ) -> None:
+        (tmp_path / "instance").mkdir()
+        (tmp_path / "instance" / "mpesa_path_token").write_text("old-short-token\n")
+
+        result = serve()
+
+        assert result.exit_code == 0, result.output
+        token = kept_token(tmp_path)
+        assert len(token) == 48
+        assert "is 15 characters long" in result.output
+        assert "replaced it with a new one" in result.output
+        assert f"/webhooks/mpesa/{token}/c2b/confirmation" in result.output
+        assert "old-short-token" not in result.output

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from momo.config import ConfigError, Settings, load_settings
+from tests.conftest import PATH_TOKEN, ROOT
+
+#: as `openssl rand -hex 24` makes one
+STRONG_TOKEN = "3f9a1c0e5b7d2e8f4a6c1b9d0e7f2a5c8b3d6e1f4a7c0b9d"
 
 # --- load_settings: defaults --------------------------------------------------------------
 
@@ -109,7 +113,7 @@ class TestLoadSettingsValues:
             {
                 "MOMO_TIMEZONE": "Africa/Kampala",
                 "MOMO_MPESA_VALIDATION": "reject-unknown-account",
-                "MOMO_MPESA_PATH_TOKEN": " s3cret ",
+                "MOMO_MPESA_PATH_TOKEN": f" {STRONG_TOKEN} ",
                 "MOMO_TRUSTED_PROXY_HOPS": "2",
                 "MOMO_SWEEP_AFTER_SECONDS": "60",
                 "MOMO_SWEEP_INTERVAL_SECONDS": "5",
@@ -123,7 +127,7 @@ class TestLoadSettingsValues:
         assert settings.timezone == "Africa/Kampala"
         assert str(settings.zone) == "Africa/Kampala"
         assert settings.mpesa_validation == "reject-unknown-account"
-        assert settings.mpesa_path_token == "s3cret"
+        assert settings.mpesa_path_token == STRONG_TOKEN
         assert settings.trusted_proxy_hops == 2
         assert settings.sweep_after_seconds == 60
         assert settings.sweep_interval_seconds == 5
@@ -188,6 +192,89 @@ class TestLoadSettingsRefusesBadValues:
             load_settings({"MOMO_CURRENCY": currency})
 
 
+# --- the M-PESA path token ----------------------------------------------------------------
+
+
+def example_path_token() -> str:
+    """The value deploy/momo.env.example ships for MOMO_MPESA_PATH_TOKEN."""
+    example = (ROOT / "deploy" / "momo.env.example").read_text()
+    [value] = re.findall(r"^MOMO_MPESA_PATH_TOKEN=(.*)$", example, flags=re.MULTILINE)
+    return value.strip()
+
+
+class TestPathToken:
+    def test_the_example_files_placeholder_is_refused_saying_how_to_make_a_token(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            load_settings({"MOMO_MPESA_PATH_TOKEN": example_path_token()})
+
+        message = str(info.value)
+        assert "MOMO_MPESA_PATH_TOKEN" in message
+        assert "placeholder" in message
+        assert "openssl rand -hex 24" in message
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "change-me",
+            "changeme",
+            "CHANGE_ME",
+            "Change Me",
+            "secret",
+            "your-token",
+            "change-me-change-me-change-me-change-me",
+            "REPLACE-ME-with-32-random-characters-please",
+        ],
+    )
+    def test_a_placeholder_is_refused_whatever_its_length_or_case(self, token: str) -> None:
+        with pytest.raises(ConfigError, match="placeholder"):
+            load_settings({"MOMO_MPESA_PATH_TOKEN": token})
+
+    @pytest.mark.parametrize("length", [5, 12, 24, 31])
+    def test_a_token_shorter_than_32_characters_is_refused_without_printing_it(
+        self, length: int
+    ) -> None:
+        token = STRONG_TOKEN[:length]
+
+        with pytest.raises(ConfigError) as info:
+            load_settings({"MOMO_MPESA_PATH_TOKEN": token})
+
+        message = str(info.value)
+        assert f"is {length} characters long" in message
+        assert "at least 32" in message
+        assert "openssl rand -hex 24" in message
+        assert token not in message.replace("MOMO_MPESA_PATH_TOKEN", "")
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            STRONG_TOKEN[:32],
+            STRONG_TOKEN,
+            "Zq3-Lw9_xT2vNc8RkP0mYb5HsJd7GfA4",  # secrets.token_urlsafe(24), as momo made them
+            PATH_TOKEN,
+        ],
+    )
+    def test_a_random_token_of_32_characters_or_more_is_taken(self, token: str) -> None:
+        assert load_settings({"MOMO_MPESA_PATH_TOKEN": token}).mpesa_path_token == token
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            STRONG_TOKEN[:20] + "/" + STRONG_TOKEN[20:],
+            STRONG_TOKEN[:20] + " " + STRONG_TOKEN[20:],
+            STRONG_TOKEN[:20] + "%2F" + STRONG_TOKEN[20:],
+            STRONG_TOKEN[:20] + "\u00e9" + STRONG_TOKEN[20:],
+        ],
+    )
+    def test_a_token_a_url_path_would_change_is_refused(self, token: str) -> None:
+        with pytest.raises(ConfigError, match="characters a URL path would change"):
+            load_settings({"MOMO_MPESA_PATH_TOKEN": token})
+
+    @pytest.mark.parametrize("token", ["a" * 40, "ab" * 20, "0123456" * 6])
+    def test_a_long_token_of_few_different_characters_is_refused(self, token: str) -> None:
+        with pytest.raises(ConfigError, match="not random"):
+            load_settings({"MOMO_MPESA_PATH_TOKEN": token})
+
+
 # --- Settings -----------------------------------------------------------------------------
 
 
@@ -197,7 +284,11 @@ class TestSettings:
             Settings().require_mpesa_path_token()
 
     def test_require_mpesa_path_token_returns_a_configured_token(self) -> None:
-        assert Settings(mpesa_path_token="abc").require_mpesa_path_token() == "abc"
+        assert Settings(mpesa_path_token=PATH_TOKEN).require_mpesa_path_token() == PATH_TOKEN
+
+    def test_require_mpesa_path_token_refuses_a_weak_token_set_in_code_too(self) -> None:
+        with pytest.raises(ConfigError, match="at least 32"):
+            Settings(mpesa_path_token="abc").require_mpesa_path_token()
 
     def test_with_overrides_changes_a_copy_and_leaves_the_original(self) -> None:
         original = Settings()
