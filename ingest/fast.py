@@ -10,7 +10,8 @@ acknowledgement bytes as the Flask view in ``ingest.views``.
 
 Everything else goes to Flask untouched: any other path or method, a wrong
 token or kind (404 and the brake on failures), a refused address (403), a
-missing or oversized Content-Length (413), a body that is not the provider's
+missing or oversized Content-Length (413), a body framed both by
+Content-Length and Transfer-Encoding (400), a body that is not the provider's
 shape (400, kept as rejected), validation requests and unexpected errors. A
 body already read is handed on intact, and nothing is stored before the
 hand-over, so no request is ever stored twice or by neither path.
@@ -43,7 +44,7 @@ from ingest.views import (
 )
 from matcher.notifications import FailedAttempt, InvalidCallback, PaymentNotification
 from momo.runtime import Runtime
-from momo.web import NOSNIFF
+from momo.web import NOSNIFF, framing_problem
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -135,6 +136,8 @@ class FastAccept:
         remote_addr: str | None = environ.get("REMOTE_ADDR")
         if not client_allowed(settings, provider, remote_addr):
             return None
+        if framing_problem(environ) is not None:
+            return None  # Flask refuses it (400) before anything reads the body
         try:
             length = int(environ.get("CONTENT_LENGTH") or "")
         except ValueError:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
@@ -43,6 +44,37 @@ def healthz() -> tuple[Any, int]:
     except SQLAlchemyError as exc:
         return jsonify({"status": "unavailable", "database": type(exc).__name__}), 503
     return jsonify({"status": "ok", "database": "ok"}), 200
+
+
+def framing_problem(environ: Mapping[str, Any]) -> str | None:
+    """Why the request's body length is ambiguous, or None.
+
+    A body is framed by Content-Length or by chunked Transfer-Encoding, never both: a proxy
+    in front may read the one while momo reads the other and store a part of the body, or
+    take what follows it for another request. Any other transfer coding is refused too.
+    """
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    if coding is None:
+        return None
+    if environ.get("CONTENT_LENGTH") is not None:
+        return (
+            "The request has both Content-Length and Transfer-Encoding, so its length is "
+            "ambiguous; send the body with only one of them."
+        )
+    if coding.strip().lower() != "chunked":
+        return (
+            f"Transfer-Encoding {coding.strip()[:40]!r} is not supported; send the body "
+            "plainly with Content-Length, or chunked."
+        )
+    return None
+
+
+@common.before_app_request
+def _refuse_ambiguous_framing() -> None:
+    # before anything reads the body; the server closes the connection after the answer
+    detail = framing_problem(request.environ)
+    if detail is not None:
+        abort(400, description=detail)
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:

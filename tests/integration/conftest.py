@@ -92,6 +92,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def raw_request(base: str, request: bytes) -> str:
+    """Send ``request`` as-is to the server at ``base``; its whole answer, up to the close."""
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
+    answer = b""
+    with socket.create_connection((url.hostname, url.port), timeout=20) as conn:
+        conn.sendall(request)
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer.decode(errors="replace")
+
+
+def ambiguous_post(path: str, body: bytes) -> bytes:
+    """A POST whose body is framed twice: chunked ``body`` + junk, and a Content-Length that
+    covers ``body`` alone (a server trusting it would store a prefix of the real body)."""
+    real = body + b' , "more": "of the chunked body"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(real), real)
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode() + chunked
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

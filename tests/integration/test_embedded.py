@@ -15,9 +15,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from sqlalchemy import create_engine, func, select
 
+from matcher.models import InboxItem
 from tests.conftest import sample_bytes
-from tests.integration.conftest import VENV_BIN, free_port, wait_healthy, wait_until
+from tests.integration.conftest import (
+    PATH_TOKEN,
+    VENV_BIN,
+    ambiguous_post,
+    free_port,
+    raw_request,
+    wait_healthy,
+    wait_until,
+)
 
 
 @contextmanager
@@ -171,3 +181,37 @@ def test_concurrent_operators_on_the_embedded_default_never_see_a_5xx(tmp_path: 
 
         wait_until(checked, timeout=30, interval=0.5)
     assert "database is locked" not in (tmp_path / "serve.log").read_text()
+
+
+def test_momo_serve_keeps_a_configured_token_out_of_its_output_and_request_log(
+    tmp_path: Path,
+) -> None:
+    """Started with MOMO_MPESA_PATH_TOKEN: neither the start-up lines nor werkzeug's request
+    log show it, whatever the requests; a body framed twice is refused and not stored."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'momo.db'}")
+
+    def inbox_count() -> int:
+        with engine.connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(InboxItem)) or 0)
+
+    with embedded_server(tmp_path, MOMO_MPESA_PATH_TOKEN=PATH_TOKEN) as (base, _):
+        path = f"/webhooks/mpesa/{PATH_TOKEN}/c2b/confirmation"
+        body = sample_bytes("c2b_confirmation_paybill_plain.json")
+        assert requests.post(base + path, data=body, timeout=10).status_code == 200
+        assert requests.post(base + path + "x", data=body, timeout=10).status_code == 404
+        stored = inbox_count()
+
+        framed_twice = raw_request(base, ambiguous_post(path, body.replace(b"TKQ", b"TKZ")))
+
+        assert framed_twice.startswith("HTTP/1.1 400"), framed_twice
+        assert "Content-Length and Transfer-Encoding" in framed_twice
+        assert inbox_count() == stored == 1
+        wait_until(lambda: (tmp_path / "serve.log").read_text().count('" 400 ') == 1)
+    engine.dispose()
+    output = (tmp_path / "serve.log").read_text()
+    assert "/webhooks/mpesa/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in output
+    requests_logged = [line for line in output.splitlines() if "POST " in line]
+    assert len(requests_logged) == 3, output  # 200, 404 and 400 (werkzeug may colour them)
+    for line in requests_logged:
+        assert "POST /webhooks/mpesa/***/c2b/confirmation" in line
+    assert PATH_TOKEN not in output

@@ -16,7 +16,15 @@ from matcher.ledger import ledger_sum
 from matcher.models import Customer, InboxItem, LedgerEntry, Payment
 from tasks.celery_app import PROCESS_INBOX, make_producer
 from tests.conftest import sample, sample_bytes
-from tests.integration.conftest import PATH_TOKEN, VENV_BIN, Stack, free_port, wait_until
+from tests.integration.conftest import (
+    PATH_TOKEN,
+    VENV_BIN,
+    Stack,
+    ambiguous_post,
+    free_port,
+    raw_request,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -304,6 +312,28 @@ def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> None:
         )
         head = conn.recv(4096).decode(errors="replace")  # no body was ever sent
     assert head.startswith("HTTP/1.1 413"), head
+
+
+def test_a_body_framed_by_both_content_length_and_chunked_is_refused_400_and_not_stored(
+    stack: Stack,
+) -> None:
+    """gunicorn refuses it itself, before momo sees it; nothing reaches the inbox."""
+
+    def inbox_count() -> int:
+        with stack.runtime.sessions.begin() as session:
+            return int(session.scalar(select(func.count()).select_from(InboxItem)) or 0)
+
+    body = confirmation()
+    before = inbox_count()
+
+    answer = raw_request(
+        stack.base,
+        ambiguous_post(f"/webhooks/mpesa/{PATH_TOKEN}/c2b/confirmation", json.dumps(body).encode()),
+    )
+
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert payment_rows(stack, body["TransID"]) == []
+    assert inbox_count() == before
 
 
 def test_momo_check_finds_the_books_in_order_after_everything_above(stack: Stack) -> None:

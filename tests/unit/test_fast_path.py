@@ -474,6 +474,60 @@ class TestHandOverToFlask:
         assert status.startswith("413")
         assert edge.rows() == []
 
+    @pytest.mark.parametrize("coding", ["chunked", "Chunked", "gzip, chunked", "identity"])
+    def test_a_body_framed_by_content_length_and_transfer_encoding_is_refused_400_unstored(
+        self, make_edge: MakeEdge, coding: str
+    ) -> None:
+        """The server de-chunks the body; a Content-Length covering a valid prefix of it must
+        not get that prefix stored."""
+        fast, flask_only = make_edge("fast"), make_edge("flask", fast_path=False)
+        body = sample_bytes(CONFIRMATION)
+        dechunked = body + b' , "more": "of the real body"}'
+
+        def ambiguous() -> dict[str, Any]:
+            environ = chunked_environ(dechunked)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ["HTTP_TRANSFER_ENCODING"] = coding
+            return environ
+
+        answer = run_wsgi_app(fast.app, ambiguous(), buffered=True)
+        expected = run_wsgi_app(flask_only.app, ambiguous(), buffered=True)
+
+        assert answer[1].startswith("400")
+        assert (answer[1], b"".join(answer[0])) == (expected[1], b"".join(expected[0]))
+        refusal = json.loads(b"".join(answer[0]))
+        assert refusal["ResultCode"] != 0
+        assert "Content-Length and Transfer-Encoding" in refusal["detail"]
+        fast.assert_flask_answered()
+        assert fast.rows() == flask_only.rows() == []
+        assert fast.writer.rows == []
+
+    @pytest.mark.parametrize("coding", ["gzip", "gzip, chunked", "chunked, identity"])
+    def test_a_transfer_coding_other_than_chunked_is_refused_400_unstored(
+        self, make_edge: MakeEdge, coding: str
+    ) -> None:
+        edge = make_edge()
+        environ = chunked_environ(sample_bytes(CONFIRMATION))
+        environ["HTTP_TRANSFER_ENCODING"] = coding
+
+        app_iter, status, _ = run_wsgi_app(edge.app, environ, buffered=True)
+
+        assert status.startswith("400")
+        assert "is not supported" in json.loads(b"".join(app_iter))["detail"]
+        assert edge.rows() == []
+
+    def test_an_api_request_framed_twice_gets_a_problem_400(self, make_edge: MakeEdge) -> None:
+        edge = make_edge()
+        environ = chunked_environ(b"{}")
+        environ["PATH_INFO"] = "/api/v1/customers"
+        environ["CONTENT_LENGTH"] = "2"
+
+        app_iter, status, headers = run_wsgi_app(edge.app, environ, buffered=True)
+
+        assert status.startswith("400")
+        assert headers["Content-Type"] == "application/problem+json"
+        assert json.loads(b"".join(app_iter))["code"] == "bad_request"
+
     @pytest.mark.parametrize(
         "content_length",
         ["abc", "-1", "99999999999999999999"],
