@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, reque
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
-from ingest.limits import FailureLimiter
+from ingest.limits import Limiter, failure_limiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.refusal import UNSTORABLE, RowRefused, refused_row, unstorable
@@ -43,10 +43,11 @@ bp = Blueprint("ingest", __name__)
 
 @bp.record_once
 def _limiter(state: Any) -> None:
-    state.app.extensions.setdefault(
-        "momo_limiter",
-        FailureLimiter(state.app.extensions["momo"].settings.unauthenticated_per_minute),
-    )
+    if "momo_limiter" not in state.app.extensions:
+        rt: Runtime = state.app.extensions["momo"]
+        limiter = failure_limiter(rt.settings)
+        rt.helpers.append(limiter)  # closed with the runtime
+        state.app.extensions["momo_limiter"] = limiter
 
 
 #: request headers worth keeping beside the raw body, for tracing a callback later
@@ -201,7 +202,7 @@ class CannotStore(Exception):
 @bp.post("/webhooks/<provider>/<token>/<path:kind>")
 def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     settings = runtime().settings
-    limiter: FailureLimiter = current_app.extensions["momo_limiter"]
+    limiter: Limiter = current_app.extensions["momo_limiter"]
     address = request.remote_addr or "-"
     # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
     if not authenticated(settings, provider, token, kind):
