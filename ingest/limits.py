@@ -96,7 +96,7 @@ class _Shared:
             return self.fallback.fail(address)
         try:
             count = self._count(address)
-        except (OSError, redis.RedisError) as exc:
+        except Exception as exc:  # whatever it is, the brake must never fail a request
             if not self._out_until:
                 log.warning(
                     "unauthenticated-traffic brake: the %s failed (%s: %s); this process "

@@ -151,6 +151,16 @@ class TestRedisCount:
         assert len(warnings) == 1  # said once, not per request
         assert "Redis count failed" in warnings[0].getMessage()
 
+    def test_a_redis_url_the_client_cannot_use_loosens_the_brake_and_fails_no_request(
+        self,
+    ) -> None:
+        """Celery takes transport options in the broker URL that redis-py refuses."""
+        url = "redis://127.0.0.1:1/0?visibility_timeout=3600"
+        limiter = failure_limiter(Settings(broker_url=url, unauthenticated_per_minute=1))
+
+        assert [limiter.fail("203.0.113.9") for _ in range(2)] == [False, True]
+        limiter.close()
+
     def test_when_redis_answers_again_the_shared_count_is_used_again(self) -> None:
         server = fakeredis.FakeServer()
         client = fakeredis.FakeRedis(server=server)
