@@ -23,7 +23,7 @@ from matcher.migrate import upgrade
 from matcher.models import IdempotencyRecord
 from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
-from tests.conftest import add_customer, assert_problem, make_token
+from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token
 from tests.unit.test_migrations import forgets_recorded_token_secrets
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def pg_api(pg_url: str) -> Iterator[tuple[FlaskClient, Runtime, dict[str, str]]]
     engine = make_engine(pg_url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token="x" * 40))
+    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN))
     app = create_app(runtime=runtime)
     app.config["TESTING"] = True
     admin = f"pg-admin-{uuid.uuid4().hex[:8]}"
