@@ -21,6 +21,10 @@ Files in the spool directory (what ``momo check`` and an operator look at):
   reason) and stores or discards each by hand.
 - ``drain.lock``: one drainer at a time on the directory.
 
+A record is acknowledged only once all of its bytes are fsynced: a write the disk
+(or a quota, or a file-size limit) cuts short is undone and the caller answers
+503.
+
 Any drainer drains every host's files (a host renamed, a container recreated
 under a new name, leaves its spool behind for whoever shares the directory).
 A record the database refuses for its content is stored as a rejected row in
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -197,8 +202,17 @@ class Spool:
                     self.max_bytes,
                 )
                 raise SpoolFull(str(self.path))
-            os.write(fd, line)
-            os.fsync(fd)
+            try:
+                _append_whole(fd, line, size)
+            except OSError as exc:
+                log.error(
+                    "SPOOL WRITE FAILED: %s could not take a whole record (%s); the part "
+                    "written was removed and the callback is refused with 503. Free space "
+                    "on that disk (or raise the quota or file-size limit)",
+                    self.path,
+                    exc.strerror or exc,
+                )
+                raise
         finally:
             os.close(fd)  # closing releases the lock
         self._fsync_directory()
@@ -431,8 +445,7 @@ class Spool:
                 "source": source.name,
                 "record": record,
             }
-            os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
-            os.fsync(fd)
+            _append_whole(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
         finally:
             os.close(fd)
         self._fsync_directory()
@@ -445,6 +458,30 @@ class Spool:
             reason,
             self.quarantine_path,
         )
+
+
+def _append_whole(fd: int, data: bytes, size: int | None = None) -> None:
+    """Append all of ``data`` and fsync, or put the file back as it was and raise OSError.
+
+    A disk, quota or file-size limit that fills mid-record makes ``write`` take part of
+    it and report success; the rest then fails. Half a record must never stand as
+    acknowledged, nor run into the next one.
+    """
+    if size is None:
+        size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written == 0:  # never for a regular file, but never loop on it either
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        raise
 
 
 def _is_live(fd: int, path: Path) -> bool:

@@ -572,3 +572,50 @@ class TestSpoolDirectoryAtStart:
         assert "Traceback" not in output
         [line] = [line for line in output.splitlines() if "MOMO_SPOOL_DIR" in line][:1]
         assert str(blocker / "spool") in line
+
+
+class TestAFullDisk:
+    def test_a_record_the_disk_cuts_short_is_undone_and_never_acknowledged(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A file-size limit stands in for a full disk: write() takes part of the line."""
+        scratch = Spool(tmp_path / "scratch", max_bytes=1 << 20, host="h1")
+        scratch.append(item())
+        line = scratch.path.stat().st_size
+        limit = line * 5 // 2  # two whole records, and half of a third
+        directory = tmp_path / "spool"
+        script = (
+            "import json, resource, signal, sys\n"
+            "from pathlib import Path\n"
+            "from ingest.spool import Spool\n"
+            "from tests.unit.test_spool import item\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "spool = Spool(Path(sys.argv[1]), max_bytes=1 << 30, host='h1')\n"
+            "spool.directory.mkdir()\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))\n"
+            "acked, failed = [], []\n"
+            "for n in range(6):\n"
+            "    try:\n"
+            "        acked.append(spool.append(item(f'FULL{n:06d}')))\n"
+            "    except OSError as exc:\n"
+            "        failed.append(exc.errno)\n"
+            "print(json.dumps({'acked': acked, 'failed': failed}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(directory), str(limit)],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        outcome = json.loads(done.stdout.splitlines()[-1])
+
+        assert len(outcome["acked"]) == 2
+        assert len(outcome["failed"]) == 4  # refused: the caller answers 503
+        spool = Spool(directory, max_bytes=1 << 20, host="h1")
+        raw = spool.path.read_bytes()
+        assert raw.endswith(b"\n")  # the partial record was taken back
+        assert [json.loads(x)["spool_id"] for x in raw.splitlines()] == outcome["acked"]
+        result = spool.drain(runtime.sessions)
+        assert (result.stored, result.unreadable) == (2, 0)
