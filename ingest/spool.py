@@ -23,7 +23,9 @@ Files in the spool directory (what ``momo check`` and an operator look at):
 
 A record is acknowledged only once all of its bytes are fsynced: a write the disk
 (or a quota, or a file-size limit) cuts short is undone and the caller answers
-503.
+503. A writer that cannot get the file's lock within ``LOCK_TIMEOUT_SECONDS``
+(another one stuck on a failing disk, or stopped while holding it) gives up the
+same way rather than keep the provider waiting for no answer.
 
 Any drainer drains every host's files (a host renamed, a container recreated
 under a new name, leaves its spool behind for whoever shares the directory).
@@ -41,6 +43,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,9 +67,21 @@ from momo.config import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: how long a webhook waits for another writer's lock on the spool file before it gives
+#: up and answers 503; about as long as it waits for the database's own write
+LOCK_TIMEOUT_SECONDS = 3.0
 
-class SpoolFull(Exception):
-    """The spool reached its size bound; the caller must not acknowledge."""
+
+class SpoolError(Exception):
+    """The spool cannot take the callback now; the caller must not acknowledge."""
+
+
+class SpoolFull(SpoolError):
+    """The spool reached its size bound."""
+
+
+class SpoolBusy(SpoolError):
+    """Another process held the spool file's lock past the deadline."""
 
 
 LIVE_GLOB = "spool-*.jsonl"
@@ -142,9 +157,17 @@ class _Tally:
 
 
 class Spool:
-    def __init__(self, directory: Path, *, max_bytes: int, host: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        host: str | None = None,
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.lock_timeout = lock_timeout
         self.host = host or socket.gethostname()
         self.path = directory / f"spool-{self.host}.jsonl"
         self.quarantine_path = directory / QUARANTINE_NAME
@@ -229,14 +252,41 @@ class Spool:
         """This host's live spool file, opened for appending and exclusively locked.
 
         A drainer may rename the file away between our open and our lock; then
-        the locked file is no longer the live one, and we open the new one.
+        the locked file is no longer the live one, and we open the new one. Raises
+        SpoolBusy when the lock is not ours within ``lock_timeout`` seconds.
         """
+        deadline = time.monotonic() + self.lock_timeout
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                self._lock_by(fd, deadline)
+            except BaseException:
+                os.close(fd)
+                raise
             if _is_live(fd, self.path):
                 return fd
             os.close(fd)
+
+    def _lock_by(self, fd: int, deadline: float) -> None:
+        pause = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        log.error(
+            "SPOOL LOCKED: %s stayed locked by another writer for %.1f s (one stuck "
+            "on a failing disk, or a stopped process holding it); this callback is refused "
+            "with 503. Find the holder with `fuser -v %s`",
+            self.path,
+            self.lock_timeout,
+            self.path,
+        )
+        raise SpoolBusy(str(self.path))
 
     def _fsync_directory(self) -> None:
         # A new file's name must be durable too, not only its bytes.

@@ -22,7 +22,7 @@ from ingest.limits import Limiter, failure_limiter
 from ingest.providers import ADAPTERS
 from ingest.providers.base import ProviderAdapter
 from ingest.refusal import UNSTORABLE, RowRefused, refused_row, unstorable
-from ingest.spool import SpoolFull
+from ingest.spool import SpoolError
 from ingest.store import InboxWriter, inbox_row
 from matcher.matching import match_payment
 from matcher.models import INBOX_PROCESSED, INBOX_REJECTED, InboxItem
@@ -149,7 +149,7 @@ def store_callback(app: Flask, row: dict[str, Any]) -> str | None:
         return why
     try:
         rt.spool.append(InboxItem(**row))
-    except (OSError, SpoolFull) as exc:
+    except (OSError, SpoolError) as exc:
         log.exception("neither the database nor the spool could take a callback")
         raise CannotStore(str(exc)) from exc
     _log_refused(row, why)

@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from ingest.refusal import UNSTORABLE
-from ingest.spool import Spool, SpoolFull, _record, attach_spool
+from ingest.spool import Spool, SpoolBusy, SpoolFull, _record, attach_spool
 from matcher.db import make_engine, utcnow
 from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem
@@ -619,3 +619,80 @@ class TestAFullDisk:
         assert [json.loads(x)["spool_id"] for x in raw.splitlines()] == outcome["acked"]
         result = spool.drain(runtime.sessions)
         assert (result.stored, result.unreadable) == (2, 0)
+
+
+def lock_holder(path: Path) -> subprocess.Popen[str]:
+    """Another process holding the spool file's lock (a writer stuck in fsync, say)."""
+    script = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    holder.communicate(timeout=30)  # its stdin closes: it exits, and the lock is free
+
+
+class TestAHeldLock:
+    def test_a_writer_gives_up_on_a_lock_held_too_long_and_the_callback_gets_503(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'missing' / 'momo.db'}",  # unreachable
+            mpesa_path_token=PATH_TOKEN,
+            instance_path=tmp_path / "instance",
+        )
+        runtime = build_runtime(settings)
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1")
+        spool.lock_timeout = 0.2
+        runtime.spool = spool
+        app = create_app(runtime=runtime)
+        holder = lock_holder(spool.path)
+        answers: list[int] = []
+
+        def post() -> None:
+            response = app.test_client().post(
+                webhook_url("c2b/confirmation"),
+                data=sample_bytes("c2b_confirmation_paybill_plain.json"),
+                content_type="application/json",
+            )
+            answers.append(response.status_code)
+
+        try:
+            request = threading.Thread(target=post, daemon=True)
+            request.start()
+            request.join(timeout=60)  # a guard against hanging, not a measure of speed
+            assert not request.is_alive(), "the webhook waited on the spool's lock for good"
+            assert answers == [503]
+            assert spool.path.read_bytes() == b""  # nothing written, nothing acknowledged
+            assert "SPOOL LOCKED" in caplog.text
+            assert str(spool.path) in caplog.text
+        finally:
+            release(holder)
+            runtime.close()
+        spool.append(item())  # the lock is free again: the spool takes callbacks
+        assert spool.has_records()
+
+    def test_append_raises_spool_busy_while_another_process_holds_the_lock(
+        self, tmp_path: Path
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=1 << 20, host="h1", lock_timeout=0.1)
+        holder = lock_holder(spool.path)
+        try:
+            with pytest.raises(SpoolBusy):
+                spool.append(item())
+        finally:
+            release(holder)
