@@ -732,6 +732,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
                 "database": {"type": "string"},
+                "detail": {"type": "string"},
+                "spool": {
+                    "type": "object",
+                    "description": "Callbacks waiting in the spool to drain into the database.",
+                    "required": ["files", "bytes"],
+                    "properties": {"files": {"type": "integer"}, "bytes": {"type": "integer"}},
+                },
             },
         },
     }
@@ -842,8 +849,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "summary": "Whether the database answers (for load balancers)",
                 "security": [],
                 "responses": {
-                    "200": _answer("The database answers.", _ref("Health")),
-                    "503": _answer("The database does not answer.", _ref("Health")),
+                    "200": _answer("The database answers and takes writes.", _ref("Health")),
+                    "503": _answer(
+                        "The database does not answer, or takes no writes (read_only).",
+                        _ref("Health"),
+                    ),
                 },
             }
         },

@@ -21,6 +21,8 @@ Files in the spool directory (what ``momo check`` and an operator look at):
   reason) and stores or discards each by hand.
 - ``drain.lock``: one drainer at a time on the directory.
 
+The bound (``MOMO_SPOOL_MAX_BYTES``) holds for every file waiting to drain, live
+and claimed, of every host: a drain that keeps failing never earns a fresh one.
 A record is acknowledged only once all of its bytes are fsynced: a write the disk
 (or a quota, or a file-size limit) cuts short is undone and the caller answers
 503. A writer that cannot get the file's lock within ``LOCK_TIMEOUT_SECONDS``
@@ -62,6 +64,7 @@ from ingest.refusal import (
     refused_row,
     unstorable,
 )
+from matcher.db import refuses_writes
 from matcher.models import InboxItem
 from momo.config import ConfigError
 
@@ -82,6 +85,10 @@ class SpoolFull(SpoolError):
 
 class SpoolBusy(SpoolError):
     """Another process held the spool file's lock past the deadline."""
+
+
+class DatabaseRefusesWrites(Exception):
+    """The database answers but takes no writes (a read-only standby, say); nothing drained."""
 
 
 LIVE_GLOB = "spool-*.jsonl"
@@ -215,16 +222,17 @@ class Spool:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A writer killed mid-line left a torn record; end it so ours stands alone.
                 line = b"\n" + line
-            if size + len(line) > self.max_bytes:
+            waiting = self._waiting_bytes(fd, size)
+            if waiting + len(line) > self.max_bytes:
                 log.error(
-                    "SPOOL FULL: %s holds %d bytes (limit %d, MOMO_SPOOL_MAX_BYTES); "
-                    "callbacks are now refused with 503 until the database is back and the "
-                    "spool drains",
-                    self.path,
-                    size,
+                    "SPOOL FULL: %s holds %d bytes waiting to drain (limit %d, "
+                    "MOMO_SPOOL_MAX_BYTES); callbacks are now refused with 503 until the "
+                    "database takes writes again and the spool drains",
+                    self.directory,
+                    waiting,
                     self.max_bytes,
                 )
-                raise SpoolFull(str(self.path))
+                raise SpoolFull(str(self.directory))
             try:
                 _append_whole(fd, line, size)
             except OSError as exc:
@@ -247,6 +255,18 @@ class Spool:
             item.spool_id,
         )
         return item.spool_id
+
+    def _waiting_bytes(self, fd: int, size: int) -> int:
+        """Bytes waiting to drain in the whole directory: ``size`` for the file at ``fd``
+        (locked by us), the others as they stand."""
+        opened = os.fstat(fd)
+        total = size
+        for path in self.pending_files():
+            with contextlib.suppress(FileNotFoundError):  # drained meanwhile
+                st = path.stat()
+                if (st.st_ino, st.st_dev) != (opened.st_ino, opened.st_dev):
+                    total += st.st_size
+        return total
 
     def _open_locked(self) -> int:
         """This host's live spool file, opened for appending and exclusively locked.
@@ -301,6 +321,15 @@ class Spool:
         if not self.directory.exists():
             return []
         return sorted(self.directory.glob(f"{LIVE_GLOB}*"))
+
+    def backlog(self) -> dict[str, int]:
+        """Files and bytes waiting to drain (every host's), for a health check."""
+        files = size = 0
+        for path in self.pending_files():
+            with contextlib.suppress(FileNotFoundError):  # drained meanwhile
+                size += path.stat().st_size
+                files += 1
+        return {"files": files, "bytes": size}
 
     def has_records(self) -> bool:
         sizes = []
@@ -378,7 +407,19 @@ class Spool:
         with self._drain_lock() as mine:
             if not mine:
                 return DrainResult(busy=True)
+            self._check_writes(sessions)
             return self._drain(sessions, batch=batch)
+
+    def _check_writes(self, sessions: sessionmaker) -> None:
+        """Raise DatabaseRefusesWrites before any file is claimed: renaming the live file
+        away for a drain that cannot store anything would only multiply the files."""
+        with sessions() as session, session.get_bind().connect() as connection:
+            why = refuses_writes(connection)
+        if why is not None:
+            raise DatabaseRefusesWrites(
+                f"the database takes no writes ({why}); the spooled callbacks stay in "
+                f"{self.directory} until it does"
+            )
 
     def _drain(self, sessions: sessionmaker, *, batch: int) -> DrainResult:
         files = unreadable = 0
@@ -582,6 +623,9 @@ def attach_spool(runtime: Any) -> Spool:
             result = spool.drain(runtime.sessions)
         except SQLAlchemyError as exc:
             log.warning("spool drain stopped (%s); it goes on at the next tick", exc)
+            return
+        except DatabaseRefusesWrites as exc:
+            log.warning("spool not drained yet: %s", exc)
             return
         if result.stored:
             runtime.nudge()

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
-from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event, text
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -225,3 +225,22 @@ def make_engine(url: str, *, deadlines: Deadlines | None = None, **kwargs: Any) 
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def refuses_writes(connection: Connection) -> str | None:
+    """Why the database behind ``connection`` takes no writes now, or None when it does.
+
+    A database can answer reads and refuse every write: a failover onto a read-only
+    standby, or ``default_transaction_read_only`` set. Whoever must write (the spool's
+    drainer) or promise to (a health check) asks this, not merely whether it answers.
+    """
+    if connection.dialect.name != "postgresql":
+        return None
+    standby, read_only = connection.execute(
+        text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+    ).one()
+    if standby:
+        return "it is a standby in recovery, read-only"
+    if read_only == "on":
+        return "its transactions are read-only (default_transaction_read_only is on)"
+    return None

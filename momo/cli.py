@@ -448,11 +448,12 @@ def spool() -> None:
 def spool_drain() -> None:
     """Move spooled callbacks (every host's) into the inbox now; web processes also do it.
 
-    Exits 1 when the database is unreachable or a record had to be quarantined.
+    Exits 1 when the database is unreachable or takes no writes, or a record had to be
+    quarantined.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ingest.spool import Spool
+    from ingest.spool import DatabaseRefusesWrites, Spool
     from momo.runtime import build_runtime
 
     settings = _settings()
@@ -466,6 +467,11 @@ def spool_drain() -> None:
             f"the database did not take the spooled callbacks ({type(exc).__name__}: "
             f"{said[0] if said else ''}); they stay in {settings.spool_path}. Check "
             "MOMO_DATABASE_URL and that the database answers, then run `momo spool drain` again"
+        ) from None
+    except DatabaseRefusesWrites as exc:
+        raise click.ClickException(
+            f"{exc}. Point MOMO_DATABASE_URL at the primary (read-write) database, then run "
+            "`momo spool drain` again"
         ) from None
     except OSError as exc:
         raise click.ClickException(

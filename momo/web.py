@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ingest.redact import mask_logged_paths, mask_webhook_paths
-from matcher.db import answer_within
+from matcher.db import answer_within, refuses_writes
 from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -29,21 +29,27 @@ NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 @common.get("/healthz")
 def healthz() -> tuple[Any, int]:
-    """200 when the database answers, 503 otherwise (load balancers take the node out).
+    """200 when the database answers and takes writes, 503 otherwise (load balancers take
+    the node out). With a spool, what waits in it to drain is reported too.
 
     Answering means within the webhook's write deadline: a node whose database is that
     slow spools its callbacks, and a load balancer waits no longer than that either.
     """
     runtime: Runtime = current_app.extensions["momo"]
+    extra = {"spool": runtime.spool.backlog()} if runtime.spool is not None else {}
     try:
         with (
             answer_within(runtime.settings.db_write_timeout_seconds),
             runtime.engine.connect() as connection,
         ):
             connection.execute(text("SELECT 1"))
+            read_only = refuses_writes(connection)
     except SQLAlchemyError as exc:
-        return jsonify({"status": "unavailable", "database": type(exc).__name__}), 503
-    return jsonify({"status": "ok", "database": "ok"}), 200
+        return jsonify({"status": "unavailable", "database": type(exc).__name__, **extra}), 503
+    if read_only is not None:
+        body = {"status": "unavailable", "database": "read_only", "detail": read_only}
+        return jsonify({**body, **extra}), 503
+    return jsonify({"status": "ok", "database": "ok", **extra}), 200
 
 
 def framing_problem(environ: Mapping[str, Any]) -> str | None:

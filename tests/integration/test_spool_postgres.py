@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from ingest.refusal import UNSTORABLE
-from ingest.spool import Spool, _record
+from ingest.spool import Spool, _record, attach_spool
 from matcher.db import make_engine, utcnow
 from matcher.migrate import upgrade
 from matcher.models import InboxItem
@@ -204,3 +205,85 @@ def test_momo_spool_drain_on_postgresql_reports_and_exits_0(
     assert "2 callback(s) moved to the inbox" in result.output
     assert "1 of them the database refused as sent" in result.output
     assert [status for _, status, _ in rows(runtime)] == ["pending", "rejected"]
+
+
+def set_read_only(url: str, on: bool) -> None:
+    """What a failover onto a read-only standby looks like to new connections."""
+    name = make_url(url).database
+    admin = make_url(url).set(database="postgres", drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+        if on:
+            c.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        else:
+            c.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+
+class TestADatabaseThatRefusesWrites:
+    def test_the_spool_keeps_its_files_and_its_bound_and_healthz_says_503(
+        self, fresh_pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        engine = make_engine(fresh_pg_url)
+        upgrade(engine)
+        engine.dispose()
+        set_read_only(fresh_pg_url, True)
+        settings = Settings(
+            database_url=fresh_pg_url,
+            mpesa_path_token=PATH_TOKEN,
+            instance_path=tmp_path / "instance",
+            spool_dir=tmp_path / "spool",
+            spool_max_bytes=4096,
+            spool_drain_seconds=3600,  # the drainer's ticks are run by hand below
+        )
+        runtime = build_runtime(settings)
+        try:
+            spool = attach_spool(runtime)
+            [drainer] = [h for h in runtime.helpers if h._name == "momo-spool-drainer"]
+            tick = drainer._dispatch
+            client = create_app(runtime=runtime).test_client()
+            answers = []
+            for n in range(12):
+                response = client.post(
+                    webhook_url("c2b/confirmation"),
+                    data=confirmation(f"RO{n:08d}").body,
+                    content_type="application/json",
+                )
+                answers.append(response.status_code)
+                tick(False)  # the drainer, every few seconds meanwhile
+
+            # acknowledged while the spool had room, refused (503) once its bound was reached
+            assert answers[0] == 200 and 503 in answers
+            assert answers == sorted(answers)
+            acknowledged = answers.count(200)
+            waiting = spool.pending_files()
+            assert [p.name for p in waiting] == [spool.path.name]  # never renamed away
+            assert sum(p.stat().st_size for p in waiting) <= 4096
+            assert "the database takes no writes" in caplog.text
+            assert "read-only" in caplog.text
+
+            health = client.get("/healthz")
+            assert health.status_code == 503
+            assert health.get_json()["database"] == "read_only"
+            assert health.get_json()["spool"]["files"] == 1
+
+            said = CliRunner().invoke(
+                main,
+                ["spool", "drain"],
+                env={
+                    "MOMO_DATABASE_URL": fresh_pg_url,
+                    "MOMO_SPOOL_DIR": str(spool.directory),
+                    "MOMO_BROKER_URL": None,
+                },
+            )
+            assert said.exit_code == 1
+            assert "takes no writes" in said.output
+            assert "primary (read-write) database" in said.output
+
+            # the primary is back: new connections take writes, and the spool drains
+            set_read_only(fresh_pg_url, False)
+            runtime.engine.dispose()
+            tick(False)
+            assert not spool.has_records()
+            assert len(rows(runtime)) == acknowledged
+            assert client.get("/healthz").status_code == 200
+        finally:
+            runtime.close()

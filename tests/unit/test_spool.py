@@ -621,6 +621,25 @@ class TestAFullDisk:
         assert (result.stored, result.unreadable) == (2, 0)
 
 
+class TestTheBound:
+    def test_files_a_failed_drain_left_behind_count_against_the_bound(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        spool = Spool(tmp_path / "spool", max_bytes=4096, host="h1")
+        Spool(spool.directory, max_bytes=4096, host="h2").append(item())  # another host's
+        for _ in range(4):
+            with pytest.raises(SpoolFull):
+                for _ in range(10):
+                    spool.append(item())
+            # a drain claimed the live file, then could not store it (the database refused)
+            spool._claim()
+
+        waiting = sum(p.stat().st_size for p in spool.pending_files())
+        assert 0 < waiting <= 4096
+        assert spool.backlog() == {"files": len(spool.pending_files()), "bytes": waiting}
+        assert f"SPOOL FULL: {spool.directory} holds" in caplog.text
+
+
 def lock_holder(path: Path) -> subprocess.Popen[str]:
     """Another process holding the spool file's lock (a writer stuck in fsync, say)."""
     script = (
