@@ -19,7 +19,9 @@ Files in the spool directory (what ``momo check`` and an operator look at):
   that are not spool records at all; moved aside so they hold back nothing,
   never deleted. An operator reads them (one JSON object a line, with the
   reason) and stores or discards each by hand.
-- ``drain.lock``: one drainer at a time on the directory.
+- ``drain.lock``: one drainer at a time on the directory (locked through a
+  read-only descriptor, so any user who may read it can take it; a process that
+  may creates it, and the quarantine file, owned by the directory's owner).
 
 The bound (``MOMO_SPOOL_MAX_BYTES``) holds for every file waiting to drain, live
 and claimed, of every host: a drain that keeps failing never earns a fresh one.
@@ -44,6 +46,7 @@ import fcntl
 import json
 import logging
 import os
+import pwd
 import socket
 import time
 import uuid
@@ -386,9 +389,10 @@ class Spool:
     @contextmanager
     def _drain_lock(self) -> Iterator[bool]:
         """One drainer at a time on the directory (every web process runs one); others skip."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "drain.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        # read-only: flock needs no more, and a lock file someone else made stays usable
+        fd = os.open(self.directory / "drain.lock", os.O_RDONLY | os.O_CREAT, 0o640)
         try:
+            self._own_like_directory(fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -404,6 +408,8 @@ class Spool:
         Raises (an SQLAlchemyError) only when the database stops answering; what was
         not stored yet stays in the spool for the next drain.
         """
+        if not self.pending_files():
+            return DrainResult()  # nothing waits: create nothing, ask nothing
         with self._drain_lock() as mine:
             if not mine:
                 return DrainResult(busy=True)
@@ -420,6 +426,15 @@ class Spool:
                 f"the database takes no writes ({why}); the spooled callbacks stay in "
                 f"{self.directory} until it does"
             )
+
+    def _own_like_directory(self, fd: int) -> None:
+        """Give a shared file (lock, quarantine) to the directory's owner when it is not
+        theirs yet and we may (we are root): the web processes must keep using it."""
+        directory = os.stat(self.directory)
+        mine = os.fstat(fd)
+        if (mine.st_uid, mine.st_gid) != (directory.st_uid, directory.st_gid):
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, directory.st_uid, directory.st_gid)
 
     def _drain(self, sessions: sessionmaker, *, batch: int) -> DrainResult:
         files = unreadable = 0
@@ -527,6 +542,7 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.quarantine_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            self._own_like_directory(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
             if spool_id is not None and spool_id in _quarantined_ids(fd):
                 return  # a drain stopped after quarantining it, and this one read it again
@@ -595,6 +611,24 @@ def _quarantined_ids(fd: int) -> set[str]:
     return ids
 
 
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _unusable(exc: OSError, directory: Path) -> str:
+    """What a drainer that cannot use a spool file should tell the operator."""
+    user = user_name(os.geteuid())
+    return (
+        f"cannot use {exc.filename or directory} ({exc.strerror or exc}). This process runs "
+        f"as {user}: every file in {directory} (spool files, drain.lock, quarantine.jsonl) "
+        f"must be readable and writable by it; one made by another user (`momo spool drain` "
+        f"run as root?) must be given back, e.g. chown -R {user} {directory}"
+    )
+
+
 def attach_spool(runtime: Any) -> Spool:
     """Give the webhook a spool, and start the thread that drains it when the database is back."""
     from sqlalchemy import text
@@ -626,6 +660,9 @@ def attach_spool(runtime: Any) -> Spool:
             return
         except DatabaseRefusesWrites as exc:
             log.warning("spool not drained yet: %s", exc)
+            return
+        except OSError as exc:
+            log.error("SPOOL NOT DRAINED: %s", _unusable(exc, spool.directory))
             return
         if result.stored:
             runtime.nudge()

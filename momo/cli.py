@@ -448,15 +448,28 @@ def spool() -> None:
 def spool_drain() -> None:
     """Move spooled callbacks (every host's) into the inbox now; web processes also do it.
 
-    Exits 1 when the database is unreachable or takes no writes, or a record had to be
-    quarantined.
+    Run it as the user the web processes run as (the spool directory's owner): files it
+    made as another user would stop their own drainer. Exits 1 when the database is
+    unreachable or takes no writes, or a record had to be quarantined.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ingest.spool import DatabaseRefusesWrites, Spool
+    from ingest.spool import DatabaseRefusesWrites, Spool, user_name
     from momo.runtime import build_runtime
 
     settings = _settings()
+    directory = settings.spool_path
+    if not directory.is_dir():
+        click.echo(f"no spool directory at {directory} (MOMO_SPOOL_DIR): nothing to drain")
+        return
+    owner = directory.stat().st_uid
+    if os.geteuid() != owner:
+        name = user_name(owner)
+        raise click.ClickException(
+            f"the spool directory {directory} belongs to {name}, the user the web processes "
+            f"run as, and this command runs as {user_name(os.geteuid())}: files it made would "
+            f"stop their own drainer. Run it as {name}, e.g. sudo -u {name} momo spool drain"
+        )
     runtime = build_runtime(settings)
     store = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
     try:

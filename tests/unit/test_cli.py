@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import uuid
 from collections.abc import Iterator
@@ -430,6 +431,32 @@ class TestSpoolDrain:
 
         assert_clean_error(result, "MOMO_DATABASE_URL", f"they stay in {directory}")
         assert [p.name for p in directory.glob("spool-*")] != []
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run as another user")
+    def test_run_by_another_user_than_the_directorys_owner_it_refuses_and_touches_nothing(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        upgraded(env)
+        directory = self.spool_with(tmp_path, {"code": "GOOD000001"})
+        nobody = pwd.getpwnam("nobody")
+        os.chown(directory, nobody.pw_uid, nobody.pw_gid)  # the web processes' user
+        before = sorted(p.name for p in directory.iterdir())
+
+        result = run(env, "spool", "drain", MOMO_SPOOL_DIR=str(directory))
+
+        assert_clean_error(result, f"{directory} belongs to nobody", "sudo -u nobody momo spool")
+        assert sorted(p.name for p in directory.iterdir()) == before  # no root-owned lock
+
+    def test_without_a_spool_directory_it_drains_nothing_and_creates_nothing(
+        self, env: dict[str, str | None], tmp_path: Path
+    ) -> None:
+        directory = tmp_path / "spool"
+
+        result = run(env, "spool", "drain", MOMO_SPOOL_DIR=str(directory))
+
+        assert result.exit_code == 0, result.output
+        assert f"no spool directory at {directory}" in result.output
+        assert not directory.exists()  # made later by the web user, not by this command
 
 
 # --- a database momo cannot use -----------------------------------------------------------

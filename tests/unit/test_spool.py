@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from ingest.refusal import UNSTORABLE
 from ingest.spool import Spool, SpoolBusy, SpoolFull, _record, attach_spool
-from matcher.db import make_engine, utcnow
+from matcher.db import make_engine, make_session_factory, utcnow
 from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem
 from matcher.text import unfit
@@ -715,3 +715,119 @@ class TestAHeldLock:
                 spool.append(item())
         finally:
             release(holder)
+
+
+def spool_drainer(runtime: Runtime) -> Any:
+    """attach_spool's drain step, to run by hand (its thread ticks only once an hour here)."""
+    [drainer] = [h for h in runtime.helpers if getattr(h, "_name", "") == "momo-spool-drainer"]
+    return drainer._dispatch
+
+
+class TestAnotherUsersFiles:
+    def test_a_drain_lock_the_drainer_cannot_open_is_named_in_the_log_not_raised(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'momo.db'}",
+            mpesa_path_token=PATH_TOKEN,
+            spool_dir=tmp_path / "spool",
+            spool_drain_seconds=3600,
+        )
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+        runtime = build_runtime(settings)
+        try:
+            spool = attach_spool(runtime)
+            spool.append(item())
+            (spool.directory / "drain.lock").mkdir()  # unusable even by root
+
+            spool_drainer(runtime)(False)
+
+            assert "SPOOL NOT DRAINED" in caplog.text
+            assert str(spool.directory / "drain.lock") in caplog.text
+            assert "chown" in caplog.text
+            assert spool.has_records()
+        finally:
+            runtime.close()
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to act as root and as nobody")
+    def test_a_drain_run_by_root_leaves_the_spool_usable_by_its_owner(self) -> None:
+        import pwd
+        import shutil
+        import tempfile
+
+        nobody = pwd.getpwnam("nobody")
+        # not under pytest's tmp_path: its parents are root's alone
+        base = Path(tempfile.mkdtemp(prefix="momo-spool-owner-"))
+        try:
+            base.chmod(0o755)
+            directory = base / "spool"
+            directory.mkdir()
+            database = base / "momo.db"
+            engine = make_engine(f"sqlite:///{database}")
+            upgrade(engine)
+            engine.dispose()
+            root_spool = Spool(directory, max_bytes=1 << 20, host="h1")
+            root_spool.append(item("FIRST00001"))
+            for path in [base, directory, database, root_spool.path]:
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            runtime = build_runtime(
+                Settings(database_url=f"sqlite:///{database}", mpesa_path_token=PATH_TOKEN)
+            )
+            try:
+                assert root_spool.drain(runtime.sessions).stored == 1  # as root, by hand
+            finally:
+                runtime.close()
+            for path in base.iterdir():  # the database's journal files, made by root
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            # the web processes' own drainer, as the directory's owner (a fork: the
+            # interpreter under /root is not for nobody to start)
+            stored = as_user(nobody, lambda: drain_as_owner(directory, database))
+            assert stored == 1
+            lock = (directory / "drain.lock").stat()
+            assert (lock.st_uid, lock.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        finally:
+            shutil.rmtree(base)
+
+
+def drain_as_owner(directory: Path, database: Path) -> int:
+    spool = Spool(directory, max_bytes=1 << 20, host="h1")
+    spool.append(item("SECOND0001"))
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        return spool.drain(make_session_factory(engine)).stored
+    finally:
+        engine.dispose()
+
+
+def as_user(user: Any, work: Any) -> Any:
+    """``work()`` run in a child process with ``user``'s ids: its (JSON) result, or its error."""
+    import traceback
+
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(readable)
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            try:
+                outcome = ("ok", work())
+            except BaseException as exc:
+                outcome = ("error", f"{exc!r}\n{traceback.format_exc()}")
+            with os.fdopen(writable, "w") as out:
+                json.dump(outcome, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writable)
+    with os.fdopen(readable) as answer:
+        data = answer.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the child process failed before it could answer"
+    kind, value = json.loads(data)
+    assert kind == "ok", value
+    return value
