@@ -24,7 +24,7 @@ def create_webhook_app(
     settings = runtime.settings if runtime else (settings or load_settings())
     settings.require_mpesa_path_token()
     if runtime is None:
-        Spool(settings.spool_path, max_bytes=settings.spool_max_bytes).check_writable()
+        Spool.for_settings(settings).check_writable()
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)

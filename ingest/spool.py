@@ -27,9 +27,10 @@ The bound (``MOMO_SPOOL_MAX_BYTES``) holds for every file waiting to drain, live
 and claimed, of every host: a drain that keeps failing never earns a fresh one.
 A record is acknowledged only once all of its bytes are fsynced: a write the disk
 (or a quota, or a file-size limit) cuts short is undone and the caller answers
-503. A writer that cannot get the file's lock within ``LOCK_TIMEOUT_SECONDS``
-(another one stuck on a failing disk, or stopped while holding it) gives up the
-same way rather than keep the provider waiting for no answer.
+503. A writer that cannot get the file's lock within the write deadline
+(``MOMO_DB_WRITE_TIMEOUT_SECONDS``: another writer stuck on a failing disk, or
+stopped while holding it) gives up the same way rather than keep the provider
+waiting for no answer.
 
 Any drainer drains every host's files (a host renamed, a container recreated
 under a new name, leaves its spool behind for whoever shares the directory).
@@ -69,7 +70,7 @@ from ingest.refusal import (
 )
 from matcher.db import refuses_writes
 from matcher.models import InboxItem
-from momo.config import ConfigError
+from momo.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,15 @@ class Spool:
         self.host = host or socket.gethostname()
         self.path = directory / f"spool-{self.host}.jsonl"
         self.quarantine_path = directory / QUARANTINE_NAME
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Spool:
+        """This host's spool as configured; its lock waits no longer than a database write."""
+        return cls(
+            settings.spool_path,
+            max_bytes=settings.spool_max_bytes,
+            lock_timeout=settings.db_write_timeout_seconds,
+        )
 
     def check_writable(self) -> None:
         """Create the directory, write and fsync a file in it, or raise ConfigError.
@@ -638,7 +648,7 @@ def attach_spool(runtime: Any) -> Spool:
     from tasks.nudge import Nudger
 
     settings = runtime.settings
-    spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
+    spool = Spool.for_settings(settings)
 
     def drain(_nudged: bool) -> None:
         if not spool.has_records():

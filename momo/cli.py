@@ -471,7 +471,7 @@ def spool_drain() -> None:
             f"stop their own drainer. Run it as {name}, e.g. sudo -u {name} momo spool drain"
         )
     runtime = build_runtime(settings)
-    store = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
+    store = Spool.for_settings(settings)
     try:
         result = store.drain(runtime.sessions)
     except SQLAlchemyError as exc:
