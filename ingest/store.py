@@ -151,7 +151,11 @@ class PostgresInboxWriter(InboxWriter):
                 if is_refusal(exc):
                     # autocommit: the failed statement left the connection as good as before
                     raise RowRefused(refusal_detail(exc)) from exc
-                broken = cursor.connection.closed or isinstance(exc, psycopg.OperationalError)
+                # a server that turned read-only (a failover) is dropped too: the next
+                # connection may reach the new primary
+                broken = cursor.connection.closed or isinstance(
+                    exc, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction
+                )
                 if broken:
                     self._drop()
                 if attempt == 1 and broken and not self._note_silence(exc):

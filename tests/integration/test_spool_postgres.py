@@ -285,5 +285,16 @@ class TestADatabaseThatRefusesWrites:
             assert not spool.has_records()
             assert len(rows(runtime)) == acknowledged
             assert client.get("/healthz").status_code == 200
+
+            # the webhook kept no connection that was made read-only: the next callback
+            # goes straight to the inbox, not to the spool
+            response = client.post(
+                webhook_url("c2b/confirmation"),
+                data=confirmation("RW00000001").body,
+                content_type="application/json",
+            )
+            assert response.status_code == 200
+            assert not spool.has_records()
+            assert len(rows(runtime)) == acknowledged + 1
         finally:
             runtime.close()
