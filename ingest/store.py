@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ingest.refusal import RowRefused, is_refusal, refusal_detail
 from matcher.db import Deadlines, NoAnswer, make_engine, utcnow
 from matcher.models import INBOX_PENDING, InboxItem
+from matcher.text import fit
 
 TABLE: Table = InboxItem.__table__  # type: ignore[assignment]
 COLUMNS = [c.key for c in TABLE.columns if c.key != "id"]
@@ -43,6 +44,9 @@ def inbox_row(**values: Any) -> dict[str, Any]:
     row.update(values)
     if row["received_at"] is None:
         row["received_at"] = utcnow()
+    if row["client_addr"] is not None:
+        # what a proxy put in X-Forwarded-For is only a note: it never costs a callback
+        row["client_addr"] = fit(row["client_addr"], InboxItem.client_addr)
     return row
 
 
