@@ -171,7 +171,11 @@ def make_engine(url: str, *, deadlines: Deadlines | None = None, **kwargs: Any) 
     With ``deadlines`` (every long-running process and command passes them), no
     PostgreSQL wait is unbounded: statements, commits and connects give up and raise
     ``OperationalError``, and the connection that timed out is discarded.
+
+    Its errors never show the statement's bound values: those are payers' phones and
+    names, and errors travel to logs, inbox rows and task events.
     """
+    kwargs["hide_parameters"] = True
     if url.startswith("sqlite"):
         # One writer at a time is SQLite's nature. Waiting for the lock (timeout) and
         # taking it at BEGIN (IMMEDIATE) turns "database is locked" races between the web
@@ -221,6 +225,16 @@ def make_engine(url: str, *, deadlines: Deadlines | None = None, **kwargs: Any) 
             return connection
 
     return engine
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error in one line that holds no bound value: its class and, for a database
+    error, the database's own first line (later lines, such as PostgreSQL's DETAIL,
+    quote the row's values)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if isinstance(orig, BaseException) else exc).strip()
+    first = text.splitlines()[0] if text else "no message"
+    return f"{type(exc).__name__}: {first}"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

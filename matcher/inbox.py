@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from matcher.audit import audit
-from matcher.db import utcnow
+from matcher.db import describe_error, utcnow
 from matcher.errors import Conflict, NotFound
 from matcher.ledger import Ledger
 from matcher.models import (
@@ -177,7 +177,9 @@ def process_items(
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                log.warning("batch of %d recorded row by row (%s)", len(payments), exc)
+                log.warning(
+                    "batch of %d recorded row by row (%s)", len(payments), describe_error(exc)
+                )
                 others = [*payments, *others]
         for item, callback in others:
             try:
@@ -218,8 +220,8 @@ def _dead(item: InboxItem, exc: Exception, result: BatchResult) -> None:
     refused = isinstance(exc, DataError | UnicodeError)
     item.status, item.next_attempt_at = INBOX_DEAD, None
     item.reason = UNSTORABLE if refused else FAILED
-    item.detail = storable(f"{type(exc).__name__}: {exc}", 2000)
-    log.error("inbox row %s is dead (%s): %s", item.id, item.reason, exc)
+    item.detail = storable(describe_error(exc), 2000)
+    log.error("inbox row %s is dead (%s): %s", item.id, item.reason, item.detail)
     result.outcomes[INBOX_DEAD] += 1
 
 

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ingest.redact import mask_logged_paths, mask_webhook_paths
-from matcher.db import answer_within, refuses_writes
+from matcher.db import answer_within, describe_error, refuses_writes
 from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,15 @@ def _http_error(exc: HTTPException) -> Response:
 def _unexpected(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
-    log.exception("unhandled error on %s %s", request.method, mask_webhook_paths(request.path))
     if isinstance(exc, SQLAlchemyError):
+        # One line, no traceback: the driver's message below the first line quotes the
+        # row's values (PostgreSQL's DETAIL), and those are payers' phones and names.
+        log.error(
+            "database error on %s %s: %s",
+            request.method,
+            mask_webhook_paths(request.path),
+            describe_error(exc),
+        )
         if request.path.startswith("/api/"):
             return problem(
                 503,
@@ -121,6 +128,7 @@ def _unexpected(exc: Exception) -> Response:
         response = jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"})
         response.status_code = 503
         return response
+    log.exception("unhandled error on %s %s", request.method, mask_webhook_paths(request.path))
     if request.path.startswith("/api/"):
         return problem(
             500, "internal_error", "Internal Server Error", "An unexpected error occurred."
