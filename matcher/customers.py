@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from matcher.audit import audit
 from matcher.errors import Conflict, InvalidInput
 from matcher.ledger import Ledger
-from matcher.matching import account_key, get_customer
+from matcher.matching import account_key, get_customer, hold_phones
 from matcher.models import Customer, CustomerPhone
 from matcher.payments import rematch_phones
 from matcher.phones import msisdn_sha256, normalise_msisdn
@@ -118,11 +118,14 @@ def save_customer(
     A customer is created with a name; ``name=UNCHANGED`` keeps an existing one's.
 
     A customer that gains a phone gets the ``no_match`` payments from that
-    phone matched again, in the same transaction.
+    phone matched again, in the same transaction, including one a worker is storing
+    at that moment (``hold_phones``).
     """
     account = clean_account_number(account_number)
     clean = None if name is UNCHANGED else clean_name(name)
     numbers = clean_phones(phones, region)
+    # before any row lock, as the worker takes them: see hold_phones
+    hold_phones(session, [msisdn_sha256(e164) for e164 in numbers])
     key = account_key(account)
     customer = session.scalar(select(Customer).where(Customer.account_key == key).with_for_update())
     created = customer is None

@@ -31,6 +31,7 @@ from matcher.audit import audit
 from matcher.db import describe_error, utcnow
 from matcher.errors import Conflict, NotFound
 from matcher.ledger import Ledger
+from matcher.matching import hold_phones
 from matcher.models import (
     INBOX_CONFLICT,
     INBOX_DEAD,
@@ -164,6 +165,9 @@ def process_items(
             (i, c) for i, c in parsed if not isinstance(c, PaymentNotification)
         ]
         if payments:
+            # taken for the whole batch, outside the savepoint, so recording row by row
+            # below still holds them all, taken in one order
+            hold_phones(session, (callback.msisdn.sha256 for _, callback in payments))
             try:
                 with ledger.savepoint():
                     recorded = record_payments(

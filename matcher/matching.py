@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from matcher.errors import NotFound
@@ -70,6 +72,38 @@ def usable_reference(account_reference: str | None) -> str | None:
     if unusable_reference(account_reference):
         return None
     return (account_reference or "").strip() or None
+
+
+#: the first key of the PostgreSQL advisory locks taken per phone ("MOMP"); the second is
+#: 32 bits hashed from the phone's SHA-256 (two phones that share them only wait longer)
+PHONE_LOCK = 0x4D4F4D50
+
+
+def _phone_key(sha256: str) -> int:
+    return int.from_bytes(hashlib.sha256(sha256.lower().encode()).digest()[:4], signed=True)
+
+
+def hold_phones(session: Session, sha256s: Iterable[str | None]) -> None:
+    """Until the transaction ends, be the only one matching payments from these phones
+    or giving them to customers (phones named by the SHA-256 that both carry).
+
+    Storing a payment as ``no_match`` and a customer gaining its phone must each see
+    the other: otherwise each misses the other's uncommitted row, both commit, and the
+    payment stays unmatched though its phone now has one owner. Both take these locks
+    before they look, in one order (so two takers never deadlock); whoever comes second
+    waits for the first to commit, then sees its row. SQLite lets one writer in at a
+    time already.
+    """
+    keys = sorted({_phone_key(d) for d in sha256s if d})
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    ordered = (
+        select(func.unnest(bindparam("keys", keys, type_=ARRAY(Integer))).label("key"))
+        .order_by("key")
+        .subquery()
+    )
+    # the subquery's order is the order the locks are taken in
+    session.execute(select(func.count(func.pg_advisory_xact_lock(PHONE_LOCK, ordered.c.key))))
 
 
 def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:

@@ -22,6 +22,7 @@ from matcher.matching import (
     Match,
     decide,
     get_customer,
+    hold_phones,
     match_payment,
 )
 from matcher.models import (
@@ -196,6 +197,7 @@ def record_payments(
         )
     }
     fresh = [(inbox_id, n) for inbox_id, n in batch if (n.provider, n.code) not in stored]
+    hold_phones(session, (n.msisdn.sha256 for _, n in fresh))
     directory = LoadedDirectory.for_payments(
         session, ((n.account_reference, n.msisdn) for _, n in fresh), region=region
     )
@@ -259,14 +261,17 @@ def record_payment(
     """Store a payment once and credit its customer once.
 
     A payment whose (provider, code) is already stored is left as it is: a
-    repeated callback changes nothing. Two transactions racing to store the
-    same code meet at the unique constraint; the loser raises IntegrityError,
-    which the caller turns into ``duplicate`` after rolling back its savepoint.
+    repeated callback changes nothing. A customer gaining the payer's phone at the
+    same moment is either seen here or sees this payment (``hold_phones``). Two
+    transactions racing to store the same code meet at the unique constraint; the
+    loser raises IntegrityError, which the caller turns into ``duplicate`` after
+    rolling back its savepoint.
     """
     existing = find_payment(session, notification.provider, notification.code)
     if existing is not None:
         return repeated(existing, notification)
     payment = new_payment(notification, inbox_id)
+    hold_phones(session, [notification.msisdn.sha256])
     match = match_payment(
         session,
         account_reference=notification.account_reference,

@@ -215,3 +215,150 @@ def test_concurrent_manual_payments_and_a_callback_with_one_receipt_credit_once(
     with db_runtime.sessions.begin() as session:
         assert session.scalar(select(Customer.balance_minor)) == 4200
         assert session.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+# --- a payment from a phone, and a customer gaining that phone, at the same moment ---------
+
+RACE_PHONE = "0711223344"
+
+
+@pytest.fixture
+def pg_runtime(fresh_pg_url: str) -> Iterator[Runtime]:
+    engine = make_engine(fresh_pg_url)
+    upgrade(engine)
+    engine.dispose()
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    yield runtime
+    runtime.close()
+
+
+def _queue_payment_from(runtime: Runtime, phone: str, code: str) -> None:
+    import json
+
+    from matcher.models import InboxItem
+    from tests.conftest import sample
+
+    body = sample("c2b_confirmation_paybill_plain.json")
+    body.update(TransID=code, BillRefNumber="", MSISDN=phone, TransAmount="300.00")
+    with runtime.sessions.begin() as session:
+        session.add(
+            InboxItem(
+                provider="mpesa",
+                kind="c2b/confirmation",
+                body=json.dumps(body).encode(),
+                headers={},
+            )
+        )
+
+
+class Held:
+    """A transaction run in its own thread that, its work done, stays open until released;
+    ``pid`` is its PostgreSQL backend, to see whether it waits on a lock."""
+
+    def __init__(self, runtime: Runtime, work: Callable[[Any], object]) -> None:
+        self.runtime, self.work = runtime, work
+        self.pid: int | None = None
+        self.worked = threading.Event()
+        self.release = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        from sqlalchemy import text
+
+        try:
+            with self.runtime.sessions.begin() as session:
+                self.pid = session.scalar(text("SELECT pg_backend_pid()"))
+                self.work(session)
+                self.worked.set()
+                self.release.wait(60)
+        except BaseException as exc:  # the outcome under test
+            self.error = exc
+            self.worked.set()
+
+    def start(self) -> Held:
+        self.thread.start()
+        return self
+
+    def end(self) -> None:
+        self.release.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        assert self.error is None, self.error
+
+
+def finished_or_waiting(runtime: Runtime, second: Held) -> bool:
+    """True once ``second`` has done its work, or waits on a lock the first one holds."""
+    from sqlalchemy import text
+
+    from tests.integration.conftest import wait_until
+
+    def settled() -> bool:
+        if second.worked.is_set():
+            return True
+        if second.pid is None:
+            return False
+        with runtime.engine.connect() as connection:
+            return bool(
+                connection.scalar(
+                    text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
+                    {"pid": second.pid},
+                )
+            )
+
+    return bool(wait_until(settled, timeout=30, interval=0.02))
+
+
+def _worker(runtime: Runtime) -> Callable[[Any], object]:
+    from matcher.inbox import process_pending
+    from tasks.work import parser_for
+
+    parse = parser_for(runtime)
+    return lambda session: process_pending(session, parse, region="KE", limit=10)
+
+
+def _gain_phone(runtime: Runtime) -> Callable[[Any], object]:
+    from matcher.customers import save_customer
+
+    return lambda session: save_customer(
+        session,
+        account_number="GAINS",
+        name="Gains A Phone",
+        phones=[RACE_PHONE],
+        region="KE",
+        actor="op",
+    )
+
+
+@pytest.mark.parametrize("payer", ["phone", "hashed"])
+@pytest.mark.parametrize("first", ["worker", "operator"])
+def test_a_payment_stored_while_its_phone_is_given_to_a_customer_is_credited(
+    pg_runtime: Runtime, first: str, payer: str
+) -> None:
+    """Whichever commits first, the payment from a phone that now has exactly one owner
+    ends associated with that owner (and not left ``no_match`` by each missing the
+    other's uncommitted row)."""
+    import hashlib
+
+    add_customer(pg_runtime, "GAINS", [])
+    msisdn = "254711223344"
+    if payer == "hashed":
+        msisdn = hashlib.sha256(msisdn.encode()).hexdigest()
+    _queue_payment_from(pg_runtime, msisdn, "RACE7PHONE")
+    worker, operator = _worker(pg_runtime), _gain_phone(pg_runtime)
+    one, two = (worker, operator) if first == "worker" else (operator, worker)
+    holding = Held(pg_runtime, one).start()
+    assert holding.worked.wait(60) and holding.error is None, holding.error
+    second = Held(pg_runtime, two).start()
+    second.release.set()  # the second commits as soon as it can
+    finished_or_waiting(pg_runtime, second)
+    holding.end()
+    second.end()
+
+    with pg_runtime.sessions.begin() as session:
+        payment = session.scalars(select(Payment)).one()
+        customer = session.scalars(select(Customer)).one()
+        assert (payment.status, payment.reason) == ("associated", None)
+        assert payment.customer_id == customer.id
+        assert customer.balance_minor == 30000
+    check_ledger(pg_runtime)
