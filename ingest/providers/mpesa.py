@@ -13,7 +13,7 @@ from __future__ import annotations
 import decimal
 import json
 import re
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Final
 
@@ -51,6 +51,12 @@ _LOCAL_TIME_TEXT: Final = re.compile(r"[0-9]{14}")
 # Matched before upper-casing: "ß".upper() == "SS" would otherwise sneak letters in.
 _CODE_TEXT: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 _RESULT_CODE_TEXT: Final = re.compile(r"-?[0-9]{1,9}")
+#: the same bound for a ResultCode sent as a JSON number: 9 digits fit the INTEGER column
+_RESULT_CODE_MAX: Final = 999_999_999
+#: no payment is older than this: a time before it is a broken clock or a broken sender
+EARLIEST_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: how far ahead of this host's clock a provider's time may be (its clock, or ours, off)
+CLOCK_SLACK: Final = timedelta(days=1)
 # Daraja's request ids ("ws_CO_191220191020363925") are printable ASCII; an attempt is
 # known by its CheckoutRequestID, so it must be kept whole, never cut or altered.
 _REQUEST_ID_MAX: Final = column_length(PaymentAttempt.reference)
@@ -166,8 +172,10 @@ def parse_local_time(value: object, tz: tzinfo, field: str = "TransTime") -> dat
     ``value`` is wall-clock time in ``tz`` written ``YYYYMMDDHHMMSS``, as a string
     (surrounding whitespace ignored) or a JSON integer (Daraja's STK callbacks send one).
     A wall-clock time that a DST change makes ambiguous resolves to its first occurrence.
-    Anything else, or a time no calendar has, raises ``InvalidCallback`` reason
-    ``invalid_time``.
+    Anything else, a time no calendar has, or one no payment can have (before
+    ``EARLIEST_TIME`` or more than ``CLOCK_SLACK`` after now: year 0001 and 9999 are
+    storable, and would put money in reports for those years) raises ``InvalidCallback``
+    reason ``invalid_time``.
     """
     expected = "expected local time written YYYYMMDDHHMMSS"
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -194,11 +202,20 @@ def parse_local_time(value: object, tz: tzinfo, field: str = "TransTime") -> dat
             int(text[12:14]),
             tzinfo=tz,
         )
-        return local.astimezone(UTC)
+        instant = local.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidCallback(
             f"{field} {_show(value)} is not a real time ({exc})", "invalid_time"
         ) from None
+    latest = datetime.now(UTC) + CLOCK_SLACK
+    if not EARLIEST_TIME <= instant <= latest:
+        raise InvalidCallback(
+            f"{field} {_show(value)} is {instant.isoformat()}, not a time a payment can have "
+            f"(expected from {EARLIEST_TIME.date().isoformat()} to a day after now); "
+            "the sender's clock or encoding is wrong",
+            "invalid_time",
+        )
+    return instant
 
 
 # --- C2B ----------------------------------------------------------------------------------
@@ -315,8 +332,15 @@ def _required_item(items: dict[str, Any], name: str) -> Any:
 
 
 def _result_code(value: object, field: str) -> int:
+    """An integer of at most 9 digits: Daraja's codes are small, and the column is INTEGER."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if -_RESULT_CODE_MAX <= value <= _RESULT_CODE_MAX:
+            return value
+        raise InvalidCallback(
+            f"{field} {_show(value)} is not a result code (expected an integer of at most "
+            "9 digits, like 0 or 1032)",
+            "invalid_field",
+        )
     if isinstance(value, str) and _RESULT_CODE_TEXT.fullmatch(value.strip()):
         return int(value.strip())
     raise InvalidCallback(

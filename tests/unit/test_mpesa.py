@@ -342,6 +342,9 @@ class TestParseLocalTime:
             "20251103250000",  # hour 25
             "00000101000000",  # year 0
             "00010101000000",  # before UTC can represent it in Nairobi
+            "00010102000000",  # a real time, but no payment's
+            "19991231235959",  # before any mobile-money payment
+            "99991231235959",  # storable, but far in the future
             "",
             -20251103143015,
             True,
