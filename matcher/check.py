@@ -8,23 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from matcher.db import utcnow
-from matcher.inbox import due
+from matcher.inbox import due, payment_lost
+from matcher.matching import INVALID_REFERENCE, NO_MATCH
 from matcher.models import (
     ASSOCIATED,
+    INBOX_CONFLICT,
     INBOX_DEAD,
     INBOX_PENDING,
+    UNASSOCIATED,
     Customer,
+    CustomerPhone,
     InboxItem,
     LedgerEntry,
     Payment,
+    Purchase,
     RevenueDay,
     RevenueSlice,
 )
 from matcher.money import format_minor
+from matcher.payments import CONFLICT
 from matcher.revenue import fold_days
 
 #: at most this many examples are printed for each kind of violation
@@ -244,6 +250,156 @@ def inbox_is_moving(
     return found + _more(total, len(rows), "stuck rows", "`momo inbox list --status pending`")
 
 
+def conflicts_are_settled(session: Session) -> list[Violation]:
+    """A receipt that came again with other data was acknowledged and not applied: which
+    version is true is an operator's call, and until it is made the books may be wrong."""
+    where = (InboxItem.status == INBOX_CONFLICT) & (InboxItem.reason == CONFLICT)
+    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
+    if not total:
+        return []
+    rows = session.scalars(
+        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
+    ).all()
+    found = [
+        Violation(
+            "inbox",
+            f"{_row(item)} repeats a stored receipt with other data and was not applied "
+            f"({_first_line(item.detail)}): check the receipt in the provider's statement; "
+            f"if this version is the true one, correct payment {item.payment_id} "
+            "(disassociate it, record the right amount with POST /api/v1/payments); then "
+            f"run `momo inbox settle {item.id} --note WHAT-YOU-FOUND`",
+        )
+        for item in rows
+    ]
+    return found + _more(
+        total, len(rows), "unsettled conflicts", "`momo inbox list --status conflict`"
+    )
+
+
+def processed_payments_are_stored(session: Session) -> list[Violation]:
+    """An inbox row processed as a payment (credited, unassociated, duplicate) points at
+    a stored payment: otherwise the callback was acknowledged and its money never booked."""
+    where = payment_lost()
+    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
+    if not total:
+        return []
+    rows = session.scalars(
+        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
+    ).all()
+    found = [
+        Violation(
+            "inbox",
+            f"{_row(item)} was processed as {item.reason} but no payment is stored for it: "
+            f"run `momo inbox replay {item.id}` (the receipt is still credited at most once)",
+        )
+        for item in rows
+    ]
+    return found + _more(
+        total, len(rows), "processed rows without a payment", "replay these, then check again"
+    )
+
+
+#: a customer phone that is the payer's phone of a payment (by number, or by hash)
+_PAYERS_PHONE = or_(
+    (Payment.msisdn_kind == "phone") & (CustomerPhone.e164 == Payment.phone),
+    (Payment.msisdn_kind == "hashed") & (CustomerPhone.sha256 == Payment.msisdn_sha256),
+)
+
+
+def unmatched_payments_have_no_owner(session: Session) -> list[Violation]:
+    """A payment left ``no_match`` whose phone now belongs to exactly one customer should
+    have been matched when the customer gained that phone."""
+    owners = (
+        select(func.count(func.distinct(CustomerPhone.customer_id)))
+        .where(_PAYERS_PHONE)
+        .correlate(Payment)
+        .scalar_subquery()
+    )
+    where = and_(
+        Payment.status == UNASSOCIATED,
+        Payment.reason.in_([NO_MATCH, INVALID_REFERENCE]),
+        Payment.msisdn_kind.in_(["phone", "hashed"]),
+        owners == 1,
+    )
+    total = int(session.scalar(select(func.count()).select_from(Payment).where(where)) or 0)
+    if not total:
+        return []
+    rows = session.execute(
+        select(
+            Payment.id, Payment.code, Payment.amount_minor, Payment.reason, Customer.account_number
+        )
+        .join(CustomerPhone, _PAYERS_PHONE)
+        .join(Customer, Customer.id == CustomerPhone.customer_id)
+        .where(where)
+        .order_by(Payment.id)
+        .limit(EXAMPLES)
+    ).all()
+    found = [
+        Violation(
+            "payment",
+            f"payment {ident} ({code}, {format_minor(amount)}) is unassociated ({reason}) "
+            f"though its phone now belongs to customer {account} alone: associate it with "
+            f'POST /api/v1/payments/{ident}/associate {{"account_number": "{account}"}}',
+        )
+        for ident, code, amount, reason, account in rows
+    ]
+    if total > len(rows):
+        found.append(
+            Violation(
+                "payment",
+                f"{total - len(rows)} more unassociated payments whose phone has one owner "
+                "not listed: GET /api/v1/payments?status=unassociated lists them",
+            )
+        )
+    return found
+
+
+def purchases_are_debited(session: Session) -> list[Violation]:
+    """Every voucher sold took exactly its price from its customer's ledger."""
+    debits = (
+        select(
+            LedgerEntry.purchase_id,
+            func.sum(LedgerEntry.amount_minor).label("net"),
+            func.sum(
+                case(
+                    (LedgerEntry.customer_id == Purchase.customer_id, LedgerEntry.amount_minor),
+                    else_=0,
+                )
+            ).label("own"),
+        )
+        .join(Purchase, Purchase.id == LedgerEntry.purchase_id)
+        .group_by(LedgerEntry.purchase_id)
+        .subquery()
+    )
+    net = func.coalesce(debits.c.net, 0)
+    own = func.coalesce(debits.c.own, 0)
+    rows = session.execute(
+        select(
+            Purchase.id, Purchase.voucher_code, Purchase.plan_code, Purchase.price_minor, net, own
+        )
+        .outerjoin(debits, debits.c.purchase_id == Purchase.id)
+        .where((net != -Purchase.price_minor) | (own != -Purchase.price_minor))
+        .order_by(Purchase.id)
+        .limit(EXAMPLES)
+    ).all()
+    return [
+        Violation(
+            "purchase",
+            f"purchase {ident} (voucher {voucher}, plan {plan}, price {format_minor(price)}) "
+            + (
+                "has no ledger debit"
+                if total == 0
+                else f"is debited {format_minor(-int(mine))} on its customer's ledger "
+                f"({format_minor(-int(total))} in all)"
+            )
+            + f", expected {format_minor(price)}: the voucher was sold without its exact "
+            "price taken; keep the ledger as it is (entries are never edited), find what "
+            "wrote or removed these rows, and report it as a bug with this line",
+        )
+        for ident, voucher, plan, price, total, mine in rows
+    ]
+
+
 def revenue_days_match_slices(session: Session) -> list[Violation]:
     """Each UTC day row holds exactly the sum of that day's slices."""
     expected = fold_days(
@@ -296,6 +452,10 @@ def check_invariants(
         *receipts_are_unique(session),
         *revenue_matches_payments(session),
         *revenue_days_match_slices(session),
+        *unmatched_payments_have_no_owner(session),
+        *purchases_are_debited(session),
         *inbox_has_no_dead_rows(session),
         *inbox_is_moving(session, stuck_after=stuck_after, max_attempts=max_attempts),
+        *conflicts_are_settled(session),
+        *processed_payments_are_stored(session),
     ]

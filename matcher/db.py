@@ -19,7 +19,7 @@ import psycopg
 from psycopg.abc import PQGen
 from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event, text
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 #: BIGINT ids on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
@@ -235,6 +235,23 @@ def describe_error(exc: BaseException) -> str:
     text = str(orig if isinstance(orig, BaseException) else exc).strip()
     first = text.splitlines()[0] if text else "no message"
     return f"{type(exc).__name__}: {first}"
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only session in which every query sees the database as of one moment.
+
+    On PostgreSQL it is one REPEATABLE READ READ ONLY transaction: a writer committing
+    between two queries cannot make their answers disagree (the default, READ COMMITTED,
+    gives each statement a snapshot of its own). SQLite's one transaction is one view.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        with Session(bind=connection) as session, session.begin():
+            yield session
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from matcher.audit import audit
 from matcher.db import describe_error, utcnow
-from matcher.errors import Conflict, NotFound
+from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import Ledger
 from matcher.matching import hold_phones
 from matcher.models import (
@@ -39,6 +39,7 @@ from matcher.models import (
     INBOX_PROCESSED,
     INBOX_REJECTED,
     InboxItem,
+    Payment,
 )
 from matcher.notifications import (
     Callback,
@@ -49,7 +50,9 @@ from matcher.notifications import (
 )
 from matcher.payments import (
     CONFLICT,
+    CREDITED,
     DUPLICATE,
+    UNMATCHED,
     Recorded,
     find_payment,
     record_attempt,
@@ -80,6 +83,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 VALIDATION_SEEN = "validation"
+#: the outcomes of a processed row that stand for a stored payment
+PAYMENT_OUTCOMES = (CREDITED, UNMATCHED, DUPLICATE)
+#: the reason of a conflict row an operator has looked at and settled
+SETTLED = "settled"
 
 
 #: turns an inbox row into what the provider said (adapters live in ingest/)
@@ -189,7 +196,7 @@ def process_items(
             try:
                 with ledger.savepoint():
                     outcome = _record(session, ledger, item, callback, region)
-            except IntegrityError:
+            except IntegrityError as exc:
                 # Another transaction stored the same code first: a duplicate, or a conflict.
                 existing = (
                     find_payment(session, callback.provider, callback.code)
@@ -197,7 +204,12 @@ def process_items(
                     else None
                 )
                 outcome = Recorded(DUPLICATE, existing.id if existing else None)
-                if existing is not None and isinstance(callback, PaymentNotification):
+                if isinstance(callback, PaymentNotification):
+                    if existing is None:
+                        # not the receipt's unique key: nothing is stored, and calling it
+                        # a duplicate would lose the payment without a trace
+                        _dead(item, exc, result)
+                        continue
                     outcome = repeated(existing, callback)
             except Exception as exc:
                 if is_transient(exc):
@@ -251,13 +263,18 @@ def stranded(session: Session, *, older_than: timedelta, now: datetime | None = 
 
 
 def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
-    """Put a dead (or rejected) callback back in the queue; its effect still happens once."""
+    """Put a dead (or rejected) callback back in the queue; its effect still happens once.
+
+    A row processed as a payment whose payment is not stored (``momo check`` finds them)
+    is replayed too: its receipt is still credited at most once.
+    """
     item = session.get(InboxItem, inbox_id, with_for_update=True)
     if item is None:
         raise NotFound(f"no inbox row has id {inbox_id}", "inbox_not_found")
-    if item.status not in (INBOX_DEAD, INBOX_REJECTED):
+    if item.status not in (INBOX_DEAD, INBOX_REJECTED) and not _payment_missing(session, item):
         raise Conflict(
-            f"inbox row {inbox_id} is {item.status}; only dead or rejected rows are replayed",
+            f"inbox row {inbox_id} is {item.status}; only dead or rejected rows are replayed "
+            "(and processed ones whose payment is missing)",
             "not_replayable",
         )
 
@@ -276,5 +293,67 @@ def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
         subject_id=str(item.id),
         before=before,
         after={"status": item.status, "reason": item.reason, "attempts": 0},
+    )
+    return item
+
+
+def payment_lost() -> ColumnElement[bool]:
+    """Inbox rows processed as a payment (credited, unassociated, duplicate) for which no
+    payment is stored, neither the one the row names nor one under its receipt: the
+    callback was acknowledged and its money never booked."""
+    by_id = select(Payment.id).where(Payment.id == InboxItem.payment_id).exists()
+    by_receipt = (
+        select(Payment.id)
+        .where(Payment.provider == InboxItem.provider, Payment.code == InboxItem.code)
+        .exists()
+    )
+    return and_(
+        InboxItem.status == INBOX_PROCESSED,
+        InboxItem.reason.in_(PAYMENT_OUTCOMES),
+        ~by_id,
+        ~by_receipt,
+    )
+
+
+def _payment_missing(session: Session, item: InboxItem) -> bool:
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(InboxItem)
+            .where(InboxItem.id == item.id, payment_lost())
+        )
+    )
+
+
+def settle(session: Session, inbox_id: int, *, note: str, actor: str) -> InboxItem:
+    """Record that an operator settled a conflict: compared the repeated receipt with the
+    provider's record and corrected the books where it was the true one. The row stays a
+    ``conflict`` (reason ``settled``); who settled it and the note are in the audit log."""
+    item = session.get(InboxItem, inbox_id, with_for_update=True)
+    if item is None:
+        raise NotFound(f"no inbox row has id {inbox_id}", "inbox_not_found")
+    if item.status != INBOX_CONFLICT or item.reason != CONFLICT:
+        raise Conflict(
+            f"inbox row {inbox_id} is {item.status} ({item.reason}); only unsettled "
+            "conflict rows are settled",
+            "not_settleable",
+        )
+    note = (note or "").strip()
+    if not note:
+        raise InvalidInput(
+            "say what you found and did in the note, e.g. --note 'statement shows 1500.00; "
+            "the repeat was wrong'",
+            "note_required",
+        )
+    before = {"status": item.status, "reason": item.reason}
+    item.reason = SETTLED
+    audit(
+        session,
+        actor=actor,
+        action="inbox.settle",
+        subject_type="inbox",
+        subject_id=str(item.id),
+        before=before,
+        after={"status": item.status, "reason": item.reason, "note": note},
     )
     return item

@@ -334,18 +334,22 @@ def spool_violations(settings: Settings, *, now: float | None = None) -> list[Vi
     help="Seconds an inbox row may stay pending (default: 2 x MOMO_SWEEP_AFTER_SECONDS).",
 )
 def check(stuck_after: int | None) -> None:
-    """Verify the books: balances equal their ledgers, payments net their amounts, no receipt
-    twice, no inbox row dead or stuck, no spool left undrained. Exits 1 on any violation."""
+    """Verify the books: balances equal their ledgers, payments net their amounts and
+    purchases their prices, no receipt twice, no payment unmatched whose phone has one owner,
+    no inbox row dead, stuck, in unsettled conflict or processed without its payment, no
+    spool left undrained. Reads one snapshot. Exits 1 on any violation."""
     from datetime import timedelta
 
     from matcher.check import check_invariants
+    from matcher.db import snapshot
     from momo.runtime import build_runtime
 
     settings = _settings()
     runtime = build_runtime(settings)
     seconds = stuck_after if stuck_after is not None else 2 * settings.sweep_after_seconds
     try:
-        with runtime.sessions.begin() as session:
+        # one snapshot: a worker committing between two checks is no false violation
+        with snapshot(runtime.engine) as session:
             violations = check_invariants(
                 session,
                 stuck_after=timedelta(seconds=seconds),
@@ -360,8 +364,9 @@ def check(stuck_after: int | None) -> None:
         click.echo(f"{len(violations)} violation(s) found", err=True)
         sys.exit(1)
     click.echo(
-        "ok: balances equal ledgers, payments net their amounts, receipts unique, inbox moving "
-        "with no dead rows, spool drained"
+        "ok: balances equal ledgers, payments net their amounts and purchases their prices, "
+        "receipts unique, no payment unmatched whose phone has one owner, inbox moving with "
+        "no dead rows, unsettled conflicts or lost payments, spool drained"
     )
 
 
@@ -434,6 +439,26 @@ def inbox_replay(inbox_id: int) -> None:
     )
     if status not in ("processed",):
         sys.exit(1)
+
+
+@inbox.command("settle")
+@click.argument("inbox_id", type=int)
+@click.option("--note", required=True, help="What you found and did (kept in the audit log).")
+def inbox_settle(inbox_id: int, note: str) -> None:
+    """Mark a conflict (a receipt repeated with other data) as settled by you."""
+    from matcher.errors import DomainError
+    from matcher.inbox import settle
+    from momo.runtime import build_runtime
+
+    runtime = build_runtime(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            settle(session, inbox_id, note=note, actor="cli")
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.close()
+    click.echo(f"inbox row {inbox_id}: conflict settled")
 
 
 # --- spool --------------------------------------------------------------------------------

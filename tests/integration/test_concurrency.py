@@ -362,3 +362,43 @@ def test_a_payment_stored_while_its_phone_is_given_to_a_customer_is_credited(
         assert payment.customer_id == customer.id
         assert customer.balance_minor == 30000
     check_ledger(pg_runtime)
+
+
+def test_momo_check_reads_one_snapshot_while_a_worker_commits(
+    pg_runtime: Runtime, tmp_path: Path
+) -> None:
+    """A payment committed between two of the check's queries is no false violation."""
+    from click.testing import CliRunner
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from momo.cli import main
+
+    add_customer(pg_runtime, "SNAP", [])
+    manual(pg_runtime, "SNAP", 700)
+    fired: list[str] = []
+
+    def commit_between(*args: Any) -> None:
+        statement = args[2]
+        if fired or "revenue_slices" not in statement:
+            return
+        fired.append(statement)
+        manual(pg_runtime, "SNAP", 700)  # on another connection, committed at once
+
+    event.listen(Engine, "after_cursor_execute", commit_between)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["check"],
+            env={
+                "MOMO_DATABASE_URL": pg_runtime.settings.database_url,
+                "MOMO_INSTANCE_PATH": str(tmp_path),
+            },
+        )
+    finally:
+        event.remove(Engine, "after_cursor_execute", commit_between)
+    assert fired, "the check never read the revenue slices"
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ok:")
+    with pg_runtime.sessions.begin() as session:
+        assert session.scalar(select(func.count()).select_from(Payment)) == 2

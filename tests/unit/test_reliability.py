@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ingest.spool import QUARANTINE_NAME
 from matcher.check import check_invariants
 from matcher.errors import Conflict
 from matcher.inbox import process_pending, replay
-from matcher.models import Customer, InboxItem, LedgerEntry, Payment
+from matcher.models import AuditEvent, Customer, CustomerPhone, InboxItem, LedgerEntry, Payment
 from matcher.payments import record_manual_payment
 from momo.cli import main
 from momo.runtime import Runtime
@@ -294,6 +294,145 @@ class TestCheck:
             )
         result = self.run(runtime, "--stuck-after", "60", MOMO_MAX_ATTEMPTS="5")
         assert result.exit_code == 0, result.output
+
+    def violations(self, runtime: Runtime) -> list[str]:
+        result = self.run(runtime)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("VIOLATION")]
+        assert result.exit_code == (1 if lines else 0), result.output
+        return lines
+
+    def test_an_unsettled_conflict_is_found_until_an_operator_settles_it(
+        self, runtime: Runtime
+    ) -> None:
+        self.books(runtime)
+        inbox_id = put(runtime, "c2b/confirmation", confirmation(TransAmount="15000.00"))
+        drain_inbox(runtime)
+        assert inbox_row(runtime, inbox_id).status == "conflict"
+        [line] = self.violations(runtime)
+        assert f"inbox row {inbox_id} (mpesa/c2b/confirmation) repeats a stored receipt" in line
+        assert "amount 15000.00 != 1500.00" in line
+        assert line.endswith(f"run `momo inbox settle {inbox_id} --note WHAT-YOU-FOUND`")
+
+        env = {"MOMO_DATABASE_URL": runtime.settings.database_url}
+        blank = CliRunner().invoke(main, ["inbox", "settle", str(inbox_id), "--note", " "], env=env)
+        assert blank.exit_code == 1
+        assert "say what you found and did" in blank.output
+        settled = CliRunner().invoke(
+            main, ["inbox", "settle", str(inbox_id), "--note", "statement: 1500.00"], env=env
+        )
+        assert settled.exit_code == 0, settled.output
+        assert self.violations(runtime) == []
+        row = inbox_row(runtime, inbox_id)
+        assert (row.status, row.reason) == ("conflict", "settled")
+        with runtime.sessions.begin() as session:
+            event = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "inbox.settle")
+            ).one()
+            assert event.after == {
+                "status": "conflict",
+                "reason": "settled",
+                "note": "statement: 1500.00",
+            }
+        again = CliRunner().invoke(
+            main, ["inbox", "settle", str(inbox_id), "--note", "again"], env=env
+        )
+        assert again.exit_code == 1
+        assert "only unsettled conflict rows are settled" in again.output
+
+    def test_a_row_processed_as_a_payment_without_one_is_found_and_replayed(
+        self, runtime: Runtime
+    ) -> None:
+        self.books(runtime)
+        inbox_id = put(runtime, "c2b/confirmation", confirmation(TransID="LOSTPAY001"))
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == inbox_id)
+                .values(status="processed", reason="duplicate", code="LOSTPAY001")
+            )
+        [line] = self.violations(runtime)
+        assert line == (
+            f"VIOLATION [inbox] inbox row {inbox_id} (mpesa/c2b/confirmation LOSTPAY001) was "
+            "processed as duplicate but no payment is stored for it: run "
+            f"`momo inbox replay {inbox_id}` (the receipt is still credited at most once)"
+        )
+        env = {"MOMO_DATABASE_URL": runtime.settings.database_url}
+        replayed = CliRunner().invoke(main, ["inbox", "replay", str(inbox_id)], env=env)
+        assert replayed.exit_code == 0, replayed.output
+        assert "processed (credited)" in replayed.stdout
+        assert self.violations(runtime) == []
+
+    def test_a_payment_left_no_match_whose_phone_now_has_one_owner_is_found(
+        self, runtime: Runtime
+    ) -> None:
+        from matcher.phones import msisdn_sha256
+
+        self.books(runtime)
+        # a phone given to a customer without the re-match (what the race left behind)
+        with runtime.sessions.begin() as session:
+            customer = session.scalars(select(Customer)).one()
+            session.add(
+                CustomerPhone(
+                    customer_id=customer.id,
+                    e164="+254799999999",
+                    sha256=msisdn_sha256("+254799999999"),
+                )
+            )
+            payment = session.scalars(select(Payment).where(Payment.code == "NOMATCH001")).one()
+        [line] = self.violations(runtime)
+        assert line == (
+            f"VIOLATION [payment] payment {payment.id} (NOMATCH001, 1500.00) is unassociated "
+            "(no_match) though its phone now belongs to customer ACC1042 alone: associate it "
+            f'with POST /api/v1/payments/{payment.id}/associate {{"account_number": "ACC1042"}}'
+        )
+        add_customer(runtime, "ACC2000", ["0799999999"])  # now shared: nothing to say
+        assert self.violations(runtime) == []
+
+    def test_a_purchase_whose_debit_is_missing_or_wrong_is_found(self, runtime: Runtime) -> None:
+        from matcher.plans import create_plan, purchase
+
+        self.books(runtime)
+        with runtime.sessions.begin() as session:
+            create_plan(
+                session, code="DAY", name="Day", price="100.00", validity_minutes=1440, actor="a"
+            )
+            bought = purchase(session, "ACC1042", "DAY", actor="op").purchase
+            voucher, ident = bought.voucher_code, bought.id
+        assert self.violations(runtime) == []
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(LedgerEntry)
+                .where(LedgerEntry.purchase_id == ident)
+                .values(amount_minor=-5000)
+            )
+            session.execute(update(Customer).values(balance_minor=Customer.balance_minor + 5000))
+        [line] = self.violations(runtime)
+        assert line.startswith(
+            f"VIOLATION [purchase] purchase {ident} (voucher {voucher}, plan DAY, price 100.00) "
+            "is debited 50.00 on its customer's ledger (50.00 in all), expected 100.00: "
+        )
+        assert "report it as a bug" in line
+        with runtime.sessions.begin() as session:
+            session.execute(delete(LedgerEntry).where(LedgerEntry.purchase_id == ident))
+            session.execute(update(Customer).values(balance_minor=Customer.balance_minor + 5000))
+        [line] = self.violations(runtime)
+        assert "price 100.00) has no ledger debit, expected 100.00" in line
+
+    def test_a_payment_the_database_refuses_for_a_reason_other_than_its_receipt_is_dead(
+        self, runtime: Runtime
+    ) -> None:
+        """An IntegrityError that is not the receipt stored by someone else leaves no
+        payment: the row is dead with the error, never a ``duplicate`` of nothing."""
+        with runtime.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON payments WHEN NEW.code = 'REFUSED001' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a test'); END"
+            )
+        inbox_id = put(runtime, "c2b/confirmation", confirmation(TransID="REFUSED001"))
+        drain_inbox(runtime)
+        row = inbox_row(runtime, inbox_id)
+        assert (row.status, row.reason) == ("dead", "failed"), row.detail
+        assert row.detail == "IntegrityError: refused by a test"
 
 
 class TestCheckSpool:
