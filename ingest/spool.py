@@ -68,7 +68,7 @@ from ingest.refusal import (
     refused_row,
     unstorable,
 )
-from matcher.db import refuses_writes
+from matcher.db import describe_error, refuses_writes
 from matcher.models import InboxItem
 from momo.config import ConfigError, Settings
 
@@ -661,12 +661,16 @@ def attach_spool(runtime: Any) -> Spool:
             ):
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            log.warning("spool not drained yet, the database is still unreachable: %s", exc)
+            log.warning(
+                "spool not drained yet, the database is still unreachable: %s", describe_error(exc)
+            )
             return
         try:
             result = spool.drain(runtime.sessions)
         except SQLAlchemyError as exc:
-            log.warning("spool drain stopped (%s); it goes on at the next tick", exc)
+            log.warning(
+                "spool drain stopped (%s); it goes on at the next tick", describe_error(exc)
+            )
             return
         except DatabaseRefusesWrites as exc:
             log.warning("spool not drained yet: %s", exc)
