@@ -252,7 +252,7 @@ class TestRefusedRow:
             {"provider": "p" * 33},  # VARCHAR(32)
             {"kind": "k" * 41},  # VARCHAR(40)
             {"detail": "a NUL \x00 byte"},  # text cannot hold NUL
-            {"client_addr": "ws_CO_\ud800"},  # a lone surrogate cannot be encoded at all
+            {"reason": "ws_CO_\ud800"},  # a lone surrogate cannot be encoded at all
         ],
         ids=["provider-too-long", "kind-too-long", "nul-in-text", "lone-surrogate"],
     )
@@ -285,7 +285,7 @@ class TestRefusedRow:
         with pytest.raises(RowRefused):
             writer.store(confirmation("TKPGREF004", detail="NUL \x00"))
         with pytest.raises(RowRefused):
-            writer.store(confirmation("TKPGREF005", client_addr="\udfff"))
+            writer.store(confirmation("TKPGREF005", reason="\udfff"))
         writer.store(confirmation("TKPGREF006"))
         assert inbox_count(engine) == 1
 

@@ -24,6 +24,7 @@ from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer, InboxItem
 from momo.cli import main
+from tests.conftest import PATH_TOKEN
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
 MOMO_VARIABLES = (
@@ -502,7 +503,7 @@ class TestADatabaseMomoCannotUse:
             env,
             *(a.format(csv=csv_file) for a in args),
             MOMO_DATABASE_URL=url,
-            MOMO_MPESA_PATH_TOKEN="p" * 40,
+            MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
         )
 
     def assert_one_line(self, result: Result, *fragments: str) -> str:
