@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from matcher.db import utcnow
@@ -182,22 +182,20 @@ def _more(total: int, shown: int, what: str, listing: str) -> list[Violation]:
     return [Violation("inbox", f"{total - shown} more {what} not listed: {listing}")]
 
 
+def _examples(session: Session, where: ColumnElement[bool]) -> tuple[int, list[InboxItem]]:
+    """How many inbox rows match ``where``, and the first few of them to name."""
+    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
+    if not total:
+        return 0, []
+    rows = session.scalars(
+        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
+    ).all()
+    return total, list(rows)
+
+
 def inbox_has_no_dead_rows(session: Session) -> list[Violation]:
     """A dead row is a callback that was acknowledged and never recorded: money stuck."""
-    total = int(
-        session.scalar(
-            select(func.count()).select_from(InboxItem).where(InboxItem.status == INBOX_DEAD)
-        )
-        or 0
-    )
-    if not total:
-        return []
-    rows = session.scalars(
-        select(InboxItem)
-        .where(InboxItem.status == INBOX_DEAD)
-        .order_by(InboxItem.id)
-        .limit(EXAMPLES)
-    ).all()
+    total, rows = _examples(session, InboxItem.status == INBOX_DEAD)
     found = [
         Violation(
             "inbox",
@@ -226,12 +224,7 @@ def inbox_is_moving(
     if too_many is not None:
         stuck.append(too_many)
     where = (InboxItem.status == INBOX_PENDING) & or_(*stuck)
-    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
-    if not total:
-        return []
-    rows = session.scalars(
-        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
-    ).all()
+    total, rows = _examples(session, where)
     seconds = int(stuck_after.total_seconds())
     workers = "are `momo worker` and `momo beat` running and reaching the database?"
     found = []
@@ -254,12 +247,7 @@ def conflicts_are_settled(session: Session) -> list[Violation]:
     """A receipt that came again with other data was acknowledged and not applied: which
     version is true is an operator's call, and until it is made the books may be wrong."""
     where = (InboxItem.status == INBOX_CONFLICT) & (InboxItem.reason == CONFLICT)
-    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
-    if not total:
-        return []
-    rows = session.scalars(
-        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
-    ).all()
+    total, rows = _examples(session, where)
     found = [
         Violation(
             "inbox",
@@ -280,12 +268,7 @@ def processed_payments_are_stored(session: Session) -> list[Violation]:
     """An inbox row processed as a payment (credited, unassociated, duplicate) points at
     a stored payment: otherwise the callback was acknowledged and its money never booked."""
     where = payment_lost()
-    total = int(session.scalar(select(func.count()).select_from(InboxItem).where(where)) or 0)
-    if not total:
-        return []
-    rows = session.scalars(
-        select(InboxItem).where(where).order_by(InboxItem.id).limit(EXAMPLES)
-    ).all()
+    total, rows = _examples(session, where)
     found = [
         Violation(
             "inbox",

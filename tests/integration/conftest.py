@@ -63,6 +63,26 @@ def _database() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrated_runtime() -> Iterator[Runtime]:
+    """A runtime on a database of its own, migrated to head; closed and dropped after."""
+    from matcher.db import make_engine
+    from matcher.migrate import upgrade
+    from momo.config import Settings
+    from tests.conftest import PATH_TOKEN
+
+    databases = _database()
+    url = next(databases)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+        next(databases, None)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh database for this test session (shared by its tests), dropped afterwards."""

@@ -13,15 +13,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError
 
-from matcher.db import make_engine, utcnow
+from matcher.db import utcnow
 from matcher.inbox import process_pending
-from matcher.migrate import upgrade
 from matcher.models import INBOX_DEAD, InboxItem
 from matcher.notifications import Callback, Msisdn, PaymentNotification
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
-from tests.conftest import PATH_TOKEN
-from tests.integration.conftest import _database
+from momo.runtime import Runtime
+from tests.integration.conftest import migrated_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +29,7 @@ REFERENCE = "HIDDENREF77"
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[Runtime]:
-    databases = _database()
-    url = next(databases)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
-    try:
-        yield runtime
-    finally:
-        runtime.close()
-        next(databases, None)
+    yield from migrated_runtime()
 
 
 def no_payer_data(text_: str) -> bool:

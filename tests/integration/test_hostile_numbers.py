@@ -18,15 +18,12 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from matcher.db import make_engine
-from matcher.migrate import upgrade
 from matcher.models import InboxItem, Payment, PaymentAttempt
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
+from momo.runtime import Runtime
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, sample, webhook_url
-from tests.integration.conftest import _database
+from tests.conftest import sample, webhook_url
+from tests.integration.conftest import migrated_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +32,7 @@ _codes = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[Runtime]:
-    databases = _database()
-    url = next(databases)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
-    try:
-        yield runtime
-    finally:
-        runtime.close()
-        next(databases, None)
+    yield from migrated_runtime()
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from matcher.db import make_engine
-from matcher.migrate import upgrade
 from matcher.models import INBOX_DEAD, InboxItem, Payment, PaymentAttempt
 from momo.app import create_app
 from momo.cli import main
-from momo.config import Settings
 from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, webhook_url
-from tests.integration.conftest import Stack, _database, wait_until
+from tests.integration.conftest import Stack, migrated_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,19 +47,10 @@ def new_code() -> str:
 
 
 @pytest.fixture(scope="module")
-def pg(request: pytest.FixtureRequest) -> Iterator[Runtime]:
-    databases = _database()
-    url = next(databases)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
-    add_customer(runtime, ACCOUNT, [PHONE])
-    try:
+def pg() -> Iterator[Runtime]:
+    for runtime in migrated_runtime():
+        add_customer(runtime, ACCOUNT, [PHONE])
         yield runtime
-    finally:
-        runtime.close()
-        next(databases, None)
 
 
 @pytest.fixture(scope="module")
