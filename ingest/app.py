@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 from flask import Blueprint, Flask
 
 from ingest.fast import install as install_fast_path
@@ -11,6 +14,8 @@ from momo.config import Settings, load_settings
 from momo.runtime import Runtime, build_runtime
 from momo.web import build_app
 from tasks.embedded import attach_queue
+
+log = logging.getLogger(__name__)
 
 
 def create_webhook_app(
@@ -25,6 +30,7 @@ def create_webhook_app(
     settings.require_mpesa_path_token()
     if runtime is None:
         Spool.for_settings(settings).check_writable()
+        log_local_paths(settings)
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)
@@ -35,3 +41,28 @@ def create_webhook_app(
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
     return create_webhook_app(settings=settings, runtime=runtime)
+
+
+def log_local_paths(settings: Settings) -> None:
+    """Say which directories this web process uses, absolute.
+
+    A relative MOMO_SPOOL_DIR or MOMO_INSTANCE_PATH depends on the working directory, which
+    gunicorn, systemd and a shell each choose: the web could spool where `momo spool drain`
+    and `momo check` never look. With a broker (production) a relative one is a warning.
+    """
+    used = [("MOMO_SPOOL_DIR", settings.spool_path), ("MOMO_INSTANCE_PATH", settings.instance_path)]
+    for variable, path in used:
+        if path.is_absolute():
+            log.info("%s: %s", variable, path)
+        elif settings.is_embedded:
+            log.info("%s: %s (relative to %s)", variable, path.absolute(), os.getcwd())
+        else:
+            log.warning(
+                "%s is the relative path %r: this process uses %s, as it started in %s. Every "
+                "process sharing it (web, `momo spool drain`, `momo check`) must start there "
+                "too; give an absolute path instead",
+                variable,
+                str(path),
+                path.absolute(),
+                os.getcwd(),
+            )

@@ -6,9 +6,12 @@ start-up with a message naming the variable and what it should look like.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,9 +19,37 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+log = logging.getLogger(__name__)
+
 
 class ConfigError(Exception):
-    """A setting is missing or malformed; the message names the variable."""
+    """A setting is missing or malformed; the message names the variable.
+
+    A password inside the message (a URL echoed back to say what was wrong with it) is
+    masked here, so no way of raising one can print it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(hide_passwords(message))
+
+
+#: ``scheme://user:password@`` up to the last ``@`` before the host; the password is group 2
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)([^\s/?#]*)(@)")
+#: ``?password=...`` and the like, as redis and amqp URLs may carry it
+_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd|pass)=)([^&;#\s]*)", re.IGNORECASE)
+PASSWORD_MASK = "***"  # noqa: S105 - what is shown instead of a password
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it masked (``user:***@host``); the
+    placeholder ``PASSWORD`` of a message's example URL stays.
+
+    The one way momo shows a database or broker URL: messages, logs and start-up lines.
+    """
+    text = _URL_PASSWORD.sub(
+        lambda m: m[1] + PASSWORD_MASK + m[3] if m[2] not in ("", "PASSWORD") else m[0], text
+    )
+    return _QUERY_PASSWORD.sub(lambda m: m[1] + PASSWORD_MASK if m[2] else m[0], text)
 
 
 VALIDATION_MODES = ("accept", "reject-unknown-account")
@@ -54,7 +85,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///momo.db"
+    database_url: str = "sqlite:///momo.db"  # EMBEDDED_DATABASE_URL
     broker_url: str | None = None
     default_region: str = "KE"
     timezone: str = "Africa/Nairobi"
@@ -82,6 +113,9 @@ class Settings:
     #: a webhook's inbox write (and its connect) that the database has not answered within
     #: this long goes to the spool instead; well inside the provider's own timeout
     db_write_timeout_seconds: int = 3
+    #: most PostgreSQL connections one web process opens for webhook writes, whatever its
+    #: threads; a write that finds them all busy for the write deadline goes to the spool
+    db_write_connections: int = 4
     #: PostgreSQL cancels any other statement after this long; a database that does not
     #: answer at all is given up on a little later (API, workers, drainer, commands)
     db_statement_timeout_seconds: int = 20
@@ -183,9 +217,94 @@ def _networks(raw: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+#: every variable momo reads (README's Configuration table names each)
+VARIABLES = (
+    "MOMO_DATABASE_URL",
+    "MOMO_BROKER_URL",
+    "MOMO_DEFAULT_REGION",
+    "MOMO_TIMEZONE",
+    "MOMO_CURRENCY",
+    "MOMO_MPESA_PATH_TOKEN",
+    "MOMO_MPESA_ALLOWED_IPS",
+    "MOMO_TRUSTED_PROXY_HOPS",
+    "MOMO_MPESA_VALIDATION",
+    "MOMO_SWEEP_AFTER_SECONDS",
+    "MOMO_SWEEP_INTERVAL_SECONDS",
+    "MOMO_BATCH_SIZE",
+    "MOMO_MAX_ATTEMPTS",
+    "MOMO_UNAUTHENTICATED_PER_MINUTE",
+    "MOMO_INSTANCE_PATH",
+    "MOMO_SPOOL_DIR",
+    "MOMO_SPOOL_MAX_BYTES",
+    "MOMO_SPOOL_DRAIN_SECONDS",
+    "MOMO_DB_WRITE_TIMEOUT_SECONDS",
+    "MOMO_DB_WRITE_CONNECTIONS",
+    "MOMO_DB_STATEMENT_TIMEOUT_SECONDS",
+)
+#: MOMO_* names read by momo's own tests, benches and CI, not by momo: no warning for them
+NOT_SETTINGS = ("MOMO_REQUIRE_SERVICES", "MOMO_SAMPLES_DIR", "MOMO_TEST_", "MOMO_BENCH_")
+#: the embedded default's database: a file in the working directory
+EMBEDDED_DATABASE_URL = "sqlite:///momo.db"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def unknown_variables(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Each MOMO_* name in ``env`` that momo does not read, with the known name it is
+    closest to (None when none is close): a misspelt variable is otherwise ignored."""
+    unknown: dict[str, str | None] = {}
+    for name in sorted(env):
+        if not name.startswith("MOMO_") or name in VARIABLES or name.startswith(NOT_SETTINGS):
+            continue
+        close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.75)
+        unknown[name] = close[0] if close else None
+    return unknown
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    # once per name and process: every start reads the settings, some several times
+    for name, close in unknown_variables(env).items():
+        with _warned_lock:
+            if name in _warned:
+                continue
+            _warned.add(name)
+        hint = f"did you mean {close}? " if close else ""
+        log.warning(
+            "%s is set but momo does not read it: %sits value is ignored. Rename or remove it "
+            "(README's Configuration table lists every variable)",
+            name,
+            hint,
+        )
+
+
+def _database_url_or_default(env: Mapping[str, str], broker: str | None) -> str:
+    given = env.get("MOMO_DATABASE_URL", "").strip()
+    if given:
+        return _database_url(given)
+    if broker is not None:
+        # With a broker this is a production set-up: the SQLite default there would take
+        # callbacks into a local file no worker, API or other host reads, and say ok.
+        hint = ""
+        close = [n for n, c in unknown_variables(env).items() if c == "MOMO_DATABASE_URL"]
+        if close:
+            hint = f" ({close[0]} is set: a misspelling?)"
+        raise ConfigError(
+            f"MOMO_DATABASE_URL is not set{hint}, but MOMO_BROKER_URL is: separate workers "
+            "need the shared database, not the embedded default's local SQLite file. Set "
+            "MOMO_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or give a "
+            "sqlite:///PATH explicitly if that is really meant)"
+        )
+    return EMBEDDED_DATABASE_URL
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every MOMO_* variable once; raise ConfigError naming a bad one."""
+    """Read every MOMO_* variable once; raise ConfigError naming a bad one.
+
+    A MOMO_* variable momo does not read is logged (once), with the name it is closest to.
+    """
     env = os.environ if env is None else env
+    _warn_unknown(env)
     region = env.get("MOMO_DEFAULT_REGION", "KE").strip().upper() or "KE"
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(
@@ -211,14 +330,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     broker = env.get("MOMO_BROKER_URL", "").strip() or None
     if broker and not broker.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
         raise ConfigError(
-            f"MOMO_BROKER_URL={broker!r} is not a redis:// or amqp:// URL; "
+            f"MOMO_BROKER_URL={hide_passwords(broker)!r} is not a redis:// or amqp:// URL; "
             "leave it unset to work the queue in-process"
         )
+    database_url = _database_url_or_default(env, broker)
     path_token = env.get("MOMO_MPESA_PATH_TOKEN", "").strip() or None
     if path_token is not None:
         check_path_token(path_token)
     return Settings(
-        database_url=_database_url(env.get("MOMO_DATABASE_URL", "").strip() or "sqlite:///momo.db"),
+        database_url=database_url,
         broker_url=broker,
         default_region=region,
         timezone=timezone,
@@ -239,5 +359,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         spool_max_bytes=_int(env, "MOMO_SPOOL_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
         spool_drain_seconds=_int(env, "MOMO_SPOOL_DRAIN_SECONDS", 5, minimum=1),
         db_write_timeout_seconds=_int(env, "MOMO_DB_WRITE_TIMEOUT_SECONDS", 3, minimum=1),
+        db_write_connections=_int(env, "MOMO_DB_WRITE_CONNECTIONS", 4, minimum=1),
         db_statement_timeout_seconds=_int(env, "MOMO_DB_STATEMENT_TIMEOUT_SECONDS", 20, minimum=1),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from momo.config import ConfigError, Settings, load_settings
+from momo.config import VARIABLES, ConfigError, Settings, hide_passwords, load_settings
 from tests.conftest import PATH_TOKEN, ROOT
 
 #: as `openssl rand -hex 24` makes one
@@ -81,7 +81,9 @@ class TestLoadSettingsValues:
         ["redis://localhost:6379/0", "rediss://cache:6380/1", "amqp://guest@mq//", "amqps://mq"],
     )
     def test_redis_and_amqp_brokers_are_accepted(self, broker: str) -> None:
-        settings = load_settings({"MOMO_BROKER_URL": broker})
+        settings = load_settings(
+            {"MOMO_BROKER_URL": broker, "MOMO_DATABASE_URL": "postgresql://db/m"}
+        )
 
         assert settings.broker_url == broker
         assert not settings.is_embedded
@@ -301,3 +303,147 @@ class TestSettings:
     def test_settings_are_frozen(self) -> None:
         with pytest.raises(AttributeError):
             Settings().currency = "UGX"  # type: ignore[misc]
+
+
+# --- a production set-up on the embedded default's database -------------------------------
+
+
+class TestTheEmbeddedDatabaseWithABroker:
+    def test_a_broker_without_a_database_url_is_refused_naming_both(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            load_settings({"MOMO_BROKER_URL": "redis://cache:6379/0"})
+
+        message = str(info.value)
+        assert "MOMO_DATABASE_URL is not set" in message
+        assert "MOMO_BROKER_URL" in message
+        assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in message
+
+    def test_a_misspelt_database_url_is_named_as_the_likely_mistake(self) -> None:
+        with pytest.raises(ConfigError, match=r"\(MOMO_DATABSE_URL is set: a misspelling\?\)"):
+            load_settings(
+                {
+                    "MOMO_BROKER_URL": "redis://cache:6379/0",
+                    "MOMO_DATABSE_URL": "postgresql://momo:pw@db/momo",
+                }
+            )
+
+    def test_a_sqlite_url_given_explicitly_with_a_broker_is_taken(self) -> None:
+        settings = load_settings(
+            {"MOMO_BROKER_URL": "redis://cache:6379/0", "MOMO_DATABASE_URL": "sqlite:///momo.db"}
+        )
+
+        assert settings.is_sqlite
+        assert not settings.is_embedded
+
+    def test_without_a_broker_the_embedded_default_still_needs_no_variable(self) -> None:
+        assert load_settings({}).database_url == "sqlite:///momo.db"
+
+
+# --- MOMO_* variables momo does not read --------------------------------------------------
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget which unknown names this process has already warned about."""
+    import momo.config
+
+    monkeypatch.setattr(momo.config, "_warned", set())
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+class TestUnknownVariables:
+    def test_a_misspelt_variable_is_logged_with_the_name_it_is_closest_to(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level("WARNING", logger="momo.config"):
+            load_settings({"MOMO_MPESA_ALLOWED_IP": "196.201.214.0/24"})
+
+        [record] = caplog.records
+        assert record.levelname == "WARNING"
+        message = record.getMessage()
+        assert "MOMO_MPESA_ALLOWED_IP is set but momo does not read it" in message
+        assert "did you mean MOMO_MPESA_ALLOWED_IPS?" in message
+        assert "196.201.214.0/24" not in message  # a value may be a secret
+
+    def test_each_name_is_logged_once_however_often_settings_are_read(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        env = {"MOMO_DATABSE_URL": "postgresql://momo:pw@db/momo", "MOMO_COLOUR": "blue"}
+        with caplog.at_level("WARNING", logger="momo.config"):
+            for _ in range(3):
+                load_settings(env)
+
+        messages = [r.getMessage() for r in caplog.records]
+        assert len(messages) == 2
+        assert "MOMO_COLOUR is set" in messages[0]
+        assert "did you mean" not in messages[0]
+        assert "did you mean MOMO_DATABASE_URL?" in messages[1]
+
+    def test_known_variables_and_the_test_suites_own_are_not_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        env = {name: "" for name in VARIABLES}
+        env.update(
+            MOMO_TEST_REDIS_URL="redis://x",
+            MOMO_BENCH_POSTGRES_URL="postgresql://x",
+            MOMO_REQUIRE_SERVICES="1",
+            MOMO_SAMPLES_DIR="/x",
+            DATABASE_URL="postgresql://x",
+        )
+        with caplog.at_level("WARNING", logger="momo.config"):
+            load_settings(env)
+
+        assert caplog.records == []
+
+    def test_every_variable_read_is_in_readmes_configuration_table_and_no_other(self) -> None:
+        readme = (ROOT / "README.md").read_text()
+        table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+        rows = re.findall(r"^\| `(MOMO_[A-Z_]+)` \|", table, flags=re.MULTILINE)
+
+        assert sorted(rows) == sorted(VARIABLES)
+
+
+# --- passwords in messages ----------------------------------------------------------------
+
+
+class TestHidePasswords:
+    @pytest.mark.parametrize(
+        ("text", "shown"),
+        [
+            (
+                "postgresql+psycopg://postgres:S3cr%40t%3A%2F%25@127.0.0.1:5432/momo",
+                "postgresql+psycopg://postgres:***@127.0.0.1:5432/momo",
+            ),
+            ("sentinel://:Sup3rS3cret@host:26379/0", "sentinel://:***@host:26379/0"),
+            ("amqp://guest:gu@est@mq//", "amqp://guest:***@mq//"),
+            (
+                "redis://cache:6379/0?password=Sup3rS3cret&db=1",
+                "redis://cache:6379/0?password=***&db=1",
+            ),
+            (
+                "x='redis://u:a@h/0' and 'redis://v:b@k/1'",
+                "x='redis://u:***@h/0' and 'redis://v:***@k/1'",
+            ),
+            ("postgresql://momo@db/momo", "postgresql://momo@db/momo"),
+            ("sqlite:////var/lib/momo/momo.db", "sqlite:////var/lib/momo/momo.db"),
+            ("give postgresql://USER:PASSWORD@HOST/DB", "give postgresql://USER:PASSWORD@HOST/DB"),
+        ],
+    )
+    def test_the_password_of_every_url_is_masked_and_nothing_else_changes(
+        self, text: str, shown: str
+    ) -> None:
+        assert hide_passwords(text) == shown
+
+    def test_a_wrongly_schemed_broker_url_is_named_without_its_password(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            load_settings({"MOMO_BROKER_URL": "sentinel://:Sup3rS3cret@sentinel1:26379/0"})
+
+        message = str(info.value)
+        assert "MOMO_BROKER_URL='sentinel://:***@sentinel1:26379/0' is not a redis://" in message
+        assert "Sup3rS3cret" not in message
+
+    def test_no_config_error_can_carry_a_url_password(self) -> None:
+        error = ConfigError("MOMO_X='amqp://momo:Sup3rS3cret@mq//' is wrong")
+
+        assert "Sup3rS3cret" not in str(error)
+        assert "amqp://momo:***@mq//" in str(error)
