@@ -17,10 +17,15 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 UPGRADE_LOCK = 0x6D6F6D6F_0001
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config() -> Config:
+    """Alembic's settings: where the migrations are, and nothing else.
+
+    No database URL: migrations run on the connection momo hands over (see ``upgrade``),
+    and Alembic's config is an INI parser, to which the ``%`` of a URL-escaped password is
+    interpolation syntax (and whose errors would print the password).
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
@@ -31,7 +36,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     holds a database-wide lock for its whole transaction, so the second waits and
     then finds nothing left to do. SQLite's single writer already serialises them.
     """
-    config = alembic_config(engine)
+    config = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # transaction-scoped: released by the commit that makes the new schema visible
@@ -45,5 +50,6 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def head_revision(engine: Engine) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+def head_revision(engine: Engine | None = None) -> str | None:
+    """The newest revision there is (the same for every database)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -133,7 +133,7 @@ def rebuild_from_0005(engine) -> None:  # type: ignore[no-untyped-def]
 
     from matcher.migrate import alembic_config, upgrade
 
-    config = alembic_config(engine)
+    config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")

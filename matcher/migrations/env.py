@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
 
 from matcher import models  # noqa: F401  (registers the tables on Base.metadata)
 from matcher.db import Base
@@ -15,16 +14,10 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
-    engine = engine_from_config(
-        config.get_section(config.config_ini_section, {}),
-        prefix="sqlalchemy.",
-        poolclass=pool.NullPool,
-    )
-    with engine.connect() as conn:
-        _run(conn)
+    if connection is None:
+        # the database URL is never put in Alembic's config (see matcher.migrate)
+        raise SystemExit("momo runs migrations on its own connection: use `momo db upgrade`")
+    _run(connection)
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]

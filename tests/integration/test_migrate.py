@@ -5,12 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from matcher.db import make_engine
 from matcher.migrate import current_revision, head_revision
+from momo.config import load_settings
+from tests.integration.conftest import ADMIN_URL, VENV_BIN
 from tests.unit.test_migrations import schema_differences
 
 pytestmark = pytest.mark.integration
@@ -65,3 +73,93 @@ def test_two_upgrades_at_once_on_an_empty_database_both_succeed(
     finally:
         engine.dispose()
     assert schema_differences(fresh_pg_url) == []
+
+
+#: every character a URL must escape in a password, and the escape character itself
+HARD_PASSWORD = "S3cr@t:p/w%40d"
+
+
+@pytest.fixture
+def role_with_a_hard_password() -> Iterator[tuple[str, str]]:
+    """A login role whose password holds ``@ : / %``, owning a database of its own; both
+    dropped afterwards. Yields (URL with the password escaped, database name)."""
+    suffix = uuid.uuid4().hex[:8]
+    role, database = f"momo_pw_{suffix}", f"momo_pw_{suffix}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(HARD_PASSWORD)
+            )
+        )
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    server = make_url(ADMIN_URL)
+    url = (
+        f"postgresql://{role}:{quote(HARD_PASSWORD, safe='')}"
+        f"@{server.host or '127.0.0.1'}:{server.port or 5432}/{database}"
+    )
+    try:
+        yield url, database
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def momo(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "momo"), *args],
+        env={"PATH": "/usr/bin:/bin", "MOMO_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_no_password(output: str) -> None:
+    for shown in (HARD_PASSWORD, quote(HARD_PASSWORD, safe=""), "S3cr"):
+        assert shown not in output
+
+
+def test_a_password_with_url_special_characters_migrates_and_is_never_printed(
+    role_with_a_hard_password: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _database = role_with_a_hard_password
+
+    first = momo(url, "db", "upgrade", cwd=tmp_path)
+    again = momo(url, "db", "upgrade", cwd=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("database at revision ")
+    assert again.returncode == 0, again.stderr
+    assert_no_password(first.stdout + first.stderr + again.stdout + again.stderr)
+    engine = make_engine(load_settings({"MOMO_DATABASE_URL": url}).database_url)
+    try:
+        assert current_revision(engine) == head_revision(engine)
+    finally:
+        engine.dispose()
+    token = momo(url, "token", "create", "--name", "ops", "--role", "admin", cwd=tmp_path)
+    assert token.returncode == 0, token.stderr
+
+
+def test_a_database_momo_cannot_use_with_such_a_password_is_one_line_without_it(
+    role_with_a_hard_password: tuple[str, str], tmp_path: Path
+) -> None:
+    url, database = role_with_a_hard_password
+    missing = url.replace(f"/{database}", f"/{database}_missing")
+
+    for args in (("db", "upgrade"), ("check",)):
+        result = momo(missing, *args, cwd=tmp_path)
+
+        assert result.returncode == 1
+        assert "does not exist" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert_no_password(result.stdout + result.stderr)
