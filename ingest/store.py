@@ -1,9 +1,12 @@
 """Writing a callback to the inbox in as few round trips (and as little Python) as possible.
 
-The webhook's whole job is this one write. On PostgreSQL each web thread keeps
-one autocommit connection of its own and runs a server-side prepared INSERT on
-it: one round trip that commits by itself (durable when it returns), no pool
-checkout, no BEGIN/COMMIT, no statement compiled per request. A connection
+The webhook's whole job is this one write. On PostgreSQL a web process keeps a
+few autocommit connections (MOMO_DB_WRITE_CONNECTIONS, however many threads it
+runs) and a write takes an idle one and runs a server-side prepared INSERT on
+it: one round trip that commits by itself (durable when it returns), no
+BEGIN/COMMIT, no statement compiled per request. A write that finds every
+connection busy past the write deadline fails like an unreachable database
+(the webhook spools it), so a burst cannot use up the server's connections. A connection
 found dead (say after a database restart) is replaced and the write tried once
 more before the caller falls back to the spool. A database that does not answer
 at all gets no second try: past the write deadline the connection is dropped,
@@ -35,6 +38,10 @@ COLUMNS = [c.key for c in TABLE.columns if c.key != "id"]
 
 #: after the database failed to answer a write in time, writes skip it for this long
 SILENT_HOLD_SECONDS = 5.0
+#: how long a write waits for a free connection when the writer was given no deadline
+SLOT_WAIT_SECONDS = 5.0
+#: how the writer's connections show in pg_stat_activity
+APPLICATION_NAME = "momo-webhook"
 
 
 def inbox_row(**values: Any) -> dict[str, Any]:
@@ -59,19 +66,34 @@ class InboxWriter:
         self._insert: Insert = insert(TABLE)
 
     @classmethod
-    def for_database(cls, engine: Engine, *, timeout: float | None = None) -> InboxWriter:
-        """The writer for ``engine``'s database; on PostgreSQL a write (and the connect
-        before it) gives up after ``timeout`` seconds when the server does not answer."""
+    def for_database(
+        cls, engine: Engine, *, timeout: float | None = None, connections: int = 4
+    ) -> InboxWriter:
+        """The writer for ``engine``'s database. On PostgreSQL it opens at most
+        ``connections`` connections, whatever the number of threads, and a write (a wait
+        for a free connection, the connect, the INSERT) gives up after ``timeout`` seconds
+        when the server does not answer."""
         if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
             url = engine.url.render_as_string(hide_password=False)
             deadlines = None
             if timeout is not None:
                 deadlines = Deadlines(timeout, statement_seconds=timeout, connect_seconds=timeout)
-            # one connection held per web thread (a sync gunicorn worker has one thread)
+            connect_args = {}
+            if "application_name" not in engine.url.query:
+                connect_args["application_name"] = APPLICATION_NAME
+            # the writer hands its connections out itself (below): the pool only opens them
             own = make_engine(
-                url, deadlines=deadlines, pool_size=4, max_overflow=-1, pool_pre_ping=False
+                url,
+                deadlines=deadlines,
+                pool_size=connections,
+                max_overflow=0,
+                pool_timeout=timeout if timeout is not None else SLOT_WAIT_SECONDS,
+                pool_pre_ping=False,
+                connect_args=connect_args,
             )
-            return PostgresInboxWriter(own, owned=True)
+            return PostgresInboxWriter(
+                own, owned=True, connections=connections, wait=timeout or SLOT_WAIT_SECONDS
+            )
         return cls(engine, owned=False)
 
     def store(self, row: dict[str, Any]) -> None:
@@ -100,11 +122,27 @@ class InboxWriter:
 
 
 class PostgresInboxWriter(InboxWriter):
-    """A held autocommit psycopg connection per thread and a prepared INSERT."""
+    """At most ``connections`` autocommit psycopg connections, each with a prepared INSERT,
+    shared by every thread: a burst of callbacks on many threads never opens more."""
 
-    def __init__(self, engine: Engine, *, owned: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owned: bool,
+        connections: int = 4,
+        wait: float = SLOT_WAIT_SECONDS,
+    ) -> None:
         super().__init__(engine, owned=owned)
-        self._local = threading.local()
+        self.connections = connections
+        self.wait = wait
+        #: one per connection this writer may use: taken for a write, given back after it
+        self._slots = threading.BoundedSemaphore(connections)
+        #: (pooled connection, cursor) pairs not in use; the last one given back goes first,
+        #: so a quiet process keeps using one warm connection
+        self._idle: list[tuple[Any, psycopg.Cursor[Any]]] = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
         #: until when (monotonic) writes skip a database that just failed to answer
         self._silent_until = 0.0
         # the statement SQLAlchemy would send, compiled once, with positional parameters
@@ -115,56 +153,81 @@ class PostgresInboxWriter(InboxWriter):
         self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
         assert sorted(self.order) == sorted(COLUMNS)
 
-    def _cursor(self) -> psycopg.Cursor[Any]:
-        cursor: psycopg.Cursor[Any] | None = getattr(self._local, "cursor", None)
-        if cursor is None:
-            # a pooled connection kept checked out by this thread for its lifetime
-            held = self.engine.raw_connection()
-            connection = held.driver_connection
-            assert isinstance(connection, psycopg.Connection)
-            connection.autocommit = True
-            self._local.held, self._local.cursor = held, connection.cursor()
-            cursor = self._local.cursor
-        return cursor
+    def _take(self) -> tuple[Any, psycopg.Cursor[Any]]:
+        """An idle connection, or a new one (the caller holds a slot, so one may open)."""
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        # a pooled connection, kept checked out while the writer uses it
+        held = self.engine.raw_connection()
+        connection = held.driver_connection
+        assert isinstance(connection, psycopg.Connection)
+        connection.autocommit = True
+        return held, connection.cursor()
 
-    def _drop(self) -> None:
-        held = getattr(self._local, "held", None)
-        self._local.held = self._local.cursor = None
-        if held is not None:
-            held.invalidate()
+    def _give_back(self, pair: tuple[Any, psycopg.Cursor[Any]]) -> None:
+        with self._idle_lock:
+            if not self._closed:
+                self._idle.append(pair)
+                return
+        pair[0].close()
 
     def store(self, row: dict[str, Any]) -> None:
         if self._silent_until and time.monotonic() < self._silent_until:
             raise StoreFailed("the database did not answer a moment ago; not waiting on it again")
         params = [row[c] for c in self.order]
         params[self.order.index("headers")] = Json(row["headers"])
+        if not self._slots.acquire(timeout=self.wait):
+            raise StoreFailed(
+                f"all {self.connections} inbox connections (MOMO_DB_WRITE_CONNECTIONS) stayed "
+                f"busy for {self.wait:g}s"
+            )
+        try:
+            self._store(params)
+        finally:
+            self._slots.release()
+
+    def _store(self, params: list[Any]) -> None:
         for attempt in (1, 2):
             try:
-                cursor = self._cursor()
-            except (psycopg.Error, DBAPIError) as exc:
+                held, cursor = self._take()
+            except (psycopg.Error, SQLAlchemyError) as exc:
                 # the pool hands connect errors on unwrapped: the database is unreachable
                 self._note_silence(exc)
                 raise StoreFailed(f"cannot connect: {exc}") from exc
             try:
                 cursor.execute(self.sql, params, prepare=True)
-                self._silent_until = 0.0
-                return
             except ValueError as exc:  # the driver could not encode a value (UnicodeError too)
+                self._give_back((held, cursor))
                 raise RowRefused(refusal_detail(exc)) from exc
             except psycopg.Error as exc:
                 if is_refusal(exc):
                     # autocommit: the failed statement left the connection as good as before
+                    self._give_back((held, cursor))
                     raise RowRefused(refusal_detail(exc)) from exc
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    # the server ended it at the write deadline (a lock, a load): the
+                    # connection is fine, and a second try would wait as long again
+                    self._give_back((held, cursor))
+                    raise StoreFailed(str(exc)) from exc
                 # a server that turned read-only (a failover) is dropped too: the next
                 # connection may reach the new primary
                 broken = cursor.connection.closed or isinstance(
                     exc, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction
                 )
                 if broken:
-                    self._drop()
+                    held.invalidate()
+                else:
+                    self._give_back((held, cursor))
                 if attempt == 1 and broken and not self._note_silence(exc):
                     continue  # a connection from before a restart: a fresh one may work
                 raise StoreFailed(str(exc)) from exc
+            except BaseException:
+                held.invalidate()  # interrupted mid-statement: its state is unknown
+                raise
+            self._give_back((held, cursor))
+            self._silent_until = 0.0
+            return
 
     def _note_silence(self, exc: BaseException) -> bool:
         """Was ``exc`` the database not answering in time? Then skip it for a while."""
@@ -175,9 +238,10 @@ class PostgresInboxWriter(InboxWriter):
         return True
 
     def close(self) -> None:
-        held = getattr(self._local, "held", None)
-        self._local.held = self._local.cursor = None
-        if held is not None:
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for held, _cursor in idle:
             held.close()
         super().close()
 

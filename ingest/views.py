@@ -107,7 +107,11 @@ def writer_for(app: Flask) -> InboxWriter:
     writer: InboxWriter | None = app.extensions.get("momo_inbox_writer")
     if writer is None:
         rt: Runtime = app.extensions["momo"]
-        writer = InboxWriter.for_database(rt.engine, timeout=rt.settings.db_write_timeout_seconds)
+        writer = InboxWriter.for_database(
+            rt.engine,
+            timeout=rt.settings.db_write_timeout_seconds,
+            connections=rt.settings.db_write_connections,
+        )
         rt.helpers.append(writer)
         app.extensions["momo_inbox_writer"] = writer
     return writer

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from momo.config import ConfigError, Settings, load_settings, path_token_weakness
+from momo import serving
+from momo.config import (
+    ConfigError,
+    Settings,
+    hide_passwords,
+    load_settings,
+    path_token_weakness,
+)
 
 if TYPE_CHECKING:
     from matcher.check import Violation
@@ -42,7 +49,7 @@ def database_problem(url: str, exc: BaseException) -> str | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
-    shown = f"MOMO_DATABASE_URL={_redacted(url)}"
+    shown = f"MOMO_DATABASE_URL={hide_passwords(url)}"
     usable = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
     if isinstance(exc, ArgumentError | ImportError | ValueError):
         # Only when the URL itself is what fails: the same errors elsewhere are bugs.
@@ -98,7 +105,7 @@ class _Commands(click.Group):
             message = database_problem(url, exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from None
+            raise click.ClickException(hide_passwords(message)) from None
 
 
 @click.group(cls=_Commands)
@@ -205,10 +212,26 @@ def _write_secret(path: Path, text: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-def serve(host: str, port: int) -> None:
-    """Run webhooks and operator API (and, with no broker, the worker in-process)."""
-    from werkzeug.serving import make_server
+@click.option(
+    "--threads",
+    default=serving.THREADS,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Requests served at once; more connections wait their turn.",
+)
+@click.option(
+    "--timeout",
+    default=serving.TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds a connection may stay silent (mid-request or idle) before it is closed.",
+)
+def serve(host: str, port: int, threads: int, timeout: int) -> None:
+    """Run webhooks and operator API (and, with no broker, the worker in-process).
 
+    For the embedded default and trying momo out; production runs the Procfile's gunicorn
+    lines.
+    """
     from ingest.redact import MASK
     from momo.app import create_app
 
@@ -225,18 +248,18 @@ def serve(host: str, port: int) -> None:
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     app = _fail_on_config(lambda: create_app(settings))
     base = f"http://{host}:{port}"
-    click.echo(f"momo serving on {base}  (database: {_redacted(settings.database_url)})")
+    click.echo(f"momo serving on {base}  (database: {hide_passwords(settings.database_url)})")
     click.echo(
         "queue: in-process worker (no MOMO_BROKER_URL)"
         if settings.is_embedded
-        else f"queue: {_redacted(settings.broker_url or '')}; run `momo worker` and `momo beat`"
+        else f"queue: {hide_passwords(settings.broker_url or '')}; run `momo worker`, `momo beat`"
     )
     click.echo("M-PESA callback URLs (register these with Safaricom, behind HTTPS):")
     for kind in ("c2b/confirmation", "c2b/validation", "stk"):
         click.echo(f"  {base}/webhooks/mpesa/{shown}/{kind}")
     click.echo(f"  ({origin}; logs show it as {MASK})")
     click.echo(f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)")
-    server = make_server(host, port, app, threaded=True)
+    server = serving.make_server(host, port, app, threads=threads, timeout=timeout)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -244,15 +267,6 @@ def serve(host: str, port: int) -> None:
     finally:
         server.server_close()
         app.extensions["momo"].close()
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
 
 
 def _exec_celery(args: list[str]) -> NoReturn:

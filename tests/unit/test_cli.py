@@ -314,6 +314,21 @@ class TestWorkerAndBeat:
 
         assert_clean_error(result, "MOMO_BROKER_URL")
 
+    @pytest.mark.parametrize("command", ["worker", "beat"])
+    def test_with_a_broker_but_no_database_url_it_exits_naming_momo_database_url(
+        self, env: dict[str, str | None], command: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def started(*_args: object) -> None:
+            raise AssertionError("celery was started on the embedded default's database")
+
+        monkeypatch.setattr(os, "execv", started)
+        result = run(
+            env, command, MOMO_DATABASE_URL=None, MOMO_BROKER_URL="redis://:Sup3rS3cret@cache/0"
+        )
+
+        assert_clean_error(result, "MOMO_DATABASE_URL is not set, but MOMO_BROKER_URL is")
+        assert "Sup3rS3cret" not in result.output
+
 
 # --- configuration errors -----------------------------------------------------------------
 
@@ -588,9 +603,9 @@ class StoppedServer:
 
 @pytest.fixture
 def serve(env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    import werkzeug.serving
+    from momo import serving
 
-    monkeypatch.setattr(werkzeug.serving, "make_server", lambda *a, **k: StoppedServer())
+    monkeypatch.setattr(serving, "make_server", lambda *a, **k: StoppedServer())
 
     def start(**overrides: str | None) -> Result:
         return run(env, "serve", "--port", "8123", **overrides)
