@@ -2,13 +2,14 @@
 
     .venv/bin/python -m bench.chaos [--callbacks N] [--short] [--seed S] [--json PATH] [--keep]
 
-It starts its own PostgreSQL, Redis, gunicorn (``momo.wsgi:app()``, 2 workers), two
-Celery worker processes (``momo worker --concurrency 1``, so one can be killed while the
-other keeps working, like two hosts) and beat, all on free loopback ports with their data
-under a temporary directory; it never touches the machine's shared services. It seeds
-customers, then sends a paced stream of C2B confirmations from 8 sender threads (about
-10% of them sent twice, some of those concurrently) while a fault thread, spaced through
-the stream:
+It starts its own PostgreSQL, Redis, gunicorn (``momo.wsgi:app()``, 2 workers, on a
+listening socket the run opens once and holds, handed over as systemd's socket activation
+does: deploy/momo-web.socket), two Celery worker processes (``momo worker --concurrency
+1``, so one can be killed while the other keeps working, like two hosts) and beat, all on
+free loopback ports with their data under a temporary directory; it never touches the
+machine's shared services. It seeds customers, then sends a paced stream of C2B
+confirmations from 8 sender threads (about 10% of them sent twice, some of those
+concurrently) while a fault thread, spaced through the stream:
 
 1. ``kill -9``s a worker's process group while it holds claimed inbox rows (seen in
    ``pg_locks``, each process has its own ``application_name``), then restarts it (twice
@@ -16,7 +17,9 @@ the stream:
 2. stops Redis for a few seconds and starts it again, and once FLUSHALLs it;
 3. restarts PostgreSQL (``pg_ctl stop -m fast``, 4 s down, start): callbacks answered then
    must be spooled by the webhook, acknowledged, and credited later;
-4. restarts the web server on the same port (SIGTERM to the gunicorn master);
+4. restarts the web server on the socket the run holds (SIGTERM to the gunicorn master,
+   which lets its workers finish their requests): callbacks sent meanwhile wait in the
+   socket's backlog and the new gunicorn answers them, so none may go unanswered;
 5. puts a poison record in the spool: during a PostgreSQL outage an STK result whose
    CheckoutRequestID (the inbox row's code) holds a NUL is posted, and another is
    written into the spool file of a host that no longer exists, as a webhook that did
@@ -31,8 +34,9 @@ the stream:
 
 ``--short`` (CI) runs one round over ~75 s; the full form runs two rounds over ~200 s, the
 second harsher: Redis SIGTERM instead of SIGKILL, ``pg_ctl stop -m immediate`` (a crash
-and WAL recovery), gunicorn's whole process group SIGKILLed mid-request. Run it from the
-project root (``bench`` is not an installed package).
+and WAL recovery), gunicorn's whole process group SIGKILLed mid-request (a crash: the
+requests its workers held at that instant are cut, the ones queued on the socket are
+answered). Run it from the project root (``bench`` is not an installed package).
 
 Afterwards every callback answered 5xx or not answered at all is sent again until it is
 acknowledged (bounded), the run waits for the inbox and the spool to drain, and reads
@@ -40,8 +44,28 @@ the books from the database: payments stored, credited (a net ledger credit equa
 amount, on the right customer), lost (acknowledged, not credited), doubled (netting more
 than the amount, or stored twice), ledger mismatches (balance != sum of entries), plus
 ``momo check``. It prints one summary line starting ``chaos: sent=`` and writes the same
-figures as JSON. Exit status 0 only when nothing was lost, doubled or mismatched, every
-failed callback succeeded when sent again, ``momo check`` passed and every fault ran.
+figures (and more) as JSON:
+
+- ``sent``: callbacks posted in the stream, duplicates included; ``acked``: answered 200
+  with ``ResultCode`` 0; ``answered_5xx``: answered with a server error;
+- ``unanswered``: no answer at all (refused, cut, timed out; the JSON splits them by
+  cause), of which ``cut_by_crash``: in flight when a crash fault SIGKILLed the web
+  server, and failed as a cut connection. No server can answer those (only a resend, or
+  reconciling against the provider's records, brings them in); every other unanswered
+  callback is one momo refused or dropped, and fails the run;
+- ``resent_ok``: of those answered 5xx or not at all, how many were acknowledged when sent
+  again (each must be);
+- ``stored``, ``credited``: payments in the database, and those netting exactly their
+  amount on the right customer; ``lost``: acknowledged and not credited; ``doubled``:
+  netting more than the amount, or stored twice; ``mismatches``: customers whose balance
+  is not the sum of their ledger entries;
+- ``check``: ``momo check``'s verdict; ``spooled``: inbox rows that came through the spool;
+  ``faults``: the faults that ran; ``elapsed``: seconds from the start to the books.
+
+Exit status 0 only when nothing was lost, doubled or mismatched, no callback went
+unanswered but those cut by a crash, none failed around the silent database
+(``failed_in_silence``), every failed callback succeeded when sent again, ``momo check``
+passed and every fault ran.
 
 Like systemd's ``Restart=always`` (deploy/), a momo process that dies by itself is
 restarted; each such exit is counted (``unexpected_exits``) and shown.
@@ -78,6 +102,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import redis
 import requests
+import urllib3
 
 from tests.silent_proxy import SilentProxy
 
@@ -118,6 +143,17 @@ SILENT_SECONDS = 6.0
 RESEND_TRIES = 15
 DRAIN_TIMEOUT = 120.0
 REQUEST_TIMEOUT = (3.0, 20.0)
+#: callbacks the held web socket queues while no gunicorn accepts (the kernel caps it at
+#: net.core.somaxconn); a restart takes a few seconds at ~25 callbacks/s
+WEB_BACKLOG = 2048
+#: systemd's socket activation (sd_listen_fds(3)), done by hand: the inherited socket moved to
+#: fd 3, LISTEN_FDS=1 and LISTEN_PID naming this process, which then becomes gunicorn (exec
+#: keeps the pid)
+SOCKET_ACTIVATE = (
+    "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); fd != 3 and os.close(fd); "
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 _T0 = time.monotonic()
 _print_lock = threading.Lock()
@@ -174,7 +210,12 @@ class Stack:
         self.pg_sock = self.pg_dir / "sock"
         self.redis_dir = tmp / "redis"
         self.spool_dir = tmp / "spool"
-        self.pg_port, self.redis_port, self.web_port = free_ports(3)
+        self.pg_port, self.redis_port = free_ports(2)
+        #: the web's listening socket, opened once and held for the whole run as systemd's
+        #: momo-web.socket holds it (deploy/): gunicorn is started and restarted on it, so a
+        #: callback that arrives while no gunicorn runs waits in the accept backlog
+        self.web_socket = socket.create_server(("127.0.0.1", 0), backlog=WEB_BACKLOG)
+        self.web_port = int(self.web_socket.getsockname()[1])
         self.path_token = secrets.token_hex(16)
         self.db_url = f"postgresql://postgres@127.0.0.1:{self.pg_port}/momo"
         #: momo's processes reach PostgreSQL through it (the bench's own checks do not)
@@ -214,7 +255,9 @@ class Stack:
         # libpq reads PGAPPNAME: pg_stat_activity then tells whose transaction is open.
         return {**self.env, "PGAPPNAME": app_name}
 
-    def _spawn(self, name: str, argv: list[str], app_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], app_name: str, pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -224,6 +267,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: signal the whole of it
+                pass_fds=pass_fds,
             )
         self.procs[name] = proc
         return proc
@@ -396,14 +440,19 @@ class Stack:
     # -- momo
 
     def start_web(self) -> None:
+        """gunicorn on the held socket, handed over as systemd's socket activation does (no
+        ``--bind``: gunicorn reads ``LISTEN_FDS``), so the run starts it as deploy/ does."""
+        fd = self.web_socket.fileno()
         self._spawn(
             "web",
             [
+                sys.executable,
+                "-c",
+                SOCKET_ACTIVATE,
+                str(fd),
                 str(VENV_BIN / "gunicorn"),
                 "--workers",
                 "2",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
                 "--graceful-timeout",
                 "10",
                 "--timeout",
@@ -411,6 +460,7 @@ class Stack:
                 "momo.wsgi:app()",
             ],
             "chaos-web",
+            pass_fds=(fd,),
         )
 
         def healthy() -> bool:
@@ -537,6 +587,7 @@ class Stack:
                 if pid is not None and self.postgres_alive():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+            self.web_socket.close()
 
 
 def _now() -> float:
@@ -561,7 +612,24 @@ class Send:
     outcome: str  # acked | 5xx | 4xx | unanswered
     status: int | None
     detail: str
-    at: float
+    at: float  # when the answer (or the failure) came
+    started: float = 0.0
+    #: why an unanswered one got no answer: refused (no connection), cut (the connection
+    #: closed or reset without an answer), timeout, or error
+    cause: str = ""
+
+
+def unanswered_cause(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError names its cause
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            return "refused"
+        if isinstance(reason, urllib3.exceptions.ProtocolError | ConnectionError):
+            return "cut"
+    return "error"
 
 
 def _code(rng: random.Random, taken: set[str]) -> str:
@@ -640,6 +708,9 @@ class Fault:
     ended: float = 0.0
     ok: bool = False
     detail: str = ""
+    #: (from, to): the instant a crash fault killed processes, bracketed by the clock read
+    #: just before the kill and just after the last of them was gone
+    crash: tuple[float, float] | None = None
 
 
 @dataclass
@@ -660,6 +731,7 @@ class Chaos:
 
     def post(self, index: int, phase: str) -> Send:
         payment = self.payments[index]
+        started = _now()
         try:
             response = requests.post(
                 self.stack.webhook,
@@ -668,7 +740,16 @@ class Chaos:
                 timeout=REQUEST_TIMEOUT,
             )
         except requests.RequestException as exc:
-            send = Send(index, phase, "unanswered", None, type(exc).__name__, _now())
+            send = Send(
+                index,
+                phase,
+                "unanswered",
+                None,
+                f"{type(exc).__name__}: {exc}"[:300],
+                _now(),
+                started,
+                unanswered_cause(exc),
+            )
         else:
             status = response.status_code
             if 200 <= status < 300:
@@ -679,7 +760,7 @@ class Chaos:
                 outcome = "acked" if ok else "4xx"
             else:
                 outcome = "5xx" if status >= 500 else "4xx"
-            send = Send(index, phase, outcome, status, response.text[:300], _now())
+            send = Send(index, phase, outcome, status, response.text[:300], _now(), started)
         with self.lock:
             self.sends.append(send)
         if send.outcome in ("5xx", "4xx"):
@@ -744,7 +825,7 @@ class Chaos:
                 elif name == "pg_restart":
                     fault.detail = self.pg_restart("immediate" if k % 2 else "fast")
                 elif name == "web_restart":
-                    fault.detail = self.web_restart(hard=bool(k % 2))
+                    fault.detail = self.web_restart(fault, hard=bool(k % 2))
                 elif name == "poison_spool":
                     fault.detail = self.poison_spool()
                 elif name == "pg_silent":
@@ -916,14 +997,20 @@ class Chaos:
             f"rejected inbox rows ({', '.join(sorted(r for _, _, r in rows))})"
         )
 
-    def web_restart(self, hard: bool) -> str:
+    def web_restart(self, fault: Fault, hard: bool) -> str:
+        """Stop gunicorn and start it again on the socket the run holds: callbacks sent
+        meanwhile wait in its backlog. Gracefully (SIGTERM: the workers finish what they
+        hold) none may go unanswered; a crash (SIGKILL of the whole group) cuts the requests
+        its workers held at that instant, and only those."""
         stack = self.stack
         with stack.lock:
             stack.down.add("web")
             try:
                 stopped_at = time.monotonic()
                 if hard:
+                    killed_from = _now()
                     stack._stop("web", signal.SIGKILL)
+                    fault.crash = (killed_from, _now())
                 else:
                     stack.stop_web()
                 stack.start_web()
@@ -931,7 +1018,10 @@ class Chaos:
             finally:
                 stack.down.discard("web")
         how = "SIGKILLed (group)" if hard else "stopped (SIGTERM)"
-        return f"gunicorn {how} and serving again on :{stack.web_port} after {gap:.1f}s"
+        return (
+            f"gunicorn {how} and serving again on the held socket :{stack.web_port} "
+            f"after {gap:.1f}s"
+        )
 
     def pg_silent(self) -> str:
         """PostgreSQL stops answering without closing anything, then heals."""
@@ -964,6 +1054,22 @@ def failed_in_silence(chaos: Chaos) -> list[Send]:
         if s.phase == "stream"
         and s.outcome in ("5xx", "unanswered")
         and any(start <= s.at <= end for start, end in windows)
+    ]
+
+
+def cut_by_crash(chaos: Chaos) -> list[Send]:
+    """Callbacks unanswered because a crash cut their connection: in flight (sent, not yet
+    answered) at the instant a crash fault killed the web server, and failed as a cut
+    connection. Nothing a server does can answer those; any other unanswered callback is a
+    connection momo refused or dropped."""
+    windows = [f.crash for f in chaos.faults if f.crash is not None]
+    return [
+        s
+        for s in chaos.sends
+        if s.phase == "stream"
+        and s.outcome == "unanswered"
+        and s.cause == "cut"
+        and any(s.started <= to and s.at >= since for since, to in windows)
     ]
 
 
@@ -1268,7 +1374,13 @@ def main(argv: list[str] | None = None) -> int:
         silence_failed = failed_in_silence(chaos)
         if silence_failed:
             say(f"answered 5xx or not at all around a silent database: {silence_failed[:5]}")
+        crash_cut = cut_by_crash(chaos)
         outcomes = Counter(s.outcome for s in stream_sends)
+        causes = Counter(s.cause for s in stream_sends if s.outcome == "unanswered")
+        cut_ids = {id(s) for s in crash_cut}
+        not_cut = [s for s in stream_sends if s.outcome == "unanswered" and id(s) not in cut_ids]
+        if not_cut:
+            say(f"unanswered, and not cut by a crash: {not_cut[:5]}")
         missing_faults = [f for f in ALL_FAULTS if f not in {x.name for x in chaos.faults if x.ok}]
         failed_faults = [asdict(f) for f in chaos.faults if not f.ok]
         elapsed = time.monotonic() - started
@@ -1279,6 +1391,9 @@ def main(argv: list[str] | None = None) -> int:
             "answered_5xx": outcomes["5xx"],
             "answered_4xx": outcomes["4xx"],
             "unanswered": outcomes["unanswered"],
+            "cut_by_crash": len(crash_cut),
+            "unanswered_other": outcomes["unanswered"] - len(crash_cut),
+            "unanswered_by_cause": dict(causes),
             "resent": resent,
             "resent_ok": resent_ok,
             "resend_failed": resend_failed,
@@ -1323,6 +1438,7 @@ def main(argv: list[str] | None = None) -> int:
                 "phantom",
                 "resend_failed",
                 "failed_in_silence",
+                "unanswered_other",
                 "answered_4xx",
                 "stuck",
                 "dead",
@@ -1352,6 +1468,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"chaos: sent={figures['sent']} acked={figures['acked']} "
             f"answered_5xx={figures['answered_5xx']} unanswered={figures['unanswered']} "
+            f"cut_by_crash={figures['cut_by_crash']} "
             f"resent_ok={resent_ok} stored={figures['stored']} credited={figures['credited']} "
             f"lost={figures['lost']} doubled={figures['doubled']} "
             f"mismatches={figures['mismatches']} check={figures['check']} "

@@ -1,5 +1,7 @@
 """The chaos run's short form: callbacks through a real momo while workers, Redis, PostgreSQL
-and the web server are broken on purpose; nothing acknowledged is lost or credited twice.
+and the web server are broken on purpose; nothing acknowledged is lost or credited twice,
+and no callback goes unanswered but one a crash cut (the short form's web restart is
+graceful, on a socket that outlives the server: none).
 
 It needs no shared services: ``bench.chaos`` starts its own PostgreSQL (``initdb``/``pg_ctl``
 on PATH), Redis (``redis-server``), gunicorn, Celery workers and beat, and stops them.
@@ -7,6 +9,7 @@ on PATH), Redis (``redis-server``), gunicorn, Celery workers and beat, and stops
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -71,6 +74,13 @@ def test_chaos_short_form_loses_and_doubles_nothing(tmp_path: Path) -> None:
     summary = SUMMARY.search(output)
     assert summary, f"no summary line; exit {proc.returncode}:\n{output[-6000:]}"
     line = summary.group(0)
+    unanswered = re.search(r" unanswered=(\d+) ", line)
+    cut = re.search(r" cut_by_crash=(\d+) ", line)
+    assert unanswered and cut, f"unanswered= and cut_by_crash= expected in: {line}"
+    assert unanswered.group(1) == cut.group(1), (
+        f"callbacks unanswered not because a crash cut them: {line}\n"
+        f"{json.loads(figures.read_text()).get('unanswered_by_cause')}"
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}: {line}\n{output[-6000:]}"
     for figure in ("lost=0", "doubled=0", "mismatches=0", "check=ok"):
         assert f" {figure} " in f" {line} ", f"{figure} expected in: {line}"
