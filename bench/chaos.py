@@ -34,9 +34,10 @@ concurrently) while a fault thread, spaced through the stream:
 
 ``--short`` (CI) runs one round over ~75 s; the full form runs two rounds over ~200 s, the
 second harsher: Redis SIGTERM instead of SIGKILL, ``pg_ctl stop -m immediate`` (a crash
-and WAL recovery), gunicorn's whole process group SIGKILLed mid-request (a crash: the
-requests its workers held at that instant are cut, the ones queued on the socket are
-answered). Run it from the project root (``bench`` is not an installed package).
+and WAL recovery), gunicorn's whole process group SIGKILLed the moment a worker holds an
+accepted callback (seen in ``/proc/net/tcp``): a crash, which cuts the requests its
+workers held at that instant, while the ones queued on the socket are answered. Run it
+from the project root (``bench`` is not an installed package).
 
 Afterwards every callback answered 5xx or not answered at all is sent again until it is
 acknowledged (bounded), the run waits for the inbox and the spool to drain, and reads
@@ -482,6 +483,20 @@ class Stack:
                 self._signal_group("web", signal.SIGKILL)
                 proc.wait(timeout=10)
         self._signal_group("web", signal.SIGKILL)
+
+    def accepted_connections(self) -> int:
+        """Open connections on the web port that a server process has accepted (Linux: in
+        /proc/net/tcp one still in the listen queue has no inode yet)."""
+        suffix = f":{self.web_port:04X}"
+        held = 0
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                # local address, state 01 (ESTABLISHED), inode
+                if fields[1].endswith(suffix) and fields[3] == "01" and fields[9] != "0":
+                    held += 1
+        return held
 
     def worker_names(self) -> list[str]:
         return [f"w{n}" for n in range(1, WORKERS + 1)]
@@ -1003,9 +1018,12 @@ class Chaos:
         hold) none may go unanswered; a crash (SIGKILL of the whole group) cuts the requests
         its workers held at that instant, and only those."""
         stack = self.stack
+        held = 0
         with stack.lock:
             stack.down.add("web")
             try:
+                if hard:
+                    held = self._await_request_in_hand()
                 stopped_at = time.monotonic()
                 if hard:
                     killed_from = _now()
@@ -1017,11 +1035,26 @@ class Chaos:
                 gap = time.monotonic() - stopped_at
             finally:
                 stack.down.discard("web")
-        how = "SIGKILLed (group)" if hard else "stopped (SIGTERM)"
+        how = (
+            f"SIGKILLed (group) holding {held} accepted connections"
+            if hard
+            else "stopped (SIGTERM)"
+        )
         return (
             f"gunicorn {how} and serving again on the held socket :{stack.web_port} "
             f"after {gap:.1f}s"
         )
+
+    def _await_request_in_hand(self, timeout: float = 10.0) -> int:
+        """Wait until a gunicorn worker holds an accepted callback connection, so the crash
+        lands mid-request; return how many it holds (0: none seen within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop.is_set():
+            held = self.stack.accepted_connections()
+            if held:
+                return held
+            time.sleep(0.0005)
+        return 0
 
     def pg_silent(self) -> str:
         """PostgreSQL stops answering without closing anything, then heals."""
