@@ -26,6 +26,7 @@ from api.common import (
     q_arg,
     runtime,
 )
+from ingest.providers import receipt_owner
 from matcher.errors import InvalidInput, NotFound
 from matcher.models import ASSOCIATED, UNASSOCIATED, AuditEvent, Customer, LedgerEntry, Payment
 from matcher.money import parse_money
@@ -182,6 +183,7 @@ def make_payment() -> tuple[Response, int]:
             reference=reference,
             note=note,
             actor=g.actor,
+            receipt_owner=receipt_owner,
         )
         item = payment_json(moved.payment)
         item["balance"] = money(moved.customer.balance_minor)

@@ -9,6 +9,7 @@ from flask import Response, jsonify, request
 
 from api.auth import require
 from api.common import bp, decode_cursor, encode_cursor, limit_arg, money, q_arg, runtime, time_arg
+from ingest.providers import cancelled_codes
 from matcher.db import utcnow
 from matcher.errors import InvalidInput
 from matcher.reports import (
@@ -67,6 +68,7 @@ def transaction_page(flt: TransactionFilter) -> Response:
             flt,
             region=runtime().settings.default_region,
             limit=limit + 1,
+            cancelled_codes=cancelled_codes(),
             after=after,
         )
     page, more = rows[:limit], len(rows) > limit

@@ -161,7 +161,7 @@ class Payment(Base):
 
 
 class PaymentAttempt(Base):
-    """An attempt that moved no money (STK push cancelled, unreachable, ...)."""
+    """An attempt that moved no money (a phone prompt cancelled, unreachable, ...)."""
 
     __tablename__ = "payment_attempts"
     __table_args__ = (

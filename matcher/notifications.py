@@ -35,7 +35,7 @@ class PaymentNotification:
     """A completed payment: money has moved, it must be credited once."""
 
     provider: str
-    channel: str  # "c2b" or "stk" for M-PESA
+    channel: str  # how it was paid, as its provider's adapter names it
     code: str  # the provider's transaction code: the dedupe key per provider
     amount: int  # minor units, always > 0
     currency: str
@@ -62,7 +62,7 @@ class ValidationRequest:
 
 @dataclass(frozen=True)
 class FailedAttempt:
-    """A payment attempt that did not move money (e.g. STK push cancelled)."""
+    """A payment attempt that did not move money (e.g. a phone prompt the payer cancelled)."""
 
     provider: str
     channel: str

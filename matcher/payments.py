@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
@@ -43,10 +43,12 @@ UNMATCHED = "unassociated"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
 
-#: what an M-PESA receipt code looks like: ten capital letters and digits, a letter first
-#: (so a ten-digit phone number typed as a reference is not taken for a receipt)
-MPESA_RECEIPT = re.compile(r"(?=.*[0-9])[A-Z][A-Z0-9]{9}")
 MANUAL = "manual"
+
+#: Which provider issued a receipt code, and the code as that provider writes it: given
+#: a reference an operator typed, ``(provider, code)`` or None when it is no provider's
+#: receipt. Supplied by the caller (the provider adapters know their receipt formats).
+ReceiptOwner = Callable[[str], tuple[str, str] | None]
 ATTEMPT_RECORDED = "attempt_recorded"
 ATTEMPT_DUPLICATE = "attempt_duplicate"
 
@@ -61,7 +63,7 @@ class Recorded:
 def differences(payment: Payment, notification: PaymentNotification) -> list[str]:
     """How a repeated receipt disagrees with the stored payment, field by field.
 
-    Only what both sides know is compared: an STK callback has no account
+    Only what both sides know is compared: a phone-prompt callback may have no account
     reference, a payment recorded by hand has no phone, and a hashed number
     is compared with a hash.
     """
@@ -487,11 +489,13 @@ def record_manual_payment(
     reference: str | None,
     note: str | None,
     actor: str,
+    receipt_owner: ReceiptOwner,
 ) -> Moved:
     """A payment recorded by an operator, associated at once.
 
-    A reference that is an M-PESA receipt code is the payment's identity, shared
-    with callbacks: whichever arrives second credits nothing more.
+    A reference that ``receipt_owner`` recognises as a provider's receipt code is the
+    payment's identity, shared with callbacks: whichever arrives second credits nothing
+    more.
     """
     customer = get_customer(session, account_number)
     reference = (reference or "").strip() or None
@@ -499,19 +503,18 @@ def record_manual_payment(
         raise InvalidInput(
             "reference must be printable text of at most 64 characters", "invalid_reference"
         )
-    receipt = (
-        reference.upper() if reference and MPESA_RECEIPT.fullmatch(reference.upper()) else None
-    )
+    owner = receipt_owner(reference) if reference else None
+    provider, receipt = owner if owner is not None else (MANUAL, None)
     if receipt is not None:
         existing = session.scalar(
             select(Payment)
-            .where(Payment.provider == "mpesa", Payment.code == receipt)
+            .where(Payment.provider == provider, Payment.code == receipt)
             .with_for_update()
         )
         if existing is not None:
             return _claim_existing(session, existing, customer, amount, actor)
     payment = Payment(
-        provider="mpesa" if receipt else MANUAL,
+        provider=provider,
         channel=MANUAL,
         code=receipt or _manual_code(),
         amount_minor=amount,

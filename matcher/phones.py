@@ -165,7 +165,7 @@ def _parse_mobile(candidate: str, region: str) -> str | None:
         return None
     if phonenumbers.number_type(number) not in _ACCEPTED_TYPES:
         return None
-    # "777777777" is a valid Safaricom number to phonenumbers, and so would a
+    # "777777777" is a valid Kenyan mobile number to phonenumbers, and so would a
     # keyboard run be; check the subscriber digits themselves, not the spelling.
     if _is_placeholder(phonenumbers.national_significant_number(number)):
         return None

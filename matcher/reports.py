@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     String,
+    and_,
     case,
     cast,
     false,
@@ -41,8 +43,9 @@ FAILED_ATTEMPT = "failed_attempt"
 TRANSACTION_KINDS = (PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, PURCHASE, FAILED_ATTEMPT)
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
 TRANSACTION_STATUSES = (COMPLETED, FAILED, CANCELLED)
-#: M-PESA's "Request cancelled by user"
-CANCELLED_CODES = (1032,)
+#: provider name -> the attempt result codes that mean the payer cancelled (not failed);
+#: supplied by the caller, which has it from the provider adapters
+CancelledCodes = Mapping[str, Collection[int]]
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,14 @@ def transactions(
     *,
     region: str,
     limit: int,
+    cancelled_codes: CancelledCodes,
     after: TransactionCursor | None = None,
 ) -> list[dict[str, Any]]:
-    """Every balance movement and every attempt that moved no money, newest first."""
+    """Every balance movement and every attempt that moved no money, newest first.
+
+    An attempt is ``cancelled`` when its provider lists its result code in
+    ``cancelled_codes``, otherwise ``failed``.
+    """
     parts: list[Any] = []
     wants_ledger = flt.kind != FAILED_ATTEMPT and flt.status in (None, COMPLETED)
     wants_attempts = (
@@ -88,7 +96,7 @@ def transactions(
             part.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)
         )
     if wants_attempts:
-        part = _attempt_part(flt).where(
+        part = _attempt_part(flt, cancelled_codes).where(
             *_after(PaymentAttempt.created_at, PaymentAttempt.id, "attempt", after)
         )
         parts.append(
@@ -166,9 +174,22 @@ def _ledger_part(flt: TransactionFilter, region: str) -> Any:
     return query
 
 
-def _attempt_part(flt: TransactionFilter) -> Any:
+def _cancelled(cancelled_codes: CancelledCodes) -> ColumnElement[bool]:
+    """An attempt its provider calls cancelled by the payer."""
+    return or_(
+        false(),
+        *(
+            and_(PaymentAttempt.provider == provider, PaymentAttempt.result_code.in_(codes))
+            for provider, codes in sorted(cancelled_codes.items())
+            if codes
+        ),
+    )
+
+
+def _attempt_part(flt: TransactionFilter, cancelled_codes: CancelledCodes) -> Any:
+    cancelled = _cancelled(cancelled_codes)
     status = case(
-        (PaymentAttempt.result_code.in_(CANCELLED_CODES), literal(CANCELLED, String)),
+        (cancelled, literal(CANCELLED, String)),
         else_=literal(FAILED, String),
     )
     query: Any = select(
@@ -189,9 +210,9 @@ def _attempt_part(flt: TransactionFilter) -> Any:
         PaymentAttempt.result_desc.label("result_desc"),
     ).where(*_time_range(PaymentAttempt.created_at, flt))
     if flt.status == CANCELLED:
-        query = query.where(PaymentAttempt.result_code.in_(CANCELLED_CODES))
+        query = query.where(cancelled)
     elif flt.status == FAILED:
-        query = query.where(PaymentAttempt.result_code.not_in(CANCELLED_CODES))
+        query = query.where(~cancelled)
     if flt.q:
         q = flt.q.strip()
         query = query.where(

@@ -27,6 +27,12 @@ class ProviderAdapter(Protocol):
     name: str
     #: callback kinds this provider posts, e.g. {"c2b/confirmation", ...}
     kinds: frozenset[str]
+    #: result codes of a failed attempt that mean the payer cancelled it
+    cancelled_codes: frozenset[int]
+
+    def receipt_code(self, reference: str) -> str | None:
+        """``reference`` written as this provider's receipt code, or None if it is not one."""
+        ...
 
     def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
         """Parse a raw body; raise InvalidCallback when it is not the provider's shape."""

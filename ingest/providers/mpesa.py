@@ -65,6 +65,12 @@ _REQUEST_ID_TEXT: Final = re.compile(r"[\x21-\x7e]+")
 _AMOUNT_EXPECTED: Final = "expected a decimal string like '1500.00' or a JSON number"
 _SHOWN_MAX: Final = 60
 
+#: what a receipt code looks like: ten capital letters and digits, a letter first
+#: (so a ten-digit phone number typed as a reference is not taken for a receipt)
+RECEIPT: Final = re.compile(r"(?=.*[0-9])[A-Z][A-Z0-9]{9}")
+#: STK result "Request cancelled by user"
+CANCELLED_BY_USER: Final = 1032
+
 #: The STK metadata items we read; a duplicate of one of these is ambiguous.
 _STK_ITEMS: Final = frozenset({"Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"})
 
@@ -74,6 +80,12 @@ class MpesaAdapter:
 
     name: str = PROVIDER
     kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
+    cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
+
+    def receipt_code(self, reference: str) -> str | None:
+        """The receipt code ``reference`` names (any case), or None if it is not one."""
+        code = reference.strip().upper()
+        return code if RECEIPT.fullmatch(code) else None
 
     def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
         """Return the callback ``body`` describes, or raise InvalidCallback.

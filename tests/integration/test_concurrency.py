@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from ingest.providers import receipt_owner
 from matcher.db import make_engine
 from matcher.errors import Conflict
 from matcher.ledger import ledger_sum
@@ -98,6 +99,7 @@ def manual(runtime: Runtime, account: str, amount: int) -> int:
             reference=None,
             note=None,
             actor="test",
+            receipt_owner=receipt_owner,
         )
         return moved.payment.id
 
@@ -206,6 +208,7 @@ def test_concurrent_manual_payments_and_a_callback_with_one_receipt_credit_once(
             reference="tkz9race01",
             note=None,
             actor="op",
+            receipt_owner=receipt_owner,
         )
 
     results = race(db_runtime, [callback] + [by_hand] * (THREADS - 1))

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import func, select
 
+from ingest.providers import receipt_owner
 from matcher.check import revenue_days_match_slices
 from matcher.customers import save_customer
 from matcher.db import make_engine
@@ -205,6 +206,7 @@ class Books(RuleBasedStateMachine):
                 reference=reference,
                 note=None,
                 actor=ACTOR,
+                receipt_owner=receipt_owner,
             ),
         )
         if moved is not None:

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
 
+from ingest.providers import receipt_owner
 from ingest.spool import QUARANTINE_NAME
 from matcher.check import check_invariants
 from matcher.errors import Conflict
@@ -81,6 +82,7 @@ class TestConflictingDuplicates:
                 reference="TKQ4A91B2C",
                 note=None,
                 actor="op",
+                receipt_owner=receipt_owner,
             )
         put(runtime, "c2b/confirmation", sample_bytes("c2b_confirmation_paybill_plain.json"))
         assert drain_inbox(runtime).outcomes == {"duplicate": 1}
