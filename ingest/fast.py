@@ -28,12 +28,11 @@ from flask import Flask, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.providers import ADAPTERS
-from ingest.providers.base import ProviderAdapter
+from ingest.providers.base import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
 from ingest.refusal import UNSTORABLE
 from ingest.store import inbox_row
 from ingest.views import (
     KEPT_HEADERS,
-    UNAVAILABLE,
     CannotStore,
     acknowledgement,
     authenticated,
@@ -69,8 +68,15 @@ class FastAccept:
         self.inner = inner
         self.runtime: Runtime = app.extensions["momo"]
         self.max_bytes: int = app.config["MAX_CONTENT_LENGTH"]
-        self.unavailable = self._json(UNAVAILABLE)
-        self.internal_error = self._json({"ResultCode": 1, "ResultDesc": "Internal error"})
+        #: (provider, status) -> the provider's refusal body, made once
+        self.refusals: dict[tuple[str, int], bytes] = {}
+
+    def _refusal(self, adapter: ProviderAdapter, status: int, message: str) -> bytes:
+        key = (adapter.name, status)
+        body = self.refusals.get(key)
+        if body is None:
+            body = self.refusals[key] = self._json(adapter.refusal(status, message))
+        return body
 
     def _json(self, doc: dict[str, Any]) -> bytes:
         response = cast(Response, self.app.json.response(doc))
@@ -111,14 +117,14 @@ class FastAccept:
             log.exception(
                 "could not store a %s %s callback; answering 503", row["provider"], row["kind"]
             )
-            return "503 SERVICE UNAVAILABLE", self.unavailable
+            return "503 SERVICE UNAVAILABLE", self._refusal(adapter, 503, NOT_ACCEPTED)
         except Exception:
             # stored or not is unknown: never acknowledge, as Flask's error handler would not
             log.exception("unhandled error storing a %s callback", row["provider"])
-            return "500 INTERNAL SERVER ERROR", self.internal_error
+            return "500 INTERNAL SERVER ERROR", self._refusal(adapter, 500, INTERNAL_ERROR)
         if unstorable_why is not None:
             # kept as rejected, not processed: answered as a malformed body is
-            return "400 BAD REQUEST", self._json(rejection(unstorable_why, UNSTORABLE))
+            return "400 BAD REQUEST", self._json(rejection(adapter, unstorable_why, UNSTORABLE))
         self.runtime.nudge()
         return "200 OK", acknowledgement(self.app, adapter, row["kind"])
 

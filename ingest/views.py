@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
 from ingest.limits import Limiter, failure_limiter
-from ingest.providers import ADAPTERS
-from ingest.providers.base import ProviderAdapter
+from ingest.providers import ADAPTERS, adapter_for
+from ingest.providers.base import FORBIDDEN, NOT_ACCEPTED, TOO_MANY, ProviderAdapter, rejected
 from ingest.refusal import UNSTORABLE, RowRefused, refused_row, unstorable
 from ingest.spool import SpoolError
 from ingest.store import InboxWriter, inbox_row
@@ -58,16 +58,10 @@ def runtime() -> Runtime:
     return current_app.extensions["momo"]
 
 
-def path_token(settings: Settings, provider: str) -> str | None:
-    if provider == "mpesa":
-        return settings.mpesa_path_token
-    return None
-
-
 def authenticated(settings: Settings, provider: str, token: str, kind: str) -> bool:
     """The path names a provider and kind momo takes, with that provider's secret token."""
     adapter = ADAPTERS.get(provider)
-    expected = path_token(settings, provider)
+    expected = adapter.path_token(settings) if adapter is not None else None
     return (
         adapter is not None
         and expected is not None
@@ -77,7 +71,8 @@ def authenticated(settings: Settings, provider: str, token: str, kind: str) -> b
 
 
 def client_allowed(settings: Settings, provider: str, remote_addr: str | None) -> bool:
-    allowed = settings.mpesa_allowed_ips if provider == "mpesa" else ()
+    adapter = ADAPTERS.get(provider)
+    allowed = adapter.allowed_networks(settings) if adapter is not None else ()
     if not allowed:
         return True
     try:
@@ -91,14 +86,14 @@ def client_allowed(settings: Settings, provider: str, remote_addr: str | None) -
 
 
 def _unavailable(adapter: ProviderAdapter) -> Response:
-    response = jsonify(UNAVAILABLE)
+    response = jsonify(adapter.refusal(503, NOT_ACCEPTED))
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     return response
 
 
-def _too_many() -> tuple[Response, int]:
-    response = jsonify({"ResultCode": 1, "ResultDesc": "Too many unauthenticated requests"})
+def _too_many(provider: str) -> tuple[Response, int]:
+    response = jsonify(adapter_for(provider).refusal(429, TOO_MANY))
     response.headers["Retry-After"] = "60"
     return response, 429
 
@@ -166,9 +161,9 @@ def _log_refused(row: dict[str, Any], why: str | None) -> None:
         log.warning("%s %s callback kept as rejected (%s): %s", provider, kind, UNSTORABLE, why)
 
 
-def rejection(message: str, reason: str) -> dict[str, Any]:
+def rejection(adapter: ProviderAdapter, message: str, reason: str) -> dict[str, Any]:
     """The answer to a callback momo keeps but will not process (malformed, unstorable)."""
-    return {"ResultCode": 1, "ResultDesc": f"Rejected: {message}", "reason": reason}
+    return adapter.refusal(400, rejected(message), reason=reason)
 
 
 def _store(row: dict[str, Any]) -> str | None:
@@ -211,14 +206,14 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
     if not authenticated(settings, provider, token, kind):
         if limiter.fail(address):
-            return _too_many()
+            return _too_many(provider)
         abort(404)
     adapter = ADAPTERS[provider]
     if not client_allowed(settings, provider, request.remote_addr):
         if limiter.fail(address):
-            return _too_many()
+            return _too_many(provider)
         log.warning("%s callback from %s refused: not in the allow-list", provider, address)
-        return jsonify({"ResultCode": 1, "ResultDesc": "Forbidden"}), 403
+        return jsonify(adapter.refusal(403, FORBIDDEN)), 403
 
     body = _read_body()
     item = inbox_row(
@@ -239,7 +234,7 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
             log.exception("could not keep a rejected %s callback", provider)
             return _unavailable(adapter)
         log.warning("%s %s callback rejected: %s", provider, kind, exc.message)
-        return jsonify(rejection(exc.message, exc.reason)), 400
+        return jsonify(rejection(adapter, exc.message, exc.reason)), 400
 
     if isinstance(parsed, ValidationRequest):
         return _validate(adapter, item, parsed)
@@ -251,7 +246,7 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
         log.exception("could not store a %s %s callback; answering 503", provider, kind)
         return _unavailable(adapter)
     if unstorable_why is not None:
-        return jsonify(rejection(unstorable_why, UNSTORABLE)), 400
+        return jsonify(rejection(adapter, unstorable_why, UNSTORABLE)), 400
     rt.nudge()
     return Response(acknowledgement(current_app, adapter, kind), mimetype="application/json")
 
@@ -276,14 +271,11 @@ def acknowledgement(app: Flask, adapter: ProviderAdapter, kind: str) -> bytes:
     return body
 
 
-UNAVAILABLE = {"ResultCode": 1, "ResultDesc": "Temporarily unavailable, not accepted"}
-
-
 def _validate(adapter: ProviderAdapter, item: dict[str, Any], req: ValidationRequest) -> Response:
     """Accept, or (when so configured) refuse a payment to an account nobody has."""
     rt = runtime()
     accepted = True
-    if rt.settings.mpesa_validation == "reject-unknown-account":
+    if adapter.rejects_unknown_accounts(rt.settings):
         # the shape check left the payer's number unclassified; matching needs it
         full = adapter.parse(item["kind"], item["body"], rt.parse_context)
         assert isinstance(full, ValidationRequest)

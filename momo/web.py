@@ -12,6 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ingest.providers import adapter_for_path
+from ingest.providers.base import INTERNAL_ERROR, UNAVAILABLE
 from ingest.redact import mask_logged_paths, mask_webhook_paths
 from matcher.db import answer_within, describe_error, refuses_writes
 from momo.runtime import Runtime
@@ -101,7 +103,7 @@ def _http_error(exc: HTTPException) -> Response:
         detail = f"The body is larger than {MAX_BODY_BYTES // 1024} KiB."
     if request.path.startswith("/api/"):
         return problem(status, code, exc.name, detail)
-    response = jsonify({"ResultCode": 1, "ResultDesc": exc.name, "detail": detail})
+    response = jsonify(adapter_for_path(request.path).refusal(status, exc.name, detail=detail))
     response.status_code = status
     return response
 
@@ -125,7 +127,7 @@ def _unexpected(exc: Exception) -> Response:
                 "Service Unavailable",
                 "The database did not answer; nothing was changed. Try again shortly.",
             )
-        response = jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"})
+        response = jsonify(adapter_for_path(request.path).refusal(503, UNAVAILABLE))
         response.status_code = 503
         return response
     log.exception("unhandled error on %s %s", request.method, mask_webhook_paths(request.path))
@@ -133,7 +135,7 @@ def _unexpected(exc: Exception) -> Response:
         return problem(
             500, "internal_error", "Internal Server Error", "An unexpected error occurred."
         )
-    response = jsonify({"ResultCode": 1, "ResultDesc": "Internal error"})
+    response = jsonify(adapter_for_path(request.path).refusal(500, INTERNAL_ERROR))
     response.status_code = 500
     return response
 

@@ -7,6 +7,23 @@ from ingest.providers.mpesa import MpesaAdapter
 
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter.
 ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter()}
+#: whose error shape answers a request that names no registered provider (a wrong
+#: path, a mistyped provider), so such answers look like today's
+FALLBACK = "mpesa"
+
+WEBHOOKS = "/webhooks/"
+
+
+def adapter_for(provider: str) -> ProviderAdapter:
+    """The adapter of ``provider``, or the fallback's when no such provider is registered."""
+    return ADAPTERS.get(provider) or ADAPTERS[FALLBACK]
+
+
+def adapter_for_path(path: str) -> ProviderAdapter:
+    """The adapter that answers ``path``: the provider a webhook path names, or the fallback."""
+    if path.startswith(WEBHOOKS):
+        return adapter_for(path[len(WEBHOOKS) :].split("/", 1)[0])
+    return ADAPTERS[FALLBACK]
 
 
 def receipt_owner(reference: str) -> tuple[str, str] | None:

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from matcher.notifications import Callback, InvalidCallback
 
-__all__ = ["InvalidCallback", "ParseContext", "ProviderAdapter"]
+if TYPE_CHECKING:
+    from momo.config import IPNetwork, Settings
+
+__all__ = [
+    "FORBIDDEN",
+    "INTERNAL_ERROR",
+    "NOT_ACCEPTED",
+    "TOO_MANY",
+    "UNAVAILABLE",
+    "InvalidCallback",
+    "ParseContext",
+    "ProviderAdapter",
+]
+
+# What the webhook edge tells a sender it did not take, in momo's words; each adapter
+# wraps them in its provider's error shape (``ProviderAdapter.refusal``).
+#: 503 from the webhook: neither the inbox nor the spool could keep the callback
+NOT_ACCEPTED: Final = "Temporarily unavailable, not accepted"
+#: 503 from the error handler: the database failed while answering
+UNAVAILABLE: Final = "Temporarily unavailable"
+#: 500: an unexpected error; whether anything was kept is unknown
+INTERNAL_ERROR: Final = "Internal error"
+#: 403: the sender's address is not in the provider's allow-list
+FORBIDDEN: Final = "Forbidden"
+#: 429: too many unauthenticated requests from one address
+TOO_MANY: Final = "Too many unauthenticated requests"
+
+
+def rejected(message: str) -> str:
+    """400: the callback was kept as rejected, not processed, because of ``message``."""
+    return f"Rejected: {message}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,27 @@ class ProviderAdapter(Protocol):
     kinds: frozenset[str]
     #: result codes of a failed attempt that mean the payer cancelled it
     cancelled_codes: frozenset[int]
+
+    def path_token(self, settings: Settings) -> str | None:
+        """The secret path segment a callback must carry, or None when none is configured
+        (then every callback to this provider is refused)."""
+        ...
+
+    def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
+        """The addresses callbacks may come from; empty: any address."""
+        ...
+
+    def rejects_unknown_accounts(self, settings: Settings) -> bool:
+        """Whether a validation request for an account nobody has is refused."""
+        ...
+
+    def refusal(self, status: int, message: str, **extra: str) -> dict[str, Any]:
+        """The body of an answer that did not take a callback (HTTP ``status``).
+
+        ``message`` says why in momo's words; ``extra`` are momo's own fields (``reason``,
+        ``detail``), kept in that order after the provider's.
+        """
+        ...
 
     def receipt_code(self, reference: str) -> str | None:
         """``reference`` written as this provider's receipt code, or None if it is not one."""

@@ -15,9 +15,9 @@ import json
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ingest.providers.base import InvalidCallback, ParseContext
+from ingest.providers.base import NOT_ACCEPTED, InvalidCallback, ParseContext
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
@@ -28,6 +28,9 @@ from matcher.notifications import (
 )
 from matcher.phones import classify_msisdn
 from matcher.text import column_length, storable
+
+if TYPE_CHECKING:
+    from momo.config import IPNetwork, Settings
 
 PROVIDER: Final = "mpesa"
 C2B_CONFIRMATION: Final = "c2b/confirmation"
@@ -82,6 +85,19 @@ class MpesaAdapter:
     kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
 
+    def path_token(self, settings: Settings) -> str | None:
+        return settings.mpesa_path_token
+
+    def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
+        return settings.mpesa_allowed_ips
+
+    def rejects_unknown_accounts(self, settings: Settings) -> bool:
+        return settings.mpesa_validation == "reject-unknown-account"
+
+    def refusal(self, status: int, message: str, **extra: str) -> dict[str, Any]:
+        """Daraja's error shape, whatever the status: ResultCode 1 and the reason."""
+        return _refusal(message, **extra)
+
     def receipt_code(self, reference: str) -> str | None:
         """The receipt code ``reference`` names (any case), or None if it is not one."""
         code = reference.strip().upper()
@@ -121,6 +137,14 @@ class MpesaAdapter:
         if accepted:
             return {"ResultCode": "0", "ResultDesc": "Accepted"}
         return {"ResultCode": "C2B00012", "ResultDesc": "Rejected"}
+
+
+def _refusal(message: str, **extra: str) -> dict[str, Any]:
+    return {"ResultCode": 1, "ResultDesc": message, **extra}
+
+
+#: the answer while neither the inbox nor the spool can keep a callback
+UNAVAILABLE: Final = _refusal(NOT_ACCEPTED)
 
 
 # --- shared helpers -----------------------------------------------------------------------

@@ -24,9 +24,10 @@ from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
 from ingest.fast import FastAccept
 from ingest.providers import ADAPTERS
+from ingest.providers.mpesa import UNAVAILABLE
 from ingest.spool import Spool
 from ingest.store import COLUMNS, StoreFailed
-from ingest.views import UNAVAILABLE, writer_for
+from ingest.views import writer_for
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem

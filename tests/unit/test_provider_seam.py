@@ -56,3 +56,21 @@ def test_receipt_owner_asks_the_adapters(reference: str, owner: tuple[str, str] 
 def test_cancelled_codes_come_from_the_adapters() -> None:
     assert cancelled_codes() == {name: a.cancelled_codes for name, a in ADAPTERS.items()}
     assert 1032 in cancelled_codes()["mpesa"]
+
+
+#: the webhook edge outside the adapters: it dispatches by provider, holds no one's shapes
+EDGE = ("ingest/views.py", "ingest/fast.py", "momo/web.py")
+EDGE_WORDS = re.compile(r"m-?pesa|safaricom|daraja|ResultCode|ResultDesc", re.IGNORECASE)
+
+
+def test_the_webhook_edge_holds_no_provider_literals() -> None:
+    root = MATCHER.parent
+    found = [
+        f"{name}:{number}: {line.strip()}"
+        for name in EDGE
+        for number, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1)
+        if EDGE_WORDS.search(line)
+    ]
+    assert found == [], "provider literals at the webhook edge (ask the adapter):\n" + (
+        "\n".join(found)
+    )
