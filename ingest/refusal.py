@@ -21,6 +21,7 @@ import psycopg
 from sqlalchemy import String, Table
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
+from matcher.db import first_line
 from matcher.models import INBOX_REJECTED, InboxItem
 from matcher.text import unfit
 
@@ -100,8 +101,7 @@ def _cause(exc: BaseException) -> BaseException:
 
 def refusal_detail(exc: BaseException) -> str:
     """What the database (or its driver) said, on one line."""
-    said = str(_cause(exc)).strip().splitlines()
-    return f"the database refused the row: {said[0] if said else type(exc).__name__}"
+    return f"the database refused the row: {first_line(exc) or type(exc).__name__}"
 
 
 def is_duplicate_spool_id(exc: BaseException) -> bool:

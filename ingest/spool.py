@@ -273,13 +273,12 @@ class Spool:
         """Bytes waiting to drain in the whole directory: ``size`` for the file at ``fd``
         (locked by us), the others as they stand."""
         opened = os.fstat(fd)
-        total = size
-        for path in self.pending_files():
-            with contextlib.suppress(FileNotFoundError):  # drained meanwhile
-                st = path.stat()
-                if (st.st_ino, st.st_dev) != (opened.st_ino, opened.st_dev):
-                    total += st.st_size
-        return total
+        others = (
+            st.st_size
+            for _, st in self.waiting()
+            if (st.st_ino, st.st_dev) != (opened.st_ino, opened.st_dev)
+        )
+        return size + sum(others)
 
     def _open_locked(self) -> int:
         """This host's live spool file, opened for appending and exclusively locked.
@@ -335,21 +334,19 @@ class Spool:
             return []
         return sorted(self.directory.glob(f"{LIVE_GLOB}*"))
 
-    def backlog(self) -> dict[str, int]:
-        """Files and bytes waiting to drain (every host's), for a health check."""
-        files = size = 0
+    def waiting(self) -> Iterator[tuple[Path, os.stat_result]]:
+        """Every file waiting to drain, with its size and age as they stand now."""
         for path in self.pending_files():
             with contextlib.suppress(FileNotFoundError):  # drained meanwhile
-                size += path.stat().st_size
-                files += 1
-        return {"files": files, "bytes": size}
+                yield path, path.stat()
+
+    def backlog(self) -> dict[str, int]:
+        """Files and bytes waiting to drain (every host's), for a health check."""
+        sizes = [st.st_size for _, st in self.waiting()]
+        return {"files": len(sizes), "bytes": sum(sizes)}
 
     def has_records(self) -> bool:
-        sizes = []
-        for path in self.pending_files():
-            with contextlib.suppress(FileNotFoundError):  # drained by another process meanwhile
-                sizes.append(path.stat().st_size)
-        return any(sizes)
+        return any(st.st_size for _, st in self.waiting())
 
     def _claim(self) -> list[Path]:
         """Rename every host's live file away (each under its lock), so appends start afresh.

@@ -227,14 +227,21 @@ def make_engine(url: str, *, deadlines: Deadlines | None = None, **kwargs: Any) 
     return engine
 
 
-def describe_error(exc: BaseException) -> str:
-    """An error in one line that holds no bound value: its class and, for a database
-    error, the database's own first line (later lines, such as PostgreSQL's DETAIL,
-    quote the row's values)."""
+def first_line(exc: BaseException) -> str | None:
+    """The first line of what the database (or its driver) said, None when it said nothing.
+
+    Later lines, such as PostgreSQL's DETAIL, quote the row's values: payers' phones and
+    names never go further than this.
+    """
     orig = getattr(exc, "orig", None)
     text = str(orig if isinstance(orig, BaseException) else exc).strip()
-    first = text.splitlines()[0] if text else "no message"
-    return f"{type(exc).__name__}: {first}"
+    return text.splitlines()[0] if text else None
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error in one line that holds no bound value: its class and, for a database
+    error, the database's own first line."""
+    return f"{type(exc).__name__}: {first_line(exc) or 'no message'}"
 
 
 @contextmanager

@@ -304,16 +304,16 @@ def spool_violations(settings: Settings, *, now: float | None = None) -> list[Vi
     A spool file holds callbacks that were acknowledged but are not in the inbox yet;
     one that lingers means no web process is draining it (or the database still refuses).
     """
-    from ingest.spool import QUARANTINE_NAME
+    from ingest.spool import Spool
     from matcher.check import Violation
 
     found: list[Violation] = []
-    directory = settings.spool_path
-    if not directory.is_dir():
+    spool = Spool.for_settings(settings)
+    if not spool.directory.is_dir():
         return found
     now = time.time() if now is None else now
     limit = max(60, 3 * settings.spool_drain_seconds)
-    quarantine = directory / QUARANTINE_NAME
+    quarantine = spool.quarantine_path
     if quarantine.exists() and quarantine.stat().st_size:
         found.append(
             Violation(
@@ -323,11 +323,7 @@ def spool_violations(settings: Settings, *, now: float | None = None) -> list[Vi
                 "the file",
             )
         )
-    for path in sorted(directory.glob("spool-*")):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # drained and removed while we looked
-            continue
+    for path, stat in spool.waiting():
         if stat.st_size and now - stat.st_mtime > limit:
             found.append(
                 Violation(
@@ -494,6 +490,7 @@ def spool_drain() -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from ingest.spool import DatabaseRefusesWrites, Spool, user_name
+    from matcher.db import describe_error
     from momo.runtime import build_runtime
 
     settings = _settings()
@@ -514,10 +511,9 @@ def spool_drain() -> None:
     try:
         result = store.drain(runtime.sessions)
     except SQLAlchemyError as exc:
-        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise click.ClickException(
-            f"the database did not take the spooled callbacks ({type(exc).__name__}: "
-            f"{said[0] if said else ''}); they stay in {settings.spool_path}. Check "
+            f"the database did not take the spooled callbacks ({describe_error(exc)}); "
+            f"they stay in {settings.spool_path}. Check "
             "MOMO_DATABASE_URL and that the database answers, then run `momo spool drain` again"
         ) from None
     except DatabaseRefusesWrites as exc:

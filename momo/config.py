@@ -81,11 +81,13 @@ PLACEHOLDER_WORDS = ("changeme", "replaceme", "placeholder")
 #: characters that stand for themselves in a URL path segment (RFC 3986 "unreserved")
 PATH_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: the embedded default's database: a file in the working directory
+EMBEDDED_DATABASE_URL = "sqlite:///momo.db"
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///momo.db"  # EMBEDDED_DATABASE_URL
+    database_url: str = EMBEDDED_DATABASE_URL
     broker_url: str | None = None
     default_region: str = "KE"
     timezone: str = "Africa/Nairobi"
@@ -243,8 +245,6 @@ VARIABLES = (
 )
 #: MOMO_* names read by momo's own tests, benches and CI, not by momo: no warning for them
 NOT_SETTINGS = ("MOMO_REQUIRE_SERVICES", "MOMO_SAMPLES_DIR", "MOMO_TEST_", "MOMO_BENCH_")
-#: the embedded default's database: a file in the working directory
-EMBEDDED_DATABASE_URL = "sqlite:///momo.db"
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
