@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,37 @@ def wait_healthy(base: str, timeout: float = 60.0) -> None:
             return False
 
     wait_until(healthy, timeout=timeout)
+
+
+@contextmanager
+def momo_serve(
+    tmp_path: Path, *args: str, **env_vars: str
+) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
+    """A real `momo serve` (extra ``args``, its env without the caller's MOMO_* but
+    ``env_vars``) on a free port, answering; stopped with SIGINT, as a terminal would."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
+    env.update(PYTHONUNBUFFERED="1", **env_vars)
+    with (tmp_path / "serve.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "momo"), "serve", "--port", str(port), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base)
+        yield base, env, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 @dataclass

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import threading
 import time
@@ -23,9 +21,8 @@ from tests.integration.conftest import (
     PATH_TOKEN,
     VENV_BIN,
     ambiguous_post,
-    free_port,
+    momo_serve,
     raw_request,
-    wait_healthy,
     wait_until,
 )
 
@@ -33,25 +30,8 @@ from tests.integration.conftest import (
 @contextmanager
 def embedded_server(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str]]]:
     """`momo serve` on the embedded default, as README's first command runs it."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env.update(PYTHONUNBUFFERED="1", **extra_env)
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "momo"), "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base)
+    with momo_serve(tmp_path, **extra_env) as (base, env, _proc):
         yield base, env
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=20)
 
 
 def admin_token(tmp_path: Path, env: dict[str, str]) -> str:

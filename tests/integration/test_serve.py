@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,41 +22,11 @@ from tests.conftest import sample_bytes
 from tests.integration.conftest import (
     PATH_TOKEN,
     VENV_BIN,
-    free_port,
-    wait_healthy,
+    momo_serve,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def momo_serve(
-    tmp_path: Path, *args: str, **env_vars: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env.update(PYTHONUNBUFFERED="1", **env_vars)
-    with (tmp_path / "serve.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "momo"), "serve", "--port", str(port), *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base)
-        yield base, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def thread_count(pid: int) -> int:
@@ -118,6 +85,7 @@ def test_half_sent_requests_are_dropped_after_the_timeout_and_never_hold_more_th
     threads, timeout, senders = 4, 2, 16
     with momo_serve(tmp_path, "--threads", str(threads), "--timeout", str(timeout)) as (
         base,
+        _env,
         proc,
     ):
         token = (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
@@ -174,7 +142,7 @@ def test_a_burst_of_callbacks_never_opens_more_than_the_bound_of_connections_and
     with (
         psycopg.connect(admin_url_text, autocommit=True) as watcher,
         psycopg.connect(admin_url_text) as locker,
-        momo_serve(tmp_path, "--threads", str(2 * callbacks), **env) as (base, _proc),
+        momo_serve(tmp_path, "--threads", str(2 * callbacks), **env) as (base, _env, _proc),
     ):
 
         def connections() -> tuple[int, int]:

@@ -24,24 +24,11 @@ from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer, InboxItem
 from momo.cli import main
+from momo.config import VARIABLES
 from tests.conftest import PATH_TOKEN
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
-MOMO_VARIABLES = (
-    "MOMO_DATABASE_URL",
-    "MOMO_BROKER_URL",
-    "MOMO_DEFAULT_REGION",
-    "MOMO_TIMEZONE",
-    "MOMO_CURRENCY",
-    "MOMO_MPESA_PATH_TOKEN",
-    "MOMO_MPESA_ALLOWED_IPS",
-    "MOMO_TRUSTED_PROXY_HOPS",
-    "MOMO_MPESA_VALIDATION",
-    "MOMO_SWEEP_AFTER_SECONDS",
-    "MOMO_SWEEP_INTERVAL_SECONDS",
-    "MOMO_BATCH_SIZE",
-    "MOMO_INSTANCE_PATH",
-)
+MOMO_VARIABLES = VARIABLES
 
 HEADER = "account_number,name,phones\n"
 
