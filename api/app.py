@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from api.views import bp
-from momo.config import Settings, load_settings
-from momo.runtime import Runtime, build_runtime
-from momo.web import build_app
+from core.config import Settings, load_settings
+from core.runtime import Runtime
+from core.web import build_app
+from ingest.providers import build_runtime
 from tasks.embedded import broker_nudger
 
 

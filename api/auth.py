@@ -14,12 +14,12 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.runtime import Runtime
+from core.web import problem
 from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import InvalidInput
 from matcher.models import ApiToken
-from momo.runtime import Runtime
-from momo.web import problem
 
 ROLES = ("viewer", "operator", "admin")
 #: "token:<name>" must fit the 100-character actor columns of the audit trail

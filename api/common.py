@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.runtime import Runtime
+from core.web import problem
 from matcher.errors import Conflict, DomainError, InvalidInput, NotFound
 from matcher.models import UNASSOCIATED, Customer, IdempotencyRecord, Payment
 from matcher.money import format_minor
 from matcher.text import unstorable_character
-from momo.runtime import Runtime
-from momo.web import problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

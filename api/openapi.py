@@ -19,6 +19,7 @@ from api.inbox import REPLAY_BODY
 from api.payments import ASSOCIATION_BODY, DISASSOCIATION_BODY, NEW_PAYMENT_BODY
 from api.plans import NEW_PLAN_BODY, PLAN_CHANGE_BODY
 from api.tokens import TOKEN_ORDER_BODY
+from core.config import Settings
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
 from matcher.models import ASSOCIATED, INBOX_STATUSES, UNASSOCIATED
@@ -26,7 +27,6 @@ from matcher.money import MAX_AMOUNT_MINOR, format_minor
 from matcher.plans import MAX_VALIDITY_MINUTES
 from matcher.reports import MAX_BUCKETS, PERIODS, TRANSACTION_KINDS, TRANSACTION_STATUSES
 from matcher.search import MAX_QUERY_LENGTH
-from momo.config import Settings
 
 API = "/api/v1"
 MAX_INT64 = 2**63 - 1

@@ -7,12 +7,13 @@ import os
 
 from flask import Blueprint, Flask
 
+from core.config import Settings, load_settings
+from core.runtime import Runtime
+from core.web import build_app
 from ingest.fast import install as install_fast_path
+from ingest.providers import build_runtime
 from ingest.spool import Spool, attach_spool
 from ingest.views import bp
-from momo.config import Settings, load_settings
-from momo.runtime import Runtime, build_runtime
-from momo.web import build_app
 from tasks.embedded import attach_queue
 
 log = logging.getLogger(__name__)

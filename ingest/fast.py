@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, cast
 from flask import Flask, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.providers import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
+from core.runtime import Runtime
+from core.web import NOSNIFF, framing_problem
 from ingest.providers import ADAPTERS
-from ingest.providers.base import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
 from ingest.refusal import UNSTORABLE
 from ingest.store import inbox_row
 from ingest.views import (
@@ -42,8 +44,6 @@ from ingest.views import (
     store_callback,
 )
 from matcher.notifications import FailedAttempt, InvalidCallback, PaymentNotification
-from momo.runtime import Runtime
-from momo.web import NOSNIFF, framing_problem
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

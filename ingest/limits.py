@@ -32,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from momo.config import Settings
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 

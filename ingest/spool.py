@@ -61,6 +61,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from core.config import ConfigError, Settings
+from core.runtime import Runtime
 from ingest.refusal import (
     is_duplicate_spool_id,
     is_refusal,
@@ -70,7 +72,6 @@ from ingest.refusal import (
 )
 from matcher.db import describe_error, refuses_writes
 from matcher.models import InboxItem
-from momo.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -636,13 +637,13 @@ def _unusable(exc: OSError, directory: Path) -> str:
     )
 
 
-def attach_spool(runtime: Any) -> Spool:
+def attach_spool(runtime: Runtime) -> Spool:
     """Give the webhook a spool, and start the thread that drains it when the database is back."""
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
+    from core.nudge import Nudger
     from matcher.db import answer_within
-    from tasks.nudge import Nudger
 
     settings = runtime.settings
     spool = Spool.for_settings(settings)

@@ -18,9 +18,11 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, reque
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
+from core.config import Settings
+from core.providers import FORBIDDEN, NOT_ACCEPTED, TOO_MANY, ProviderAdapter, rejected
+from core.runtime import Runtime
 from ingest.limits import Limiter, failure_limiter
 from ingest.providers import ADAPTERS, adapter_for
-from ingest.providers.base import FORBIDDEN, NOT_ACCEPTED, TOO_MANY, ProviderAdapter, rejected
 from ingest.refusal import UNSTORABLE, RowRefused, refused_row, unstorable
 from ingest.spool import SpoolError
 from ingest.store import InboxWriter, inbox_row
@@ -33,8 +35,6 @@ from matcher.notifications import (
     PaymentNotification,
     ValidationRequest,
 )
-from momo.config import Settings
-from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

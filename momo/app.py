@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from api.views import bp as api_bp
+from core.config import Settings
+from core.runtime import Runtime
 from ingest.app import create_webhook_app
-from momo.config import Settings
-from momo.runtime import Runtime
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:

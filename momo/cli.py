@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from momo import serving
-from momo.config import (
+from core.config import (
     ConfigError,
     Settings,
     hide_passwords,
     load_settings,
     path_token_weakness,
 )
+from momo import serving
 
 if TYPE_CHECKING:
     from matcher.check import Violation
@@ -232,7 +232,7 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     For the embedded default and trying momo out; production runs the Procfile's gunicorn
     lines.
     """
-    from ingest.redact import MASK
+    from core.redact import MASK
     from momo.app import create_app
 
     settings = _settings()
@@ -350,9 +350,9 @@ def check(stuck_after: int | None) -> None:
     spool left undrained. Reads one snapshot. Exits 1 on any violation."""
     from datetime import timedelta
 
+    from ingest.providers import build_runtime
     from matcher.check import check_invariants
     from matcher.db import snapshot
-    from momo.runtime import build_runtime
 
     settings = _settings()
     runtime = build_runtime(settings)
@@ -397,8 +397,8 @@ def inbox_list(status: str, limit: int) -> None:
     """Callbacks in one state, newest first, with their reason."""
     from sqlalchemy import select
 
+    from ingest.providers import build_runtime
     from matcher.models import InboxItem
-    from momo.runtime import build_runtime
 
     runtime = build_runtime(_settings())
     try:
@@ -424,10 +424,10 @@ def inbox_list(status: str, limit: int) -> None:
 @click.argument("inbox_id", type=int)
 def inbox_replay(inbox_id: int) -> None:
     """Queue a dead or rejected callback again and process it now; its effect happens once."""
+    from ingest.providers import build_runtime
     from matcher.errors import DomainError
     from matcher.inbox import replay
     from matcher.models import InboxItem
-    from momo.runtime import build_runtime
     from tasks.work import drain_inbox
 
     runtime = build_runtime(_settings())
@@ -456,9 +456,9 @@ def inbox_replay(inbox_id: int) -> None:
 @click.option("--note", required=True, help="What you found and did (kept in the audit log).")
 def inbox_settle(inbox_id: int, note: str) -> None:
     """Mark a conflict (a receipt repeated with other data) as settled by you."""
+    from ingest.providers import build_runtime
     from matcher.errors import DomainError
     from matcher.inbox import settle
-    from momo.runtime import build_runtime
 
     runtime = build_runtime(_settings())
     try:
@@ -489,9 +489,9 @@ def spool_drain() -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from ingest.providers import build_runtime
     from ingest.spool import DatabaseRefusesWrites, Spool, user_name
     from matcher.db import describe_error
-    from momo.runtime import build_runtime
 
     settings = _settings()
     directory = settings.spool_path
@@ -570,8 +570,8 @@ def token() -> None:
 def token_create(name: str, role: str) -> None:
     """Create a token; it is printed once, on the last line, and stored only as a hash."""
     from api.auth import create_token
+    from ingest.providers import build_runtime
     from matcher.errors import DomainError
-    from momo.runtime import build_runtime
 
     settings = _settings()
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
@@ -594,8 +594,8 @@ def token_list() -> None:
     """List tokens (never their secrets): id, name, role, last used, revoked."""
     from sqlalchemy import select
 
+    from ingest.providers import build_runtime
     from matcher.models import ApiToken
-    from momo.runtime import build_runtime
 
     runtime = build_runtime(_settings())
     try:
@@ -614,7 +614,7 @@ def token_list() -> None:
 def token_revoke(token_id: int) -> None:
     """Revoke a token by id (see `momo token list`); it answers 401 from then on."""
     from api.auth import revoke_token
-    from momo.runtime import build_runtime
+    from ingest.providers import build_runtime
 
     runtime = build_runtime(_settings())
     try:
@@ -645,9 +645,9 @@ def customers_import(file: Path) -> None:
 
     An existing account number is updated: its name and phones become the file's.
     """
+    from ingest.providers import build_runtime
     from matcher.customers import save_customer
     from matcher.errors import DomainError
-    from momo.runtime import build_runtime
 
     settings = _settings()
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)

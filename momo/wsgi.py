@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from momo.config import ConfigError
+from core.config import ConfigError
 
 
 def _start(create_app: Callable[[], Flask]) -> Flask:

@@ -7,8 +7,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from momo.config import Settings
-from momo.runtime import process_runtime, set_process_runtime
+from core.config import Settings
+from tasks.runtime import process_runtime, set_process_runtime
 
 PROCESS_INBOX = "momo.process_inbox"
 SWEEP_INBOX = "momo.sweep_inbox"

@@ -7,9 +7,10 @@ import logging
 
 import redis
 
-from momo.runtime import Runtime
+from core.nudge import Nudger
+from core.runtime import Runtime
 from tasks.celery_app import PROCESS_INBOX, make_producer
-from tasks.nudge import Nudger, QueuedFlag
+from tasks.nudge import QueuedFlag
 from tasks.work import drain_inbox
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import redis
 from celery import Task
 
 from matcher.inbox import TRANSIENT_ERRORS, stranded
-from momo.runtime import process_runtime
 from tasks.celery_app import PROCESS_INBOX, SWEEP_INBOX, app
 from tasks.nudge import QueuedFlag
+from tasks.runtime import process_runtime
 from tasks.work import drain_inbox
 
 log = logging.getLogger(__name__)

@@ -8,11 +8,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from core.runtime import Runtime
 from ingest.providers import ADAPTERS
 from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Parser, process_pending
 from matcher.models import InboxItem
 from matcher.notifications import Callback, InvalidCallback
-from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.auth import create_token
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from matcher.customers import save_customer
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the M-PESA path token of every test app: long and varied enough for momo.config to take
+#: the M-PESA path token of every test app: long and varied enough for core.config to take
 PATH_TOKEN = "test-path-token-0123456789abcdefghij"
 
 

@@ -1,29 +1,33 @@
-"""Provider adapters by name: the only place that knows which providers momo speaks."""
+"""Provider adapters by name: the only place that knows which providers momo speaks.
+
+Every process above ``ingest`` builds its runtime here, so it speaks every registered
+provider.
+"""
 
 from __future__ import annotations
 
-from ingest.providers.base import ProviderAdapter
+from core import providers as core_providers
+from core.config import Settings, load_settings
+from core.providers import ProviderAdapter
+from core.runtime import Runtime
+from core.runtime import build_runtime as build_core_runtime
 from ingest.providers.mpesa import MpesaAdapter
 
-#: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter.
+#: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
+#: first one's error shape also answers a request that names no registered provider (a
+#: wrong path, a mistyped provider), so such answers look like today's.
 ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter()}
-#: whose error shape answers a request that names no registered provider (a wrong
-#: path, a mistyped provider), so such answers look like today's
-FALLBACK = "mpesa"
 
-WEBHOOKS = "/webhooks/"
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    """A runtime speaking every registered provider, on ``settings`` (default: the
+    environment's)."""
+    return build_core_runtime(settings or load_settings(), providers=ADAPTERS)
 
 
 def adapter_for(provider: str) -> ProviderAdapter:
-    """The adapter of ``provider``, or the fallback's when no such provider is registered."""
-    return ADAPTERS.get(provider) or ADAPTERS[FALLBACK]
-
-
-def adapter_for_path(path: str) -> ProviderAdapter:
-    """The adapter that answers ``path``: the provider a webhook path names, or the fallback."""
-    if path.startswith(WEBHOOKS):
-        return adapter_for(path[len(WEBHOOKS) :].split("/", 1)[0])
-    return ADAPTERS[FALLBACK]
+    """The adapter of ``provider``, or the first registered one's when there is no such provider."""
+    return core_providers.adapter_for(ADAPTERS, provider)
 
 
 def receipt_owner(reference: str) -> tuple[str, str] | None:

@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from ingest.providers.base import NOT_ACCEPTED, InvalidCallback, ParseContext
+from core.providers import NOT_ACCEPTED, ParseContext
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
     FailedAttempt,
+    InvalidCallback,
     Msisdn,
     PaymentNotification,
     ValidationRequest,
@@ -30,7 +31,7 @@ from matcher.phones import classify_msisdn
 from matcher.text import column_length, storable
 
 if TYPE_CHECKING:
-    from momo.config import IPNetwork, Settings
+    from core.config import IPNetwork, Settings
 
 PROVIDER: Final = "mpesa"
 C2B_CONFIRMATION: Final = "c2b/confirmation"

@@ -29,8 +29,9 @@ import redis
 import requests
 from sqlalchemy.engine import make_url
 
-from momo.config import load_settings
-from momo.runtime import Runtime, build_runtime
+from core.config import load_settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 
 ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -66,9 +67,9 @@ def _database() -> Iterator[str]:
 
 def migrated_runtime() -> Iterator[Runtime]:
     """A runtime on a database of its own, migrated to head; closed and dropped after."""
+    from core.config import Settings
     from matcher.db import make_engine
     from matcher.migrate import upgrade
-    from momo.config import Settings
     from tests.conftest import PATH_TOKEN
 
     databases = _database()

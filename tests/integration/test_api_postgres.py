@@ -18,11 +18,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from api.app import create_app
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import IdempotencyRecord
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token
 from tests.unit.test_migrations import forgets_recorded_token_secrets
 

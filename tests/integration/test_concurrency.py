@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ingest.providers import receipt_owner
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime, receipt_owner
 from matcher.db import make_engine
 from matcher.errors import Conflict
 from matcher.ledger import ledger_sum
@@ -22,8 +24,6 @@ from matcher.migrate import upgrade
 from matcher.models import Customer, LedgerEntry, Payment, Purchase
 from matcher.payments import associate, disassociate, record_manual_payment
 from matcher.plans import create_plan, purchase
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tests.conftest import add_customer
 from tests.integration.conftest import PATH_TOKEN
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError
 
+from core.runtime import Runtime
 from matcher.db import utcnow
 from matcher.inbox import process_pending
 from matcher.models import INBOX_DEAD, InboxItem
 from matcher.notifications import Callback, Msisdn, PaymentNotification
-from momo.runtime import Runtime
 from tests.integration.conftest import migrated_runtime
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from core.runtime import Runtime
 from matcher.models import InboxItem, Payment, PaymentAttempt
 from momo.app import create_app
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import sample, webhook_url
 from tests.integration.conftest import migrated_runtime

@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from matcher.models import INBOX_DEAD, InboxItem, Payment, PaymentAttempt
 from momo.app import create_app
 from momo.cli import main
-from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, webhook_url
 from tests.integration.conftest import Stack, migrated_runtime, wait_until

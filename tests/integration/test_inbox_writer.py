@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.config import Settings
+from ingest.providers import build_runtime
 from ingest.refusal import RowRefused
 from ingest.spool import Spool
 from ingest.store import COLUMNS, InboxWriter, PostgresInboxWriter, StoreFailed, inbox_row
@@ -23,8 +25,6 @@ from matcher.db import make_engine, make_session_factory
 from matcher.migrate import upgrade
 from matcher.models import INBOX_REJECTED, InboxItem
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import build_runtime
 from tests.conftest import PATH_TOKEN, sample_bytes, webhook_url
 from tests.integration.conftest import ADMIN_URL, wait_until
 

@@ -15,9 +15,9 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from core.config import load_settings
 from matcher.db import make_engine
 from matcher.migrate import current_revision, head_revision
-from momo.config import load_settings
 from tests.integration.conftest import ADMIN_URL, VENV_BIN
 from tests.unit.test_migrations import schema_differences
 

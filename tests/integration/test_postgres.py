@@ -8,10 +8,10 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from core.config import Settings
+from ingest.providers import build_runtime
 from matcher.ledger import ledger_sum
 from matcher.models import Customer, InboxItem, LedgerEntry, Payment
-from momo.config import Settings
-from momo.runtime import build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample
 from tests.integration.conftest import PATH_TOKEN

@@ -23,14 +23,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
+from core.config import load_settings
 from ingest import store
+from ingest.providers import build_runtime
 from ingest.store import InboxWriter, StoreFailed, inbox_row
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, InboxItem, Payment
 from matcher.notifications import Callback
-from momo.config import load_settings
-from momo.runtime import build_runtime
 from tasks.work import _one_batch, drain_inbox, parser_for
 from tests.conftest import PATH_TOKEN, sample_bytes
 from tests.integration.conftest import VENV_BIN, free_port, wait_healthy, wait_until

@@ -19,6 +19,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from ingest.refusal import UNSTORABLE
 from ingest.spool import Spool, _record, attach_spool
 from matcher.db import make_engine, utcnow
@@ -26,8 +29,6 @@ from matcher.migrate import upgrade
 from matcher.models import InboxItem
 from momo.app import create_app
 from momo.cli import main
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tests.conftest import PATH_TOKEN, sample, sample_bytes, webhook_url
 
 pytestmark = pytest.mark.integration

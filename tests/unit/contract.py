@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from api.openapi import openapi_spec
-from momo.config import Settings
+from core.config import Settings
 
 DOCUMENT = openapi_spec(Settings())
 #: a value of the right kind for each path parameter

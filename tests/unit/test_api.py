@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
+from core.runtime import Runtime
 from matcher.models import ApiToken, AuditEvent, Customer, LedgerEntry, Payment
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, assert_problem, make_token
 from tests.conftest import post_confirmation as post_payment

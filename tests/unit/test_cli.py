@@ -20,11 +20,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate
+from core.config import VARIABLES
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer, InboxItem
 from momo.cli import main
-from momo.config import VARIABLES
 from tests.conftest import PATH_TOKEN
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in

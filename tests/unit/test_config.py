@@ -1,4 +1,4 @@
-"""momo.config: the environment read once into Settings, or a ConfigError naming the variable."""
+"""core.config: the environment read once into Settings, or a ConfigError naming the variable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from momo.config import VARIABLES, ConfigError, Settings, hide_passwords, load_settings
+from core.config import VARIABLES, ConfigError, Settings, hide_passwords, load_settings
 from tests.conftest import PATH_TOKEN, ROOT
 
 #: as `openssl rand -hex 24` makes one
@@ -345,9 +345,9 @@ class TestTheEmbeddedDatabaseWithABroker:
 @pytest.fixture
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget which unknown names this process has already warned about."""
-    import momo.config
+    import core.config
 
-    monkeypatch.setattr(momo.config, "_warned", set())
+    monkeypatch.setattr(core.config, "_warned", set())
 
 
 @pytest.mark.usefixtures("fresh_warnings")
@@ -355,7 +355,7 @@ class TestUnknownVariables:
     def test_a_misspelt_variable_is_logged_with_the_name_it_is_closest_to(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        with caplog.at_level("WARNING", logger="momo.config"):
+        with caplog.at_level("WARNING", logger="core.config"):
             load_settings({"MOMO_MPESA_ALLOWED_IP": "196.201.214.0/24"})
 
         [record] = caplog.records
@@ -369,7 +369,7 @@ class TestUnknownVariables:
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
         env = {"MOMO_DATABSE_URL": "postgresql://momo:pw@db/momo", "MOMO_COLOUR": "blue"}
-        with caplog.at_level("WARNING", logger="momo.config"):
+        with caplog.at_level("WARNING", logger="core.config"):
             for _ in range(3):
                 load_settings(env)
 
@@ -390,7 +390,7 @@ class TestUnknownVariables:
             MOMO_SAMPLES_DIR="/x",
             DATABASE_URL="postgresql://x",
         )
-        with caplog.at_level("WARNING", logger="momo.config"):
+        with caplog.at_level("WARNING", logger="core.config"):
             load_settings(env)
 
         assert caplog.records == []

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 import matcher.plans
 from api.auth import hash_token
+from core.runtime import Runtime
 from matcher.ledger import ledger_sum
 from matcher.models import (
     ApiToken,
@@ -24,7 +25,6 @@ from matcher.models import (
     Purchase,
 )
 from matcher.plans import VOUCHER_ALPHABET, VOUCHER_LENGTH
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import (
     add_customer,

@@ -22,8 +22,10 @@ from sqlalchemy import select
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
+from core.config import Settings
+from core.runtime import Runtime
 from ingest.fast import FastAccept
-from ingest.providers import ADAPTERS
+from ingest.providers import ADAPTERS, build_runtime
 from ingest.providers.mpesa import UNAVAILABLE
 from ingest.spool import Spool
 from ingest.store import COLUMNS, StoreFailed
@@ -32,8 +34,6 @@ from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tests.conftest import PATH_TOKEN, sample_bytes, webhook_url
 from tests.unit.test_webhooks import ACK, PAYMENT_SAMPLES, VALIDATION_ACCEPTED
 

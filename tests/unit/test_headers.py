@@ -1,4 +1,4 @@
-"""momo.web and ingest.fast: what every answer says to browsers and caches.
+"""core.web and ingest.fast: what every answer says to browsers and caches.
 
 Every answer carries ``X-Content-Type-Options: nosniff`` (API, webhooks through Flask
 or the fast path, /healthz, errors of every kind); every operator answer also carries
@@ -15,11 +15,12 @@ from flask import Blueprint, Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from core.config import Settings
+from core.runtime import Runtime
+from core.web import MAX_BODY_BYTES, build_app
 from ingest.fast import FastAccept
+from ingest.providers import build_runtime
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
-from momo.web import MAX_BODY_BYTES, build_app
 from tests.conftest import PATH_TOKEN, add_customer, make_token, sample_bytes, webhook_url
 
 API = "/api/v1"

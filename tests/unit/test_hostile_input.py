@@ -10,8 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from core.runtime import Runtime
 from matcher.models import AuditEvent
-from momo.runtime import Runtime
 from tests.conftest import add_customer, assert_problem, make_token
 from tests.unit.contract import Operation, api_operations, writes
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.runtime import Runtime
 from matcher.ledger import Ledger, Posting, ledger_sum
 from matcher.models import Customer
-from momo.runtime import Runtime
 from tests.conftest import add_customer
 
 

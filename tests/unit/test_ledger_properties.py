@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import func, select
 
-from ingest.providers import receipt_owner
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime, receipt_owner
 from matcher.check import revenue_days_match_slices
 from matcher.customers import save_customer
 from matcher.db import make_engine
@@ -42,8 +44,6 @@ from matcher.money import parse_money
 from matcher.payments import associate, disassociate, record_manual_payment
 from matcher.plans import create_plan, purchase
 from matcher.revenue import slice_of
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample
 

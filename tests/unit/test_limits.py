@@ -16,6 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from core.config import Settings
+from core.runtime import Runtime
 from ingest.limits import (
     COUNTS_FILE,
     FailureLimiter,
@@ -23,10 +25,9 @@ from ingest.limits import (
     RedisFailureLimiter,
     failure_limiter,
 )
+from ingest.providers import build_runtime
 from matcher.models import InboxItem
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime
 from tests.conftest import sample_bytes, webhook_url
 
 BODY = sample_bytes("c2b_confirmation_paybill_plain.json")

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.providers import ParseContext
 from ingest.providers import ADAPTERS
-from ingest.providers.base import InvalidCallback, ParseContext
 from ingest.providers.mpesa import MpesaAdapter, parse_amount, parse_local_time
 from matcher.notifications import (
     FailedAttempt,
+    InvalidCallback,
     Msisdn,
     PaymentNotification,
     ValidationRequest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tasks.nudge import Nudger
+from core.nudge import Nudger
 
 
 def wait_for(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]

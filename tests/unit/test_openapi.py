@@ -27,9 +27,9 @@ from sqlalchemy import String
 
 from api.auth import ROLES
 from api.openapi import MAX_TOKEN_NAME, openapi_spec
+from core.config import Settings
+from core.runtime import Runtime
 from matcher.models import AuditEvent, IdempotencyRecord, LedgerEntry, Payment, Purchase
-from momo.config import Settings
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import make_token, sample, sample_bytes, webhook_url
 from tests.unit.contract import resolve

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
+from core.runtime import Runtime
 from matcher.inbox import stranded
 from matcher.ledger import ledger_sum
 from matcher.models import (
@@ -21,7 +22,6 @@ from matcher.models import (
     Payment,
     PaymentAttempt,
 )
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample, sample_bytes
 

@@ -59,7 +59,7 @@ def test_cancelled_codes_come_from_the_adapters() -> None:
 
 
 #: the webhook edge outside the adapters: it dispatches by provider, holds no one's shapes
-EDGE = ("ingest/views.py", "ingest/fast.py", "momo/web.py")
+EDGE = ("ingest/views.py", "ingest/fast.py", "core/web.py")
 EDGE_WORDS = re.compile(r"m-?pesa|safaricom|daraja|ResultCode|ResultDesc", re.IGNORECASE)
 
 

@@ -18,13 +18,15 @@ from sqlalchemy import select
 
 import tasks.embedded
 import tasks.tasks
+from core.config import Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from ingest.store import InboxWriter, inbox_row
 from matcher.models import INBOX_PENDING, InboxItem
-from momo.config import Settings
-from momo.runtime import Runtime, build_runtime, set_process_runtime
 from tasks.celery_app import PROCESS_INBOX
 from tasks.embedded import attach_queue, broker_nudger
 from tasks.nudge import QUEUED_KEY, QueuedFlag
+from tasks.runtime import set_process_runtime
 from tasks.work import DrainResult, drain_inbox
 from tests.conftest import add_customer, sample_bytes
 from tests.unit.test_nudge import wait_for

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from core.redact import PATH_LOGGERS, mask_webhook_paths
 from ingest.providers import ADAPTERS
-from ingest.redact import PATH_LOGGERS, mask_webhook_paths
 from tests.conftest import PATH_TOKEN, sample_bytes, webhook_url
 
 URL = webhook_url("c2b/confirmation")

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
 
+from core.runtime import Runtime
 from ingest.providers import receipt_owner
 from ingest.spool import QUARANTINE_NAME
 from matcher.check import check_invariants
@@ -19,7 +20,6 @@ from matcher.inbox import process_pending, replay
 from matcher.models import AuditEvent, Customer, CustomerPhone, InboxItem, LedgerEntry, Payment
 from matcher.payments import record_manual_payment
 from momo.cli import main
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample_bytes
 from tests.unit.test_pipeline import balance, confirmation, put

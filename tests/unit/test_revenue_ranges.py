@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from core.runtime import Runtime
 from matcher.models import Payment
-from momo.runtime import Runtime
 from tests.revenue_ranges import check_ranges, seed_slices
 
 

@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
+from core.providers import ParseContext
 from ingest.providers import ADAPTERS
-from ingest.providers.base import InvalidCallback, ParseContext
 from ingest.providers.mpesa import parse_amount
 from ingest.store import StoreFailed
 from matcher.models import INBOX_PROCESSED, INBOX_REJECTED, InboxItem, Payment
-from matcher.notifications import Callback, Msisdn, PaymentNotification
+from matcher.notifications import Callback, InvalidCallback, Msisdn, PaymentNotification
 from matcher.phones import classify_msisdn
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, make_token
 from tests.unit.test_fast_path import MakeEdge, make_edge  # noqa: F401 (a fixture)
 
 if TYPE_CHECKING:
-    from momo.config import IPNetwork, Settings
+    from core.config import IPNetwork, Settings
 
 ACME_TOKEN = "acme-" + "k3" * 16
 PAID = "paid"

@@ -15,6 +15,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from core.config import ConfigError, Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from ingest.refusal import UNSTORABLE
 from ingest.spool import Spool, SpoolBusy, SpoolFull, _record, attach_spool
 from matcher.db import make_engine, make_session_factory, utcnow
@@ -22,8 +25,6 @@ from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem
 from matcher.text import unfit
 from momo.app import create_app
-from momo.config import ConfigError, Settings
-from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, sample_bytes, webhook_url
 

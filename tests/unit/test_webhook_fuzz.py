@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from core.config import Settings
+from ingest.providers import build_runtime
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem, Payment
 from momo.app import create_app
-from momo.config import Settings
-from momo.runtime import build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, webhook_url
 

@@ -13,6 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 import ingest.app
+from core.config import ConfigError, Settings
+from core.runtime import Runtime
+from ingest.providers import build_runtime
 from matcher.models import (
     INBOX_PENDING,
     INBOX_PROCESSED,
@@ -24,8 +27,6 @@ from matcher.models import (
     PaymentAttempt,
 )
 from momo.app import create_app
-from momo.config import ConfigError, Settings
-from momo.runtime import Runtime, build_runtime
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, sample, sample_bytes, webhook_url
 

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from gunicorn.errors import AppImportError
 
+from core.config import Settings
 from ingest.app import create_webhook_app
 from momo import wsgi
-from momo.config import Settings
 from tests.conftest import PATH_TOKEN
 
 

@@ -1,26 +1,18 @@
-"""The small protocol every provider adapter implements."""
+"""The small protocol every provider adapter implements (the adapters live in
+``ingest.providers``), and the words the webhook edge answers refusals with."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
-from matcher.notifications import Callback, InvalidCallback
+from core.redact import WEBHOOK_PREFIX
+from matcher.notifications import Callback
 
 if TYPE_CHECKING:
-    from momo.config import IPNetwork, Settings
-
-__all__ = [
-    "FORBIDDEN",
-    "INTERNAL_ERROR",
-    "NOT_ACCEPTED",
-    "TOO_MANY",
-    "UNAVAILABLE",
-    "InvalidCallback",
-    "ParseContext",
-    "ProviderAdapter",
-]
+    from core.config import IPNetwork, Settings
 
 # What the webhook edge tells a sender it did not take, in momo's words; each adapter
 # wraps them in its provider's error shape (``ProviderAdapter.refusal``).
@@ -96,3 +88,16 @@ class ProviderAdapter(Protocol):
     def validation_reply(self, accepted: bool) -> dict[str, Any]:
         """The body answering a validation request."""
         ...
+
+
+def adapter_for(providers: Mapping[str, ProviderAdapter], provider: str) -> ProviderAdapter:
+    """The adapter of ``provider``; for a name none is registered under, the first registered
+    one's, whose error shape answers requests that name no provider (a wrong path, a typo)."""
+    return providers.get(provider) or next(iter(providers.values()))
+
+
+def adapter_for_path(providers: Mapping[str, ProviderAdapter], path: str) -> ProviderAdapter:
+    """The adapter that answers ``path``: the provider a webhook path names, or the first."""
+    if path.startswith(WEBHOOK_PREFIX):
+        return adapter_for(providers, path[len(WEBHOOK_PREFIX) :].split("/", 1)[0])
+    return next(iter(providers.values()))

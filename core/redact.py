@@ -26,7 +26,7 @@ PATH_LOGGERS = (
     "gunicorn.error",
     "gunicorn.access",
     "momo",
-    "momo.web",
+    "core.web",
     "ingest.fast",
     "ingest.views",
 )

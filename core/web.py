@@ -12,11 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ingest.providers import adapter_for_path
-from ingest.providers.base import INTERNAL_ERROR, UNAVAILABLE
-from ingest.redact import mask_logged_paths, mask_webhook_paths
+from core.providers import INTERNAL_ERROR, UNAVAILABLE, ProviderAdapter, adapter_for_path
+from core.redact import mask_logged_paths, mask_webhook_paths
+from core.runtime import Runtime
 from matcher.db import answer_within, describe_error, refuses_writes
-from momo.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,12 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
     return response
 
 
+def _answering_adapter() -> ProviderAdapter:
+    """The provider whose error shape answers this (non-API) request."""
+    runtime: Runtime = current_app.extensions["momo"]
+    return adapter_for_path(runtime.providers, request.path)
+
+
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     code = (exc.name or "error").lower().replace(" ", "_")
@@ -103,7 +108,7 @@ def _http_error(exc: HTTPException) -> Response:
         detail = f"The body is larger than {MAX_BODY_BYTES // 1024} KiB."
     if request.path.startswith("/api/"):
         return problem(status, code, exc.name, detail)
-    response = jsonify(adapter_for_path(request.path).refusal(status, exc.name, detail=detail))
+    response = jsonify(_answering_adapter().refusal(status, exc.name, detail=detail))
     response.status_code = status
     return response
 
@@ -127,7 +132,7 @@ def _unexpected(exc: Exception) -> Response:
                 "Service Unavailable",
                 "The database did not answer; nothing was changed. Try again shortly.",
             )
-        response = jsonify(adapter_for_path(request.path).refusal(503, UNAVAILABLE))
+        response = jsonify(_answering_adapter().refusal(503, UNAVAILABLE))
         response.status_code = 503
         return response
     log.exception("unhandled error on %s %s", request.method, mask_webhook_paths(request.path))
@@ -135,7 +140,7 @@ def _unexpected(exc: Exception) -> Response:
         return problem(
             500, "internal_error", "Internal Server Error", "An unexpected error occurred."
         )
-    response = jsonify(adapter_for_path(request.path).refusal(500, INTERNAL_ERROR))
+    response = jsonify(_answering_adapter().refusal(500, INTERNAL_ERROR))
     response.status_code = 500
     return response
 

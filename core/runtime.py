@@ -1,23 +1,41 @@
 """What a running process shares: settings, the engine, the session factory, the nudge.
 
-Each Flask app gets its own Runtime from ``create_app``; a Celery worker
-process builds one lazily, after the fork, so no connection crosses a fork.
+Each Flask app gets its own Runtime from its factory; a Celery worker process builds
+one lazily, after the fork, so no connection crosses a fork. Processes build theirs
+with ``ingest.providers.build_runtime``, which gives it every registered provider.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from ingest.providers.base import ParseContext
+from core.config import Settings
+from core.providers import ParseContext, ProviderAdapter
 from matcher.db import Deadlines, make_engine, make_session_factory
-from momo.config import Settings, load_settings
+from matcher.models import InboxItem
+
+
+class Closable(Protocol):
+    """A background helper (a thread, a client) closed with the runtime."""
+
+    def close(self) -> None: ...
+
+
+class LocalSpool(Protocol):
+    """Where the webhook keeps callbacks, fsynced, while the database cannot take them."""
+
+    def append(self, item: InboxItem) -> str:
+        """Keep ``item`` durably; its spool id."""
+        ...
+
+    def backlog(self) -> dict[str, int]:
+        """What waits to be drained into the inbox (reported by the health check)."""
+        ...
 
 
 @dataclass
@@ -25,14 +43,16 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker
+    #: provider name -> adapter: the providers this process speaks
+    providers: Mapping[str, ProviderAdapter]
     #: tells the workers there is new inbox work; set by whoever runs the queue
     nudge: Callable[[], None] = field(default=lambda: None)
     #: the object behind ``nudge`` (closed with the runtime)
-    queue: Any = None
+    queue: Closable | None = None
     #: this host's spool for callbacks that arrive while the database is down
-    spool: Any = None
+    spool: LocalSpool | None = None
     #: background helpers (the spool drainer) closed with the runtime
-    helpers: list[Any] = field(default_factory=list)
+    helpers: list[Closable] = field(default_factory=list)
     #: (settings, shape context) made from them: the webhook asks on every request
     _shape: tuple[Settings, ParseContext] | None = field(default=None, repr=False, compare=False)
 
@@ -55,31 +75,14 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(settings: Settings | None = None) -> Runtime:
-    settings = settings or load_settings()
+def build_runtime(settings: Settings, *, providers: Mapping[str, ProviderAdapter]) -> Runtime:
+    """A runtime on ``settings`` speaking ``providers`` (the registry itself, not a copy: a
+    provider registered later is spoken too)."""
     deadlines = Deadlines.for_statements(settings.db_statement_timeout_seconds)
     engine = make_engine(settings.database_url, deadlines=deadlines)
-    return Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
-
-
-_process_runtime: Runtime | None = None
-_process_pid: int | None = None
-_lock = threading.Lock()
-
-
-def process_runtime() -> Runtime:
-    """The runtime of this process (worker, beat, CLI), built on first use after any fork."""
-    global _process_runtime, _process_pid
-    with _lock:
-        if _process_runtime is None or _process_pid != os.getpid():
-            _process_runtime = build_runtime()
-            _process_pid = os.getpid()
-        return _process_runtime
-
-
-def set_process_runtime(runtime: Runtime | None) -> None:
-    """Install a runtime for this process (tests, ``momo serve``)."""
-    global _process_runtime, _process_pid
-    with _lock:
-        _process_runtime = runtime
-        _process_pid = os.getpid() if runtime is not None else None
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        providers=providers,
+    )
