@@ -45,7 +45,7 @@ from bench.common import (
     write_json,
 )
 from bench.load import ACCOUNTS, account, body_template, run_load
-from core.config import load_settings
+from ingest.providers import load_settings
 from tasks.celery_app import PROCESS_INBOX, make_producer
 
 PATH = f"/webhooks/mpesa/{PATH_TOKEN}/c2b/confirmation"

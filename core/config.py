@@ -2,6 +2,9 @@
 
 Nothing else in momo reads ``os.environ``. A setting that is wrong fails at
 start-up with a message naming the variable and what it should look like.
+Each provider adapter reads its own block (its ``MOMO_<PROVIDER>_*`` variables)
+when the settings are loaded; ``ingest.providers.load_settings`` passes every
+registered adapter.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -52,9 +56,7 @@ def hide_passwords(text: str) -> str:
     return _QUERY_PASSWORD.sub(lambda m: m[1] + PASSWORD_MASK if m[2] else m[0], text)
 
 
-VALIDATION_MODES = ("accept", "reject-unknown-account")
-
-#: anyone who knows the M-PESA path token can post payments: it must be long and random
+#: anyone who knows a provider's path token can post payments: it must be long and random
 MIN_PATH_TOKEN_LENGTH = 32
 #: what a path token made of these (letters and digits only, any case) is taken to be: a
 #: stand-in left in place of a real secret (deploy/momo.env.example ships ``change-me``)
@@ -67,7 +69,6 @@ PLACEHOLDER_PATH_TOKENS = frozenset(
         "yoursecret",
         "token",
         "pathtoken",
-        "mpesapathtoken",
         "yourtoken",
         "password",
         "placeholder",
@@ -92,10 +93,7 @@ class Settings:
     default_region: str = "KE"
     timezone: str = "Africa/Nairobi"
     currency: str = "KES"
-    mpesa_path_token: str | None = None
-    mpesa_allowed_ips: tuple[IPNetwork, ...] = ()
     trusted_proxy_hops: int = 0
-    mpesa_validation: str = "accept"
     #: an inbox row still pending after this many seconds is re-enqueued by the sweeper
     sweep_after_seconds: int = 30
     #: how often beat (or the embedded worker) runs the sweeper
@@ -106,7 +104,7 @@ class Settings:
     max_attempts: int = 5
     #: wrong-token or disallowed webhook requests one address may make per minute before 429
     unauthenticated_per_minute: int = 60
-    #: where the embedded default keeps what it generates (the M-PESA path token)
+    #: where the embedded default keeps what it generates (the providers' path tokens)
     instance_path: Path = field(default_factory=lambda: Path("instance"))
     #: where callbacks wait, fsynced, while the database is unreachable (default: instance/spool)
     spool_dir: Path | None = None
@@ -121,6 +119,8 @@ class Settings:
     #: PostgreSQL cancels any other statement after this long; a database that does not
     #: answer at all is given up on a little later (API, workers, drainer, commands)
     db_statement_timeout_seconds: int = 20
+    #: provider name -> that provider's own settings block, read by its adapter
+    providers: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def spool_path(self) -> Path:
@@ -139,24 +139,39 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def require_mpesa_path_token(self) -> str:
-        """The token, when it is set and strong enough to guard the callback URLs."""
-        if not self.mpesa_path_token:
-            raise ConfigError(
-                "MOMO_MPESA_PATH_TOKEN is not set: the M-PESA callback URLs need a secret "
-                "path segment. Set it to a long random string, e.g. "
-                "MOMO_MPESA_PATH_TOKEN=$(openssl rand -hex 24)"
-            )
-        return check_path_token(self.mpesa_path_token)
-
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def with_provider(self, name: str, block: object) -> Settings:
+        """These settings with provider ``name``'s block replaced by ``block``."""
+        return replace(self, providers={**self.providers, name: block})
 
-def path_token_weakness(token: str) -> str | None:
-    """Why ``token`` cannot guard a callback URL, or None when it can."""
-    letters = re.sub(r"[^a-z0-9]", "", token.lower())
-    if letters in PLACEHOLDER_PATH_TOKENS or any(w in letters for w in PLACEHOLDER_WORDS):
+
+class ProviderSettings(Protocol):
+    """What loading the settings needs of a provider adapter: its variables and a reader
+    for its block."""
+
+    name: str
+    #: every MOMO_* variable the block is read from
+    variables: tuple[str, ...]
+
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> object:
+        """The provider's block from ``env``; ConfigError naming the variable when one is bad."""
+        ...
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def path_token_weakness(token: str, variable: str) -> str | None:
+    """Why ``token`` cannot guard a callback URL, or None when it can.
+
+    ``variable`` is where the token is set: its name, spelt as the token, is a placeholder.
+    """
+    letters = _letters(token)
+    placeholders = PLACEHOLDER_PATH_TOKENS | {_letters(variable.removeprefix("MOMO_"))}
+    if letters in placeholders or any(w in letters for w in PLACEHOLDER_WORDS):
         return f"is a placeholder ({token[:40]!r}), not a secret"
     if len(token) < MIN_PATH_TOKEN_LENGTH:
         return (
@@ -170,14 +185,15 @@ def path_token_weakness(token: str) -> str | None:
     return None
 
 
-def check_path_token(token: str, source: str = "MOMO_MPESA_PATH_TOKEN") -> str:
-    """``token`` when it can guard a callback URL; else ConfigError naming ``source``."""
-    weakness = path_token_weakness(token)
+def check_path_token(token: str, variable: str, registrar: str) -> str:
+    """``token`` when it can guard a callback URL; else ConfigError naming ``variable``, and
+    ``registrar``, where the callback URLs are registered."""
+    weakness = path_token_weakness(token, variable)
     if weakness is not None:
         raise ConfigError(
-            f"{source} {weakness}: anyone who knows it can post payments to momo. Make one "
-            f"with `openssl rand -hex 24` (48 characters), set {source} to it and register "
-            "the new callback URLs with Safaricom."
+            f"{variable} {weakness}: anyone who knows it can post payments to momo. Make one "
+            f"with `openssl rand -hex 24` (48 characters), set {variable} to it and register "
+            f"the new callback URLs with {registrar}."
         )
     return token
 
@@ -203,7 +219,9 @@ def _database_url(raw: str) -> str:
     return raw
 
 
-def _networks(raw: str) -> tuple[IPNetwork, ...]:
+def parse_networks(raw: str, variable: str, example: str) -> tuple[IPNetwork, ...]:
+    """The addresses and CIDR blocks in ``raw`` (separated by commas or semicolons); a
+    ConfigError naming ``variable``, with ``example`` of a good list, for one that is not."""
     networks = []
     for part in raw.replace(";", ",").split(","):
         part = part.strip()
@@ -213,23 +231,21 @@ def _networks(raw: str) -> tuple[IPNetwork, ...]:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
             raise ConfigError(
-                f"MOMO_MPESA_ALLOWED_IPS has {part!r}, which is not an IP address or CIDR "
-                "block; give a comma-separated list such as 196.201.214.0/24,196.201.213.114"
+                f"{variable} has {part!r}, which is not an IP address or CIDR "
+                f"block; give a comma-separated list such as {example}"
             ) from None
     return tuple(networks)
 
 
-#: every variable momo reads (README's Configuration table names each)
+#: every variable momo reads besides the providers' own (README's Configuration table
+#: names each; ``ingest.providers.variables()`` lists them all)
 VARIABLES = (
     "MOMO_DATABASE_URL",
     "MOMO_BROKER_URL",
     "MOMO_DEFAULT_REGION",
     "MOMO_TIMEZONE",
     "MOMO_CURRENCY",
-    "MOMO_MPESA_PATH_TOKEN",
-    "MOMO_MPESA_ALLOWED_IPS",
     "MOMO_TRUSTED_PROXY_HOPS",
-    "MOMO_MPESA_VALIDATION",
     "MOMO_SWEEP_AFTER_SECONDS",
     "MOMO_SWEEP_INTERVAL_SECONDS",
     "MOMO_BATCH_SIZE",
@@ -250,21 +266,24 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def unknown_variables(env: Mapping[str, str]) -> dict[str, str | None]:
-    """Each MOMO_* name in ``env`` that momo does not read, with the known name it is
-    closest to (None when none is close): a misspelt variable is otherwise ignored."""
+def unknown_variables(
+    env: Mapping[str, str], known: tuple[str, ...] = VARIABLES
+) -> dict[str, str | None]:
+    """Each MOMO_* name in ``env`` that momo does not read (is not in ``known``), with the
+    known name it is closest to (None when none is close): a misspelt variable is
+    otherwise ignored."""
     unknown: dict[str, str | None] = {}
     for name in sorted(env):
-        if not name.startswith("MOMO_") or name in VARIABLES or name.startswith(NOT_SETTINGS):
+        if not name.startswith("MOMO_") or name in known or name.startswith(NOT_SETTINGS):
             continue
-        close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.75)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         unknown[name] = close[0] if close else None
     return unknown
 
 
-def _warn_unknown(env: Mapping[str, str]) -> None:
+def _warn_unknown(env: Mapping[str, str], known: tuple[str, ...]) -> None:
     # once per name and process: every start reads the settings, some several times
-    for name, close in unknown_variables(env).items():
+    for name, close in unknown_variables(env, known).items():
         with _warned_lock:
             if name in _warned:
                 continue
@@ -278,7 +297,9 @@ def _warn_unknown(env: Mapping[str, str]) -> None:
         )
 
 
-def _database_url_or_default(env: Mapping[str, str], broker: str | None) -> str:
+def _database_url_or_default(
+    env: Mapping[str, str], broker: str | None, known: tuple[str, ...]
+) -> str:
     given = env.get("MOMO_DATABASE_URL", "").strip()
     if given:
         return _database_url(given)
@@ -286,7 +307,7 @@ def _database_url_or_default(env: Mapping[str, str], broker: str | None) -> str:
         # With a broker this is a production set-up: the SQLite default there would take
         # callbacks into a local file no worker, API or other host reads, and say ok.
         hint = ""
-        close = [n for n, c in unknown_variables(env).items() if c == "MOMO_DATABASE_URL"]
+        close = [n for n, c in unknown_variables(env, known).items() if c == "MOMO_DATABASE_URL"]
         if close:
             hint = f" ({close[0]} is set: a misspelling?)"
         raise ConfigError(
@@ -298,13 +319,19 @@ def _database_url_or_default(env: Mapping[str, str], broker: str | None) -> str:
     return EMBEDDED_DATABASE_URL
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every MOMO_* variable once; raise ConfigError naming a bad one.
+def load_settings(
+    env: Mapping[str, str] | None = None, *, providers: Iterable[ProviderSettings] = ()
+) -> Settings:
+    """Read every MOMO_* variable once, each of ``providers`` reading its own block; raise
+    ConfigError naming a bad one.
 
-    A MOMO_* variable momo does not read is logged (once), with the name it is closest to.
+    A MOMO_* variable neither momo nor a provider reads is logged (once), with the name it
+    is closest to.
     """
     env = os.environ if env is None else env
-    _warn_unknown(env)
+    providers = tuple(providers)
+    known = VARIABLES + tuple(v for provider in providers for v in provider.variables)
+    _warn_unknown(env, known)
     region = env.get("MOMO_DEFAULT_REGION", "KE").strip().upper() or "KE"
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(
@@ -322,31 +349,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not re.fullmatch("[A-Za-z]{3}", currency):
         raise ConfigError(f"MOMO_CURRENCY={currency!r} is not a three-letter code such as KES")
     currency = currency.upper()
-    validation = env.get("MOMO_MPESA_VALIDATION", "accept").strip() or "accept"
-    if validation not in VALIDATION_MODES:
-        raise ConfigError(
-            f"MOMO_MPESA_VALIDATION={validation!r} is not one of: {', '.join(VALIDATION_MODES)}"
-        )
     broker = env.get("MOMO_BROKER_URL", "").strip() or None
     if broker and not broker.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
         raise ConfigError(
             f"MOMO_BROKER_URL={hide_passwords(broker)!r} is not a redis:// or amqp:// URL; "
             "leave it unset to work the queue in-process"
         )
-    database_url = _database_url_or_default(env, broker)
-    path_token = env.get("MOMO_MPESA_PATH_TOKEN", "").strip() or None
-    if path_token is not None:
-        check_path_token(path_token)
-    return Settings(
+    database_url = _database_url_or_default(env, broker, known)
+    settings = Settings(
         database_url=database_url,
         broker_url=broker,
         default_region=region,
         timezone=timezone,
         currency=currency,
-        mpesa_path_token=path_token,
-        mpesa_allowed_ips=_networks(env.get("MOMO_MPESA_ALLOWED_IPS", "")),
         trusted_proxy_hops=_int(env, "MOMO_TRUSTED_PROXY_HOPS", 0),
-        mpesa_validation=validation,
         sweep_after_seconds=_int(env, "MOMO_SWEEP_AFTER_SECONDS", 30, minimum=1),
         sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
         batch_size=_int(env, "MOMO_BATCH_SIZE", 100, minimum=1),
@@ -362,3 +378,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_write_connections=_int(env, "MOMO_DB_WRITE_CONNECTIONS", 4, minimum=1),
         db_statement_timeout_seconds=_int(env, "MOMO_DB_STATEMENT_TIMEOUT_SECONDS", 20, minimum=1),
     )
+    blocks = {provider.name: provider.read_settings(env, settings) for provider in providers}
+    return settings.with_overrides(providers=blocks)

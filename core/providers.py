@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from core.config import IPNetwork, ProviderSettings, Settings
 from core.redact import WEBHOOK_PREFIX
 from matcher.notifications import Callback
-
-if TYPE_CHECKING:
-    from core.config import IPNetwork, Settings
 
 # What the webhook edge tells a sender it did not take, in momo's words; each adapter
 # wraps them in its provider's error shape (``ProviderAdapter.refusal``).
@@ -45,7 +43,10 @@ class ParseContext:
     shape_only: bool = False
 
 
-class ProviderAdapter(Protocol):
+class ProviderAdapter(ProviderSettings, Protocol):
+    """One provider: its settings block (``variables``, ``read_settings``), how its
+    callbacks are authenticated, parsed and answered."""
+
     name: str
     #: callback kinds this provider posts, e.g. {"c2b/confirmation", ...}
     kinds: frozenset[str]
@@ -55,6 +56,11 @@ class ProviderAdapter(Protocol):
     def path_token(self, settings: Settings) -> str | None:
         """The secret path segment a callback must carry, or None when none is configured
         (then every callback to this provider is refused)."""
+        ...
+
+    def require_path_token(self, settings: Settings) -> str:
+        """The path token, when it is set and strong enough to guard the callback URLs;
+        else ConfigError naming the variable (a web process does not start without it)."""
         ...
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:

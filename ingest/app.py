@@ -7,11 +7,11 @@ import os
 
 from flask import Blueprint, Flask
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.runtime import Runtime
 from core.web import build_app
 from ingest.fast import install as install_fast_path
-from ingest.providers import build_runtime
+from ingest.providers import ADAPTERS, build_runtime, load_settings
 from ingest.spool import Spool, attach_spool
 from ingest.views import bp
 from tasks.embedded import attach_queue
@@ -24,11 +24,12 @@ def create_webhook_app(
 ) -> Flask:
     """An app serving the webhooks (and any other ``blueprints``), with queue and spool.
 
-    Fails at start-up (ConfigError), naming the variable, when MOMO_MPESA_PATH_TOKEN is
+    Fails at start-up (ConfigError), naming the variable, when a provider's path token is
     missing or the spool directory cannot be created, written and fsynced.
     """
     settings = runtime.settings if runtime else (settings or load_settings())
-    settings.require_mpesa_path_token()
+    for adapter in (runtime.providers if runtime else ADAPTERS).values():
+        adapter.require_path_token(settings)
     if runtime is None:
         Spool.for_settings(settings).check_writable()
         log_local_paths(settings)

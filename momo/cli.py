@@ -14,13 +14,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from core.config import (
-    ConfigError,
-    Settings,
-    hide_passwords,
-    load_settings,
-    path_token_weakness,
-)
+from core.config import ConfigError, Settings, hide_passwords, path_token_weakness
+from ingest.providers import ADAPTERS, load_settings
+from ingest.providers.mpesa import PATH_TOKEN_VARIABLE, settings_of, with_settings
 from momo import serving
 
 if TYPE_CHECKING:
@@ -178,9 +174,9 @@ def _embedded_path_token(settings: Settings) -> tuple[Settings, bool]:
     path = settings.instance_path / PATH_TOKEN_FILE
     if path.exists():
         token = path.read_text().strip()
-        weakness = path_token_weakness(token)
+        weakness = path_token_weakness(token, PATH_TOKEN_VARIABLE)
         if weakness is None:
-            return settings.with_overrides(mpesa_path_token=token), False
+            return with_settings(settings, path_token=token), False
         token = _new_path_token()
         replacement = path.with_name(path.name + ".new")
         replacement.unlink(missing_ok=True)  # left by a start that died half-way
@@ -196,7 +192,7 @@ def _embedded_path_token(settings: Settings) -> tuple[Settings, bool]:
         token = _new_path_token()
         _write_secret(path, token)
         click.echo(f"generated an M-PESA path token, kept in {path}")
-    return settings.with_overrides(mpesa_path_token=token), True
+    return with_settings(settings, path_token=token), True
 
 
 def _new_path_token() -> str:
@@ -239,12 +235,13 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     # A configured token is never printed (a terminal's or a unit's log would keep it); one
     # generated just now is shown this once, since nobody else knows it yet.
     shown, origin = "<MOMO_MPESA_PATH_TOKEN>", "the path token is MOMO_MPESA_PATH_TOKEN's value"
-    if settings.is_embedded and not settings.mpesa_path_token:
+    if settings.is_embedded and not settings_of(settings).path_token:
         settings, generated = _embedded_path_token(settings)
         kept = settings.instance_path / PATH_TOKEN_FILE
         shown, origin = f"<the token in {kept}>", f"the path token is kept in {kept}"
         if generated:
-            shown, origin = settings.require_mpesa_path_token(), f"{origin}; shown this once"
+            token = ADAPTERS["mpesa"].require_path_token(settings)
+            shown, origin = token, f"{origin}; shown this once"
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     app = _fail_on_config(lambda: create_app(settings))
     base = f"http://{host}:{port}"

@@ -16,6 +16,7 @@ from api.auth import create_token
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
+from ingest.providers.mpesa import MpesaSettings
 from matcher.customers import save_customer
 from matcher.db import make_engine
 from matcher.migrate import upgrade
@@ -24,6 +25,11 @@ from momo.app import create_app
 ROOT = Path(__file__).resolve().parents[1]
 #: the M-PESA path token of every test app: long and varied enough for core.config to take
 PATH_TOKEN = "test-path-token-0123456789abcdefghij"
+
+
+def mpesa_block(path_token: str | None, **fields: Any) -> dict[str, MpesaSettings]:
+    """``Settings.providers`` holding M-PESA's block: ``path_token`` and ``fields``."""
+    return {"mpesa": MpesaSettings(path_token=path_token, **fields)}
 
 
 def samples_dir() -> Path:
@@ -47,7 +53,7 @@ def sample(name: str) -> dict:
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'momo.db'}",
-        mpesa_path_token=PATH_TOKEN,
+        providers=mpesa_block(PATH_TOKEN),
         instance_path=tmp_path / "instance",
     )
 

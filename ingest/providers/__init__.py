@@ -1,13 +1,16 @@
 """Provider adapters by name: the only place that knows which providers momo speaks.
 
-Every process above ``ingest`` builds its runtime here, so it speaks every registered
-provider.
+Every process above ``ingest`` loads its settings and builds its runtime here, so each
+registered provider's settings block is read and every provider is spoken.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from core import config
 from core import providers as core_providers
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
@@ -17,6 +20,17 @@ from ingest.providers.mpesa import MpesaAdapter
 #: first one's error shape also answers a request that names no registered provider (a
 #: wrong path, a mistyped provider), so such answers look like today's.
 ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter()}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from ``env`` (default: the environment), with every registered
+    provider's block; ConfigError naming a variable that is wrong."""
+    return config.load_settings(env, providers=ADAPTERS.values())
+
+
+def variables() -> tuple[str, ...]:
+    """Every variable momo reads: its own, then each registered provider's."""
+    return config.VARIABLES + tuple(v for a in ADAPTERS.values() for v in a.variables)
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:

@@ -1,5 +1,8 @@
 """M-PESA (Safaricom Daraja): C2B confirmation and validation, and STK push results.
 
+M-PESA's settings (``MOMO_MPESA_*``) are its own block, ``MpesaSettings``, read by
+``MpesaAdapter.read_settings`` and found again with ``settings_of``.
+
 ``MpesaAdapter.parse`` turns a raw callback body into one of momo's frozen values or
 raises ``InvalidCallback`` with a short reason; no other exception escapes it, and no
 float ever holds an amount (JSON fractions are decoded as ``Decimal``).
@@ -13,10 +16,13 @@ from __future__ import annotations
 import decimal
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from core.config import ConfigError, IPNetwork, Settings, check_path_token, parse_networks
 from core.providers import NOT_ACCEPTED, ParseContext
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
@@ -29,9 +35,6 @@ from matcher.notifications import (
 )
 from matcher.phones import classify_msisdn
 from matcher.text import column_length, storable
-
-if TYPE_CHECKING:
-    from core.config import IPNetwork, Settings
 
 PROVIDER: Final = "mpesa"
 C2B_CONFIRMATION: Final = "c2b/confirmation"
@@ -78,6 +81,60 @@ CANCELLED_BY_USER: Final = 1032
 #: The STK metadata items we read; a duplicate of one of these is ambiguous.
 _STK_ITEMS: Final = frozenset({"Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"})
 
+# --- settings -----------------------------------------------------------------------------
+
+PATH_TOKEN_VARIABLE: Final = "MOMO_MPESA_PATH_TOKEN"  # noqa: S105 - a variable name, not a secret
+ALLOWED_IPS_VARIABLE: Final = "MOMO_MPESA_ALLOWED_IPS"
+VALIDATION_VARIABLE: Final = "MOMO_MPESA_VALIDATION"
+#: where M-PESA's callback URLs are registered
+REGISTRAR: Final = "Safaricom"
+VALIDATION_MODES: Final = ("accept", "reject-unknown-account")
+
+
+@dataclass(frozen=True)
+class MpesaSettings:
+    """M-PESA's block of the settings; the defaults are what an unset variable means."""
+
+    #: MOMO_MPESA_PATH_TOKEN: the secret path segment of the callback URLs; None: every
+    #: callback is refused, and no web process starts
+    path_token: str | None = None
+    #: MOMO_MPESA_ALLOWED_IPS: the addresses callbacks may come from; empty: any address
+    allowed_ips: tuple[IPNetwork, ...] = ()
+    #: MOMO_MPESA_VALIDATION: "accept", or "reject-unknown-account"
+    validation: str = "accept"
+
+
+def read_settings(env: Mapping[str, str]) -> MpesaSettings:
+    """M-PESA's block from the environment; ConfigError naming a variable that is wrong."""
+    validation = env.get(VALIDATION_VARIABLE, "accept").strip() or "accept"
+    if validation not in VALIDATION_MODES:
+        raise ConfigError(
+            f"{VALIDATION_VARIABLE}={validation!r} is not one of: {', '.join(VALIDATION_MODES)}"
+        )
+    path_token = env.get(PATH_TOKEN_VARIABLE, "").strip() or None
+    if path_token is not None:
+        check_path_token(path_token, PATH_TOKEN_VARIABLE, REGISTRAR)
+    allowed_ips = parse_networks(
+        env.get(ALLOWED_IPS_VARIABLE, ""),
+        ALLOWED_IPS_VARIABLE,
+        "196.201.214.0/24,196.201.213.114",
+    )
+    return MpesaSettings(path_token=path_token, allowed_ips=allowed_ips, validation=validation)
+
+
+def settings_of(settings: Settings) -> MpesaSettings:
+    """M-PESA's block of ``settings``; the defaults when the settings carry none."""
+    block: MpesaSettings | None = settings.providers.get(PROVIDER)
+    return MpesaSettings() if block is None else block
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with M-PESA's block changed (e.g. ``path_token=...``)."""
+    return settings.with_provider(PROVIDER, replace(settings_of(settings), **changes))
+
+
+# --- the adapter --------------------------------------------------------------------------
+
 
 class MpesaAdapter:
     """Daraja callbacks in, momo values out; Daraja's own acknowledgement formats back."""
@@ -85,15 +142,30 @@ class MpesaAdapter:
     name: str = PROVIDER
     kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
+    variables: tuple[str, ...] = (PATH_TOKEN_VARIABLE, ALLOWED_IPS_VARIABLE, VALIDATION_VARIABLE)
+
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> MpesaSettings:
+        return read_settings(env)
 
     def path_token(self, settings: Settings) -> str | None:
-        return settings.mpesa_path_token
+        return settings_of(settings).path_token
+
+    def require_path_token(self, settings: Settings) -> str:
+        """The token, when it is set and strong enough to guard the callback URLs."""
+        token = settings_of(settings).path_token
+        if not token:
+            raise ConfigError(
+                f"{PATH_TOKEN_VARIABLE} is not set: the M-PESA callback URLs need a secret "
+                "path segment. Set it to a long random string, e.g. "
+                f"{PATH_TOKEN_VARIABLE}=$(openssl rand -hex 24)"
+            )
+        return check_path_token(token, PATH_TOKEN_VARIABLE, REGISTRAR)
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
-        return settings.mpesa_allowed_ips
+        return settings_of(settings).allowed_ips
 
     def rejects_unknown_accounts(self, settings: Settings) -> bool:
-        return settings.mpesa_validation == "reject-unknown-account"
+        return settings_of(settings).validation == "reject-unknown-account"
 
     def refusal(self, status: int, message: str, **extra: str) -> dict[str, Any]:
         """Daraja's error shape, whatever the status: ResultCode 1 and the reason."""

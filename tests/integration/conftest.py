@@ -29,9 +29,8 @@ import redis
 import requests
 from sqlalchemy.engine import make_url
 
-from core.config import load_settings
 from core.runtime import Runtime
-from ingest.providers import build_runtime
+from ingest.providers import build_runtime, load_settings
 
 ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,14 +69,14 @@ def migrated_runtime() -> Iterator[Runtime]:
     from core.config import Settings
     from matcher.db import make_engine
     from matcher.migrate import upgrade
-    from tests.conftest import PATH_TOKEN
+    from tests.conftest import PATH_TOKEN, mpesa_block
 
     databases = _database()
     url = next(databases)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
+    runtime = build_runtime(Settings(database_url=url, providers=mpesa_block(PATH_TOKEN)))
     try:
         yield runtime
     finally:

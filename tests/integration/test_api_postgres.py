@@ -24,7 +24,7 @@ from ingest.providers import build_runtime
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import IdempotencyRecord
-from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token
+from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, mpesa_block
 from tests.unit.test_migrations import forgets_recorded_token_secrets
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def pg_api(pg_url: str) -> Iterator[tuple[FlaskClient, Runtime, dict[str, str]]]
     engine = make_engine(pg_url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN))
+    runtime = build_runtime(Settings(database_url=pg_url, providers=mpesa_block(PATH_TOKEN)))
     app = create_app(runtime=runtime)
     app.config["TESTING"] = True
     admin = f"pg-admin-{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,7 @@ from matcher.migrate import upgrade
 from matcher.models import Customer, LedgerEntry, Payment, Purchase
 from matcher.payments import associate, disassociate, record_manual_payment
 from matcher.plans import create_plan, purchase
-from tests.conftest import add_customer
+from tests.conftest import add_customer, mpesa_block
 from tests.integration.conftest import PATH_TOKEN
 
 THREADS = 8
@@ -39,7 +39,7 @@ def db_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runti
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=url, mpesa_path_token=PATH_TOKEN))
+    runtime = build_runtime(Settings(database_url=url, providers=mpesa_block(PATH_TOKEN)))
     yield runtime
     runtime.close()
 
@@ -230,7 +230,7 @@ def pg_runtime(fresh_pg_url: str) -> Iterator[Runtime]:
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
     engine.dispose()
-    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token="x"))
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, providers=mpesa_block("x")))
     yield runtime
     runtime.close()
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from core.runtime import Runtime
 from ingest.providers import build_runtime
+from ingest.providers.mpesa import with_settings
 from matcher.models import INBOX_DEAD, InboxItem, Payment, PaymentAttempt
 from momo.app import create_app
 from momo.cli import main
@@ -328,7 +329,7 @@ def test_a_validation_with_an_unusable_reference_is_answered_not_a_503(
 ) -> None:
     """Refusing unknown accounts looks the reference up: one no account can have is not
     looked up (PostgreSQL would refuse the query), the payer's phone still counts."""
-    checking = build_runtime(pg.settings.with_overrides(mpesa_validation="reject-unknown-account"))
+    checking = build_runtime(with_settings(pg.settings, validation="reject-unknown-account"))
     try:
         client = create_app(runtime=checking).test_client()
         body = sample("c2b_validation.json") | {"BillRefNumber": reference, "MSISDN": msisdn}

@@ -25,7 +25,7 @@ from matcher.db import make_engine, make_session_factory
 from matcher.migrate import upgrade
 from matcher.models import INBOX_REJECTED, InboxItem
 from momo.app import create_app
-from tests.conftest import PATH_TOKEN, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, mpesa_block, sample_bytes, webhook_url
 from tests.integration.conftest import ADMIN_URL, wait_until
 
 pytestmark = pytest.mark.integration
@@ -223,7 +223,7 @@ def test_the_webhook_spools_and_acknowledges_while_postgresql_is_unreachable(
     runtime = build_runtime(
         Settings(
             database_url=url.render_as_string(hide_password=False),
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
     )

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from core.config import load_settings
+from ingest.providers import load_settings
 from matcher.db import make_engine
 from matcher.migrate import current_revision, head_revision
 from tests.integration.conftest import ADMIN_URL, VENV_BIN

@@ -13,7 +13,7 @@ from ingest.providers import build_runtime
 from matcher.ledger import ledger_sum
 from matcher.models import Customer, InboxItem, LedgerEntry, Payment
 from tasks.work import drain_inbox
-from tests.conftest import add_customer, sample
+from tests.conftest import add_customer, mpesa_block, sample
 from tests.integration.conftest import PATH_TOKEN
 from tests.unit.test_migrations import schema_differences
 
@@ -29,7 +29,7 @@ def pg_runtime(pg_url: str):  # type: ignore[no-untyped-def]
     upgrade(engine)
     engine.dispose()
     runtime = build_runtime(
-        Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN, batch_size=20)
+        Settings(database_url=pg_url, providers=mpesa_block(PATH_TOKEN), batch_size=20)
     )
     yield runtime
     runtime.close()
@@ -62,7 +62,9 @@ def test_concurrent_drains_record_every_row_exactly_once(pg_runtime, pg_url: str
             for r in rows
         )
     runtimes = [
-        build_runtime(Settings(database_url=pg_url, mpesa_path_token=PATH_TOKEN, batch_size=20))
+        build_runtime(
+            Settings(database_url=pg_url, providers=mpesa_block(PATH_TOKEN), batch_size=20)
+        )
         for _ in range(4)
     ]
     errors: list[BaseException] = []
@@ -148,7 +150,7 @@ def test_long_ranges_equal_a_recount_of_the_slices_on_postgresql(
 
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
-    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token=PATH_TOKEN))
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, providers=mpesa_block(PATH_TOKEN)))
     try:
         with runtime.sessions.begin() as session:
             slices = seed_slices(session, seed)
@@ -171,7 +173,7 @@ def test_the_revenue_backfill_on_postgresql_matches_what_the_writers_keep(
 
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
-    runtime = build_runtime(Settings(database_url=fresh_pg_url, mpesa_path_token=PATH_TOKEN))
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, providers=mpesa_block(PATH_TOKEN)))
     try:
         add_customer(runtime, "ACC1042", [])
         for n in range(30):

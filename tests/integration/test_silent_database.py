@@ -23,9 +23,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from core.config import load_settings
 from ingest import store
-from ingest.providers import build_runtime
+from ingest.providers import build_runtime, load_settings
 from ingest.store import InboxWriter, StoreFailed, inbox_row
 from matcher.db import make_engine
 from matcher.migrate import upgrade

@@ -29,7 +29,7 @@ from matcher.migrate import upgrade
 from matcher.models import InboxItem
 from momo.app import create_app
 from momo.cli import main
-from tests.conftest import PATH_TOKEN, sample, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, mpesa_block, sample, sample_bytes, webhook_url
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def runtime(fresh_pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
     rt = build_runtime(
         Settings(
             database_url=fresh_pg_url,
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
     )
@@ -260,7 +260,7 @@ class TestADatabaseThatRefusesWrites:
         set_read_only(fresh_pg_url, True)
         settings = Settings(
             database_url=fresh_pg_url,
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
             spool_dir=tmp_path / "spool",
             spool_max_bytes=4096,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate
-from core.config import VARIABLES
+from ingest.providers import variables
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer, InboxItem
@@ -28,7 +28,7 @@ from momo.cli import main
 from tests.conftest import PATH_TOKEN
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
-MOMO_VARIABLES = VARIABLES
+MOMO_VARIABLES = variables()
 
 HEADER = "account_number,name,phones\n"
 

@@ -1,15 +1,23 @@
-"""core.config: the environment read once into Settings, or a ConfigError naming the variable."""
+"""core.config: the environment read once into Settings, or a ConfigError naming the variable.
+
+Settings are loaded as every process loads them, through ``ingest.providers.load_settings``:
+each registered provider reads its own block (M-PESA's is ``MOMO_MPESA_*``).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from core.config import VARIABLES, ConfigError, Settings, hide_passwords, load_settings
-from tests.conftest import PATH_TOKEN, ROOT
+from core import config
+from core.config import ConfigError, Settings, hide_passwords
+from ingest.providers import ADAPTERS, load_settings, variables
+from ingest.providers.mpesa import MpesaSettings, settings_of
+from tests.conftest import PATH_TOKEN, ROOT, mpesa_block
 
 #: as `openssl rand -hex 24` makes one
 STRONG_TOKEN = "3f9a1c0e5b7d2e8f4a6c1b9d0e7f2a5c8b3d6e1f4a7c0b9d"
@@ -26,9 +34,9 @@ class TestLoadSettingsDefaults:
         assert settings.default_region == "KE"
         assert settings.timezone == "Africa/Nairobi"
         assert settings.currency == "KES"
-        assert settings.mpesa_validation == "accept"
-        assert settings.mpesa_path_token is None
-        assert settings.mpesa_allowed_ips == ()
+        assert settings_of(settings).validation == "accept"
+        assert settings_of(settings).path_token is None
+        assert settings_of(settings).allowed_ips == ()
         assert settings.trusted_proxy_hops == 0
         assert settings.instance_path == Path("instance")
         assert settings.is_embedded
@@ -51,7 +59,8 @@ class TestLoadSettingsDefaults:
         assert settings == load_settings({})
 
     def test_the_default_settings_object_agrees_with_an_empty_environment(self) -> None:
-        assert load_settings({}) == Settings()
+        assert config.load_settings({}) == Settings()
+        assert load_settings({}) == Settings(providers={"mpesa": MpesaSettings()})
 
     def test_variables_other_than_momos_are_ignored(self) -> None:
         assert load_settings({"DATABASE_URL": "postgresql://elsewhere/db"}) == load_settings({})
@@ -93,7 +102,7 @@ class TestLoadSettingsValues:
             {"MOMO_MPESA_ALLOWED_IPS": " 196.201.214.0/24, 196.201.213.114;2001:db8::/32,, "}
         )
 
-        assert settings.mpesa_allowed_ips == (
+        assert settings_of(settings).allowed_ips == (
             ipaddress.ip_network("196.201.214.0/24"),
             ipaddress.ip_network("196.201.213.114/32"),
             ipaddress.ip_network("2001:db8::/32"),
@@ -102,8 +111,8 @@ class TestLoadSettingsValues:
     def test_a_cidr_with_host_bits_set_means_its_network(self) -> None:
         settings = load_settings({"MOMO_MPESA_ALLOWED_IPS": "196.201.214.77/24"})
 
-        assert settings.mpesa_allowed_ips == (ipaddress.ip_network("196.201.214.0/24"),)
-        assert ipaddress.ip_address("196.201.214.1") in settings.mpesa_allowed_ips[0]
+        assert settings_of(settings).allowed_ips == (ipaddress.ip_network("196.201.214.0/24"),)
+        assert ipaddress.ip_address("196.201.214.1") in settings_of(settings).allowed_ips[0]
 
     def test_region_and_currency_are_read_in_any_case(self) -> None:
         settings = load_settings({"MOMO_DEFAULT_REGION": "ug", "MOMO_CURRENCY": "ugx"})
@@ -128,8 +137,8 @@ class TestLoadSettingsValues:
 
         assert settings.timezone == "Africa/Kampala"
         assert str(settings.zone) == "Africa/Kampala"
-        assert settings.mpesa_validation == "reject-unknown-account"
-        assert settings.mpesa_path_token == STRONG_TOKEN
+        assert settings_of(settings).validation == "reject-unknown-account"
+        assert settings_of(settings).path_token == STRONG_TOKEN
         assert settings.trusted_proxy_hops == 2
         assert settings.sweep_after_seconds == 60
         assert settings.sweep_interval_seconds == 5
@@ -256,7 +265,7 @@ class TestPathToken:
         ],
     )
     def test_a_random_token_of_32_characters_or_more_is_taken(self, token: str) -> None:
-        assert load_settings({"MOMO_MPESA_PATH_TOKEN": token}).mpesa_path_token == token
+        assert settings_of(load_settings({"MOMO_MPESA_PATH_TOKEN": token})).path_token == token
 
     @pytest.mark.parametrize(
         "token",
@@ -281,24 +290,37 @@ class TestPathToken:
 
 
 class TestSettings:
-    def test_require_mpesa_path_token_names_the_variable_when_it_is_missing(self) -> None:
+    def test_require_path_token_names_the_variable_when_it_is_missing(self) -> None:
         with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
-            Settings().require_mpesa_path_token()
+            ADAPTERS["mpesa"].require_path_token(Settings())
 
-    def test_require_mpesa_path_token_returns_a_configured_token(self) -> None:
-        assert Settings(mpesa_path_token=PATH_TOKEN).require_mpesa_path_token() == PATH_TOKEN
+    def test_require_path_token_returns_a_configured_token(self) -> None:
+        settings = Settings(providers=mpesa_block(PATH_TOKEN))
+        assert ADAPTERS["mpesa"].require_path_token(settings) == PATH_TOKEN
 
-    def test_require_mpesa_path_token_refuses_a_weak_token_set_in_code_too(self) -> None:
+    def test_require_path_token_refuses_a_weak_token_set_in_code_too(self) -> None:
         with pytest.raises(ConfigError, match="at least 32"):
-            Settings(mpesa_path_token="abc").require_mpesa_path_token()
+            ADAPTERS["mpesa"].require_path_token(Settings(providers=mpesa_block("abc")))
 
     def test_with_overrides_changes_a_copy_and_leaves_the_original(self) -> None:
         original = Settings()
 
-        changed = original.with_overrides(mpesa_validation="reject-unknown-account")
+        changed = original.with_overrides(trusted_proxy_hops=2)
 
-        assert changed.mpesa_validation == "reject-unknown-account"
-        assert original.mpesa_validation == "accept"
+        assert changed.trusted_proxy_hops == 2
+        assert original.trusted_proxy_hops == 0
+
+    def test_with_provider_changes_one_block_of_a_copy(self) -> None:
+        original = Settings(providers={"acme": "acme's block", **mpesa_block(PATH_TOKEN)})
+
+        changed = original.with_provider("mpesa", MpesaSettings(validation="accept"))
+
+        assert settings_of(changed).path_token is None
+        assert changed.providers["acme"] == "acme's block"
+        assert settings_of(original).path_token == PATH_TOKEN
+
+    def test_a_provider_without_a_block_reads_as_its_defaults(self) -> None:
+        assert settings_of(Settings()) == MpesaSettings()
 
     def test_settings_are_frozen(self) -> None:
         with pytest.raises(AttributeError):
@@ -382,7 +404,7 @@ class TestUnknownVariables:
     def test_known_variables_and_the_test_suites_own_are_not_logged(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        env = {name: "" for name in VARIABLES}
+        env = {name: "" for name in variables()}
         env.update(
             MOMO_TEST_REDIS_URL="redis://x",
             MOMO_BENCH_POSTGRES_URL="postgresql://x",
@@ -400,7 +422,63 @@ class TestUnknownVariables:
         table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
         rows = re.findall(r"^\| `(MOMO_[A-Z_]+)` \|", table, flags=re.MULTILINE)
 
-        assert sorted(rows) == sorted(VARIABLES)
+        assert sorted(rows) == sorted(variables())
+
+    def test_a_providers_variables_are_known_through_its_adapter(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        env = {"MOMO_MPESA_VALIDATION": "accept"}
+        with caplog.at_level("WARNING", logger="core.config"):
+            load_settings(env)
+        assert caplog.records == []
+
+        with caplog.at_level("WARNING", logger="core.config"):
+            config.load_settings(env)  # no adapter: nobody reads it
+        [record] = caplog.records
+        assert "MOMO_MPESA_VALIDATION is set but momo does not read it" in record.getMessage()
+
+
+# --- provider blocks ----------------------------------------------------------------------
+
+
+class AcmeReader:
+    """A provider's settings: one variable, read into a block of its own."""
+
+    name = "acme"
+    variables = ("MOMO_ACME_KEY",)
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> tuple[str, str]:
+        self.reads += 1
+        key = env.get("MOMO_ACME_KEY", "")
+        if not key.isalnum():
+            raise ConfigError(f"MOMO_ACME_KEY={key!r} is not letters and digits")
+        return key, settings.currency
+
+
+class TestProviderBlocks:
+    def test_each_provider_reads_its_block_once_from_the_settings_read_so_far(self) -> None:
+        acme = AcmeReader()
+
+        settings = config.load_settings(
+            {"MOMO_ACME_KEY": "k1", "MOMO_CURRENCY": "ugx"}, providers=[acme]
+        )
+
+        assert settings.providers == {"acme": ("k1", "UGX")}
+        assert acme.reads == 1
+
+    def test_a_bad_value_in_a_block_stops_the_load_naming_its_variable(self) -> None:
+        with pytest.raises(ConfigError, match="MOMO_ACME_KEY"):
+            config.load_settings({"MOMO_ACME_KEY": "k-1"}, providers=[AcmeReader()])
+
+    def test_every_registered_provider_has_its_block_after_loading(self) -> None:
+        assert set(load_settings({}).providers) == set(ADAPTERS)
+
+    def test_the_variables_are_momos_own_and_every_providers(self) -> None:
+        assert variables() == config.VARIABLES + ADAPTERS["mpesa"].variables
+        assert "MOMO_MPESA_PATH_TOKEN" not in config.VARIABLES
 
 
 # --- passwords in messages ----------------------------------------------------------------

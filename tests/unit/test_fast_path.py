@@ -34,7 +34,7 @@ from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import INBOX_PENDING, INBOX_PROCESSED, INBOX_REJECTED, InboxItem
 from momo.app import create_app
-from tests.conftest import PATH_TOKEN, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, mpesa_block, sample_bytes, webhook_url
 from tests.unit.test_webhooks import ACK, PAYMENT_SAMPLES, VALIDATION_ACCEPTED
 
 SAFARICOM = ipaddress.ip_network("196.201.214.0/24")
@@ -155,10 +155,9 @@ def make_edge(tmp_path: Path) -> Iterator[MakeEdge]:
         folder.mkdir()
         settings = Settings(
             database_url=f"sqlite:///{folder / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=folder / "instance",
-            **overrides,
-        )
+        ).with_overrides(**overrides)
         engine = make_engine(settings.database_url)
         upgrade(engine)
         engine.dispose()
@@ -233,7 +232,10 @@ class TestParityWithFlask:
     def test_behind_a_trusted_proxy_the_forwarded_address_is_checked_and_kept_alike(
         self, make_edge: MakeEdge
     ) -> None:
-        settings = {"mpesa_allowed_ips": (SAFARICOM,), "trusted_proxy_hops": 1}
+        settings = {
+            "providers": mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)),
+            "trusted_proxy_hops": 1,
+        }
         fast = make_edge("fast", **settings)
         flask_only = make_edge("flask", **settings)
         # with ProxyFix installed the fast path sits inside it; bypass it there instead
@@ -375,8 +377,10 @@ class TestHandOverToFlask:
     def test_a_validation_request_is_answered_by_flask_exactly_as_without_the_fast_path(
         self, make_edge: MakeEdge, mode: str
     ) -> None:
-        fast = make_edge("fast", mpesa_validation=mode)
-        flask_only = make_edge("flask", fast_path=False, mpesa_validation=mode)
+        fast = make_edge("fast", providers=mpesa_block(PATH_TOKEN, validation=mode))
+        flask_only = make_edge(
+            "flask", fast_path=False, providers=mpesa_block(PATH_TOKEN, validation=mode)
+        )
         body = sample_bytes("c2b_validation.json")
 
         answer = fast.post("c2b/validation", body)
@@ -408,7 +412,10 @@ class TestHandOverToFlask:
     def test_an_address_outside_the_allow_list_is_answered_403_by_flask(
         self, make_edge: MakeEdge
     ) -> None:
-        edge = make_edge(mpesa_allowed_ips=(SAFARICOM,), unauthenticated_per_minute=1)
+        edge = make_edge(
+            providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)),
+            unauthenticated_per_minute=1,
+        )
         body = sample_bytes(CONFIRMATION)
 
         first = edge.post("c2b/confirmation", body)
@@ -421,7 +428,7 @@ class TestHandOverToFlask:
     def test_an_address_inside_the_allow_list_is_taken_by_the_fast_path(
         self, make_edge: MakeEdge
     ) -> None:
-        edge = make_edge(mpesa_allowed_ips=(SAFARICOM,))
+        edge = make_edge(providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)))
 
         answer = edge.post(
             "c2b/confirmation",

@@ -21,7 +21,14 @@ from core.web import MAX_BODY_BYTES, build_app
 from ingest.fast import FastAccept
 from ingest.providers import build_runtime
 from momo.app import create_app
-from tests.conftest import PATH_TOKEN, add_customer, make_token, sample_bytes, webhook_url
+from tests.conftest import (
+    PATH_TOKEN,
+    add_customer,
+    make_token,
+    mpesa_block,
+    sample_bytes,
+    webhook_url,
+)
 
 API = "/api/v1"
 
@@ -90,7 +97,7 @@ class TestOperatorAnswers:
     def test_an_unreachable_database_answer_is_not_stored_by_caches(self, tmp_path: Path) -> None:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'no-such-dir' / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
         runtime = build_runtime(settings)

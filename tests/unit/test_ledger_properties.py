@@ -45,7 +45,7 @@ from matcher.payments import associate, disassociate, record_manual_payment
 from matcher.plans import create_plan, purchase
 from matcher.revenue import slice_of
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, sample
+from tests.conftest import PATH_TOKEN, mpesa_block, sample
 
 ACCOUNTS = ("A1", "A2", "A3")
 PHONES = ("0711000001", "0711000002", "0711000003")
@@ -88,7 +88,7 @@ class Books(RuleBasedStateMachine):
         self.runtime: Runtime = build_runtime(
             Settings(
                 database_url=f"sqlite:///{database}",
-                mpesa_path_token=PATH_TOKEN,
+                providers=mpesa_block(PATH_TOKEN),
                 instance_path=self.folder / "instance",
             )
         )

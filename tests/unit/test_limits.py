@@ -28,7 +28,7 @@ from ingest.limits import (
 from ingest.providers import build_runtime
 from matcher.models import InboxItem
 from momo.app import create_app
-from tests.conftest import sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, mpesa_block, sample_bytes, webhook_url
 
 BODY = sample_bytes("c2b_confirmation_paybill_plain.json")
 
@@ -83,7 +83,7 @@ def test_the_right_token_is_never_throttled_even_from_a_flooding_address(
 def test_disallowed_addresses_are_braked_too(runtime: Runtime) -> None:
     runtime.settings = runtime.settings.with_overrides(
         unauthenticated_per_minute=2,
-        mpesa_allowed_ips=(ipaddress.ip_network("196.201.214.0/24"),),
+        providers=mpesa_block(PATH_TOKEN, allowed_ips=(ipaddress.ip_network("196.201.214.0/24"),)),
     )
     client = create_app(runtime=runtime).test_client()
     statuses = [post(client, webhook_url("c2b/confirmation")).status_code for _ in range(4)]

@@ -27,6 +27,8 @@ from tests.conftest import add_customer, make_token
 from tests.unit.test_fast_path import MakeEdge, make_edge  # noqa: F401 (a fixture)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from core.config import IPNetwork, Settings
 
 ACME_TOKEN = "acme-" + "k3" * 16
@@ -40,8 +42,15 @@ class AcmeAdapter:
     name = "acme"
     kinds = frozenset({PAID})
     cancelled_codes: frozenset[int] = frozenset()
+    variables: tuple[str, ...] = ()
+
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> None:
+        return None
 
     def path_token(self, settings: Settings) -> str | None:
+        return ACME_TOKEN
+
+    def require_path_token(self, settings: Settings) -> str:
         return ACME_TOKEN
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:

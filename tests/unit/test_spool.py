@@ -26,7 +26,7 @@ from matcher.models import Customer, InboxItem
 from matcher.text import unfit
 from momo.app import create_app
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, add_customer, sample, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, add_customer, mpesa_block, sample, sample_bytes, webhook_url
 
 
 def item(code: str = "TKQ4A91B2C") -> InboxItem:
@@ -142,7 +142,7 @@ class TestWebhookDuringAnOutage:
         db = tmp_path / "db" / "momo.db"
         settings = Settings(
             database_url=f"sqlite:///{db}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
             spool_drain_seconds=3600,  # drained by hand below
         )
@@ -179,7 +179,7 @@ class TestWebhookDuringAnOutage:
         blocker.write_text("")
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'missing' / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             spool_dir=blocker / "spool",  # under a file: cannot be created
             spool_drain_seconds=3600,
         )
@@ -328,7 +328,7 @@ class TestUnstorableCallbacks:
         db = tmp_path / "db" / "momo.db"
         settings = Settings(
             database_url=f"sqlite:///{db}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
         runtime = build_runtime(settings)
@@ -513,7 +513,7 @@ class TestSpoolDirectoryAtStart:
         blocker.write_text("")
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             spool_dir=blocker / "spool",  # under a regular file: root cannot create it either
         )
         with pytest.raises(ConfigError) as refused:
@@ -528,7 +528,7 @@ class TestSpoolDirectoryAtStart:
     ) -> None:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             spool_dir=tmp_path / "new" / "spool",
             spool_drain_seconds=3600,
         )
@@ -672,7 +672,7 @@ class TestAHeldLock:
     ) -> None:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'missing' / 'momo.db'}",  # unreachable
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
         runtime = build_runtime(settings)
@@ -730,7 +730,7 @@ class TestAnotherUsersFiles:
     ) -> None:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             spool_dir=tmp_path / "spool",
             spool_drain_seconds=3600,
         )
@@ -774,7 +774,7 @@ class TestAnotherUsersFiles:
             for path in [base, directory, database, root_spool.path]:
                 os.chown(path, nobody.pw_uid, nobody.pw_gid)
             runtime = build_runtime(
-                Settings(database_url=f"sqlite:///{database}", mpesa_path_token=PATH_TOKEN)
+                Settings(database_url=f"sqlite:///{database}", providers=mpesa_block(PATH_TOKEN))
             )
             try:
                 assert root_spool.drain(runtime.sessions).stored == 1  # as root, by hand

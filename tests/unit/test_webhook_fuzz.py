@@ -19,7 +19,7 @@ from matcher.migrate import upgrade
 from matcher.models import Customer, InboxItem, Payment
 from momo.app import create_app
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, add_customer, sample, webhook_url
+from tests.conftest import PATH_TOKEN, add_customer, mpesa_block, sample, webhook_url
 
 KINDS = ("c2b/confirmation", "c2b/validation", "stk")
 TEMPLATES = {
@@ -79,7 +79,7 @@ def test_no_body_makes_a_5xx_or_a_credit_it_should_not(data: st.DataObject) -> N
         upgrade(engine)
         engine.dispose()
         runtime = build_runtime(
-            Settings(database_url=url, mpesa_path_token=PATH_TOKEN, instance_path=Path(tmp))
+            Settings(database_url=url, providers=mpesa_block(PATH_TOKEN), instance_path=Path(tmp))
         )
         try:
             add_customer(runtime, "ACC1042", ["0712345678"])

@@ -28,7 +28,7 @@ from matcher.models import (
 )
 from momo.app import create_app
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, add_customer, sample, sample_bytes, webhook_url
+from tests.conftest import PATH_TOKEN, add_customer, mpesa_block, sample, sample_bytes, webhook_url
 
 ACK = {"ResultCode": 0, "ResultDesc": "Accepted"}
 VALIDATION_ACCEPTED = {"ResultCode": "0", "ResultDesc": "Accepted"}
@@ -110,7 +110,7 @@ def broken_runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = build_runtime(
         Settings(
             database_url=f"sqlite:///{tmp_path / 'no-such-dir' / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             instance_path=tmp_path / "instance",
         )
     )
@@ -444,7 +444,9 @@ class TestValidationRejectUnknownAccount:
     def test_an_unknown_account_from_an_unknown_phone_is_refused_with_c2b00012(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_validation="reject-unknown-account")
+        client, rt = build_client(
+            providers=mpesa_block(PATH_TOKEN, validation="reject-unknown-account")
+        )
 
         response = post(client, "c2b/validation", sample_bytes("c2b_validation.json"))
 
@@ -455,7 +457,9 @@ class TestValidationRejectUnknownAccount:
         assert row.reason == "validation_rejected"
 
     def test_an_existing_account_in_any_case_is_accepted(self, build_client: BuildClient) -> None:
-        client, rt = build_client(mpesa_validation="reject-unknown-account")
+        client, rt = build_client(
+            providers=mpesa_block(PATH_TOKEN, validation="reject-unknown-account")
+        )
         add_customer(rt, "nosuchacc", [])
 
         response = post(client, "c2b/validation", sample_bytes("c2b_validation.json"))
@@ -467,7 +471,7 @@ class TestValidationRejectUnknownAccount:
     def test_the_default_accept_mode_accepts_the_same_unknown_account(
         self, build_client: BuildClient
     ) -> None:
-        client, _ = build_client(mpesa_validation="accept")
+        client, _ = build_client(providers=mpesa_block(PATH_TOKEN, validation="accept"))
 
         response = post(client, "c2b/validation", sample_bytes("c2b_validation.json"))
 
@@ -525,7 +529,7 @@ class TestAllowList:
     def test_a_callback_from_outside_the_allow_list_gets_403_and_is_not_stored(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_allowed_ips=(SAFARICOM,))
+        client, rt = build_client(providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)))
 
         response = post(
             client, "c2b/confirmation", sample_bytes("c2b_confirmation_paybill_plain.json")
@@ -538,7 +542,7 @@ class TestAllowList:
     def test_a_callback_from_inside_the_allow_list_is_accepted(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_allowed_ips=(SAFARICOM,))
+        client, rt = build_client(providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)))
 
         response = post(
             client,
@@ -553,7 +557,9 @@ class TestAllowList:
     def test_behind_one_trusted_proxy_the_forwarded_address_is_checked_and_kept(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_allowed_ips=(SAFARICOM,), trusted_proxy_hops=1)
+        client, rt = build_client(
+            providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)), trusted_proxy_hops=1
+        )
 
         response = post(
             client,
@@ -572,7 +578,9 @@ class TestAllowList:
     def test_with_no_trusted_proxy_a_forwarded_for_header_is_ignored(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_allowed_ips=(SAFARICOM,), trusted_proxy_hops=0)
+        client, rt = build_client(
+            providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)), trusted_proxy_hops=0
+        )
 
         response = post(
             client,
@@ -587,7 +595,9 @@ class TestAllowList:
     def test_an_address_the_caller_prepends_to_forwarded_for_is_not_trusted(
         self, build_client: BuildClient
     ) -> None:
-        client, rt = build_client(mpesa_allowed_ips=(SAFARICOM,), trusted_proxy_hops=1)
+        client, rt = build_client(
+            providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)), trusted_proxy_hops=1
+        )
 
         response = post(
             client,
@@ -603,7 +613,7 @@ class TestAllowList:
     def test_an_allowed_ipv4_address_seen_through_a_dual_stack_socket_is_accepted(
         self, build_client: BuildClient
     ) -> None:
-        client, _ = build_client(mpesa_allowed_ips=(SAFARICOM,))
+        client, _ = build_client(providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)))
 
         response = post(
             client,
@@ -617,7 +627,7 @@ class TestAllowList:
     def test_the_allow_list_does_not_apply_to_the_operator_api(
         self, build_client: BuildClient, runtime: Runtime, operator_headers: dict[str, str]
     ) -> None:
-        client, _ = build_client(mpesa_allowed_ips=(SAFARICOM,))
+        client, _ = build_client(providers=mpesa_block(PATH_TOKEN, allowed_ips=(SAFARICOM,)))
 
         response = client.get("/api/v1/payments", headers=operator_headers)
 
@@ -633,14 +643,14 @@ class TestCreateApp:
         self, settings: Settings, token: str | None
     ) -> None:
         with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
-            create_app(settings.with_overrides(mpesa_path_token=token))
+            create_app(settings.with_overrides(providers=mpesa_block(token)))
 
     def test_the_webhook_only_app_also_fails_without_a_path_token(self, settings: Settings) -> None:
         with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
-            ingest.app.create_app(settings.with_overrides(mpesa_path_token=None))
+            ingest.app.create_app(settings.with_overrides(providers=mpesa_block(None)))
 
     def test_a_runtime_without_a_path_token_is_refused_too(self, settings: Settings) -> None:
-        rt = build_runtime(settings.with_overrides(mpesa_path_token=None))
+        rt = build_runtime(settings.with_overrides(providers=mpesa_block(None)))
         try:
             with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
                 create_app(runtime=rt)

@@ -13,7 +13,7 @@ from gunicorn.errors import AppImportError
 from core.config import Settings
 from ingest.app import create_webhook_app
 from momo import wsgi
-from tests.conftest import PATH_TOKEN
+from tests.conftest import PATH_TOKEN, mpesa_block
 
 
 @pytest.mark.parametrize("entry", [wsgi.web, wsgi.api, wsgi.app], ids=["web", "api", "app"])
@@ -40,7 +40,7 @@ class TestPathsLoggedAtStart:
     def build(self, tmp_path: Path, **changes: object) -> None:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'momo.db'}",
-            mpesa_path_token=PATH_TOKEN,
+            providers=mpesa_block(PATH_TOKEN),
             **changes,  # type: ignore[arg-type]
         )
         app = create_webhook_app(settings=settings)
