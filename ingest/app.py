@@ -1,48 +1,46 @@
-"""The webhook receiver as its own WSGI app (Procfile ``web``)."""
+"""The webhook receiver as a Flask app on a runtime (Procfile ``web``, wired in ``momo.app``).
+
+What reaches the workers (the queue) is attached by the composition root; this module
+builds the app, and holds the checks a web process makes before it takes a callback.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 
 from flask import Blueprint, Flask
 
 from core.config import Settings
+from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.web import build_app
 from ingest.fast import install as install_fast_path
-from ingest.providers import ADAPTERS, build_runtime, load_settings
-from ingest.spool import Spool, attach_spool
+from ingest.spool import Spool
 from ingest.views import bp
-from tasks.embedded import attach_queue
 
 log = logging.getLogger(__name__)
 
 
-def create_webhook_app(
-    *blueprints: Blueprint, settings: Settings | None = None, runtime: Runtime | None = None
-) -> Flask:
-    """An app serving the webhooks (and any other ``blueprints``), with queue and spool.
-
-    Fails at start-up (ConfigError), naming the variable, when a provider's path token is
-    missing or the spool directory cannot be created, written and fsynced.
-    """
-    settings = runtime.settings if runtime else (settings or load_settings())
-    for adapter in (runtime.providers if runtime else ADAPTERS).values():
-        adapter.require_path_token(settings)
-    if runtime is None:
-        Spool.for_settings(settings).check_writable()
-        log_local_paths(settings)
-        runtime = build_runtime(settings)
-        attach_queue(runtime)
-        attach_spool(runtime)
+def webhook_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
+    """An app serving the webhooks (and any other ``blueprints``) on ``runtime``."""
     app = build_app(runtime, bp, *blueprints)
     install_fast_path(app)
     return app
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    return create_webhook_app(settings=settings, runtime=runtime)
+def require_path_tokens(settings: Settings, providers: Mapping[str, ProviderAdapter]) -> None:
+    """ConfigError, naming the variable, when a provider's path token is missing or weak."""
+    for adapter in providers.values():
+        adapter.require_path_token(settings)
+
+
+def check_local_paths(settings: Settings) -> None:
+    """ConfigError when the spool directory cannot be created, written and fsynced; then
+    say which directories this web process uses."""
+    Spool.for_settings(settings).check_writable()
+    log_local_paths(settings)
 
 
 def log_local_paths(settings: Settings) -> None:

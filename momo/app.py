@@ -1,14 +1,59 @@
-"""Webhooks and operator API in one app: what ``momo serve`` runs."""
+"""The Flask apps of momo's processes, wired: webhooks, operator API, or both in one.
+
+``momo serve`` and ``momo.wsgi:app()`` run both; Procfile's ``web`` and ``api`` one each.
+Here an app's runtime gets its way of reaching the workers (the broker, or the embedded
+worker) and its spool: ``ingest`` and ``api`` build apps on a runtime and know nothing of
+``tasks``.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 
+from api.app import api_app
 from api.views import bp as api_bp
 from core.config import Settings
 from core.runtime import Runtime
-from ingest.app import create_webhook_app
+from ingest.app import check_local_paths, require_path_tokens, webhook_app
+from ingest.providers import ADAPTERS, build_runtime, load_settings
+from ingest.spool import attach_spool
+from tasks.embedded import attach_queue, broker_nudger
+
+
+def create_webhook_app(
+    *blueprints: Blueprint, settings: Settings | None = None, runtime: Runtime | None = None
+) -> Flask:
+    """An app serving the webhooks (and any other ``blueprints``), with queue and spool.
+
+    Fails at start-up (ConfigError), naming the variable, when a provider's path token is
+    missing or the spool directory cannot be created, written and fsynced.
+    """
+    settings = runtime.settings if runtime else (settings or load_settings())
+    require_path_tokens(settings, runtime.providers if runtime else ADAPTERS)
+    if runtime is None:
+        check_local_paths(settings)
+        runtime = build_runtime(settings)
+        attach_queue(runtime)
+        attach_spool(runtime)
+    return webhook_app(runtime, *blueprints)
+
+
+def create_web_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """The webhook receiver alone (Procfile ``web``)."""
+    return create_webhook_app(settings=settings, runtime=runtime)
+
+
+def create_api_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """The operator API alone (Procfile ``api``)."""
+    if runtime is None:
+        runtime = build_runtime(settings)
+        if runtime.settings.broker_url:
+            # a replayed inbox row is worked at once instead of at the next sweep
+            nudger = broker_nudger(runtime)
+            runtime.nudge, runtime.queue = nudger.nudge, nudger
+    return api_app(runtime)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Webhooks and operator API in one app: what ``momo serve`` runs."""
     return create_webhook_app(api_bp, settings=settings, runtime=runtime)

@@ -27,16 +27,16 @@ def _start(create_app: Callable[[], Flask]) -> Flask:
 
 def web() -> Flask:
     """Webhook receiver only."""
-    from ingest.app import create_app
+    from momo.app import create_web_app
 
-    return _start(create_app)
+    return _start(create_web_app)
 
 
 def api() -> Flask:
     """Operator API only."""
-    from api.app import create_app
+    from momo.app import create_api_app
 
-    return _start(create_app)
+    return _start(create_api_app)
 
 
 def app() -> Flask:

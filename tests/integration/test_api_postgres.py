@@ -17,13 +17,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from matcher.models import IdempotencyRecord
+from momo.app import create_api_app
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, mpesa_block
 from tests.unit.test_migrations import forgets_recorded_token_secrets
 
@@ -38,7 +38,7 @@ def pg_api(pg_url: str) -> Iterator[tuple[FlaskClient, Runtime, dict[str, str]]]
     upgrade(engine)
     engine.dispose()
     runtime = build_runtime(Settings(database_url=pg_url, providers=mpesa_block(PATH_TOKEN)))
-    app = create_app(runtime=runtime)
+    app = create_api_app(runtime=runtime)
     app.config["TESTING"] = True
     admin = f"pg-admin-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {make_token(runtime, 'admin', name=admin)}"}

@@ -12,7 +12,6 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-import ingest.app
 from core.config import ConfigError, Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
@@ -26,7 +25,7 @@ from matcher.models import (
     Payment,
     PaymentAttempt,
 )
-from momo.app import create_app
+from momo.app import create_app, create_web_app
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, mpesa_block, sample, sample_bytes, webhook_url
 
@@ -647,7 +646,7 @@ class TestCreateApp:
 
     def test_the_webhook_only_app_also_fails_without_a_path_token(self, settings: Settings) -> None:
         with pytest.raises(ConfigError, match="MOMO_MPESA_PATH_TOKEN"):
-            ingest.app.create_app(settings.with_overrides(providers=mpesa_block(None)))
+            create_web_app(settings.with_overrides(providers=mpesa_block(None)))
 
     def test_a_runtime_without_a_path_token_is_refused_too(self, settings: Settings) -> None:
         rt = build_runtime(settings.with_overrides(providers=mpesa_block(None)))
@@ -658,7 +657,7 @@ class TestCreateApp:
             rt.close()
 
     def test_the_webhook_only_app_receives_callbacks(self, runtime: Runtime) -> None:
-        app = ingest.app.create_app(runtime=runtime)
+        app = create_web_app(runtime=runtime)
         client = app.test_client()
 
         response = post(

@@ -11,8 +11,8 @@ from flask import Flask
 from gunicorn.errors import AppImportError
 
 from core.config import Settings
-from ingest.app import create_webhook_app
 from momo import wsgi
+from momo.app import create_webhook_app
 from tests.conftest import PATH_TOKEN, mpesa_block
 
 
