@@ -43,6 +43,21 @@ class ParseContext:
     shape_only: bool = False
 
 
+@dataclass(frozen=True)
+class Registration:
+    """How an operator registers a provider's callback URLs: what ``momo serve`` says."""
+
+    #: the provider as its users name it ("M-PESA"), and with its article ("an M-PESA")
+    title: str
+    a_title: str
+    #: who the callback URLs are registered with ("Safaricom")
+    registrar: str
+    #: the variable that sets the path token
+    token_variable: str
+    #: the file under MOMO_INSTANCE_PATH where the embedded default keeps a token it made
+    token_file: str
+
+
 class ProviderAdapter(ProviderSettings, Protocol):
     """One provider: its settings block (``variables``, ``read_settings``), how its
     callbacks are authenticated, parsed and answered."""
@@ -52,6 +67,7 @@ class ProviderAdapter(ProviderSettings, Protocol):
     kinds: frozenset[str]
     #: result codes of a failed attempt that mean the payer cancelled it
     cancelled_codes: frozenset[int]
+    registration: Registration
 
     def path_token(self, settings: Settings) -> str | None:
         """The secret path segment a callback must carry, or None when none is configured
@@ -61,6 +77,15 @@ class ProviderAdapter(ProviderSettings, Protocol):
     def require_path_token(self, settings: Settings) -> str:
         """The path token, when it is set and strong enough to guard the callback URLs;
         else ConfigError naming the variable (a web process does not start without it)."""
+        ...
+
+    def with_path_token(self, settings: Settings, token: str) -> Settings:
+        """``settings`` with ``token`` as this provider's path token (one ``momo serve``
+        generated)."""
+        ...
+
+    def callback_paths(self, token: str) -> tuple[str, ...]:
+        """The paths of the callback URLs to register, carrying ``token``."""
         ...
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:

@@ -16,10 +16,10 @@ import click
 
 from core.config import ConfigError, Settings, hide_passwords, path_token_weakness
 from ingest.providers import ADAPTERS, load_settings
-from ingest.providers.mpesa import PATH_TOKEN_VARIABLE, settings_of, with_settings
 from momo import serving
 
 if TYPE_CHECKING:
+    from core.providers import ProviderAdapter
     from matcher.check import Violation
 
 log = logging.getLogger("momo")
@@ -160,39 +160,38 @@ def _ensure_schema(settings: Settings, *, apply: bool) -> None:
 # --- serving ------------------------------------------------------------------------------
 
 
-#: the file under MOMO_INSTANCE_PATH where the embedded default keeps its path token
-PATH_TOKEN_FILE = "mpesa_path_token"  # noqa: S105 - a file name, not a secret
-
-
-def _embedded_path_token(settings: Settings) -> tuple[Settings, bool]:
-    """The embedded default keeps a generated M-PESA path token in the instance folder.
+def _embedded_path_token(settings: Settings, adapter: ProviderAdapter) -> tuple[Settings, bool]:
+    """The embedded default keeps a generated path token for each provider in the instance
+    folder (in the file the adapter names).
 
     Returns the settings with that token, and whether it was generated just now: then,
     and only then, it is shown. A kept token too weak for today's rules (written by an
     older momo, or by hand) is replaced, and the operator told, rather than refused.
     """
-    path = settings.instance_path / PATH_TOKEN_FILE
+    registration = adapter.registration
+    path = settings.instance_path / registration.token_file
     if path.exists():
         token = path.read_text().strip()
-        weakness = path_token_weakness(token, PATH_TOKEN_VARIABLE)
+        weakness = path_token_weakness(token, registration.token_variable)
         if weakness is None:
-            return with_settings(settings, path_token=token), False
+            return adapter.with_path_token(settings, token), False
         token = _new_path_token()
         replacement = path.with_name(path.name + ".new")
         replacement.unlink(missing_ok=True)  # left by a start that died half-way
         _write_secret(replacement, token)
         os.replace(replacement, path)
         click.echo(
-            f"the M-PESA path token kept in {path} {weakness}; replaced it with a new one. "
-            "Register the callback URLs below with Safaricom: the old ones now answer 404.",
+            f"the {registration.title} path token kept in {path} {weakness}; replaced it with "
+            f"a new one. Register the callback URLs below with {registration.registrar}: the "
+            "old ones now answer 404.",
             err=True,
         )
     else:
         settings.instance_path.mkdir(parents=True, exist_ok=True)
         token = _new_path_token()
         _write_secret(path, token)
-        click.echo(f"generated an M-PESA path token, kept in {path}")
-    return with_settings(settings, path_token=token), True
+        click.echo(f"generated {registration.a_title} path token, kept in {path}")
+    return adapter.with_path_token(settings, token), True
 
 
 def _new_path_token() -> str:
@@ -234,14 +233,17 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     settings = _settings()
     # A configured token is never printed (a terminal's or a unit's log would keep it); one
     # generated just now is shown this once, since nobody else knows it yet.
-    shown, origin = "<MOMO_MPESA_PATH_TOKEN>", "the path token is MOMO_MPESA_PATH_TOKEN's value"
-    if settings.is_embedded and not settings_of(settings).path_token:
-        settings, generated = _embedded_path_token(settings)
-        kept = settings.instance_path / PATH_TOKEN_FILE
-        shown, origin = f"<the token in {kept}>", f"the path token is kept in {kept}"
-        if generated:
-            token = ADAPTERS["mpesa"].require_path_token(settings)
-            shown, origin = token, f"{origin}; shown this once"
+    callbacks: list[tuple[ProviderAdapter, str, str]] = []
+    for adapter in ADAPTERS.values():
+        variable = adapter.registration.token_variable
+        shown, origin = f"<{variable}>", f"the path token is {variable}'s value"
+        if settings.is_embedded and not adapter.path_token(settings):
+            settings, generated = _embedded_path_token(settings, adapter)
+            kept = settings.instance_path / adapter.registration.token_file
+            shown, origin = f"<the token in {kept}>", f"the path token is kept in {kept}"
+            if generated:
+                shown, origin = adapter.require_path_token(settings), f"{origin}; shown this once"
+        callbacks.append((adapter, shown, origin))
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     app = _fail_on_config(lambda: create_app(settings))
     base = f"http://{host}:{port}"
@@ -251,10 +253,12 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
         if settings.is_embedded
         else f"queue: {hide_passwords(settings.broker_url or '')}; run `momo worker`, `momo beat`"
     )
-    click.echo("M-PESA callback URLs (register these with Safaricom, behind HTTPS):")
-    for kind in ("c2b/confirmation", "c2b/validation", "stk"):
-        click.echo(f"  {base}/webhooks/mpesa/{shown}/{kind}")
-    click.echo(f"  ({origin}; logs show it as {MASK})")
+    for adapter, shown, origin in callbacks:
+        title, registrar = adapter.registration.title, adapter.registration.registrar
+        click.echo(f"{title} callback URLs (register these with {registrar}, behind HTTPS):")
+        for path in adapter.callback_paths(shown):
+            click.echo(f"  {base}{path}")
+        click.echo(f"  ({origin}; logs show it as {MASK})")
     click.echo(f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)")
     server = serving.make_server(host, port, app, threads=threads, timeout=timeout)
     try:

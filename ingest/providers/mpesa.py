@@ -23,7 +23,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from core.config import ConfigError, IPNetwork, Settings, check_path_token, parse_networks
-from core.providers import NOT_ACCEPTED, ParseContext
+from core.providers import NOT_ACCEPTED, ParseContext, Registration
+from core.redact import WEBHOOK_PREFIX
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
@@ -143,6 +144,13 @@ class MpesaAdapter:
     kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
     variables: tuple[str, ...] = (PATH_TOKEN_VARIABLE, ALLOWED_IPS_VARIABLE, VALIDATION_VARIABLE)
+    registration: Registration = Registration(
+        title="M-PESA",
+        a_title="an M-PESA",
+        registrar=REGISTRAR,
+        token_variable=PATH_TOKEN_VARIABLE,
+        token_file="mpesa_path_token",  # noqa: S106 - a file name, not a secret
+    )
 
     def read_settings(self, env: Mapping[str, str], settings: Settings) -> MpesaSettings:
         return read_settings(env)
@@ -160,6 +168,14 @@ class MpesaAdapter:
                 f"{PATH_TOKEN_VARIABLE}=$(openssl rand -hex 24)"
             )
         return check_path_token(token, PATH_TOKEN_VARIABLE, REGISTRAR)
+
+    def with_path_token(self, settings: Settings, token: str) -> Settings:
+        return with_settings(settings, path_token=token)
+
+    def callback_paths(self, token: str) -> tuple[str, ...]:
+        """Confirmation and validation (C2B), then STK push results."""
+        kinds = (C2B_CONFIRMATION, C2B_VALIDATION, STK)
+        return tuple(f"{WEBHOOK_PREFIX}{PROVIDER}/{token}/{kind}" for kind in kinds)
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return settings_of(settings).allowed_ips

@@ -621,6 +621,24 @@ class TestServe:
         assert token not in again.output
         assert "/webhooks/mpesa/<the token in " in again.output
 
+    def test_the_callback_urls_are_shown_in_their_registration_words(
+        self, serve: Any, tmp_path: Path
+    ) -> None:
+        result = serve()
+
+        assert result.exit_code == 0, result.output
+        token, kept = kept_token(tmp_path), tmp_path / "instance" / "mpesa_path_token"
+        base = "http://127.0.0.1:8123"
+        assert f"generated an M-PESA path token, kept in {kept}\n" in result.output
+        assert (
+            "M-PESA callback URLs (register these with Safaricom, behind HTTPS):\n"
+            f"  {base}/webhooks/mpesa/{token}/c2b/confirmation\n"
+            f"  {base}/webhooks/mpesa/{token}/c2b/validation\n"
+            f"  {base}/webhooks/mpesa/{token}/stk\n"
+            f"  (the path token is kept in {kept}; shown this once; logs show it as ***)\n"
+            f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)\n"
+        ) in result.output
+
     def test_a_generated_token_is_48_characters_readable_by_its_owner_only(
         self, serve: Any, tmp_path: Path
     ) -> None:
@@ -639,7 +657,10 @@ class TestServe:
         assert result.exit_code == 0, result.output
         assert CONFIGURED_TOKEN not in result.output
         assert "/webhooks/mpesa/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in result.output
-        assert "MOMO_MPESA_PATH_TOKEN's value" in result.output
+        assert (
+            "  (the path token is MOMO_MPESA_PATH_TOKEN's value; logs show it as ***)\n"
+            in result.output
+        )
         assert not (tmp_path / "instance" / "mpesa_path_token").exists()
 
     @pytest.mark.parametrize("token", ["change-me", "a-short-token-1234"])
@@ -663,5 +684,10 @@ class TestServe:
         assert len(token) == 48
         assert "is 15 characters long" in result.output
         assert "replaced it with a new one" in result.output
+        assert (
+            f"the M-PESA path token kept in {tmp_path / 'instance' / 'mpesa_path_token'} is 15 "
+            "characters long; it must be at least 32 random characters; replaced it with a new "
+            "one. Register the callback URLs below with Safaricom: the old ones now answer 404.\n"
+        ) in result.output
         assert f"/webhooks/mpesa/{token}/c2b/confirmation" in result.output
         assert "old-short-token" not in result.output

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
-from core.providers import ParseContext
+from core.providers import ParseContext, Registration
 from ingest.providers import ADAPTERS
 from ingest.providers.mpesa import parse_amount
 from ingest.store import StoreFailed
@@ -24,6 +24,7 @@ from matcher.notifications import Callback, InvalidCallback, Msisdn, PaymentNoti
 from matcher.phones import classify_msisdn
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, make_token
+from tests.unit.test_cli import database_url, env, serve  # noqa: F401 (fixtures)
 from tests.unit.test_fast_path import MakeEdge, make_edge  # noqa: F401 (a fixture)
 
 if TYPE_CHECKING:
@@ -42,16 +43,29 @@ class AcmeAdapter:
     name = "acme"
     kinds = frozenset({PAID})
     cancelled_codes: frozenset[int] = frozenset()
-    variables: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ("MOMO_ACME_PATH_TOKEN",)
+    registration = Registration(
+        title="Acme",
+        a_title="an Acme",
+        registrar="Acme's dashboard",
+        token_variable="MOMO_ACME_PATH_TOKEN",
+        token_file="acme_path_token",
+    )
 
-    def read_settings(self, env: Mapping[str, str], settings: Settings) -> None:
-        return None
+    def read_settings(self, environ: Mapping[str, str], settings: Settings) -> str | None:
+        return environ.get("MOMO_ACME_PATH_TOKEN") or None
 
     def path_token(self, settings: Settings) -> str | None:
-        return ACME_TOKEN
+        return settings.providers.get(self.name) or ACME_TOKEN
 
     def require_path_token(self, settings: Settings) -> str:
-        return ACME_TOKEN
+        return self.path_token(settings) or ACME_TOKEN
+
+    def with_path_token(self, settings: Settings, token: str) -> Settings:
+        return settings.with_provider(self.name, token)
+
+    def callback_paths(self, token: str) -> tuple[str, ...]:
+        return (f"/webhooks/acme/{token}/{PAID}",)
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return ()
@@ -216,3 +230,18 @@ def test_an_operator_typing_a_registered_providers_receipt_claims_its_callback(
         assert (payment.provider, payment.code) == ("acme", "ACME-0002")
         assert payment.customer is not None
         assert payment.customer.balance_minor == 25000
+
+
+def test_momo_serve_shows_a_registered_providers_callback_urls_in_its_words(
+    serve: Any,  # noqa: F811 (the imported fixture)
+) -> None:
+    result = serve(MOMO_ACME_PATH_TOKEN=ACME_TOKEN)
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "Acme callback URLs (register these with Acme's dashboard, behind HTTPS):\n"
+        "  http://127.0.0.1:8123/webhooks/acme/<MOMO_ACME_PATH_TOKEN>/paid\n"
+        "  (the path token is MOMO_ACME_PATH_TOKEN's value; logs show it as ***)\n"
+    ) in result.output
+    assert ACME_TOKEN not in result.output
+    assert "M-PESA callback URLs" in result.output  # beside the other providers'
