@@ -46,6 +46,7 @@ from matcher.notifications import (
     FailedAttempt,
     InvalidCallback,
     PaymentNotification,
+    RequestResult,
     ValidationRequest,
 )
 from matcher.payments import (
@@ -58,6 +59,7 @@ from matcher.payments import (
     record_attempt,
     record_payment,
     record_payments,
+    record_request_result,
     repeated,
 )
 from matcher.text import storable
@@ -133,6 +135,10 @@ def _record(
         )
     if isinstance(callback, FailedAttempt):
         return record_attempt(session, callback, inbox_id=item.id)
+    if isinstance(callback, RequestResult):
+        return record_request_result(
+            session, ledger, callback, region=region, inbox_id=item.id, actor=item.provider
+        )
     if isinstance(callback, ValidationRequest):
         return Recorded(VALIDATION_SEEN)
     raise TypeError(f"unknown callback type {type(callback).__name__}")

@@ -316,3 +316,67 @@ class AuditEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Payment request states. pending -> paid | failed | cancelled | expired; a success that
+# arrives later still makes any of them paid (money that moved is never ignored).
+REQUEST_PENDING = "pending"
+REQUEST_PAID = "paid"
+REQUEST_FAILED = "failed"
+REQUEST_CANCELLED = "cancelled"
+REQUEST_EXPIRED = "expired"
+REQUEST_STATUSES = (
+    REQUEST_PENDING,
+    REQUEST_PAID,
+    REQUEST_FAILED,
+    REQUEST_CANCELLED,
+    REQUEST_EXPIRED,
+)
+
+
+class PaymentRequest(Base):
+    """momo asked a customer to pay (a prompt on their phone); the provider's answer, by
+    callback or by query, settles it once."""
+
+    __tablename__ = "payment_requests"
+    __table_args__ = (
+        UniqueConstraint(
+            "provider", "provider_reference", name="uq_payment_requests_provider_reference"
+        ),
+        Index("ix_payment_requests_status_id", "status", "id"),
+        Index("ix_payment_requests_customer_id", "customer_id", "id"),
+        Index("ix_payment_requests_status_query_at", "status", "query_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=REQUEST_PENDING)
+    #: the provider's id of the request (ours where the provider takes our id); None until
+    #: the provider answered the request
+    provider_reference: Mapped[str | None] = mapped_column(String(128))
+    #: a second id some providers give (kept for the transaction log)
+    merchant_reference: Mapped[str | None] = mapped_column(String(128))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", name="fk_payment_requests_customer")
+    )
+    account_number: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: the provider's result code and words, as it gave them (a code, a status, a reason)
+    result_code: Mapped[str | None] = mapped_column(String(64))
+    result_description: Mapped[str | None] = mapped_column(Text)
+    payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", name="fk_payment_requests_payment")
+    )
+    #: when the provider is next asked how the request went (None: not to be asked)
+    query_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: how often the provider was asked
+    queries: Mapped[int] = mapped_column(Integer, default=0)
+    #: after this, a request nobody answered is expired
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    customer: Mapped[Customer] = relationship()

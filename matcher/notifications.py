@@ -45,6 +45,9 @@ class PaymentNotification:
     account_reference: str | None = None  # as typed by the payer, unstripped
     business_short_code: str | None = None
     transaction_type: str | None = None
+    #: the provider's id of the payment request this payment answers (a phone prompt
+    #: momo started); such a payment belongs to that request's customer
+    request_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,35 @@ class FailedAttempt:
     result_code: int
     result_desc: str
     merchant_reference: str | None = None  # MerchantRequestID
+    #: the payer said no (rather than: could not be reached, wrong PIN, no funds)
+    cancelled: bool = False
 
 
-Callback = PaymentNotification | ValidationRequest | FailedAttempt
+RequestState = Literal["paid", "failed", "cancelled", "pending"]
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """What a provider says became of a payment request momo made, by callback or when
+    asked. A provider that says no more than "paid" leaves the amount and the payer to
+    the request momo stored; ``code`` is then its receipt (or, when it gives none, the
+    request's own reference)."""
+
+    provider: str
+    reference: str  # the provider's id of the request
+    state: RequestState
+    result_code: str
+    result_description: str
+    channel: str = "request"
+    code: str | None = None
+    amount: int | None = None  # minor units, when the provider says what was paid
+    currency: str | None = None
+    paid_at: datetime | None = None  # aware UTC, when the provider says
+    msisdn: Msisdn | None = None
+    payer_name: str | None = None
+
+
+Callback = PaymentNotification | ValidationRequest | FailedAttempt | RequestResult
 
 
 class InvalidCallback(Exception):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from matcher import payment_requests
 from matcher.audit import audit
 from matcher.db import utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
@@ -32,9 +33,11 @@ from matcher.models import (
     LedgerEntry,
     Payment,
     PaymentAttempt,
+    PaymentRequest,
 )
 from matcher.money import format_minor
-from matcher.notifications import FailedAttempt, Msisdn, PaymentNotification
+from matcher.notifications import FailedAttempt, Msisdn, PaymentNotification, RequestResult
+from matcher.phones import classify_msisdn
 from matcher.text import fit
 
 # What recording a callback came to; also the processed inbox row's ``reason``.
@@ -187,7 +190,18 @@ def record_payments(
     their credits written in one statement each. A receipt that another worker
     stores at the same moment makes the insert fail with IntegrityError; the caller
     then records the batch one row at a time, where that race is handled row by row.
+    Payments that answer a request momo made are recorded by ``record_payment``, after
+    the others, each with its request.
     """
+    if any(n.request_reference for _, n in batch):
+        plain = [(i, n) for i, n in batch if not n.request_reference]
+        outcomes = iter(record_payments(session, ledger, plain, region=region))
+        return [
+            record_payment(session, ledger, n, region=region, inbox_id=i, actor=n.provider)
+            if n.request_reference
+            else next(outcomes)
+            for i, n in batch
+        ]
     by_provider: dict[str, set[str]] = {}
     for _, n in batch:
         by_provider.setdefault(n.provider, set()).add(n.code)
@@ -263,31 +277,133 @@ def record_payment(
     """Store a payment once and credit its customer once.
 
     A payment whose (provider, code) is already stored is left as it is: a
-    repeated callback changes nothing. A customer gaining the payer's phone at the
+    repeated callback changes nothing. A payment that answers a request momo made
+    belongs to that request's customer (``request_match``) and settles the request;
+    any other is matched by the rules. A customer gaining the payer's phone at the
     same moment is either seen here or sees this payment (``hold_phones``). Two
     transactions racing to store the same code meet at the unique constraint; the
     loser raises IntegrityError, which the caller turns into ``duplicate`` after
     rolling back its savepoint.
     """
+    request = (
+        payment_requests.find_request(
+            session, notification.provider, notification.request_reference
+        )
+        if notification.request_reference
+        else None
+    )
     existing = find_payment(session, notification.provider, notification.code)
     if existing is not None:
         return repeated(existing, notification)
+    if request is not None and request.payment_id is not None:
+        return _paid_again(session, request, notification, actor)
     payment = new_payment(notification, inbox_id)
     hold_phones(session, [notification.msisdn.sha256])
-    match = match_payment(
-        session,
-        account_reference=notification.account_reference,
-        msisdn=notification.msisdn,
-        region=region,
-    )
+    if request is not None:
+        match = payment_requests.request_match(request, notification.amount)
+    else:
+        match = match_payment(
+            session,
+            account_reference=notification.account_reference,
+            msisdn=notification.msisdn,
+            region=region,
+        )
     _apply_match(payment, match)
     session.add(payment)
     session.flush()
     ledger.received([payment])
+    if request is not None:
+        payment_requests.paid(request, payment, *_paid_words(notification, match))
     if match.customer_id is None:
         return Recorded(UNMATCHED, payment.id)
     credit(ledger, payment, match.customer_id, kind=PAYMENT_CREDIT, actor=actor)
     return Recorded(CREDITED, payment.id)
+
+
+def _paid_words(notification: PaymentNotification, match: Match) -> tuple[str, str]:
+    if match.reason == payment_requests.AMOUNT_DIFFERS:
+        return (
+            payment_requests.AMOUNT_DIFFERS,
+            f"paid {format_minor(notification.amount)}, not the amount asked; the payment "
+            "waits unassociated for an operator",
+        )
+    return "paid", f"paid, receipt {notification.code}"
+
+
+def _paid_again(
+    session: Session, request: PaymentRequest, notification: PaymentNotification, actor: str
+) -> Recorded:
+    """A second receipt for a request already paid. When the first was settled by asking
+    the provider, who named no receipt, it was kept under the request's reference: the
+    receipt now named is that payment's, and replaces it. Two receipts for one request
+    are a conflict, left for an operator; nothing is applied."""
+    payment = session.get(Payment, request.payment_id)
+    assert payment is not None  # a request names the payment that settled it
+    if payment.code == request.provider_reference and payment.amount_minor == notification.amount:
+        # the query knew only the request; the receipt's own payer is the true one
+        before = payment_state(payment)
+        payment.code = notification.code
+        msisdn = notification.msisdn
+        if msisdn.kind != "missing":
+            payment.msisdn_raw = fit(msisdn.raw, Payment.msisdn_raw)
+            payment.msisdn_kind = msisdn.kind
+            payment.phone, payment.msisdn_sha256 = msisdn.e164, msisdn.sha256
+        _audit(session, actor, "payment.receipt", payment, before, request_id=request.id)
+        return Recorded(DUPLICATE, payment.id)
+    return Recorded(
+        CONFLICT,
+        payment.id,
+        f"receipt {notification.code} answers payment request {request.id}, which payment "
+        f"{payment.id} (receipt {payment.code}) already paid. Nothing was applied; compare "
+        "both with the provider's statement.",
+    )
+
+
+def record_request_result(
+    session: Session,
+    ledger: Ledger,
+    result: RequestResult,
+    *,
+    region: str,
+    inbox_id: int | None = None,
+    actor: str = "system",
+) -> Recorded:
+    """What the provider said became of a request (its callback, or its answer when
+    asked): a success is recorded and credited like any payment, once; a failure marks
+    the request and moves no money. A result for a request momo does not know moves no
+    money either: without the request there is no amount or customer to trust."""
+    request = payment_requests.find_request(session, result.provider, result.reference)
+    if request is None:
+        return Recorded(
+            payment_requests.UNKNOWN_REQUEST,
+            detail=f"no payment request is known to {result.provider} as {result.reference!r}",
+        )
+    if result.state == "pending":
+        return Recorded(payment_requests.REQUEST_PENDING_OUTCOME)
+    if result.state != "paid":
+        changed = payment_requests.failed(
+            request,
+            result.result_code,
+            result.result_description,
+            cancelled=result.state == "cancelled",
+        )
+        return Recorded(
+            payment_requests.REQUEST_FAILED_OUTCOME if changed else payment_requests.ALREADY_SETTLED
+        )
+    notification = PaymentNotification(
+        provider=result.provider,
+        channel=result.channel,
+        code=result.code or result.reference,
+        amount=request.amount_minor if result.amount is None else result.amount,
+        currency=result.currency or request.currency,
+        paid_at=result.paid_at or utcnow(),
+        msisdn=result.msisdn or classify_msisdn(request.phone, region),
+        payer_name=result.payer_name,
+        request_reference=result.reference,
+    )
+    return record_payment(
+        session, ledger, notification, region=region, inbox_id=inbox_id, actor=actor
+    )
 
 
 def record_attempt(session: Session, attempt: FailedAttempt, *, inbox_id: int | None) -> Recorded:
@@ -311,6 +427,11 @@ def record_attempt(session: Session, attempt: FailedAttempt, *, inbox_id: int | 
     )
     session.add(row)
     session.flush()
+    request = payment_requests.find_request(session, attempt.provider, attempt.reference)
+    if request is not None:
+        payment_requests.failed(
+            request, str(attempt.result_code), attempt.result_desc, cancelled=attempt.cancelled
+        )
     return Recorded(ATTEMPT_RECORDED)
 
 

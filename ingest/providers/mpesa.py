@@ -403,6 +403,7 @@ def _parse_stk(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification | 
             result_code=result_code,
             result_desc=_optional_text(callback, "ResultDesc", where) or "",
             merchant_reference=_optional_text(callback, "MerchantRequestID", where),
+            cancelled=result_code == CANCELLED_BY_USER,
         )
 
     metadata = _required_object(callback, "CallbackMetadata", where)
@@ -419,6 +420,7 @@ def _parse_stk(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification | 
             _required_item(items, "TransactionDate"), ctx.timezone, "TransactionDate"
         ),
         msisdn=_msisdn(items.get("PhoneNumber"), "PhoneNumber", ctx),
+        request_reference=reference,
     )
 
 

@@ -211,6 +211,10 @@ class TestSamples:
         assert result.paid_at == datetime(2025, 11, 8, 6, 15, 22, tzinfo=UTC)
         assert result.payer_name is None
         assert result.account_reference is None
+        # the request it answers, so it is credited to that request's customer
+        assert (
+            result.request_reference == json.loads(body)["Body"]["stkCallback"]["CheckoutRequestID"]
+        )
 
     def test_stk_cancelled_sample_is_a_failed_attempt_not_a_payment(self) -> None:
         body = sample_bytes("stk_callback_cancelled.json")
@@ -222,6 +226,7 @@ class TestSamples:
             result_code=1032,
             result_desc="Request cancelled by user",
             merchant_reference="29115-34620561-2",
+            cancelled=True,
         )
 
 
