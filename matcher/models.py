@@ -119,6 +119,7 @@ class Payment(Base):
         Index("ix_payments_msisdn_sha256", "msisdn_sha256"),
         Index("ix_payments_code", "code"),
         Index("ix_payments_amount_paid", "amount_minor", "paid_at", "id"),
+        Index("ix_payments_request_reference", "provider", "request_reference"),
         # ix_payments_phone_trgm (PostgreSQL only, made by migration 0002) finds partial
         # phone digits such as "712345".
     )
@@ -138,6 +139,8 @@ class Payment(Base):
     account_reference: Mapped[str | None] = mapped_column(String(128))
     business_short_code: Mapped[str | None] = mapped_column(String(32))
     transaction_type: Mapped[str | None] = mapped_column(String(64))
+    #: the provider's id of the payment request this payment answered, when it said
+    request_reference: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[int | None] = mapped_column(
         ForeignKey("customers.id", name="fk_payments_customer")

@@ -28,9 +28,11 @@ from matcher.models import (
     REQUEST_PENDING,
     Customer,
     Payment,
+    PaymentAttempt,
     PaymentRequest,
 )
 from matcher.money import format_minor
+from matcher.notifications import PaymentNotification
 from matcher.text import fit
 
 #: ``Payment.match_method`` of a payment credited because it answered momo's request
@@ -140,11 +142,68 @@ def find_request(session: Session, provider: str, reference: str) -> PaymentRequ
 
 
 def submitted(
-    request: PaymentRequest, reference: str, merchant_reference: str | None = None
+    session: Session,
+    request: PaymentRequest,
+    reference: str,
+    merchant_reference: str | None = None,
+    *,
+    cancelled_codes: frozenset[int] = frozenset(),
 ) -> None:
-    """The provider took the request and calls it ``reference``."""
+    """The provider took the request and calls it ``reference``. Its answer may already
+    be here (a callback that overtook the provider's reply to us): it settles the
+    request now."""
     request.provider_reference = reference
     request.merchant_reference = fit(merchant_reference, PaymentRequest.merchant_reference)
+    payment = session.scalar(
+        select(Payment)
+        .where(Payment.provider == request.provider, Payment.request_reference == reference)
+        .order_by(Payment.id)
+        .limit(1)
+    )
+    if payment is not None:
+        paid(request, payment, "paid", f"paid, receipt {payment.code}")
+        return
+    attempt = session.scalar(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.provider == request.provider, PaymentAttempt.reference == reference)
+        .limit(1)
+    )
+    if attempt is not None:
+        failed(
+            request,
+            str(attempt.result_code),
+            attempt.result_desc,
+            cancelled=attempt.result_code in cancelled_codes,
+        )
+
+
+def request_answered(session: Session, notification: PaymentNotification) -> PaymentRequest | None:
+    """The request a payment answers, locked: the one the provider knows by the payment's
+    request reference; else a request the provider never named to us (its reply to our
+    request was lost), still open, for the same phone and amount, oldest first, which
+    then takes that reference."""
+    reference = notification.request_reference
+    if reference is None:
+        return None
+    request = find_request(session, notification.provider, reference)
+    if request is not None or notification.msisdn.e164 is None:
+        return request
+    request = session.scalar(
+        select(PaymentRequest)
+        .where(
+            PaymentRequest.provider == notification.provider,
+            PaymentRequest.provider_reference.is_(None),
+            PaymentRequest.status.in_([REQUEST_PENDING, REQUEST_EXPIRED]),
+            PaymentRequest.phone == notification.msisdn.e164,
+            PaymentRequest.amount_minor == notification.amount,
+        )
+        .order_by(PaymentRequest.id)
+        .limit(1)
+        .with_for_update()
+    )
+    if request is not None:
+        request.provider_reference = fit(reference, PaymentRequest.provider_reference)
+    return request
 
 
 def refused(request: PaymentRequest, code: str, description: str) -> None:

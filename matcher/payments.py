@@ -156,6 +156,7 @@ def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Paym
         account_reference=fit(notification.account_reference, Payment.account_reference),
         business_short_code=fit(notification.business_short_code, Payment.business_short_code),
         transaction_type=fit(notification.transaction_type, Payment.transaction_type),
+        request_reference=fit(notification.request_reference, Payment.request_reference),
         inbox_id=inbox_id,
         created_by=notification.provider,
         candidates=[],
@@ -286,9 +287,7 @@ def record_payment(
     rolling back its savepoint.
     """
     request = (
-        payment_requests.find_request(
-            session, notification.provider, notification.request_reference
-        )
+        payment_requests.request_answered(session, notification)
         if notification.request_reference
         else None
     )
@@ -380,6 +379,8 @@ def record_request_result(
         )
     if result.state == "pending":
         return Recorded(payment_requests.REQUEST_PENDING_OUTCOME)
+    if result.state == "paid" and result.code is None and request.payment_id is not None:
+        return Recorded(DUPLICATE, request.payment_id)  # the provider confirms what we know
     if result.state != "paid":
         changed = payment_requests.failed(
             request,

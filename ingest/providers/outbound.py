@@ -271,3 +271,32 @@ def _words(response: requests.Response, limit: int = 300) -> str:
     """The start of an answer's body, for a message (answers carry no secrets of ours)."""
     text = response.text.strip().replace("\n", " ")
     return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")
+
+
+# --- asking customers to pay ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A payment request as a provider's client needs it."""
+
+    request_id: int
+    phone: str  # E.164
+    amount: int  # minor units
+    currency: str
+    account_number: str
+    #: the provider's id of the request, when known (for providers that take ours, from
+    #: the start; for the others, once they answered)
+    reference: str | None = None
+    #: where the provider posts the result
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The provider took the request: it prompts the customer and will say how it went."""
+
+    reference: str
+    merchant_reference: str | None = None
+    #: what the provider says it told the customer, when it says
+    message: str | None = None

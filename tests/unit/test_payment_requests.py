@@ -61,7 +61,7 @@ def ask(runtime: Runtime, account: str, amount: int = 2000, reference: str = CHE
             actor="token:test",
             timing=TIMING,
         )
-        submitted(request, reference, "29115-1")
+        submitted(session, request, reference, "29115-1")
         return request.id
 
 
@@ -331,3 +331,64 @@ def test_pending_requests_come_due_for_a_query_and_are_claimed(runtime: Runtime)
         assert not expire(request, now=now + timedelta(minutes=14))
         assert expire(request, now=now + timedelta(minutes=16))
         assert request.status == REQUEST_EXPIRED
+
+
+def open_unsent(runtime: Runtime, account: str, phone: str, amount: int = 2000) -> int:
+    with runtime.sessions.begin() as session:
+        return open_request(
+            session,
+            provider="mpesa",
+            customer=get_customer(session, account),
+            phone=phone,
+            amount=amount,
+            currency="KES",
+            actor="token:test",
+            timing=TIMING,
+        ).id
+
+
+def name_it(runtime: Runtime, request_id: int, reference: str = CHECKOUT) -> None:
+    with runtime.sessions.begin() as session:
+        request = session.get(PaymentRequest, request_id)
+        assert request is not None
+        submitted(session, request, reference, cancelled_codes=frozenset({1032}))
+
+
+def test_a_callback_that_overtakes_the_providers_reply_settles_the_request_once(
+    runtime: Runtime,
+) -> None:
+    add_customer(runtime, "ACC-1", [])
+    add_customer(runtime, "PAYER", ["+254712345678"])
+    request_id = open_unsent(runtime, "ACC-1", "+254799000999")
+    put(runtime, "stk", stk())  # before momo stored the CheckoutRequestID
+    drain_inbox(runtime)
+    name_it(runtime, request_id)
+    request = request_row(runtime, request_id)
+    assert request.status == REQUEST_PAID and request.payment_id is not None
+    # matched by the rules when it came; a query's "paid" now credits nothing more
+    assert settle(runtime, paid_result()) == DUPLICATE
+    assert credits(runtime) == 1
+    assert balance(runtime, "PAYER") == 2000
+
+
+def test_a_failure_that_overtakes_the_providers_reply_marks_the_request(runtime: Runtime) -> None:
+    add_customer(runtime, "ACC-1", [])
+    request_id = open_unsent(runtime, "ACC-1", "+254799000999")
+    put(runtime, "stk", stk_failed(code=1032))
+    drain_inbox(runtime)
+    name_it(runtime, request_id)
+    assert request_row(runtime, request_id).status == REQUEST_CANCELLED
+
+
+def test_a_request_whose_reply_was_lost_is_found_by_phone_and_amount(runtime: Runtime) -> None:
+    add_customer(runtime, "ACC-1", [])
+    add_customer(runtime, "PAYER", ["+254712345678"])  # the phone's owner is someone else
+    other = open_unsent(runtime, "ACC-1", "+254712345678", amount=9900)
+    request_id = open_unsent(runtime, "ACC-1", "+254712345678")
+    put(runtime, "stk", stk())
+    drain_inbox(runtime)
+    request = request_row(runtime, request_id)
+    assert (request.status, request.provider_reference) == (REQUEST_PAID, CHECKOUT)
+    assert request_row(runtime, other).status == REQUEST_PENDING
+    assert balance(runtime, "ACC-1") == 2000
+    assert balance(runtime, "PAYER") == 0

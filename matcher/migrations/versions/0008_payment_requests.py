@@ -1,5 +1,8 @@
 """Payment requests: momo asks a customer to pay, and settles the request once.
 
+Payments keep the id of the request they answered, so a request the provider names
+only after its answer arrived still finds it.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 17:00:00
@@ -60,6 +63,11 @@ def upgrade() -> None:
         "ix_payment_requests_status_query_at", "payment_requests", ["status", "query_at"]
     )
 
+    op.add_column("payments", sa.Column("request_reference", sa.String(128), nullable=True))
+    op.create_index("ix_payments_request_reference", "payments", ["provider", "request_reference"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_payments_request_reference", "payments")
+    op.drop_column("payments", "request_reference")
     op.drop_table("payment_requests")
