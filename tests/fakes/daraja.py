@@ -1,0 +1,311 @@
+"""A fake Safaricom Daraja: OAuth, M-PESA Express (STK push) and its query, STK callbacks.
+
+Shapes follow Safaricom's own Daraja 3.0 pages (developer.safaricom.co.ke/apis/
+Authorization, /MpesaExpressSimulate, /MpesaExpressQuery; read from the copy kept in
+github.com/JacksCodeVault/mpesa-daraja-mcp, daraja_docs_v3/docs/), the STK samples in
+/work/shared/samples/mpesa (a callback's Amount, TransactionDate and PhoneNumber are JSON
+numbers; a ``Balance`` item may come without a Value) and errors reported by users:
+"404.001.03 Invalid Access Token" (safaricom/LNMOnlineAndroidSample#11) and the query's
+"500.001.1001 The transaction is being processed" while the customer has not answered
+(safaricom/LNMOnlineAndroidSample#13).
+
+Not confirmed, chosen here: a wrong consumer key or secret answers 400 with
+400.008.01 (Safaricom documents 400.008.01 for a wrong authentication *type*; users
+report an empty 400 for wrong keys); an unknown CheckoutRequestID in a query answers
+400.002.02 "Bad Request - Invalid CheckoutRequestID".
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo
+
+from tests.fakes.base import (
+    PAY,
+    QUERY,
+    TOKEN,
+    FakeProvider,
+    Outcome,
+    Recorded,
+    Reply,
+    Transaction,
+    basic_auth,
+    new_id,
+    to_json,
+)
+
+CONSUMER_KEY: Final = "daraja-consumer-key"
+CONSUMER_SECRET: Final = "daraja-consumer-secret"
+#: Safaricom's public sandbox shortcode and its published test passkey
+SHORTCODE: Final = "174379"
+PASSKEY: Final = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+
+SUCCESS: Final = 0
+INSUFFICIENT_FUNDS: Final = 1
+BELOW_MINIMUM: Final = 2
+ABOVE_MAXIMUM: Final = 3
+CANCELLED: Final = 1032
+UNREACHABLE: Final = 1037
+WRONG_PIN: Final = 2001
+#: ResultDesc per ResultCode, from the MpesaExpressSimulate result code table
+RESULT_DESCS: Final = {
+    0: "The service request is processed successfully.",
+    1: "The balance is insufficient for the transaction.",
+    2: "Declined due to limit rule: less than the minimum transaction amount.",
+    3: "Declined due to limit rule: greater than the maximum transaction amount.",
+    1019: "Transaction has expired.",
+    1025: "An error occurred while sending a push request.",
+    1032: "Request cancelled by user",
+    1037: "DS timeout user cannot be reached",
+    2001: "The initiator information is invalid.",
+}
+NAIROBI: Final = ZoneInfo("Africa/Nairobi")
+_PHONE = re.compile(r"254(7|1)[0-9]{8}")
+_TIMESTAMP = re.compile(r"[0-9]{14}")
+_TYPES = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
+_PUSH_FIELDS = (
+    "BusinessShortCode",
+    "Password",
+    "Timestamp",
+    "TransactionType",
+    "Amount",
+    "PartyA",
+    "PartyB",
+    "PhoneNumber",
+    "CallBackURL",
+    "AccountReference",
+)
+
+
+@dataclass(frozen=True)
+class StkResult(Outcome):
+    """How a push ends. ``amount`` None means the amount asked for; ``receipt`` None, a new one."""
+
+    code: int = SUCCESS
+    desc: str | None = None
+    amount: Decimal | None = None
+    receipt: str | None = None
+    paid_at: datetime | None = None
+
+
+def password(shortcode: str, passkey: str, timestamp: str) -> str:
+    """Daraja's Password field: base64(shortcode + passkey + timestamp)."""
+    return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    hex_ = "0123456789abcdef"
+    request_id = f"{new_id(hex_, 4)}-{new_id(hex_, 4)}-{secrets.randbelow(10**7)}"
+    return {"requestId": request_id, "errorCode": code, "errorMessage": message}
+
+
+class DarajaFake(FakeProvider):
+    """Daraja's sandbox, on loopback. Callbacks go to each push's CallBackURL."""
+
+    ROUTES = (
+        ("GET", r"/oauth/v1/generate", TOKEN, "_token"),
+        ("POST", r"/mpesa/stkpush/v1/processrequest", PAY, "_push"),
+        ("POST", r"/mpesa/stkpushquery/v1/query", QUERY, "_query"),
+    )
+    REFUSALS: ClassVar[dict[str, tuple[int, Any]]] = {
+        "invalid_phone": (400, ("400.002.02", "Bad Request - Invalid PhoneNumber")),
+        "invalid_amount": (400, ("400.002.02", "Bad Request - Invalid Amount")),
+        "wrong_credentials": (500, ("500.001.1001", "Wrong credentials")),
+        "subscriber_locked": (
+            500,
+            (
+                "500.001.1001",
+                "Unable to lock subscriber, a transaction is already in process for the "
+                "current subscriber",
+            ),
+        ),
+        "spike_arrest": (500, ("500.003.02", "Error Occurred: Spike Arrest Violation")),
+    }
+    ESSENTIAL: ClassVar[dict[str, tuple[str, ...]]] = {
+        TOKEN: ("access_token",),
+        PAY: ("CheckoutRequestID", "ResponseCode"),
+        QUERY: ("ResultCode",),
+    }
+
+    def __init__(
+        self,
+        consumer_key: str = CONSUMER_KEY,
+        consumer_secret: str = CONSUMER_SECRET,
+        shortcode: str = SHORTCODE,
+        passkey: str = PASSKEY,
+        token_lifetime: float = 3599,
+    ) -> None:
+        super().__init__(token_lifetime)
+        self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
+        self.shortcode, self.passkey = shortcode, passkey
+        self.default_outcome = StkResult()
+        self._count = 0
+
+    def _error(self, status: int) -> Reply:
+        return Reply(status, _error("500.003.1001", "Internal Server Error"))
+
+    def _refusal_body(self, body: Any) -> Any:
+        return _error(*body) if isinstance(body, tuple) else body
+
+    # --- endpoints ----------------------------------------------------------------
+
+    def _token(self, request: Recorded) -> Reply:
+        if request.query.get("grant_type") != "client_credentials":
+            return Reply(400, _error("400.008.02", "Invalid grant type passed"))
+        if basic_auth(request) != (self.consumer_key, self.consumer_secret):
+            return Reply(400, _error("400.008.01", "Invalid Authentication passed"))
+        token = self.issue_token()
+        return Reply(200, {"access_token": token, "expires_in": str(int(self.token_lifetime))})
+
+    def _push(self, request: Recorded) -> Reply:
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return _bad("Body")
+        for name in _PUSH_FIELDS:
+            if str(body.get(name) or "").strip() == "":
+                return _bad(name)
+        if refused := self._check_credentials(body):
+            return refused
+        if body["TransactionType"] not in _TYPES:
+            return _bad("TransactionType")
+        amount = _amount(body["Amount"])
+        if amount is None:
+            return _bad("Amount")
+        for name in ("PartyA", "PhoneNumber"):
+            if not _PHONE.fullmatch(str(body[name])):
+                return _bad(name)
+        if not str(body["CallBackURL"]).startswith(("http://", "https://")):
+            return _bad("CallBackURL")
+        with self._lock:
+            self._count += 1
+            count = self._count
+        stamp = datetime.now(NAIROBI).strftime("%d%m%Y%H%M%S")
+        merchant_id = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(10**8)}-{count}"
+        checkout_id = f"ws_CO_{stamp}{count:010d}"
+        txn = self.take(
+            checkout_id,
+            request,
+            str(body["CallBackURL"]),
+            merchant_request_id=merchant_id,
+            amount=amount,
+            phone=int(body["PhoneNumber"]),
+        )
+        accepted = "Success. Request accepted for processing"
+        reply = {
+            "MerchantRequestID": merchant_id,
+            "CheckoutRequestID": checkout_id,
+            "ResponseCode": "0",
+            "ResponseDescription": accepted,
+            "CustomerMessage": accepted,
+        }
+        return Reply(200, reply, after=[self.callback_later(txn)])
+
+    def _query(self, request: Recorded) -> Reply:
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return _bad("Body")
+        for name in ("BusinessShortCode", "Password", "Timestamp", "CheckoutRequestID"):
+            if str(body.get(name) or "").strip() == "":
+                return _bad(name)
+        if refused := self._check_credentials(body):
+            return refused
+        txn = self.transactions.get(str(body["CheckoutRequestID"]))
+        if txn is None:
+            return _bad("CheckoutRequestID")
+        outcome = txn.outcome
+        if outcome is None:
+            return Reply(500, _error("500.001.1001", "The transaction is being processed"))
+        assert isinstance(outcome, StkResult)
+        return Reply(
+            200,
+            {
+                "ResponseCode": "0",
+                "ResponseDescription": "The service request has been accepted successsfully",
+                "MerchantRequestID": txn.data["merchant_request_id"],
+                "CheckoutRequestID": txn.id,
+                "ResultCode": str(outcome.code),
+                "ResultDesc": _desc(outcome),
+            },
+        )
+
+    def _check_credentials(self, body: dict[str, Any]) -> Reply | None:
+        shortcode, stamp = str(body["BusinessShortCode"]), str(body["Timestamp"])
+        if not _TIMESTAMP.fullmatch(stamp):
+            return _bad("Timestamp")
+        if shortcode != self.shortcode:
+            return Reply(500, _error("500.001.1001", "Merchant does not exist"))
+        if body["Password"] != password(shortcode, self.passkey, stamp):
+            return Reply(500, _error("500.001.1001", "Wrong credentials"))
+        return None
+
+    # --- callbacks ----------------------------------------------------------------
+
+    def callback_body(self, txn: Transaction) -> dict[str, Any]:
+        """The STK callback Daraja posts for a decided push."""
+        outcome = txn.outcome
+        assert isinstance(outcome, StkResult)
+        result: dict[str, Any] = {
+            "MerchantRequestID": txn.data["merchant_request_id"],
+            "CheckoutRequestID": txn.id,
+            "ResultCode": outcome.code,
+            "ResultDesc": _desc(outcome),
+        }
+        if outcome.code == SUCCESS:
+            amount = outcome.amount if outcome.amount is not None else txn.data["amount"]
+            paid_at = (outcome.paid_at or datetime.now(NAIROBI)).astimezone(NAIROBI)
+            txn.data.setdefault("receipt", outcome.receipt or receipt())
+            result["CallbackMetadata"] = {
+                "Item": [
+                    {"Name": "Amount", "Value": Decimal(amount).quantize(Decimal("0.01"))},
+                    {"Name": "MpesaReceiptNumber", "Value": txn.data["receipt"]},
+                    {"Name": "Balance"},
+                    {"Name": "TransactionDate", "Value": int(paid_at.strftime("%Y%m%d%H%M%S"))},
+                    {"Name": "PhoneNumber", "Value": txn.data["phone"]},
+                ]
+            }
+        return {"Body": {"stkCallback": result}}
+
+    def _callback_for(self, txn: Transaction) -> tuple[str, str, bytes]:
+        assert txn.callback_url is not None
+        return "POST", txn.callback_url, to_json(self.callback_body(txn))
+
+
+def receipt() -> str:
+    """A new M-PESA receipt code: ten capital letters and digits, a letter first."""
+    return (
+        secrets.choice(string.ascii_uppercase)
+        + new_id("ABCDEFGHJKLMNPQRSTUVWXYZ", 4)
+        + (f"{secrets.randbelow(10**5):05d}")
+    )
+
+
+def _desc(outcome: StkResult) -> str:
+    return outcome.desc or RESULT_DESCS.get(outcome.code, f"Result code {outcome.code}")
+
+
+def _bad(name: str) -> Reply:
+    return Reply(400, _error("400.002.02", f"Bad Request - Invalid {name}"))
+
+
+def _amount(value: object) -> Decimal | None:
+    """Daraja takes whole shillings, as a JSON number or a numeric string."""
+    if isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 1 or amount != amount.to_integral_value():
+        return None
+    return amount
