@@ -337,6 +337,44 @@ def change(operation: Operation, *, secret: ShownOnce | None = None) -> tuple[Re
     is 422. Errors are not recorded, so a corrected retry with the key goes through.
     An answer's ``secret`` is never recorded, so it is never replayed either.
     """
+    done = _committed(operation, secret)
+    if isinstance(done, tuple):
+        body, status, _ = done
+        return jsonify(body), status
+    return done, done.status_code
+
+
+PROBLEM_TYPE = "application/problem+json"
+#: what happens after a change is committed: from its answer, the final answer
+Afterwards = Callable[[dict[str, Any], int], tuple[dict[str, Any], int]]
+
+
+def change_then(operation: Operation, afterwards: Afterwards) -> tuple[Response, int]:
+    """``change``, then ``afterwards`` outside any transaction (a call to a provider,
+    which must not hold locks while it waits); its answer is the one recorded for the
+    Idempotency-Key. A repeat of the request that comes meanwhile gets the committed
+    answer, and never runs ``afterwards`` again."""
+    done = _committed(operation, None)
+    if not isinstance(done, tuple):
+        return done, done.status_code
+    body, status, record_id = done
+    body, status = afterwards(body, status)
+    if record_id is not None:
+        with runtime().sessions.begin() as session:
+            record = session.get(IdempotencyRecord, record_id)
+            if record is not None:
+                record.status_code, record.response = status, body
+    response = jsonify(body)
+    if status >= 400:
+        response.mimetype = PROBLEM_TYPE
+    return response, status
+
+
+def _committed(
+    operation: Operation, secret: ShownOnce | None
+) -> tuple[dict[str, Any], int, int | None] | Response:
+    """The committed change's answer and its idempotency record's id, or the replayed
+    answer of an earlier request with the same key."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and (
         not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()
@@ -367,8 +405,11 @@ def change(operation: Operation, *, secret: ShownOnce | None = None) -> tuple[Re
                         if secret is not None and seen.status_code < 300:
                             raise secret.replayed(seen.response)
                         response = jsonify(seen.response)
+                        response.status_code = seen.status_code
+                        if seen.status_code >= 400:
+                            response.mimetype = PROBLEM_TYPE
                         response.headers["Idempotent-Replayed"] = "true"
-                        return response, seen.status_code
+                        return response
                     record = IdempotencyRecord(
                         actor=g.token_scope,
                         key=key,
@@ -382,7 +423,8 @@ def change(operation: Operation, *, secret: ShownOnce | None = None) -> tuple[Re
                 if record is not None:
                     kept = {k: v for k, v in body.items() if secret is None or k != secret.field}
                     record.status_code, record.response = status, kept
-            return jsonify(body), status
+                record_id = record.id if record is not None else None
+            return body, status, record_id
         except IntegrityError:
             # A twin request (same key, or the same receipt by callback) committed first:
             # look again, now that its row is visible.

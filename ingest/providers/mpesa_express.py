@@ -39,6 +39,8 @@ QUERY_PATH: Final = "/mpesa/stkpushquery/v1/query"
 #: Daraja's limits on the two texts the customer sees
 ACCOUNT_REFERENCE_LENGTH: Final = 12
 DESCRIPTION_LENGTH: Final = 13
+#: Daraja's error code for a bearer token it does not take (expired, revoked)
+INVALID_TOKEN: Final = "404.001.03"  # noqa: S105 - an error code, not a secret
 #: the STK result code of a prompt the customer dismissed
 CANCELLED_BY_USER: Final = 1032
 
@@ -90,8 +92,26 @@ class Express:
         self.settings = settings
         self.clock = clock
         self.client = ProviderClient(
-            PROVIDER, settings.api_base, timeouts=timeouts, token=TokenCache(self._token)
+            PROVIDER,
+            settings.api_base,
+            timeouts=timeouts,
+            token=TokenCache(self._token),
+            token_refused=_token_refused,
         )
+        # A query answers 5xx while the customer has not answered yet ("The transaction
+        # is being processed"): asking again at once tells nothing new.
+        self.query_client = ProviderClient(
+            PROVIDER,
+            settings.api_base,
+            timeouts=timeouts,
+            token=self.client.token,
+            token_refused=_token_refused,
+            status_retries=0,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.query_client.close()
 
     def _token(self) -> tuple[str, float]:
         s = self.settings
@@ -146,7 +166,9 @@ class Express:
         if response.status_code >= 400:
             raise _refusal(response)
         answer = json_object(PROVIDER, response, "the STK push")
-        code = str(answer.get("ResponseCode", ""))
+        if answer.get("ResponseCode") is None:
+            raise NoAnswer(PROVIDER, f"the STK push answered without a ResponseCode: {answer}")
+        code = str(answer["ResponseCode"]).strip()
         checkout = answer.get("CheckoutRequestID")
         if code != "0":
             raise ProviderRefused(
@@ -167,7 +189,7 @@ class Express:
 
     def query(self, reference: str) -> RequestResult:
         """How the prompt went. ProviderUnavailable while Daraja still processes it."""
-        response = self.client.send(
+        response = self.query_client.send(
             "POST", QUERY_PATH, json={**self._signed(), "CheckoutRequestID": reference}
         )
         if response.status_code >= 400:
@@ -192,6 +214,19 @@ class Express:
             result_description=description,
             channel="stk",
         )
+
+
+def _token_refused(response: Any) -> bool:
+    """Daraja answers an expired or unknown token with 404 and its code 404.001.03."""
+    if response.status_code == 401:
+        return True
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("errorCode") == INVALID_TOKEN
 
 
 def _refusal(response: Any) -> ProviderRefused:

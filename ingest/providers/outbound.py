@@ -139,11 +139,16 @@ class ProviderClient:
         *,
         timeouts: Timeouts | None = None,
         retries: int = 3,
+        status_retries: int | None = None,
         backoff: float = 0.5,
         token: TokenCache | None = None,
+        token_refused: Callable[[requests.Response], bool] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.provider = provider
+        #: whether an answer says the bearer token was not let in (401 unless the
+        #: provider says otherwise: Daraja answers 404 with its own code)
+        self.token_refused = token_refused or (lambda response: response.status_code == 401)
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self.token = token
@@ -153,7 +158,7 @@ class ProviderClient:
             connect=retries,
             read=False,  # sent and unanswered: re-raised, never resent
             redirect=0,
-            status=retries,
+            status=retries if status_retries is None else status_retries,
             other=0,
             status_forcelist=RETRIED_STATUSES,
             allowed_methods=None,  # every method: a 5xx says nothing was done
@@ -182,7 +187,7 @@ class ProviderClient:
         auth: tuple[str, str] | None = None,
         bearer: bool = True,
     ) -> requests.Response:
-        """One call; a 401 with the shared token fetches a new token and tries once more
+        """One call; a refused shared token is fetched again and the call tried once more
         (the provider did not act on a request it did not let in)."""
         for attempt in (1, 2):
             sent_headers = dict(headers or {})
@@ -191,7 +196,7 @@ class ProviderClient:
                 token = self.token.get()
                 sent_headers["Authorization"] = f"Bearer {token}"
             response = self._send_once(method, path, json, data, sent_headers, auth)
-            if response.status_code == 401 and token is not None and attempt == 1:
+            if token is not None and attempt == 1 and self.token_refused(response):
                 assert self.token is not None
                 self.token.refused(token)
                 continue
