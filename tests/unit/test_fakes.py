@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from ingest.providers.base import ParseContext
+from core.providers import ParseContext
 from ingest.providers.mpesa import STK, MpesaAdapter
 from matcher.notifications import FailedAttempt, PaymentNotification
 from tests.fakes import (

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.providers.base import ParseContext
+from core.providers import ParseContext
 from ingest.providers.mpesa import MpesaAdapter
 from ingest.providers.mpesa_express import Express, ExpressSettings, password, timestamp
 from ingest.providers.outbound import (

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from core.runtime import Runtime
 from matcher.ledger import Ledger
 from matcher.matching import get_customer
 from matcher.models import (
@@ -39,7 +40,6 @@ from matcher.payment_requests import (
     submitted,
 )
 from matcher.payments import CONFLICT, CREDITED, DUPLICATE, record_request_result
-from momo.runtime import Runtime
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample
 from tests.unit.test_pipeline import balance, confirmation, put
