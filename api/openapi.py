@@ -16,13 +16,14 @@ from api.auth import MAX_TOKEN_NAME, ROLES
 from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, Fields, bp, runtime
 from api.customers import CUSTOMER_CHANGE_BODY, NEW_CUSTOMER_BODY, PURCHASE_ORDER_BODY
 from api.inbox import REPLAY_BODY
+from api.payment_requests import CUSTOMER_REQUEST_BODY, REQUEST_BODY
 from api.payments import ASSOCIATION_BODY, DISASSOCIATION_BODY, NEW_PAYMENT_BODY
 from api.plans import NEW_PLAN_BODY, PLAN_CHANGE_BODY
 from api.tokens import TOKEN_ORDER_BODY
 from core.config import Settings
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
-from matcher.models import ASSOCIATED, INBOX_STATUSES, UNASSOCIATED
+from matcher.models import ASSOCIATED, INBOX_STATUSES, REQUEST_STATUSES, UNASSOCIATED
 from matcher.money import MAX_AMOUNT_MINOR, format_minor
 from matcher.plans import MAX_VALIDITY_MINUTES
 from matcher.reports import MAX_BUCKETS, PERIODS, TRANSACTION_KINDS, TRANSACTION_STATUSES
@@ -119,6 +120,7 @@ PROBLEMS = {
     409: "Conflict",
     413: "PayloadTooLarge",
     422: "UnprocessableContent",
+    502: "BadGateway",
     503: "ServiceUnavailable",
 }
 
@@ -144,6 +146,12 @@ INBOX_ID = _path(
     "inbox_id",
     {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
     "The inbox row's id; anything else is answered 404.",
+    1,
+)
+REQUEST_ID = _path(
+    "request_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
+    "The payment request's id; anything else is answered 404.",
     1,
 )
 PLAN_CODE = _path("code", {"type": "string", "minLength": 1}, "The plan's code.", "DAY-1GB")
@@ -546,6 +554,66 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    payment_request = {
+        "type": "object",
+        "required": [
+            "id",
+            "provider",
+            "status",
+            "provider_reference",
+            "account_number",
+            "phone",
+            "amount",
+            "currency",
+            "created_at",
+            "updated_at",
+            "result_code",
+            "result_description",
+            "payment_id",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "provider": {"type": "string", "examples": ["mpesa"]},
+            "status": {
+                "type": "string",
+                "enum": list(REQUEST_STATUSES),
+                "description": (
+                    "pending until the provider's callback (or its answer when asked) "
+                    "settles it; a payment that comes after failed or expired still makes "
+                    "it paid."
+                ),
+            },
+            "provider_reference": {
+                "type": ["string", "null"],
+                "description": "The provider's id of the request (M-PESA CheckoutRequestID).",
+            },
+            "account_number": {"type": "string"},
+            "phone": {"type": "string", "examples": ["+254712345678"]},
+            "amount": _ref("Money"),
+            "currency": {"type": "string", "examples": ["KES"]},
+            "created_at": moment,
+            "updated_at": moment,
+            "result_code": {"type": ["string", "null"], "examples": ["0", "1032"]},
+            "result_description": {"type": ["string", "null"]},
+            "payment_id": {
+                "type": ["integer", "null"],
+                "description": "The payment that paid it, once paid.",
+            },
+        },
+    }
+    asking = {
+        "amount": _ref("AmountInput"),
+        "phone": {
+            "type": ["string", "null"],
+            "description": "The phone to prompt; default: the customer's first phone.",
+        },
+        "provider": {
+            "type": ["string", "null"],
+            "description": (
+                "Default: the provider serving the phone's network, else MOMO_DEFAULT_PROVIDER."
+            ),
+        },
+    }
     token = {
         "type": "object",
         "required": ["id", "name", "role", "created_at", "last_used_at", "revoked_at"],
@@ -592,8 +660,18 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                     "items": {"type": "string"},
                     "description": "With unknown_field and missing_field: the fields meant.",
                 },
+                "payment_request": {
+                    **_ref("PaymentRequest"),
+                    "description": "With provider_refused and provider_unavailable.",
+                },
             },
         },
+        "PaymentRequest": payment_request,
+        "PaymentRequestPage": _page("PaymentRequest"),
+        "NewPaymentRequest": _object(
+            REQUEST_BODY, {"account_number": {"type": "string", "minLength": 1}, **asking}
+        ),
+        "CustomerPaymentRequest": _object(CUSTOMER_REQUEST_BODY, asking),
         "Money": money,
         "AmountInput": amount_in,
         "Payment": payment,
@@ -762,6 +840,10 @@ def _components(settings: Settings) -> dict[str, Any]:
             "in `fields`; nothing was changed), or the Idempotency-Key was already used with "
             "a different request (`idempotency_key_reused`)."
         ),
+        502: (
+            "The provider could not be reached or kept failing (`provider_unavailable`); "
+            "`payment_request` is the request, kept as failed: nobody was asked to pay."
+        ),
         503: "The database did not answer; nothing was changed.",
     }
     responses: dict[str, Any] = {
@@ -923,6 +1005,75 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "customer."
                 ),
             ),
+        },
+        f"{API}/payment-requests": {
+            "get": _operation(
+                "list_payment_requests",
+                "viewer",
+                "Payment requests, newest first",
+                parameters=(
+                    _query(
+                        "status",
+                        {"type": "string", "enum": list(REQUEST_STATUSES)},
+                        "Only requests in this state.",
+                    ),
+                    _query("account", {"type": "string"}, "Only this customer's requests."),
+                    LIMIT,
+                    CURSOR,
+                ),
+                answers={200: _answer("A page of requests.", _ref("PaymentRequestPage"))},
+                problems=(404,),
+            ),
+            "post": _operation(
+                "create_payment_request",
+                "operator",
+                "Ask a customer to pay: a prompt on their phone",
+                body=_body(
+                    _ref("NewPaymentRequest"),
+                    {"account_number": "ACC1042", "amount": "1500", "phone": "0712345678"},
+                ),
+                change=True,
+                answers={
+                    201: _answer(
+                        "Asked (or sent and not yet answered): pending until it settles.",
+                        _ref("PaymentRequest"),
+                        **replayed,
+                    )
+                },
+                problems=(404, 502),
+                description=(
+                    "422 `provider_refused` with the provider's words when it refused "
+                    "(bad phone, limits); 502 `provider_unavailable` when it could not be "
+                    "reached. Either way the request is kept as failed, in "
+                    "`payment_request`. A repeat with the same Idempotency-Key never "
+                    "prompts twice."
+                ),
+            ),
+        },
+        f"{API}/payment-requests/{{request_id}}": {
+            "get": _operation(
+                "show_payment_request",
+                "viewer",
+                "One payment request",
+                parameters=(REQUEST_ID,),
+                answers={200: _answer("The request.", _ref("PaymentRequest"))},
+                problems=(404,),
+            )
+        },
+        f"{API}/customers/{{account_number}}/payment-requests": {
+            "post": _operation(
+                "create_customer_payment_request",
+                "operator",
+                "Ask this customer to pay (for integrations that know the account)",
+                parameters=(ACCOUNT,),
+                body=_body(_ref("CustomerPaymentRequest"), {"amount": "1500"}),
+                change=True,
+                answers={
+                    201: _answer("Asked.", _ref("PaymentRequest"), **replayed),
+                },
+                problems=(404, 502),
+                description="As POST /payment-requests, with the account in the path.",
+            )
         },
         f"{API}/payments/{{payment_id}}": {
             "get": _operation(

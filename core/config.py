@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -119,6 +120,17 @@ class Settings:
     #: PostgreSQL cancels any other statement after this long; a database that does not
     #: answer at all is given up on a little later (API, workers, drainer, commands)
     db_statement_timeout_seconds: int = 20
+    #: where providers reach this momo from outside (https://pay.example.com): the start
+    #: of the callback URLs sent with payment requests; None: no requests can be made
+    public_url: str | None = None
+    #: the provider a payment request goes to when it names none and no provider is known
+    #: to serve the phone's network
+    default_provider: str | None = None
+    #: a payment request not settled by its callback this long after it was made is
+    #: settled by asking its provider (and asked again as often while undecided)
+    request_query_after_seconds: int = 90
+    #: a payment request no answer settled this long after it was made is expired
+    request_expire_after_seconds: int = 600
     #: provider name -> that provider's own settings block, read by its adapter
     providers: Mapping[str, Any] = field(default_factory=dict)
 
@@ -258,6 +270,10 @@ VARIABLES = (
     "MOMO_DB_WRITE_TIMEOUT_SECONDS",
     "MOMO_DB_WRITE_CONNECTIONS",
     "MOMO_DB_STATEMENT_TIMEOUT_SECONDS",
+    "MOMO_PUBLIC_URL",
+    "MOMO_DEFAULT_PROVIDER",
+    "MOMO_REQUEST_QUERY_AFTER_SECONDS",
+    "MOMO_REQUEST_EXPIRE_AFTER_SECONDS",
 )
 #: MOMO_* names read by momo's own tests, benches and CI, not by momo: no warning for them
 NOT_SETTINGS = ("MOMO_REQUIRE_SERVICES", "MOMO_SAMPLES_DIR", "MOMO_TEST_", "MOMO_BENCH_")
@@ -377,6 +393,33 @@ def load_settings(
         db_write_timeout_seconds=_int(env, "MOMO_DB_WRITE_TIMEOUT_SECONDS", 3, minimum=1),
         db_write_connections=_int(env, "MOMO_DB_WRITE_CONNECTIONS", 4, minimum=1),
         db_statement_timeout_seconds=_int(env, "MOMO_DB_STATEMENT_TIMEOUT_SECONDS", 20, minimum=1),
+        public_url=_public_url(env.get("MOMO_PUBLIC_URL", "")),
+        default_provider=env.get("MOMO_DEFAULT_PROVIDER", "").strip().lower() or None,
+        request_query_after_seconds=_int(env, "MOMO_REQUEST_QUERY_AFTER_SECONDS", 90, minimum=5),
+        request_expire_after_seconds=_int(
+            env, "MOMO_REQUEST_EXPIRE_AFTER_SECONDS", 600, minimum=60
+        ),
     )
+    names = [provider.name for provider in providers]
+    if names and settings.default_provider and settings.default_provider not in names:
+        raise ConfigError(
+            f"MOMO_DEFAULT_PROVIDER={settings.default_provider!r} is not a provider momo "
+            f"speaks; use one of: {', '.join(names)}"
+        )
     blocks = {provider.name: provider.read_settings(env, settings) for provider in providers}
     return settings.with_overrides(providers=blocks)
+
+
+def _public_url(raw: str) -> str | None:
+    """MOMO_PUBLIC_URL without its trailing slash; ConfigError when it is not a bare
+    http(s) origin with an optional path."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"MOMO_PUBLIC_URL={url!r} is not the https:// address providers reach momo at; "
+            "give e.g. https://pay.example.com (providers post payment results under it)"
+        )
+    return url

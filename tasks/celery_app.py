@@ -12,6 +12,7 @@ from tasks.runtime import process_runtime, set_process_runtime
 
 PROCESS_INBOX = "momo.process_inbox"
 SWEEP_INBOX = "momo.sweep_inbox"
+SETTLE_REQUESTS = "momo.settle_requests"
 QUEUE = "momo"
 
 
@@ -44,7 +45,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "sweep-inbox": {
                 "task": SWEEP_INBOX,
                 "schedule": float(settings.sweep_interval_seconds),
-            }
+            },
+            # payment requests no callback settled: ask their providers, expire the lost
+            "settle-requests": {
+                "task": SETTLE_REQUESTS,
+                "schedule": float(settings.sweep_interval_seconds),
+            },
         },
     }
 

@@ -9,6 +9,8 @@ import redis
 
 from core.nudge import Nudger
 from core.runtime import Runtime
+from ingest.asking import settle_due
+from ingest.providers import requesters
 from tasks.celery_app import PROCESS_INBOX, make_producer
 from tasks.nudge import QueuedFlag
 from tasks.work import drain_inbox
@@ -17,11 +19,17 @@ log = logging.getLogger(__name__)
 
 
 def embedded_worker(runtime: Runtime) -> Nudger:
-    """A Nudger that drains the inbox in-process after each nudge and every sweep interval."""
+    """A Nudger that drains the inbox in-process after each nudge and every sweep interval,
+    and on the interval also settles payment requests no callback settled in time."""
 
-    def dispatch(_nudged: bool) -> None:
+    def dispatch(nudged: bool) -> None:
         while drain_inbox(runtime).more:
             pass
+        if not nudged:
+            try:
+                settle_due(runtime, requesters())
+            except Exception:
+                log.exception("settling payment requests failed; trying again next interval")
 
     return Nudger(
         dispatch,

@@ -10,8 +10,10 @@ from datetime import timedelta
 import redis
 from celery import Task
 
+from ingest.asking import settle_due
+from ingest.providers import requesters
 from matcher.inbox import TRANSIENT_ERRORS, stranded
-from tasks.celery_app import PROCESS_INBOX, SWEEP_INBOX, app
+from tasks.celery_app import PROCESS_INBOX, SETTLE_REQUESTS, SWEEP_INBOX, app
 from tasks.nudge import QueuedFlag
 from tasks.runtime import process_runtime
 from tasks.work import drain_inbox
@@ -75,3 +77,13 @@ def sweep_inbox() -> int:
         for _ in range(tasks):
             app.send_task(PROCESS_INBOX)
     return count
+
+
+@app.task(name=SETTLE_REQUESTS, acks_late=True)
+def settle_requests() -> str:
+    """Ask providers about payment requests no callback settled in time; expire those
+    past their expiry. Two running at once never ask about the same request."""
+    summary = settle_due(process_runtime(), requesters())
+    if summary.asked or summary.outcomes:
+        log.info("payment requests: %s", summary)
+    return str(summary)

@@ -7,6 +7,7 @@ registered provider's settings block is read and every provider is spoken.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from core import config
 from core import providers as core_providers
@@ -15,6 +16,9 @@ from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
 from ingest.providers.mpesa import MpesaAdapter
+
+if TYPE_CHECKING:
+    from ingest.asking import Requester
 
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
 #: first one's error shape also answers a request that names no registered provider (a
@@ -56,3 +60,12 @@ def receipt_owner(reference: str) -> tuple[str, str] | None:
 def cancelled_codes() -> dict[str, frozenset[int]]:
     """Provider name -> the attempt result codes that mean the payer cancelled."""
     return {name: adapter.cancelled_codes for name, adapter in ADAPTERS.items()}
+
+
+def requesters() -> dict[str, Requester]:
+    """The providers that can ask customers to pay, by name."""
+    return {
+        name: adapter  # type: ignore[misc]
+        for name, adapter in ADAPTERS.items()
+        if callable(getattr(adapter, "ask", None))
+    }

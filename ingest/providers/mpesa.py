@@ -16,6 +16,7 @@ from __future__ import annotations
 import decimal
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -25,6 +26,15 @@ from typing import Any, Final
 from core.config import ConfigError, IPNetwork, Settings, check_path_token, parse_networks
 from core.providers import NOT_ACCEPTED, ParseContext, Registration
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.mpesa_express import (
+    BUY_GOODS,
+    CANCELLED_BY_USER,
+    PAYBILL,
+    SANDBOX,
+    Express,
+    ExpressSettings,
+)
+from ingest.providers.outbound import Ask, Asked, NoAnswer
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
@@ -32,6 +42,7 @@ from matcher.notifications import (
     InvalidCallback,
     Msisdn,
     PaymentNotification,
+    RequestResult,
     ValidationRequest,
 )
 from matcher.phones import classify_msisdn
@@ -77,7 +88,6 @@ _SHOWN_MAX: Final = 60
 #: (so a ten-digit phone number typed as a reference is not taken for a receipt)
 RECEIPT: Final = re.compile(r"(?=.*[0-9])[A-Z][A-Z0-9]{9}")
 #: STK result "Request cancelled by user"
-CANCELLED_BY_USER: Final = 1032
 
 #: The STK metadata items we read; a duplicate of one of these is ambiguous.
 _STK_ITEMS: Final = frozenset({"Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"})
@@ -103,6 +113,65 @@ class MpesaSettings:
     allowed_ips: tuple[IPNetwork, ...] = ()
     #: MOMO_MPESA_VALIDATION: "accept", or "reject-unknown-account"
     validation: str = "accept"
+    #: MOMO_MPESA_CONSUMER_KEY / _SECRET / _SHORTCODE / _PASSKEY: the Daraja app and the
+    #: shortcode that asks customers to pay (M-PESA Express); unset: no payment requests
+    express: ExpressSettings | None = None
+
+
+#: M-PESA Express: every one is needed before momo asks anyone to pay
+EXPRESS_VARIABLES: Final = (
+    "MOMO_MPESA_CONSUMER_KEY",
+    "MOMO_MPESA_CONSUMER_SECRET",
+    "MOMO_MPESA_SHORTCODE",
+    "MOMO_MPESA_PASSKEY",
+)
+API_BASE_VARIABLE: Final = "MOMO_MPESA_API_BASE"
+TRANSACTION_TYPE_VARIABLE: Final = "MOMO_MPESA_TRANSACTION_TYPE"
+PARTY_B_VARIABLE: Final = "MOMO_MPESA_PARTY_B"
+
+
+def _read_express(env: Mapping[str, str]) -> ExpressSettings | None:
+    given = {name: env.get(name, "").strip() for name in EXPRESS_VARIABLES}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} not set, but {', '.join(n for n in given if given[n])} "
+            "is: M-PESA Express needs the Daraja app's consumer key and secret, the "
+            "shortcode and its passkey (Daraja portal, My Apps and Go Live)"
+        )
+    shortcode = given["MOMO_MPESA_SHORTCODE"]
+    if not shortcode.isdigit():
+        raise ConfigError(
+            f"MOMO_MPESA_SHORTCODE={shortcode!r} is not a shortcode; give its digits, e.g. 174379"
+        )
+    api_base = env.get(API_BASE_VARIABLE, "").strip().rstrip("/") or SANDBOX
+    if not api_base.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"{API_BASE_VARIABLE}={api_base!r} is not a URL; give {SANDBOX} (the sandbox, "
+            "the default) or https://api.safaricom.co.ke (live)"
+        )
+    transaction_type = env.get(TRANSACTION_TYPE_VARIABLE, "").strip() or PAYBILL
+    if transaction_type not in (PAYBILL, BUY_GOODS):
+        raise ConfigError(
+            f"{TRANSACTION_TYPE_VARIABLE}={transaction_type!r} is not one of: {PAYBILL}, "
+            f"{BUY_GOODS}"
+        )
+    party_b = env.get(PARTY_B_VARIABLE, "").strip() or None
+    if party_b is not None and not party_b.isdigit():
+        raise ConfigError(
+            f"{PARTY_B_VARIABLE}={party_b!r} is not a till or shortcode; give its digits"
+        )
+    return ExpressSettings(
+        consumer_key=given["MOMO_MPESA_CONSUMER_KEY"],
+        consumer_secret=given["MOMO_MPESA_CONSUMER_SECRET"],
+        shortcode=shortcode,
+        passkey=given["MOMO_MPESA_PASSKEY"],
+        api_base=api_base,
+        transaction_type=transaction_type,
+        party_b=party_b,
+    )
 
 
 def read_settings(env: Mapping[str, str]) -> MpesaSettings:
@@ -120,7 +189,12 @@ def read_settings(env: Mapping[str, str]) -> MpesaSettings:
         ALLOWED_IPS_VARIABLE,
         "196.201.214.0/24,196.201.213.114",
     )
-    return MpesaSettings(path_token=path_token, allowed_ips=allowed_ips, validation=validation)
+    return MpesaSettings(
+        path_token=path_token,
+        allowed_ips=allowed_ips,
+        validation=validation,
+        express=_read_express(env),
+    )
 
 
 def settings_of(settings: Settings) -> MpesaSettings:
@@ -134,6 +208,22 @@ def with_settings(settings: Settings, **changes: Any) -> Settings:
     return settings.with_provider(PROVIDER, replace(settings_of(settings), **changes))
 
 
+_clients: dict[ExpressSettings, Express] = {}
+_clients_lock = threading.Lock()
+
+
+def _express(settings: Settings) -> Express:
+    """The process's one Express client per shortcode set-up: its token is shared."""
+    block = settings_of(settings).express
+    if block is None:
+        raise ConfigError(f"M-PESA Express is not set up: set {', '.join(EXPRESS_VARIABLES)}")
+    with _clients_lock:
+        client = _clients.get(block)
+        if client is None:
+            client = _clients[block] = Express(block)
+        return client
+
+
 # --- the adapter --------------------------------------------------------------------------
 
 
@@ -143,7 +233,17 @@ class MpesaAdapter:
     name: str = PROVIDER
     kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
-    variables: tuple[str, ...] = (PATH_TOKEN_VARIABLE, ALLOWED_IPS_VARIABLE, VALIDATION_VARIABLE)
+    variables: tuple[str, ...] = (
+        PATH_TOKEN_VARIABLE,
+        ALLOWED_IPS_VARIABLE,
+        VALIDATION_VARIABLE,
+        *EXPRESS_VARIABLES,
+        API_BASE_VARIABLE,
+        TRANSACTION_TYPE_VARIABLE,
+        PARTY_B_VARIABLE,
+    )
+    #: the networks whose subscribers M-PESA Express prompts (phonenumbers' carrier names)
+    networks: frozenset[str] = frozenset({"Safaricom"})
     registration: Registration = Registration(
         title="M-PESA",
         a_title="an M-PESA",
@@ -179,6 +279,27 @@ class MpesaAdapter:
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return settings_of(settings).allowed_ips
+
+    # --- asking customers to pay (M-PESA Express) ------------------------------------------
+
+    def requests_missing(self, settings: Settings) -> list[str]:
+        block = settings_of(settings)
+        missing = [] if block.express is not None else list(EXPRESS_VARIABLES)
+        return missing if block.path_token else [PATH_TOKEN_VARIABLE, *missing]
+
+    def our_reference(self, request_id: int) -> str | None:
+        return None  # Daraja names the request (CheckoutRequestID)
+
+    def callback_path(self, settings: Settings) -> str:
+        return f"{WEBHOOK_PREFIX}{PROVIDER}/{self.require_path_token(settings)}/{STK}"
+
+    def ask(self, settings: Settings, ask: Ask) -> Asked:
+        return _express(settings).push(ask)
+
+    def query(self, settings: Settings, ask: Ask) -> RequestResult:
+        if ask.reference is None:
+            raise NoAnswer(PROVIDER, "Daraja never named this request, so it cannot be asked")
+        return _express(settings).query(ask.reference)
 
     def rejects_unknown_accounts(self, settings: Settings) -> bool:
         return settings_of(settings).validation == "reject-unknown-account"

@@ -36,6 +36,7 @@ BUY_GOODS: Final = "CustomerBuyGoodsOnline"
 OAUTH_PATH: Final = "/oauth/v1/generate?grant_type=client_credentials"
 PUSH_PATH: Final = "/mpesa/stkpush/v1/processrequest"
 QUERY_PATH: Final = "/mpesa/stkpushquery/v1/query"
+DEFAULT_TIMEOUTS: Final = Timeouts()
 #: Daraja's limits on the two texts the customer sees
 ACCOUNT_REFERENCE_LENGTH: Final = 12
 DESCRIPTION_LENGTH: Final = 13
@@ -55,6 +56,8 @@ class ExpressSettings:
     transaction_type: str = PAYBILL
     #: who receives the money: the shortcode itself for a paybill, the till for buy goods
     party_b: str | None = None
+    #: how long Daraja may take to answer one call
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
 
 def timestamp(when: datetime) -> str:
@@ -91,6 +94,7 @@ class Express:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        timeouts = timeouts or settings.timeouts
         self.client = ProviderClient(
             PROVIDER,
             settings.api_base,

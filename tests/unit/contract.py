@@ -19,6 +19,7 @@ PATH_VALUES = {
     "account_number": "ACC1042",
     "code": "DAY-1GB",
     "payment_id": "1",
+    "request_id": "1",
     "inbox_id": "1",
     "token_id": "1",
 }
