@@ -68,6 +68,8 @@ class ProviderAdapter(ProviderSettings, Protocol):
     #: result codes of a failed attempt that mean the payer cancelled it
     cancelled_codes: frozenset[int]
     registration: Registration
+    #: the HTTP methods its callbacks come with (MTN sends PUT)
+    methods: frozenset[str]
 
     def path_token(self, settings: Settings) -> str | None:
         """The secret path segment a callback must carry, or None when none is configured
@@ -90,6 +92,16 @@ class ProviderAdapter(ProviderSettings, Protocol):
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         """The addresses callbacks may come from; empty: any address."""
+        ...
+
+    def signature_problem(
+        self, settings: Settings, headers: Mapping[str, str], body: bytes
+    ) -> str | None:
+        """Why a callback's signature does not prove it is the provider's (a body changed
+        on the way, a wrong or missing signature, a stale timestamp), or None when it
+        does, or when the provider signs nothing. ``headers`` are looked up by name in
+        any case. Asked before the body is parsed; a callback it refuses is answered 401
+        and nothing is kept."""
         ...
 
     def rejects_unknown_accounts(self, settings: Settings) -> bool:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, Response
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import EnvironHeaders
 
 from core.providers import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
 from core.runtime import Runtime
@@ -155,6 +156,9 @@ class FastAccept:
         if len(body) != length:
             return None
         adapter = ADAPTERS[provider]
+        headers = cast(Mapping[str, str], EnvironHeaders(environ))
+        if adapter.signature_problem(settings, headers, body) is not None:
+            return None  # Flask refuses it (401), through the brake on failures
         try:
             parsed = adapter.parse(kind, body, self.runtime.shape_context)
         except InvalidCallback:

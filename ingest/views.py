@@ -198,7 +198,7 @@ class CannotStore(Exception):
     """Neither the inbox nor the spool took the callback."""
 
 
-@bp.post("/webhooks/<provider>/<token>/<path:kind>")
+@bp.route("/webhooks/<provider>/<token>/<path:kind>", methods=["POST", "PUT"])
 def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
     settings = runtime().settings
     limiter: Limiter = current_app.extensions["momo_limiter"]
@@ -209,6 +209,8 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
             return _too_many(provider)
         abort(404)
     adapter = ADAPTERS[provider]
+    if request.method not in adapter.methods:
+        abort(405)
     if not client_allowed(settings, provider, request.remote_addr):
         if limiter.fail(address):
             return _too_many(provider)
@@ -216,6 +218,12 @@ def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
         return jsonify(adapter.refusal(403, FORBIDDEN)), 403
 
     body = _read_body()
+    unsigned = adapter.signature_problem(settings, cast(Mapping[str, str], request.headers), body)
+    if unsigned is not None:
+        if limiter.fail(address):
+            return _too_many(provider)
+        log.warning("%s callback from %s refused: %s", provider, address, unsigned)
+        return jsonify(adapter.refusal(401, unsigned)), 401
     item = inbox_row(
         provider=provider,
         kind=kind,

@@ -46,6 +46,8 @@ NO_ANSWER = "no_answer"
 REQUEST_FAILED_OUTCOME = "request_failed"
 REQUEST_PENDING_OUTCOME = "request_pending"
 UNKNOWN_REQUEST = "unknown_request"
+#: an unauthenticated callback said a request was paid: the provider is asked first
+TO_CONFIRM = "request_to_confirm"
 ALREADY_SETTLED = "request_already_settled"
 
 
@@ -259,6 +261,12 @@ def due_for_query(session: Session, *, limit: int, now: datetime | None = None) 
             .with_for_update(skip_locked=True)
         )
     )
+
+
+def confirm_soon(request: PaymentRequest, *, now: datetime | None = None) -> None:
+    """Ask the provider about a pending request at the next query sweep."""
+    if request.status == REQUEST_PENDING:
+        request.query_at = now or utcnow()
 
 
 def asked(request: PaymentRequest, *, retry_after: timedelta, now: datetime | None = None) -> None:

@@ -379,6 +379,9 @@ def record_request_result(
         )
     if result.state == "pending":
         return Recorded(payment_requests.REQUEST_PENDING_OUTCOME)
+    if result.state == "paid" and not result.verified:
+        payment_requests.confirm_soon(request)
+        return Recorded(payment_requests.TO_CONFIRM)
     if result.state == "paid" and result.code is None and request.payment_id is not None:
         return Recorded(DUPLICATE, request.payment_id)  # the provider confirms what we know
     if result.state != "paid":

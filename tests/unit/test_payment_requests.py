@@ -392,3 +392,19 @@ def test_a_request_whose_reply_was_lost_is_found_by_phone_and_amount(runtime: Ru
     assert request_row(runtime, other).status == REQUEST_PENDING
     assert balance(runtime, "ACC-1") == 2000
     assert balance(runtime, "PAYER") == 0
+
+
+def test_an_unverified_paid_result_moves_no_money_and_asks_the_provider_now(
+    runtime: Runtime,
+) -> None:
+    add_customer(runtime, "ACC-1", [])
+    request_id = ask(runtime, "ACC-1", reference="mtn-style-id")
+    outcome = settle(runtime, paid_result("mtn-style-id", code="FT-1", verified=False))
+    assert outcome == "request_to_confirm"
+    assert credits(runtime) == 0
+    request = request_row(runtime, request_id)
+    assert request.status == REQUEST_PENDING
+    with runtime.sessions.begin() as session:
+        assert due_for_query(session, limit=10) == [request_id]
+    # the provider's own answer (verified) is what pays it
+    assert settle(runtime, paid_result("mtn-style-id", code="FT-1")) == CREDITED

@@ -8,6 +8,8 @@ both the fast path and the Flask view.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from core.config import IPNetwork, Settings
 
 ACME_TOKEN = "acme-" + "k3" * 16
+#: Acme signs each body: hex HMAC-SHA256 with this key, in X-Acme-Signature
+ACME_KEY = b"acme-signing-key"
 PAID = "paid"
 ACK = {"ok": True, "message": "thanks"}
 
@@ -69,6 +73,18 @@ class AcmeAdapter:
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return ()
+
+    methods = frozenset({"POST"})
+
+    def signature_problem(
+        self, settings: Settings, headers: Mapping[str, str], body: bytes
+    ) -> str | None:
+        given = headers.get("X-Acme-Signature")
+        if not given:
+            return "X-Acme-Signature is missing"
+        if not hmac.compare_digest(given, signed(body)["X-Acme-Signature"]):
+            return "X-Acme-Signature does not match the body"
+        return None
 
     def rejects_unknown_accounts(self, settings: Settings) -> bool:
         return False
@@ -115,6 +131,11 @@ def acme(monkeypatch: pytest.MonkeyPatch) -> AcmeAdapter:
     return adapter
 
 
+def signed(data: bytes | str) -> dict[str, str]:
+    raw = data.encode() if isinstance(data, str) else data
+    return {"X-Acme-Signature": hmac.new(ACME_KEY, raw, hashlib.sha256).hexdigest()}
+
+
 def acme_url(token: str = ACME_TOKEN, kind: str = PAID) -> str:
     return f"/webhooks/acme/{token}/{kind}"
 
@@ -132,7 +153,9 @@ def test_a_registered_provider_is_taken_from_webhook_to_credit(
     edge = make_edge(fast_path=fast_path)
     add_customer(edge.runtime, "ACC7", [])
 
-    answer = edge.client.post(acme_url(), data=body(), content_type="application/json")
+    answer = edge.client.post(
+        acme_url(), data=body(), content_type="application/json", headers=signed(body())
+    )
 
     assert answer.status_code == 200
     assert answer.get_json() == ACK
@@ -165,7 +188,9 @@ def test_a_registered_provider_answers_refusals_in_its_own_shape(
 ) -> None:
     edge = make_edge(fast_path=fast_path)
 
-    malformed = edge.client.post(acme_url(), data=b"[1]", content_type="application/json")
+    malformed = edge.client.post(
+        acme_url(), data=b"[1]", content_type="application/json", headers=signed(b"[1]")
+    )
     assert malformed.status_code == 400
     assert malformed.get_json() == {
         "ok": False,
@@ -198,7 +223,9 @@ def test_a_registered_provider_is_answered_503_in_its_shape_when_nothing_can_sto
 ) -> None:
     edge = make_edge(fast_path=fast_path)
     edge.refuse_writes(StoreFailed("could not connect"))
-    answer = edge.client.post(acme_url(), data=body(), content_type="application/json")
+    answer = edge.client.post(
+        acme_url(), data=body(), content_type="application/json", headers=signed(body())
+    )
     assert answer.status_code == 503
     assert answer.get_json() == {
         "ok": False,
@@ -207,13 +234,38 @@ def test_a_registered_provider_is_answered_503_in_its_shape_when_nothing_can_sto
     }
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask-view"])
+def test_a_callback_its_provider_did_not_sign_is_refused_and_nothing_is_kept(
+    make_edge: MakeEdge,  # noqa: F811 (the imported fixture)
+    fast_path: bool,
+) -> None:
+    edge = make_edge(fast_path=fast_path)
+    tampered = body(amount="2500.00")
+    for headers in (signed(body()), {}):
+        answer = edge.client.post(
+            acme_url(), data=tampered, content_type="application/json", headers=headers
+        )
+        assert answer.status_code == 401
+        assert answer.get_json()["ok"] is False
+        assert "X-Acme-Signature" in answer.get_json()["error"]
+    put = edge.client.put(acme_url(), data=body(), headers=signed(body()))
+    assert put.status_code == 405  # Acme posts; another method is not its callback
+    with edge.runtime.sessions() as session:
+        assert session.scalars(select(InboxItem)).all() == []
+
+
 def test_an_operator_typing_a_registered_providers_receipt_claims_its_callback(
     make_edge: MakeEdge,  # noqa: F811 (the imported fixture)
 ) -> None:
     edge = make_edge()
     add_customer(edge.runtime, "ACC7", [])
     doc = {"txn": "ACME-0002", "amount": "250.00", "account": "NOBODY", "phone": None}
-    answer = edge.client.post(acme_url(), data=json.dumps(doc), content_type="application/json")
+    answer = edge.client.post(
+        acme_url(),
+        data=json.dumps(doc),
+        content_type="application/json",
+        headers=signed(json.dumps(doc)),
+    )
     assert answer.status_code == 200
     assert drain_inbox(edge.runtime).outcomes == {"unassociated": 1}
 
