@@ -267,10 +267,14 @@ class Stack:
         return str(response.json()["balance"])
 
 
-@pytest.fixture(scope="session")
-def stack(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("stack")
-    port = free_port()
+@contextmanager
+def running_stack(
+    pg_url: str, redis_url: str, workdir: Path, *, port: int | None = None, **env_vars: str
+) -> Iterator[Stack]:
+    """gunicorn (webhooks + API, on ``port`` or a free one), a Celery worker and beat on
+    ``pg_url`` and ``redis_url``, with ``env_vars`` added to their environment; stopped on
+    leaving."""
+    port = port or free_port()
     env = {
         **os.environ,
         "MOMO_DATABASE_URL": pg_url,
@@ -280,6 +284,7 @@ def stack(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory)
         "MOMO_SWEEP_INTERVAL_SECONDS": "1",
         "MOMO_INSTANCE_PATH": str(workdir / "instance"),
         "PYTHONUNBUFFERED": "1",
+        **env_vars,
     }
     subprocess.run([str(VENV_BIN / "momo"), "db", "upgrade"], env=env, check=True, cwd=workdir)
     token = (
@@ -302,38 +307,43 @@ def stack(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory)
         runtime=runtime,
         admin_token=token,
     )
-    stack.start(
-        "web",
-        [
-            str(VENV_BIN / "gunicorn"),
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--graceful-timeout",
-            "5",
-            "momo.wsgi:app()",
-        ],
-    )
-    stack.start_worker()
-    stack.start(
-        "beat",
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "tasks",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(workdir / "beat-schedule"),
-        ],
-    )
-
-    wait_healthy(stack.base)
     try:
+        stack.start(
+            "web",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "5",
+                "momo.wsgi:app()",
+            ],
+        )
+        stack.start_worker()
+        stack.start(
+            "beat",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "tasks",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(workdir / "beat-schedule"),
+            ],
+        )
+        wait_healthy(stack.base)
         yield stack
     finally:
         for name in list(stack.processes):
             stack.stop(name)
         runtime.close()
+
+
+@pytest.fixture(scope="session")
+def stack(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(pg_url, redis_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running
