@@ -19,12 +19,15 @@ from matcher.models import (
     INBOX_CONFLICT,
     INBOX_DEAD,
     INBOX_PENDING,
+    REQUEST_PAID,
+    REQUEST_PENDING,
     UNASSOCIATED,
     Customer,
     CustomerPhone,
     InboxItem,
     LedgerEntry,
     Payment,
+    PaymentRequest,
     Purchase,
     RevenueDay,
     RevenueSlice,
@@ -420,6 +423,41 @@ def revenue_days_match_slices(session: Session) -> list[Violation]:
     ]
 
 
+def requests_are_settled(session: Session, *, stuck_after: timedelta) -> list[Violation]:
+    """Payment requests still pending well past their expiry (nothing is asking their
+    providers: beat's momo.settle_requests is not running), and paid ones naming no
+    payment."""
+    now = utcnow()
+    late = (
+        PaymentRequest.status == REQUEST_PENDING,
+        PaymentRequest.expires_at < now - stuck_after,
+    )
+    total = int(session.scalar(select(func.count()).select_from(PaymentRequest).where(*late)) or 0)
+    found = [
+        Violation(
+            "request",
+            f"payment request {r.id} ({r.provider}, {r.account_number}, "
+            f"{format_minor(r.amount_minor)}) is still pending, {now - r.expires_at} past its "
+            "expiry: is beat running (it runs momo.settle_requests)?",
+        )
+        for r in session.scalars(
+            select(PaymentRequest).where(*late).order_by(PaymentRequest.id).limit(EXAMPLES)
+        )
+    ]
+    if total > len(found):
+        found.append(Violation("request", f"{total - len(found)} more pending requests like it"))
+    unpaid = session.scalars(
+        select(PaymentRequest.id)
+        .where(PaymentRequest.status == REQUEST_PAID, PaymentRequest.payment_id.is_(None))
+        .limit(EXAMPLES)
+    ).all()
+    found.extend(
+        Violation("request", f"payment request {ident} is paid but names no payment")
+        for ident in unpaid
+    )
+    return found
+
+
 def _sums(sums: tuple[int, int, int]) -> str:
     amount, count, received = sums
     return f"{format_minor(amount)} over {count} payments, {format_minor(received)} received"
@@ -441,4 +479,5 @@ def check_invariants(
         *inbox_is_moving(session, stuck_after=stuck_after, max_attempts=max_attempts),
         *conflicts_are_settled(session),
         *processed_payments_are_stored(session),
+        *requests_are_settled(session, stuck_after=stuck_after),
     ]

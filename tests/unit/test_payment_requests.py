@@ -408,3 +408,20 @@ def test_an_unverified_paid_result_moves_no_money_and_asks_the_provider_now(
         assert due_for_query(session, limit=10) == [request_id]
     # the provider's own answer (verified) is what pays it
     assert settle(runtime, paid_result("mtn-style-id", code="FT-1")) == CREDITED
+
+
+def test_momo_check_finds_requests_nothing_settles(runtime: Runtime) -> None:
+    from matcher.check import check_invariants
+
+    add_customer(runtime, "ACC-1", [])
+    request_id = ask(runtime, "ACC-1")
+    with runtime.sessions.begin() as session:
+        assert check_invariants(session, stuck_after=timedelta(minutes=5)) == []
+        request = session.get(PaymentRequest, request_id)
+        assert request is not None
+        request.expires_at = datetime.now(UTC) - timedelta(hours=1)
+    with runtime.sessions.begin() as session:
+        found = check_invariants(session, stuck_after=timedelta(minutes=5))
+    assert [v.check for v in found] == ["request"]
+    assert f"payment request {request_id}" in found[0].message
+    assert "beat" in found[0].message
