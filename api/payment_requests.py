@@ -83,7 +83,8 @@ def _ask(account: object, body: dict[str, Any]) -> tuple[Response, int]:
             provider=provider,
             actor=g.actor,
         )
-        return {"id": made.id}, 201
+        session.flush()  # its times, for the answer kept until the provider's is known
+        return request_json(made), 201
 
     def afterwards(body: dict[str, Any], status: int) -> tuple[dict[str, Any], int]:
         sent = asking.send(rt, askers, body["id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,22 @@ def test_without_express_settings_the_missing_variables_are_named(
     body = assert_problem(ask(client, operator_headers), 400, "provider_not_configured")
     for name in ("MOMO_PUBLIC_URL", "MOMO_MPESA_CONSUMER_KEY", "MOMO_MPESA_PASSKEY"):
         assert name in body["detail"]
+
+
+def test_a_callback_for_another_amount_is_kept_for_an_operator(
+    client: FlaskClient, runtime: Runtime, operator_headers: dict, daraja: DarajaFake, customer: str
+) -> None:
+    daraja.default_outcome = StkResult(callback=HELD, amount=Decimal("15"))
+    item = ask(client, operator_headers).get_json()
+    deliver(client, daraja, item["provider_reference"])
+    drain_inbox(runtime)
+    shown = client.get(f"/api/v1/payment-requests/{item['id']}", headers=operator_headers)
+    assert (shown.get_json()["status"], shown.get_json()["result_code"]) == (
+        "paid",
+        "amount_differs",
+    )
+    assert balance(runtime, customer) == 0
+    unassociated = client.get(
+        "/api/v1/payments?status=unassociated", headers=operator_headers
+    ).get_json()["items"]
+    assert [(p["amount"], p["reason"]) for p in unassociated] == [("15.00", "amount_differs")]
