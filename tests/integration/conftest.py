@@ -162,11 +162,12 @@ def wait_healthy(base: str, timeout: float = 60.0) -> None:
 
 @contextmanager
 def momo_serve(
-    tmp_path: Path, *args: str, **env_vars: str
+    tmp_path: Path, *args: str, port: int | None = None, **env_vars: str
 ) -> Iterator[tuple[str, dict[str, str], subprocess.Popen[bytes]]]:
     """A real `momo serve` (extra ``args``, its env without the caller's MOMO_* but
-    ``env_vars``) on a free port, answering; stopped with SIGINT, as a terminal would."""
-    port = free_port()
+    ``env_vars``) on ``port`` or a free one, answering; stopped with SIGINT, as a
+    terminal would."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
     env.update(PYTHONUNBUFFERED="1", **env_vars)
     with (tmp_path / "serve.log").open("ab") as log:

@@ -4,18 +4,24 @@ credits it, and beat asks Daraja about a request whose callback never comes."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from tests.conftest import PATH_TOKEN
 from tests.fakes import NEVER, QUERY, TWICE, DarajaFake, StkResult
 from tests.fakes.daraja import CONSUMER_KEY, CONSUMER_SECRET, PASSKEY, SHORTCODE
 from tests.integration.conftest import (
+    VENV_BIN,
     Stack,
     _database,
     free_port,
+    momo_serve,
     running_stack,
     wait_until,
 )
@@ -137,3 +143,57 @@ def test_a_callback_that_never_comes_is_settled_by_beat_asking_daraja(
     queries = [q for q in daraja.calls(QUERY) if q.json["CheckoutRequestID"] == reference]
     assert len(queries) == 1
     print(f"queries for a request whose callback never came: {len(queries)}")
+
+
+def test_the_embedded_default_asks_and_settles_too(tmp_path: Path, daraja: DarajaFake) -> None:
+    """`momo serve` on its SQLite default: its in-process worker credits the callback and
+    asks Daraja about a request whose callback never comes."""
+    port = free_port()
+    with momo_serve(
+        tmp_path,
+        port=port,
+        MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
+        MOMO_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        MOMO_MPESA_API_BASE=daraja.base_url,
+        MOMO_MPESA_CONSUMER_KEY=CONSUMER_KEY,
+        MOMO_MPESA_CONSUMER_SECRET=CONSUMER_SECRET,
+        MOMO_MPESA_SHORTCODE=SHORTCODE,
+        MOMO_MPESA_PASSKEY=PASSKEY,
+        MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
+        MOMO_SWEEP_INTERVAL_SECONDS="1",
+    ) as (base, env, _proc):
+        token = subprocess.run(
+            [str(VENV_BIN / "momo"), "token", "create", "--name", "it", "--role", "operator"],
+            env=env,
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def api(method: str, path: str, **kwargs: Any) -> requests.Response:
+            return requests.request(
+                method, f"{base}/api/v1{path}", headers=headers, timeout=30, **kwargs
+            )
+
+        made = api(
+            "POST",
+            "/customers",
+            json={"account_number": "EMB-1", "name": "E", "phones": ["0712000009"]},
+        )
+        assert made.status_code == 201, made.text
+        ids = []
+        for outcome in (StkResult(delay=0.2), StkResult(callback=NEVER)):
+            daraja.will(outcome)
+            asked = api(
+                "POST", "/payment-requests", json={"account_number": "EMB-1", "amount": "40"}
+            )
+            assert asked.status_code == 201, asked.text
+            ids.append(asked.json()["id"])
+
+        def both_paid() -> bool:
+            return all(api("GET", f"/payment-requests/{i}").json()["status"] == "paid" for i in ids)
+
+        wait_until(both_paid, timeout=40)
+        assert api("GET", "/customers/EMB-1").json()["balance"] == "80.00"
