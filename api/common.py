@@ -187,6 +187,14 @@ def optional_text(body: dict[str, Any], field: str, limit: int) -> str | None:
     return value.strip() or None
 
 
+def path_id(raw: str, what: str, code: str) -> int:
+    """A row id from the path: 1 to 2**63 - 1, written in ASCII digits; anything else is
+    no such row (404 ``code``, saying ``what`` has no such id)."""
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        raise NotFound(f"no {what} has id {raw!r}", code)
+    return int(raw)
+
+
 def limit_arg() -> int:
     raw = request.args.get("limit", str(DEFAULT_LIMIT))
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:

@@ -17,6 +17,7 @@ from api.common import (
     encode_cursor,
     json_body,
     limit_arg,
+    path_id,
     runtime,
 )
 from matcher.errors import InvalidInput, NotFound
@@ -44,12 +45,6 @@ def inbox_json(item: InboxItem, *, body: bool = False) -> dict[str, Any]:
         data["body"] = item.body.decode("utf-8", errors="replace")
         data["headers"] = item.headers
     return data
-
-
-def _inbox_id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        raise NotFound(f"no inbox row has id {raw!r}", "inbox_not_found")
-    return int(raw)
 
 
 @bp.get("/inbox")
@@ -84,7 +79,7 @@ def list_inbox() -> Response:
 @bp.get("/inbox/<inbox_id>")
 @require("admin")
 def show_inbox(inbox_id: str) -> Response:
-    ident = _inbox_id(inbox_id)
+    ident = path_id(inbox_id, "inbox row", "inbox_not_found")
     with runtime().sessions.begin() as session:
         item = session.get(InboxItem, ident)
         if item is None:
@@ -100,7 +95,7 @@ REPLAY_BODY = Fields()
 @require("admin")
 def replay_inbox(inbox_id: str) -> tuple[Response, int]:
     """Queue a dead or rejected callback again; its effect happens at most once."""
-    ident = _inbox_id(inbox_id)
+    ident = path_id(inbox_id, "inbox row", "inbox_not_found")
     json_body(REPLAY_BODY, may_be_empty=True)
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:

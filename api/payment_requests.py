@@ -18,6 +18,7 @@ from api.common import (
     json_body,
     limit_arg,
     money,
+    path_id,
     runtime,
 )
 from ingest import asking
@@ -123,17 +124,17 @@ def create_customer_payment_request(account_number: str) -> tuple[Response, int]
     return _ask(account_number, body)
 
 
-def _request_id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        raise NotFound(f"no payment request has id {raw!r}", "payment_request_not_found")
-    return int(raw)
-
-
 @bp.get("/payment-requests/<request_id>")
 @require("viewer")
 def show_payment_request(request_id: str) -> Response:
     with runtime().sessions.begin() as session:
-        return jsonify(request_json(get_request(session, _request_id(request_id))))
+        return jsonify(
+            request_json(
+                get_request(
+                    session, path_id(request_id, "payment request", "payment_request_not_found")
+                )
+            )
+        )
 
 
 @bp.get("/payment-requests")

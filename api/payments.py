@@ -22,6 +22,7 @@ from api.common import (
     limit_arg,
     money,
     optional_text,
+    path_id,
     payment_json,
     q_arg,
     runtime,
@@ -87,17 +88,11 @@ def list_payments() -> Response:
         )
 
 
-def _payment_id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        raise NotFound(f"no payment has id {raw!r}", "payment_not_found")
-    return int(raw)
-
-
 @bp.get("/payments/<payment_id>")
 @require("viewer")
 def show_payment(payment_id: str) -> Response:
     """One payment with everything that happened to it: ledger entries and who did what."""
-    ident = _payment_id(payment_id)
+    ident = path_id(payment_id, "payment", "payment_not_found")
     with runtime().sessions.begin() as session:
         payment = session.get(Payment, ident, options=[selectinload(Payment.customer)])
         if payment is None:
@@ -211,7 +206,7 @@ def _moved_json(moved: Any) -> dict[str, Any]:
 @bp.post("/payments/<payment_id>/associate")
 @require("operator")
 def associate_payment(payment_id: str) -> tuple[Response, int]:
-    ident = _payment_id(payment_id)
+    ident = path_id(payment_id, "payment", "payment_not_found")
     body = json_body(ASSOCIATION_BODY)
     account = body["account_number"]
     if not isinstance(account, str) or not account.strip():
@@ -229,7 +224,7 @@ def associate_payment(payment_id: str) -> tuple[Response, int]:
 @bp.post("/payments/<payment_id>/disassociate")
 @require("operator")
 def disassociate_payment(payment_id: str) -> tuple[Response, int]:
-    ident = _payment_id(payment_id)
+    ident = path_id(payment_id, "payment", "payment_not_found")
     body = json_body(DISASSOCIATION_BODY, may_be_empty=True)
     reason = optional_text(body, "reason", 500)
 

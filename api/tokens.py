@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import issue_token, require, revoke_token
-from api.common import Fields, ShownOnce, bp, change, json_body, runtime
+from api.common import Fields, ShownOnce, bp, change, json_body, path_id, runtime
 from matcher.errors import Conflict, DomainError, NotFound
 from matcher.models import ApiToken
 
@@ -63,9 +63,7 @@ def list_tokens() -> Response:
 @require("admin")
 def delete_token(token_id: str) -> tuple[Response, int]:
     """Revoke a token: it answers 401 from now on. Revoking twice changes nothing."""
-    if not (token_id.isascii() and token_id.isdigit()) or not 0 < int(token_id) < 2**63:
-        raise NotFound(f"no token has id {token_id!r}", "token_not_found")
-    ident = int(token_id)
+    ident = path_id(token_id, "token", "token_not_found")
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
         token = revoke_token(session, ident, actor=g.actor)

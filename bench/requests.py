@@ -48,7 +48,6 @@ from bench.common import (
     write_json,
 )
 from tests.fakes import NEVER, QUERY, DarajaFake, StkResult
-from tests.fakes.daraja import CONSUMER_KEY, CONSUMER_SECRET, PASSKEY, SHORTCODE
 
 QUERY_AFTER = 5
 
@@ -134,12 +133,7 @@ def run(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
             base = f"http://127.0.0.1:{port}"
             env = momo_env(
                 url,
-                MOMO_PUBLIC_URL=base,
-                MOMO_MPESA_API_BASE=daraja.base_url,
-                MOMO_MPESA_CONSUMER_KEY=CONSUMER_KEY,
-                MOMO_MPESA_CONSUMER_SECRET=CONSUMER_SECRET,
-                MOMO_MPESA_SHORTCODE=SHORTCODE,
-                MOMO_MPESA_PASSKEY=PASSKEY,
+                **daraja.momo_env(base),
                 MOMO_REQUEST_QUERY_AFTER_SECONDS=str(QUERY_AFTER),
                 MOMO_SWEEP_INTERVAL_SECONDS="1",
             )

@@ -251,6 +251,18 @@ class DarajaFake(FakeProvider):
 
     # --- callbacks ----------------------------------------------------------------
 
+    def momo_env(self, public_url: str) -> dict[str, str]:
+        """The variables that point momo's M-PESA Express at this fake, with ``public_url``
+        as where the fake posts its callbacks."""
+        return {
+            "MOMO_PUBLIC_URL": public_url,
+            "MOMO_MPESA_API_BASE": self.base_url,
+            "MOMO_MPESA_CONSUMER_KEY": self.consumer_key,
+            "MOMO_MPESA_CONSUMER_SECRET": self.consumer_secret,
+            "MOMO_MPESA_SHORTCODE": self.shortcode,
+            "MOMO_MPESA_PASSKEY": self.passkey,
+        }
+
     def callback_body(self, txn: Transaction) -> dict[str, Any]:
         """The STK callback Daraja posts for a decided push."""
         outcome = txn.outcome

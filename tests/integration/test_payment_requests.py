@@ -15,7 +15,6 @@ import requests
 
 from tests.conftest import PATH_TOKEN
 from tests.fakes import NEVER, QUERY, TWICE, DarajaFake, StkResult
-from tests.fakes.daraja import CONSUMER_KEY, CONSUMER_SECRET, PASSKEY, SHORTCODE
 from tests.integration.conftest import (
     VENV_BIN,
     Stack,
@@ -54,13 +53,8 @@ def asking_stack(
         other_redis_db(redis_url),
         tmp_path_factory.mktemp("asking"),
         port=port,
-        MOMO_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        MOMO_MPESA_API_BASE=daraja.base_url,
-        MOMO_MPESA_CONSUMER_KEY=CONSUMER_KEY,
-        MOMO_MPESA_CONSUMER_SECRET=CONSUMER_SECRET,
-        MOMO_MPESA_SHORTCODE=SHORTCODE,
-        MOMO_MPESA_PASSKEY=PASSKEY,
         MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
+        **daraja.momo_env(f"http://127.0.0.1:{port}"),
     ) as stack:
         yield stack
     next(databases, None)
@@ -153,14 +147,9 @@ def test_the_embedded_default_asks_and_settles_too(tmp_path: Path, daraja: Daraj
         tmp_path,
         port=port,
         MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
-        MOMO_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        MOMO_MPESA_API_BASE=daraja.base_url,
-        MOMO_MPESA_CONSUMER_KEY=CONSUMER_KEY,
-        MOMO_MPESA_CONSUMER_SECRET=CONSUMER_SECRET,
-        MOMO_MPESA_SHORTCODE=SHORTCODE,
-        MOMO_MPESA_PASSKEY=PASSKEY,
         MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
         MOMO_SWEEP_INTERVAL_SECONDS="1",
+        **daraja.momo_env(f"http://127.0.0.1:{port}"),
     ) as (base, env, _proc):
         token = subprocess.run(
             [str(VENV_BIN / "momo"), "token", "create", "--name", "it", "--role", "operator"],
