@@ -11,6 +11,7 @@ what became of it instead.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -258,10 +259,20 @@ class SettleSummary:
 
 
 def settle_due(
-    runtime: Runtime, requesters: dict[str, Requester], *, limit: int = 50
+    runtime: Runtime,
+    requesters: dict[str, Requester],
+    *,
+    limit: int = 50,
+    budget_seconds: float = 10.0,
 ) -> SettleSummary:
     """Ask the providers about requests still pending past their query time; expire those
-    past their expiry that no answer settled."""
+    past their expiry that no answer settled.
+
+    No new question is started after ``budget_seconds``: a slow provider must not hold a
+    worker that the inbox needs. The requests not asked keep their claim's next query
+    time and are asked on a later sweep.
+    """
+    started = time.monotonic()
     settings = runtime.settings
     retry_after = timedelta(seconds=settings.request_query_after_seconds)
     summary = SettleSummary()
@@ -275,6 +286,9 @@ def settle_due(
     for request_id, ask, provider in work:
         requester = requesters.get(provider)
         result: RequestResult | None = None
+        if time.monotonic() - started > budget_seconds:
+            summary.outcomes["not_asked_yet"] += 1
+            continue
         if requester is not None and ask.reference is not None:
             summary.asked += 1
             try:

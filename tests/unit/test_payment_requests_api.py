@@ -289,3 +289,18 @@ def test_a_callback_for_another_amount_is_kept_for_an_operator(
         "/api/v1/payments?status=unassociated", headers=operator_headers
     ).get_json()["items"]
     assert [(p["amount"], p["reason"]) for p in unassociated] == [("15.00", "amount_differs")]
+
+
+def test_a_slow_provider_does_not_hold_the_sweep_past_its_budget(
+    client: FlaskClient, runtime: Runtime, operator_headers: dict, daraja: DarajaFake, customer: str
+) -> None:
+    for _ in range(3):  # paid, and their callbacks lost
+        assert ask(client, operator_headers).status_code == 201
+    make_due(runtime)
+    daraja.hang_next(QUERY, seconds=1.0, times=3)  # each answer later than the read timeout
+    summary = settle_due(runtime, requesters(), budget_seconds=0.1)
+    assert summary.asked == 1
+    assert summary.outcomes["not_asked_yet"] == 2
+    with runtime.sessions.begin() as session:
+        waiting = session.scalars(select(PaymentRequest.query_at)).all()
+    assert all(at > utcnow() for at in waiting)  # claimed: asked on a later sweep
