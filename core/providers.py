@@ -133,6 +133,18 @@ class ProviderAdapter(ProviderSettings, Protocol):
         ...
 
 
+def configured(adapter: ProviderAdapter, settings: Settings) -> bool:
+    """Whether ``adapter``'s provider takes callbacks on ``settings``.
+
+    An optional provider says so with a method ``configured(settings) -> bool``; one that
+    is not configured does not listen (its URLs answer 404, as without a path token), is
+    not shown by ``momo serve``, and needs no path token for a web process to start. A
+    provider without that method is always configured (its path token is required).
+    """
+    check = getattr(adapter, "configured", None)
+    return True if check is None else bool(check(settings))
+
+
 def adapter_for(providers: Mapping[str, ProviderAdapter], provider: str) -> ProviderAdapter:
     """The adapter of ``provider``; for a name none is registered under, the first registered
     one's, whose error shape answers requests that name no provider (a wrong path, a typo)."""

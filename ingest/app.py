@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from flask import Blueprint, Flask
 
 from core.config import Settings
-from core.providers import ProviderAdapter
+from core.providers import ProviderAdapter, configured
 from core.runtime import Runtime
 from core.web import build_app
 from ingest.fast import install as install_fast_path
@@ -31,9 +31,11 @@ def webhook_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
 
 
 def require_path_tokens(settings: Settings, providers: Mapping[str, ProviderAdapter]) -> None:
-    """ConfigError, naming the variable, when a provider's path token is missing or weak."""
+    """ConfigError, naming the variable, when a provider's path token is missing or weak
+    (an optional provider that is not configured needs none)."""
     for adapter in providers.values():
-        adapter.require_path_token(settings)
+        if configured(adapter, settings):
+            adapter.require_path_token(settings)
 
 
 def check_local_paths(settings: Settings) -> None:
