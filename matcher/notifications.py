@@ -99,8 +99,9 @@ class RequestResult:
     paid_at: datetime | None = None  # aware UTC, when the provider says
     msisdn: Msisdn | None = None
     payer_name: str | None = None
-    #: False for a callback nothing authenticates (MTN's): its word is not taken for a
-    #: payment; the provider is asked at once instead, and its answer settles the request
+    #: False for a callback nothing authenticates (MTN's): its word is not taken, for a
+    #: payment or a failure; the provider is asked at once instead, and its answer
+    #: settles the request
     verified: bool = True
 
 

@@ -46,7 +46,7 @@ NO_ANSWER = "no_answer"
 REQUEST_FAILED_OUTCOME = "request_failed"
 REQUEST_PENDING_OUTCOME = "request_pending"
 UNKNOWN_REQUEST = "unknown_request"
-#: an unauthenticated callback said a request was paid: the provider is asked first
+#: an unauthenticated callback said how a request went: the provider is asked first
 TO_CONFIRM = "request_to_confirm"
 ALREADY_SETTLED = "request_already_settled"
 

@@ -379,7 +379,10 @@ def record_request_result(
         )
     if result.state == "pending":
         return Recorded(payment_requests.REQUEST_PENDING_OUTCOME)
-    if result.state == "paid" and not result.verified:
+    if not result.verified:
+        # Nothing proves who sent it: neither a success nor a failure is taken on its
+        # word (a forged failure would leave a real payment uncredited). The provider is
+        # asked at the next sweep; its answer settles the request.
         payment_requests.confirm_soon(request)
         return Recorded(payment_requests.TO_CONFIRM)
     if result.state == "paid" and result.code is None and request.payment_id is not None:

@@ -425,3 +425,20 @@ def test_momo_check_finds_requests_nothing_settles(runtime: Runtime) -> None:
     assert [v.check for v in found] == ["request"]
     assert f"payment request {request_id}" in found[0].message
     assert "beat" in found[0].message
+
+
+def test_an_unverified_failure_marks_nothing_and_a_later_success_still_pays(
+    runtime: Runtime,
+) -> None:
+    add_customer(runtime, "ACC-1", [])
+    request_id = ask(runtime, "ACC-1", reference="mtn-style-id")
+    forged = paid_result(
+        "mtn-style-id", state="failed", result_code="APPROVAL_REJECTED", verified=False
+    )
+    assert settle(runtime, forged) == "request_to_confirm"
+    assert request_row(runtime, request_id).status == REQUEST_PENDING
+    with runtime.sessions.begin() as session:
+        assert due_for_query(session, limit=10) == [request_id]
+    # the provider, asked, says it was paid: a forged failure did not stand in the way
+    assert settle(runtime, paid_result("mtn-style-id", code="FT-1")) == CREDITED
+    assert request_row(runtime, request_id).status == REQUEST_PAID
