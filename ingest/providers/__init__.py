@@ -16,6 +16,7 @@ from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
 from ingest.providers.mpesa import MpesaAdapter
+from ingest.providers.mtn import MtnAdapter
 
 if TYPE_CHECKING:
     from ingest.asking import Requester
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
 #: first one's error shape also answers a request that names no registered provider (a
 #: wrong path, a mistyped provider), so such answers look like today's.
-ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter()}
+ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter(), "mtn": MtnAdapter()}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

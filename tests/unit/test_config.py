@@ -17,6 +17,7 @@ from core import config
 from core.config import ConfigError, Settings, hide_passwords
 from ingest.providers import ADAPTERS, load_settings, variables
 from ingest.providers.mpesa import MpesaSettings, settings_of
+from ingest.providers.mtn import MtnSettings
 from tests.conftest import PATH_TOKEN, ROOT, mpesa_block
 
 #: as `openssl rand -hex 24` makes one
@@ -60,7 +61,9 @@ class TestLoadSettingsDefaults:
 
     def test_the_default_settings_object_agrees_with_an_empty_environment(self) -> None:
         assert config.load_settings({}) == Settings()
-        assert load_settings({}) == Settings(providers={"mpesa": MpesaSettings()})
+        assert load_settings({}) == Settings(
+            providers={"mpesa": MpesaSettings(), "mtn": MtnSettings()}
+        )
 
     def test_variables_other_than_momos_are_ignored(self) -> None:
         assert load_settings({"DATABASE_URL": "postgresql://elsewhere/db"}) == load_settings({})
@@ -477,7 +480,10 @@ class TestProviderBlocks:
         assert set(load_settings({}).providers) == set(ADAPTERS)
 
     def test_the_variables_are_momos_own_and_every_providers(self) -> None:
-        assert variables() == config.VARIABLES + ADAPTERS["mpesa"].variables
+        assert variables() == config.VARIABLES + tuple(
+            v for adapter in ADAPTERS.values() for v in adapter.variables
+        )
+        assert set(ADAPTERS["mpesa"].variables) < set(variables())
         assert "MOMO_MPESA_PATH_TOKEN" not in config.VARIABLES
 
 
