@@ -93,8 +93,8 @@ CREDENTIAL_VARIABLES: Final = (
     API_USER_VARIABLE,
     API_KEY_VARIABLE,
 )
-#: where MTN's callback host is registered
-REGISTRAR: Final = "MTN (the API user's providerCallbackHost, or the Partner Portal)"
+#: with whom the callback URL's host is registered (the URL itself goes with each request)
+REGISTRAR: Final = "MTN (its host: the API user's providerCallbackHost, or the Partner Portal)"
 
 _ENVIRONMENT_TEXT: Final = re.compile(r"[a-z0-9]{2,40}")
 _CURRENCY_TEXT: Final = re.compile(r"[A-Z]{3}")
