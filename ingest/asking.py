@@ -35,7 +35,7 @@ from matcher.db import utcnow
 from matcher.errors import InvalidInput
 from matcher.ledger import Ledger
 from matcher.matching import get_customer
-from matcher.models import PaymentRequest
+from matcher.models import REQUEST_PAID, REQUEST_PENDING, PaymentRequest
 from matcher.notifications import RequestResult
 from matcher.payment_requests import (
     Timing,
@@ -305,5 +305,7 @@ def settle_due(
                 outcome = "expired"
             else:
                 outcome = "pending"
+            if request.status not in (REQUEST_PENDING, REQUEST_PAID):
+                request.query_at = None  # a settled request checked once more: done
         summary.outcomes[outcome] += 1
     return summary

@@ -249,13 +249,14 @@ def _result(request: PaymentRequest, code: str, description: str) -> None:
 
 
 def due_for_query(session: Session, *, limit: int, now: datetime | None = None) -> list[int]:
-    """Pending requests whose provider is to be asked now (oldest first), claimed: their
-    next query moves ``retry_after`` on, so two askers do not ask twice at once."""
+    """Requests whose provider is to be asked now (oldest first), claimed: their next
+    query moves ``retry_after`` on, so two askers do not ask twice at once. Pending ones,
+    and settled ones an unauthenticated late word asked to check again."""
     now = now or utcnow()
     return list(
         session.scalars(
             select(PaymentRequest.id)
-            .where(PaymentRequest.status == REQUEST_PENDING, PaymentRequest.query_at <= now)
+            .where(PaymentRequest.status != REQUEST_PAID, PaymentRequest.query_at <= now)
             .order_by(PaymentRequest.query_at, PaymentRequest.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -264,8 +265,10 @@ def due_for_query(session: Session, *, limit: int, now: datetime | None = None) 
 
 
 def confirm_soon(request: PaymentRequest, *, now: datetime | None = None) -> None:
-    """Ask the provider about a pending request at the next query sweep."""
-    if request.status == REQUEST_PENDING:
+    """Ask the provider about a request at the next query sweep: a pending one, or one
+    already failed or expired (a word that comes late may be a success; it is asked
+    about once more). A paid request is settled for good."""
+    if request.status != REQUEST_PAID:
         request.query_at = now or utcnow()
 
 

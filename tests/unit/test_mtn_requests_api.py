@@ -309,3 +309,31 @@ def test_without_credentials_the_missing_variables_are_named(
     body = assert_problem(ask(client, operator_headers), 400, "provider_not_configured")
     for name in ("MOMO_MTN_SUBSCRIPTION_KEY", "MOMO_MTN_API_KEY", "MOMO_MTN_PATH_TOKEN"):
         assert name in body["detail"]
+
+
+def test_a_success_that_comes_after_the_request_expired_is_confirmed_and_credited(
+    client: FlaskClient, runtime: Runtime, operator_headers: dict, mtn: MtnFake, customer: str
+) -> None:
+    mtn.default_outcome = None  # still PENDING at MTN when momo gives up
+    item = ask(client, operator_headers).get_json()
+    reference = item["provider_reference"]
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(PaymentRequest).values(
+                expires_at=utcnow() - timedelta(seconds=1),
+                query_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    settle_due(runtime, requesters())
+    assert shown(client, operator_headers, item["id"])["status"] == "expired"
+
+    mtn.decide(reference, MtnResult(callback=HELD))  # the payer paid after all
+    deliver(client, mtn, reference)  # unsigned: MTN is asked once more
+    drain_inbox(runtime)
+    assert credits(runtime) == 0
+    settle_due(runtime, requesters())
+    assert shown(client, operator_headers, item["id"])["status"] == "paid"
+    assert balance(runtime, customer) == 150000
+    asked = queries(mtn, reference)
+    settle_due(runtime, requesters())
+    assert queries(mtn, reference) == asked  # settled: never asked again
