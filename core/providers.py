@@ -56,6 +56,9 @@ class Registration:
     token_variable: str
     #: the file under MOMO_INSTANCE_PATH where the embedded default keeps a token it made
     token_file: str
+    #: whether momo starts without this provider: until its path token is set, its URLs
+    #: answer 404 and ``momo serve`` neither makes a token for it nor shows its URLs
+    optional: bool = False
 
 
 class ProviderAdapter(ProviderSettings, Protocol):
@@ -133,16 +136,10 @@ class ProviderAdapter(ProviderSettings, Protocol):
         ...
 
 
-def configured(adapter: ProviderAdapter, settings: Settings) -> bool:
-    """Whether ``adapter``'s provider takes callbacks on ``settings``.
-
-    An optional provider says so with a method ``configured(settings) -> bool``; one that
-    is not configured does not listen (its URLs answer 404, as without a path token), is
-    not shown by ``momo serve``, and needs no path token for a web process to start. A
-    provider without that method is always configured (its path token is required).
-    """
-    check = getattr(adapter, "configured", None)
-    return True if check is None else bool(check(settings))
+def listening(adapter: ProviderAdapter, settings: Settings) -> bool:
+    """Whether momo takes ``adapter``'s callbacks: a required provider's always (its path
+    token is checked at start), an optional one's once its path token is set."""
+    return not adapter.registration.optional or adapter.path_token(settings) is not None
 
 
 def adapter_for(providers: Mapping[str, ProviderAdapter], provider: str) -> ProviderAdapter:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from flask import Blueprint, Flask
 
 from core.config import Settings
-from core.providers import ProviderAdapter, configured
+from core.providers import ProviderAdapter, listening
 from core.runtime import Runtime
 from core.web import build_app
 from ingest.fast import install as install_fast_path
@@ -32,9 +32,9 @@ def webhook_app(runtime: Runtime, *blueprints: Blueprint) -> Flask:
 
 def require_path_tokens(settings: Settings, providers: Mapping[str, ProviderAdapter]) -> None:
     """ConfigError, naming the variable, when a provider's path token is missing or weak
-    (an optional provider that is not configured needs none)."""
+    (an optional provider without one is not listened to, and needs none)."""
     for adapter in providers.values():
-        if configured(adapter, settings):
+        if listening(adapter, settings):
             adapter.require_path_token(settings)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from core.config import ConfigError, Settings, hide_passwords, path_token_weakness
-from core.providers import configured
+from core.providers import listening
 from ingest.providers import ADAPTERS, load_settings
 from momo import serving
 
@@ -236,8 +236,8 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     # generated just now is shown this once, since nobody else knows it yet.
     callbacks: list[tuple[ProviderAdapter, str, str]] = []
     for adapter in ADAPTERS.values():
-        if not configured(adapter, settings):
-            continue  # an optional provider left unset: it does not listen
+        if not listening(adapter, settings):
+            continue  # an optional provider not set up: no token, no URLs to register
         variable = adapter.registration.token_variable
         shown, origin = f"<{variable}>", f"the path token is {variable}'s value"
         if settings.is_embedded and not adapter.path_token(settings):

@@ -17,7 +17,7 @@ leaked can neither credit nor fail a request.
 
 MTN's settings (``MOMO_MTN_*``) are its own block, ``MtnSettings``. MTN is optional:
 without ``MOMO_MTN_PATH_TOKEN`` its callback URLs answer 404, ``momo serve`` does not
-show them, and momo starts as without MTN (``MtnAdapter.configured``).
+show them, and momo starts as without MTN (its registration is optional).
 """
 
 from __future__ import annotations
@@ -540,15 +540,11 @@ class MtnAdapter:
         registrar=REGISTRAR,
         token_variable=PATH_TOKEN_VARIABLE,
         token_file="mtn_path_token",  # noqa: S106 - a file name, not a secret
+        optional=True,
     )
 
     def read_settings(self, env: Mapping[str, str], settings: Settings) -> MtnSettings:
         return read_settings(env)
-
-    def configured(self, settings: Settings) -> bool:
-        """Whether MTN takes callbacks here: only with MOMO_MTN_PATH_TOKEN set. Otherwise
-        its URL answers 404, `momo serve` shows none and no token is required or made."""
-        return settings_of(settings).path_token is not None
 
     def path_token(self, settings: Settings) -> str | None:
         return settings_of(settings).path_token
