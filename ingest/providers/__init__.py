@@ -15,6 +15,7 @@ from core.config import Settings
 from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
+from ingest.providers.airtel import AirtelAdapter
 from ingest.providers.mpesa import MpesaAdapter
 from ingest.providers.mtn import MtnAdapter
 
@@ -24,7 +25,11 @@ if TYPE_CHECKING:
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
 #: first one's error shape also answers a request that names no registered provider (a
 #: wrong path, a mistyped provider), so such answers look like today's.
-ADAPTERS: dict[str, ProviderAdapter] = {"mpesa": MpesaAdapter(), "mtn": MtnAdapter()}
+ADAPTERS: dict[str, ProviderAdapter] = {
+    "mpesa": MpesaAdapter(),
+    "airtel": AirtelAdapter(),
+    "mtn": MtnAdapter(),
+}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -16,6 +16,7 @@ import pytest
 from core import config
 from core.config import ConfigError, Settings, hide_passwords
 from ingest.providers import ADAPTERS, load_settings, variables
+from ingest.providers.airtel import AirtelSettings
 from ingest.providers.mpesa import MpesaSettings, settings_of
 from ingest.providers.mtn import MtnSettings
 from tests.conftest import PATH_TOKEN, ROOT, mpesa_block
@@ -61,9 +62,12 @@ class TestLoadSettingsDefaults:
 
     def test_the_default_settings_object_agrees_with_an_empty_environment(self) -> None:
         assert config.load_settings({}) == Settings()
-        assert load_settings({}) == Settings(
-            providers={"mpesa": MpesaSettings(), "mtn": MtnSettings()}
-        )
+        loaded = load_settings({})
+        assert loaded.with_overrides(providers={}) == Settings()
+        assert loaded.providers["mpesa"] == MpesaSettings()
+        # Airtel collects in the default region (KE), so that is its country
+        assert loaded.providers["airtel"] == AirtelSettings(country="KE")
+        assert loaded.providers["mtn"] == MtnSettings()
 
     def test_variables_other_than_momos_are_ignored(self) -> None:
         assert load_settings({"DATABASE_URL": "postgresql://elsewhere/db"}) == load_settings({})
@@ -481,7 +485,7 @@ class TestProviderBlocks:
 
     def test_the_variables_are_momos_own_and_every_providers(self) -> None:
         assert variables() == config.VARIABLES + tuple(
-            v for adapter in ADAPTERS.values() for v in adapter.variables
+            name for adapter in ADAPTERS.values() for name in adapter.variables
         )
         assert set(ADAPTERS["mpesa"].variables) < set(variables())
         assert "MOMO_MPESA_PATH_TOKEN" not in config.VARIABLES
