@@ -134,6 +134,14 @@ def choose_provider(
     )
 
 
+def phone_region(requester: Requester, settings: Settings) -> str:
+    """Where a number written without its country code is read for ``requester``: its own
+    country, when it says one (``phone_region``), else MOMO_DEFAULT_REGION. A number
+    written with its country code is read as written, whatever the region."""
+    own = getattr(requester, "phone_region", None)
+    return own(settings) if callable(own) else settings.default_region
+
+
 def ready(requester: Requester, settings: Settings) -> None:
     missing = requester.requests_missing(settings)
     if not settings.public_url:
@@ -170,7 +178,10 @@ def open_payment_request(
             )
         e164 = customer.phones[0].e164
     else:
-        normal = normalise_msisdn(phone, settings.default_region)
+        region = settings.default_region
+        if provider is not None:  # its country reads the local numbers it is asked with
+            region = phone_region(choose_provider(requesters, settings, "", provider), settings)
+        normal = normalise_msisdn(phone, region)
         if normal is None:
             raise InvalidInput(
                 f"phone {phone!r} is not a mobile number; write it as +254712345678 or 0712345678",
