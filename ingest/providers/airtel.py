@@ -45,6 +45,7 @@ from ingest.providers.outbound import (
     NoAnswer,
     ProviderClient,
     ProviderRefused,
+    ProviderUnavailable,
     Timeouts,
     TokenCache,
     json_object,
@@ -468,8 +469,15 @@ _clients_lock = threading.Lock()
 
 
 def collections(settings: Settings) -> Collections:
-    """The process's one client per Airtel application: its token is shared."""
+    """The process's one client per Airtel application: its token is shared.
+    ProviderUnavailable (nothing is sent) while the application is not set up."""
     block = settings_of(settings)
+    if block.client_id is None or block.client_secret is None or block.country is None:
+        raise ProviderUnavailable(
+            PROVIDER,
+            f"not set up: set {CLIENT_ID_VARIABLE}, {CLIENT_SECRET_VARIABLE} and "
+            f"{COUNTRY_VARIABLE}",
+        )
     with _clients_lock:
         client = _clients.get(block)
         if client is None:

@@ -308,3 +308,19 @@ class TestPhonesReadInAirtelsCountry:
             "UGX",
         )
         assert airtel.calls(PAY)[0].json["transaction"]["currency"] == "UGX"
+
+
+def test_pending_requests_wait_when_airtel_is_no_longer_set_up(
+    client: FlaskClient, runtime: Runtime, operator_headers: dict, airtel: AirtelFake, customer: str
+) -> None:
+    airtel.default_outcome = None
+    item = ask(client, operator_headers).get_json()
+    block = runtime.settings.providers["airtel"]
+    runtime.settings = runtime.settings.with_provider(
+        "airtel", AirtelSettings(path_token=block.path_token, currency=block.currency)
+    )
+    make_due(runtime)
+    summary = settle_due(runtime, requesters())  # the sweep goes on; nothing is sent
+    assert (summary.asked, summary.outcomes) == (1, {"pending": 1})
+    assert shown(client, operator_headers, item["id"])["status"] == "pending"
+    assert airtel.calls(QUERY) == []
