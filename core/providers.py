@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from core.config import IPNetwork, ProviderSettings, Settings
@@ -136,9 +136,30 @@ class ProviderAdapter(ProviderSettings, Protocol):
         ...
 
 
+@runtime_checkable
+class RoutesItsPaths(Protocol):
+    """An adapter whose callback URLs are not ``/webhooks/<name>/<path token>/<kind>`` (the
+    generic webhook's ``/webhooks/generic/<source>``, which its signature authenticates).
+
+    The webhook edge asks its ``route`` instead of comparing ``path_token`` and ``kinds``,
+    and momo neither requires, generates nor prints a path token for it.
+    """
+
+    def route(
+        self, settings: Settings, segment: str, kind: str | None
+    ) -> tuple[ProviderAdapter, str] | None:
+        """For ``/webhooks/<name>/<segment>`` (``kind`` None) or ``.../<segment>/<kind>``:
+        the adapter that takes the callback and the kind it is stored as, or None when
+        the path is no callback URL (404, and counted as a failure)."""
+        ...
+
+
 def listening(adapter: ProviderAdapter, settings: Settings) -> bool:
-    """Whether momo takes ``adapter``'s callbacks: a required provider's always (its path
-    token is checked at start), an optional one's once its path token is set."""
+    """Whether momo takes ``adapter``'s callbacks at path-token URLs, and so checks its
+    path token at start and shows its URLs: a required provider's always, an optional
+    one's once its path token is set, never one that routes its own paths."""
+    if isinstance(adapter, RoutesItsPaths):
+        return False
     return not adapter.registration.optional or adapter.path_token(settings) is not None
 
 

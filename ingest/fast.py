@@ -31,18 +31,17 @@ from werkzeug.datastructures import EnvironHeaders
 from core.providers import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
 from core.runtime import Runtime
 from core.web import NOSNIFF, framing_problem
-from ingest.providers import ADAPTERS
 from ingest.refusal import UNSTORABLE
 from ingest.store import inbox_row
 from ingest.views import (
     KEPT_HEADERS,
     CannotStore,
     acknowledgement,
-    authenticated,
     callback_code,
     client_allowed,
     rejection,
     store_callback,
+    webhook_target,
 )
 from matcher.notifications import FailedAttempt, InvalidCallback, PaymentNotification
 
@@ -134,12 +133,14 @@ class FastAccept:
     ) -> tuple[ProviderAdapter, dict[str, Any]] | None:
         """The adapter and inbox row of a well-formed, authenticated notification, or None."""
         parts = path[len(PREFIX) :].split("/", 2)
-        if len(parts) != 3 or not path.isascii():
+        if len(parts) not in (2, 3) or not path.isascii():
             return None
-        provider, token, kind = parts
+        provider, token = parts[:2]
         settings = self.runtime.settings
-        if not authenticated(settings, provider, token, kind):
+        target = webhook_target(settings, provider, token, parts[2] if len(parts) == 3 else None)
+        if target is None:
             return None
+        adapter, kind = target
         remote_addr: str | None = environ.get("REMOTE_ADDR")
         if not client_allowed(settings, provider, remote_addr):
             return None
@@ -155,7 +156,6 @@ class FastAccept:
         environ["wsgi.input"] = io.BytesIO(body)  # whoever reads next reads the same bytes
         if len(body) != length:
             return None
-        adapter = ADAPTERS[provider]
         headers = cast(Mapping[str, str], EnvironHeaders(environ))
         if adapter.signature_problem(settings, headers, body) is not None:
             return None  # Flask refuses it (401), through the brake on failures

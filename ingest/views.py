@@ -19,7 +19,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
 from core.config import Settings
-from core.providers import FORBIDDEN, NOT_ACCEPTED, TOO_MANY, ProviderAdapter, rejected
+from core.providers import (
+    FORBIDDEN,
+    NOT_ACCEPTED,
+    TOO_MANY,
+    ProviderAdapter,
+    RoutesItsPaths,
+    rejected,
+)
 from core.runtime import Runtime
 from ingest.limits import Limiter, failure_limiter
 from ingest.providers import ADAPTERS, adapter_for
@@ -58,16 +65,27 @@ def runtime() -> Runtime:
     return current_app.extensions["momo"]
 
 
-def authenticated(settings: Settings, provider: str, token: str, kind: str) -> bool:
-    """The path names a provider and kind momo takes, with that provider's secret token."""
+def webhook_target(
+    settings: Settings, provider: str, token: str, kind: str | None
+) -> tuple[ProviderAdapter, str] | None:
+    """The adapter that takes a callback posted to ``/webhooks/<provider>/<token>/<kind>``
+    (``kind`` None: ``/webhooks/<provider>/<token>``) and the kind it is stored as; None
+    when the path is no callback URL momo listens on. The Flask view and the fast path
+    both ask this, so they agree on every path."""
     adapter = ADAPTERS.get(provider)
-    expected = adapter.path_token(settings) if adapter is not None else None
-    return (
-        adapter is not None
-        and expected is not None
-        and hmac.compare_digest(token.encode(), expected.encode())
-        and kind in adapter.kinds
-    )
+    if adapter is None or not token:
+        return None
+    if isinstance(adapter, RoutesItsPaths):
+        return adapter.route(settings, token, kind)
+    expected = adapter.path_token(settings)
+    if (
+        kind is None
+        or expected is None
+        or not hmac.compare_digest(token.encode(), expected.encode())
+        or kind not in adapter.kinds
+    ):
+        return None
+    return adapter, kind
 
 
 def client_allowed(settings: Settings, provider: str, remote_addr: str | None) -> bool:
@@ -199,16 +217,18 @@ class CannotStore(Exception):
 
 
 @bp.route("/webhooks/<provider>/<token>/<path:kind>", methods=["POST", "PUT"])
-def receive(provider: str, token: str, kind: str) -> Response | tuple[Any, int]:
+@bp.route("/webhooks/<provider>/<token>", methods=["POST", "PUT"])
+def receive(provider: str, token: str, kind: str | None = None) -> Response | tuple[Any, int]:
     settings = runtime().settings
     limiter: Limiter = current_app.extensions["momo_limiter"]
     address = request.remote_addr or "-"
     # Unknown provider, unknown kind and wrong token all look the same: 404, nothing stored.
-    if not authenticated(settings, provider, token, kind):
+    target = webhook_target(settings, provider, token, kind)
+    if target is None:
         if limiter.fail(address):
             return _too_many(provider)
         abort(404)
-    adapter = ADAPTERS[provider]
+    adapter, kind = target
     if request.method not in adapter.methods:
         abort(405)
     if not client_allowed(settings, provider, request.remote_addr):
