@@ -16,6 +16,7 @@ from core.providers import ProviderAdapter
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
 from ingest.providers.airtel import AirtelAdapter
+from ingest.providers.generic import GenericAdapter
 from ingest.providers.mpesa import MpesaAdapter
 from ingest.providers.mtn import MtnAdapter
 
@@ -29,6 +30,7 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "mpesa": MpesaAdapter(),
     "airtel": AirtelAdapter(),
     "mtn": MtnAdapter(),
+    "generic": GenericAdapter(),
 }
 
 

@@ -17,6 +17,7 @@ from core import config
 from core.config import ConfigError, Settings, hide_passwords
 from ingest.providers import ADAPTERS, load_settings, variables
 from ingest.providers.airtel import AirtelSettings
+from ingest.providers.generic import GenericSettings
 from ingest.providers.mpesa import MpesaSettings, settings_of
 from ingest.providers.mtn import MtnSettings
 from tests.conftest import PATH_TOKEN, ROOT, mpesa_block
@@ -68,6 +69,7 @@ class TestLoadSettingsDefaults:
         # Airtel collects in the default region (KE), so that is its country
         assert loaded.providers["airtel"] == AirtelSettings(country="KE")
         assert loaded.providers["mtn"] == MtnSettings()
+        assert loaded.providers["generic"] == GenericSettings()
 
     def test_variables_other_than_momos_are_ignored(self) -> None:
         assert load_settings({"DATABASE_URL": "postgresql://elsewhere/db"}) == load_settings({})
