@@ -216,8 +216,9 @@ class CannotStore(Exception):
     """Neither the inbox nor the spool took the callback."""
 
 
-@bp.route("/webhooks/<provider>/<token>/<path:kind>", methods=["POST", "PUT"])
-@bp.route("/webhooks/<provider>/<token>", methods=["POST", "PUT"])
+# merge_slashes off: an empty segment is no callback URL (404), not a redirect to another
+@bp.route("/webhooks/<provider>/<token>/<path:kind>", methods=["POST", "PUT"], merge_slashes=False)
+@bp.route("/webhooks/<provider>/<token>", methods=["POST", "PUT"], merge_slashes=False)
 def receive(provider: str, token: str, kind: str | None = None) -> Response | tuple[Any, int]:
     settings = runtime().settings
     limiter: Limiter = current_app.extensions["momo_limiter"]
