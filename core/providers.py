@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from core.config import IPNetwork, ProviderSettings, Settings
+from core.config import ConfigError, IPNetwork, ProviderSettings, Settings, check_path_token
 from core.redact import WEBHOOK_PREFIX
 from matcher.notifications import Callback
 
@@ -59,6 +59,20 @@ class Registration:
     #: whether momo starts without this provider: until its path token is set, its URLs
     #: answer 404 and ``momo serve`` neither makes a token for it nor shows its URLs
     optional: bool = False
+
+
+def require_path_token(token: str | None, registration: Registration) -> str:
+    """``token`` when it is set and strong enough to guard the callback URLs of the
+    provider ``registration`` describes; else ConfigError naming its variable and saying
+    how to make one."""
+    variable = registration.token_variable
+    if not token:
+        raise ConfigError(
+            f"{variable} is not set: the {registration.title} callback URLs need a secret "
+            f"path segment. Set it to a long random string, e.g. "
+            f"{variable}=$(openssl rand -hex 24)"
+        )
+    return check_path_token(token, variable, registration.registrar)
 
 
 class ProviderAdapter(ProviderSettings, Protocol):

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import phonenumbers
 
 from core.config import ConfigError, IPNetwork, Settings, check_path_token
-from core.providers import NOT_ACCEPTED, ParseContext, Registration
+from core.providers import NOT_ACCEPTED, ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
 from ingest.providers.outbound import (
     Ask,
@@ -706,14 +706,7 @@ class AirtelAdapter:
         return settings_of(settings).path_token
 
     def require_path_token(self, settings: Settings) -> str:
-        token = settings_of(settings).path_token
-        if not token:
-            raise ConfigError(
-                f"{PATH_TOKEN_VARIABLE} is not set: the Airtel Money callback URL needs a "
-                "secret path segment. Set it to a long random string, e.g. "
-                f"{PATH_TOKEN_VARIABLE}=$(openssl rand -hex 24)"
-            )
-        return check_path_token(token, PATH_TOKEN_VARIABLE, REGISTRAR)
+        return require_path_token(settings_of(settings).path_token, self.registration)
 
     def with_path_token(self, settings: Settings, token: str) -> Settings:
         return with_settings(settings, path_token=token)

@@ -23,8 +23,14 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Final
 
-from core.config import ConfigError, IPNetwork, Settings, check_path_token, parse_networks
-from core.providers import NOT_ACCEPTED, ParseContext, Registration
+from core.config import (
+    ConfigError,
+    IPNetwork,
+    Settings,
+    check_path_token,
+    parse_networks,
+)
+from core.providers import NOT_ACCEPTED, ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
 from ingest.providers.mpesa_express import (
     BUY_GOODS,
@@ -261,14 +267,7 @@ class MpesaAdapter:
 
     def require_path_token(self, settings: Settings) -> str:
         """The token, when it is set and strong enough to guard the callback URLs."""
-        token = settings_of(settings).path_token
-        if not token:
-            raise ConfigError(
-                f"{PATH_TOKEN_VARIABLE} is not set: the M-PESA callback URLs need a secret "
-                "path segment. Set it to a long random string, e.g. "
-                f"{PATH_TOKEN_VARIABLE}=$(openssl rand -hex 24)"
-            )
-        return check_path_token(token, PATH_TOKEN_VARIABLE, REGISTRAR)
+        return require_path_token(settings_of(settings).path_token, self.registration)
 
     def with_path_token(self, settings: Settings, token: str) -> Settings:
         return with_settings(settings, path_token=token)
