@@ -40,6 +40,8 @@ from ingest.providers.mpesa_express import (
     Express,
     ExpressSettings,
 )
+from ingest.providers.mpesa_statement import CHANNEL as STATEMENT_CHANNEL
+from ingest.providers.mpesa_statement import STATEMENT, entry_fields
 from ingest.providers.outbound import Ask, Asked, NoAnswer
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
@@ -321,11 +323,15 @@ class MpesaAdapter:
     def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
         """Return the callback ``body`` describes, or raise InvalidCallback.
 
-        A C2B confirmation and a successful STK result give a ``PaymentNotification``, a
+        A C2B confirmation, a successful STK result and a statement row (kind
+        ``statement``: stored by ``momo mpesa import-statement``, never posted, so not one
+        of ``kinds``) give a ``PaymentNotification``, a
         C2B validation a ``ValidationRequest``, an unsuccessful STK result a
         ``FailedAttempt``. Unknown keys are ignored; anything else that is not Daraja's
         shape raises ``InvalidCallback`` and never another exception.
         """
+        if kind == STATEMENT:
+            return _parse_statement(body, ctx)
         if kind not in self.kinds:
             expected = ", ".join(sorted(self.kinds))
             raise InvalidCallback(
@@ -510,6 +516,22 @@ def _payer_name(doc: dict[str, Any]) -> str | None:
         if part is not None:
             words.extend(part.split())
     return " ".join(words) or None
+
+
+def _parse_statement(body: bytes, ctx: ParseContext) -> PaymentNotification:
+    """A row of the portal's statement, read with the same field rules as a confirmation."""
+    fields = entry_fields(body)
+    return PaymentNotification(
+        provider=PROVIDER,
+        channel=STATEMENT_CHANNEL,
+        code=_code(fields.receipt, "Receipt No.", allow_empty=False),
+        amount=parse_amount(fields.amount, "Paid In"),
+        currency=ctx.currency,
+        paid_at=parse_local_time(fields.local_time, ctx.timezone, "Completion Time"),
+        msisdn=_msisdn(fields.number, "Other Party Info", ctx),
+        payer_name=fields.payer_name,
+        account_reference=fields.account,
+    )
 
 
 # --- STK push -----------------------------------------------------------------------------

@@ -1,0 +1,238 @@
+"""M-PESA statements: the CSV the M-PESA organisation portal exports, for shortcodes
+whose callbacks were missed (or never set up) and that have no pull API.
+
+``read_statement`` finds the header row among the portal's title lines and sorts the
+rows: each completed Paid In row is an ``Entry`` whose body (the row as JSON, keyed by
+the portal's column names) is stored in the inbox as kind ``statement`` and parsed by
+the M-PESA adapter (``entry_fields`` here, then the adapter's field readers), so a
+payment recovered from a statement is recorded exactly like a callback: same provider,
+same receipt code, a known one a duplicate. Withdrawals, charges and rows that are not
+completed are ``Skipped``; a row that cannot be read is ``Malformed``, with its line
+number, and the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from matcher.notifications import InvalidCallback
+
+#: the inbox kind of a statement row; never a callback URL (no provider posts it)
+STATEMENT: Final = "statement"
+#: the channel a payment recovered from a statement is recorded with
+CHANNEL: Final = "statement"
+COMPLETED: Final = "completed"
+
+RECEIPT_NO: Final = "Receipt No."
+COMPLETION_TIME: Final = "Completion Time"
+INITIATION_TIME: Final = "Initiation Time"
+DETAILS: Final = "Details"
+STATUS: Final = "Transaction Status"
+PAID_IN: Final = "Paid In"
+WITHDRAWN: Final = "Withdrawn"
+BALANCE: Final = "Balance"
+OTHER_PARTY: Final = "Other Party Info"
+ACCOUNT: Final = "A/C No."
+
+#: the portal's columns, by their name reduced to letters (case, spaces, dots ignored)
+COLUMNS: Final = {
+    re.sub(r"[^a-z]", "", name.casefold()): name
+    for name in (
+        RECEIPT_NO,
+        COMPLETION_TIME,
+        INITIATION_TIME,
+        DETAILS,
+        STATUS,
+        PAID_IN,
+        WITHDRAWN,
+        BALANCE,
+        OTHER_PARTY,
+        ACCOUNT,
+    )
+}
+#: without these a statement cannot say which payments were made
+REQUIRED: Final = (RECEIPT_NO, COMPLETION_TIME, STATUS, PAID_IN)
+
+# "1500", "1500.00", "1,500.00": thousands groups of three only, so "1,50" is no amount
+_STATEMENT_AMOUNT: Final = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+_TIME_FORMATS: Final = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%d-%m-%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+)
+_SHOWN_MAX: Final = 60
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A completed Paid In row: a payment, to be stored in the inbox as ``body``."""
+
+    line: int
+    receipt: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row that is no payment: ``why`` is "not_completed" or "withdrawal"."""
+
+    line: int
+    receipt: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A row that cannot be read; ``message`` says what is wrong with it."""
+
+    line: int
+    message: str
+
+
+Row = Entry | Skipped | Malformed
+
+
+class NotAStatement(ValueError):
+    """The file has no header row with the portal's columns."""
+
+
+def _key(cell: str) -> str:
+    return re.sub(r"[^a-z]", "", cell.casefold())
+
+
+def _header(cells: list[str]) -> dict[int, str] | None:
+    """Column index -> the portal's column name, when ``cells`` is the header row."""
+    found = {i: COLUMNS[_key(c)] for i, c in enumerate(cells) if _key(c) in COLUMNS}
+    return found if set(REQUIRED) <= set(found.values()) else None
+
+
+def read_statement(lines: Iterable[str]) -> Iterator[Row]:
+    """Every row below the header, in order; raises NotAStatement when there is no header.
+
+    Lines before the header (the portal's title, the account, the period) are ignored,
+    as are blank rows.
+    """
+    reader = csv.reader(iter(lines))
+    columns: dict[int, str] | None = None
+    for cells in reader:
+        if columns is None:
+            columns = _header(cells)
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        yield _row(reader.line_num, cells, columns)
+    if columns is None:
+        needed = ", ".join(REQUIRED)
+        raise NotAStatement(
+            f"no header row with the columns {needed}: expected the CSV the M-PESA "
+            "organisation portal exports (Statement, Export, CSV)"
+        )
+
+
+def _row(line: int, cells: list[str], columns: dict[int, str]) -> Row:
+    if len(cells) < max(columns) + 1:
+        return Malformed(
+            line, f"has {len(cells)} fields, fewer than the header's {max(columns) + 1}"
+        )
+    row = {name: cells[i].strip() for i, name in columns.items()}
+    receipt = row[RECEIPT_NO]
+    if row[STATUS].casefold() != COMPLETED:
+        return Skipped(line, receipt, "not_completed")
+    paid_in, withdrawn = row[PAID_IN], row.get(WITHDRAWN, "")
+    if _is_zero(paid_in):
+        if _is_zero(withdrawn):
+            return Malformed(line, f"receipt {receipt!r} has neither Paid In nor Withdrawn")
+        return Skipped(line, receipt, "withdrawal")  # a payment out, or a charge
+    if not _is_zero(withdrawn):
+        return Malformed(
+            line, f"receipt {receipt!r} has both Paid In {paid_in!r} and Withdrawn {withdrawn!r}"
+        )
+    return Entry(line, receipt, json.dumps(row, ensure_ascii=False).encode("utf-8"))
+
+
+def _is_zero(text: str) -> bool:
+    return text.lstrip("+-").replace(",", "").strip("0.") == ""
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A stored statement row's payment fields, as text for the adapter's field readers."""
+
+    receipt: str
+    #: Paid In without its thousands separators
+    amount: str
+    #: Completion Time written YYYYMMDDHHMMSS, Nairobi wall-clock time
+    local_time: str
+    number: str | None
+    payer_name: str | None
+    account: str | None
+
+
+def entry_fields(body: bytes) -> Fields:
+    """The payment a stored statement row describes, or InvalidCallback with a reason."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCallback(f"statement row is not JSON ({exc})", "invalid_json") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise InvalidCallback("statement row is not an object of strings", "not_an_object")
+    for name in REQUIRED:
+        if not doc.get(name, "").strip():
+            raise InvalidCallback(f"{name} is empty", "missing_field")
+    if doc[STATUS].strip().casefold() != COMPLETED:
+        raise InvalidCallback(
+            f"{STATUS} {_show(doc[STATUS])} is not Completed: no money moved", "not_a_payment"
+        )
+    paid_in = doc[PAID_IN].strip()
+    if not _STATEMENT_AMOUNT.fullmatch(paid_in):
+        raise InvalidCallback(
+            f"{PAID_IN} {_show(paid_in)} is not an amount like '1,500.00'", "invalid_amount"
+        )
+    number, payer = _other_party(doc.get(OTHER_PARTY, ""))
+    return Fields(
+        receipt=doc[RECEIPT_NO],
+        amount=paid_in.replace(",", ""),
+        local_time=_compact_time(doc[COMPLETION_TIME]),
+        number=number,
+        payer_name=payer,
+        account=doc.get(ACCOUNT, "").strip() or None,
+    )
+
+
+def _compact_time(value: str) -> str:
+    """``value`` as YYYYMMDDHHMMSS (what ``parse_local_time`` reads), or InvalidCallback."""
+    text = " ".join(value.split())
+    for fmt in _TIME_FORMATS:
+        try:
+            # naive on purpose: Nairobi wall-clock time, zoned by parse_local_time
+            return datetime.strptime(text, fmt).strftime("%Y%m%d%H%M%S")
+        except ValueError:
+            continue
+    raise InvalidCallback(
+        f"{COMPLETION_TIME} {_show(value)} is not a time like '2025-11-03 14:30:15'",
+        "invalid_time",
+    )
+
+
+def _other_party(value: str) -> tuple[str | None, str | None]:
+    """ "254712345678 - JOHN DOE" -> (number, name); either may be missing."""
+    number, sep, name = value.partition(" - ")
+    if not sep:
+        text = value.strip()
+        # no separator: a number alone, or a name alone (a bank, another organisation)
+        if text and not any(ch.isalpha() for ch in text.replace("x", "").replace("X", "")):
+            return text, None
+        return None, text or None
+    return number.strip() or None, " ".join(name.split()) or None
+
+
+def _show(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= _SHOWN_MAX else shown[: _SHOWN_MAX - 3] + "..."
