@@ -227,7 +227,8 @@ class TestReceiveRefusesWithoutStoring:
         assert response.status_code == 404
         assert inbox_rows(runtime) == []
 
-    @pytest.mark.parametrize("kind", ["c2b/other", "c2b", "b2c/result", "stk/extra"])
+    # "statement" is stored by `momo mpesa import-statement` only: never over HTTP
+    @pytest.mark.parametrize("kind", ["c2b/other", "c2b", "b2c/result", "stk/extra", "statement"])
     def test_an_unknown_kind_answers_404_and_stores_nothing(
         self, client: FlaskClient, runtime: Runtime, kind: str
     ) -> None:
