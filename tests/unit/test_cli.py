@@ -20,12 +20,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import authenticate
-from ingest.providers import variables
+from ingest.providers import build_runtime, load_settings, variables
+from ingest.store import inbox_row
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
 from matcher.models import ApiToken, Customer, InboxItem
 from momo.cli import main
-from tests.conftest import PATH_TOKEN
+from tasks.work import drain_inbox
+from tests.conftest import PATH_TOKEN, sample_bytes
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
 MOMO_VARIABLES = variables()
@@ -691,3 +693,139 @@ class TestServe:
         ) in result.output
         assert f"/webhooks/mpesa/{token}/c2b/confirmation" in result.output
         assert "old-short-token" not in result.output
+
+
+# --- momo mpesa import-statement ----------------------------------------------------------
+
+STATEMENT_HEADER = (
+    '"Organisation Name:","MOMO DEMO LTD"\n'
+    '"Time Period:","From 01-11-2025 00:00:00 To 03-11-2025 23:59:59"\n'
+    "\n"
+    '"Receipt No.","Completion Time","Initiation Time","Details","Transaction Status",'
+    '"Paid In","Withdrawn","Balance","Other Party Info","A/C No."\n'
+)
+#: the same payment as the sample C2B confirmation (c2b_confirmation_paybill_plain.json)
+KNOWN_ROW = (
+    '"TKQ4A91B2C","2025-11-03 14:30:15","2025-11-03 14:30:15","Pay Bill","Completed",'
+    '"1,500.00","","88,210.00","254712345678 - WANJIKU A KAMAU","ACC1042"\n'
+)
+MISSED_ROW = (
+    '"TKQ4A91B9Z","2025-11-03 15:00:00","2025-11-03 15:00:00","Pay Bill","Completed",'
+    '"2,000.00","","90,210.00","2547******678 - JOHN DOE","ACC2001"\n'
+)
+CHARGE_ROW = (
+    '"TKQ4A91C0A","2025-11-03 15:00:00","2025-11-03 15:00:00","Pay Bill Charge","Completed",'
+    '"","-5.00","90,205.00","",""\n'
+)
+
+
+def env_without_none(env: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def _balance(sessions: sessionmaker[Session], account: str) -> int:
+    with sessions() as session:
+        customer = session.scalars(select(Customer).where(Customer.account_number == account)).one()
+        return customer.balance_minor
+
+
+class TestImportStatement:
+    @pytest.fixture
+    def customers(self, env: dict[str, str | None], tmp_path: Path) -> None:
+        upgraded(env)
+        path = write_csv(tmp_path / "c.csv", HEADER + "ACC1042,Wanjiku,\nACC2001,John,\n")
+        assert run(env, "customers", "import", str(path)).exit_code == 0
+
+    def test_a_missed_payment_is_recovered_and_credited_and_a_known_one_is_a_duplicate(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        # the C2B confirmation of KNOWN_ROW arrived and was recorded
+        with sessions.begin() as session:
+            session.add(
+                InboxItem(
+                    **inbox_row(
+                        provider="mpesa",
+                        kind="c2b/confirmation",
+                        body=sample_bytes("c2b_confirmation_paybill_plain.json"),
+                    )
+                )
+            )
+        runtime = build_runtime(load_settings(env_without_none(env)))
+        try:
+            drain_inbox(runtime)
+        finally:
+            runtime.close()
+        assert _balance(sessions, "ACC1042") == 150000
+        statement = write_csv(
+            tmp_path / "s.csv", STATEMENT_HEADER + KNOWN_ROW + CHARGE_ROW + MISSED_ROW
+        )
+
+        result = run(env, "mpesa", "import-statement", str(statement))
+
+        assert result.exit_code == 0, result.output
+        assert "seen 2 payments: already known 1, recovered 1 (credited 1," in result.output
+        assert "skipped 1 withdrawals and charges" in result.output
+        assert _balance(sessions, "ACC1042") == 150000
+        assert _balance(sessions, "ACC2001") == 200000
+
+    def test_importing_the_same_file_again_recovers_nothing(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        statement = write_csv(tmp_path / "s.csv", STATEMENT_HEADER + KNOWN_ROW + MISSED_ROW)
+        first = run(env, "mpesa", "import-statement", str(statement))
+        assert "recovered 2 (credited 2," in first.output, first.output
+
+        again = run(env, "mpesa", "import-statement", str(statement))
+
+        assert again.exit_code == 0, again.output
+        assert "already known 2, recovered 0" in again.output
+        assert _balance(sessions, "ACC2001") == 200000
+
+    def test_a_receipt_with_another_amount_is_a_conflict_and_exits_1(
+        self, env: dict[str, str | None], tmp_path: Path, customers: None
+    ) -> None:
+        first = write_csv(tmp_path / "a.csv", STATEMENT_HEADER + KNOWN_ROW)
+        assert run(env, "mpesa", "import-statement", str(first)).exit_code == 0
+        changed = write_csv(
+            tmp_path / "b.csv", STATEMENT_HEADER + KNOWN_ROW.replace("1,500.00", "1,600.00")
+        )
+
+        result = run(env, "mpesa", "import-statement", str(changed))
+
+        assert result.exit_code == 1
+        assert "conflicts 1" in result.output
+        assert "momo inbox settle" in result.output
+
+    def test_a_malformed_row_is_named_by_line_and_the_others_still_recorded(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        bad = MISSED_ROW.replace("TKQ4A91B9Z", "TKQ4A91B8Y").replace("2,000.00", "2,00.00")
+        statement = write_csv(tmp_path / "s.csv", STATEMENT_HEADER + bad + MISSED_ROW)
+
+        result = run(env, "mpesa", "import-statement", str(statement))
+
+        assert result.exit_code == 1
+        assert "line 5: Paid In '2,00.00' is not an amount" in result.output
+        assert "import a corrected export" in result.output
+        assert _balance(sessions, "ACC2001") == 200000
+
+    def test_a_file_that_is_no_statement_is_one_line_error(
+        self, env: dict[str, str | None], tmp_path: Path, customers: None
+    ) -> None:
+        path = write_csv(tmp_path / "c.csv", HEADER + "ACC1,John,\n")
+
+        result = run(env, "mpesa", "import-statement", str(path))
+
+        assert_clean_error(result, "no header row with the columns Receipt No.")
