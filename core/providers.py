@@ -59,6 +59,9 @@ class Registration:
     #: whether momo starts without this provider: until its path token is set, its URLs
     #: answer 404 and ``momo serve`` neither makes a token for it nor shows its URLs
     optional: bool = False
+    #: the name its callback URLs carry after /webhooks/, when not the provider's own (a
+    #: registrar may refuse URLs holding its brand); URLs with the provider's name still work
+    url_name: str | None = None
 
 
 def require_path_token(token: str | None, registration: Registration) -> str:
@@ -177,10 +180,20 @@ def listening(adapter: ProviderAdapter, settings: Settings) -> bool:
     return not adapter.registration.optional or adapter.path_token(settings) is not None
 
 
+def adapter_at(providers: Mapping[str, ProviderAdapter], segment: str) -> ProviderAdapter | None:
+    """The adapter whose callback URLs carry ``segment`` after /webhooks/: its name, or the
+    URL name of its registration."""
+    adapter = providers.get(segment)
+    if adapter is not None:
+        return adapter
+    return next((a for a in providers.values() if a.registration.url_name == segment), None)
+
+
 def adapter_for(providers: Mapping[str, ProviderAdapter], provider: str) -> ProviderAdapter:
-    """The adapter of ``provider``; for a name none is registered under, the first registered
-    one's, whose error shape answers requests that name no provider (a wrong path, a typo)."""
-    return providers.get(provider) or next(iter(providers.values()))
+    """The adapter of ``provider`` (a name or a URL name); for one none is registered
+    under, the first registered one's, whose error shape answers requests that name no
+    provider (a wrong path, a typo)."""
+    return adapter_at(providers, provider) or next(iter(providers.values()))
 
 
 def adapter_for_path(providers: Mapping[str, ProviderAdapter], path: str) -> ProviderAdapter:

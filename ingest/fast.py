@@ -141,6 +141,7 @@ class FastAccept:
         if target is None:
             return None
         adapter, kind = target
+        provider = adapter.name  # the path may carry its URL name
         remote_addr: str | None = environ.get("REMOTE_ADDR")
         if not client_allowed(settings, provider, remote_addr):
             return None

@@ -25,6 +25,7 @@ from core.providers import (
     TOO_MANY,
     ProviderAdapter,
     RoutesItsPaths,
+    adapter_at,
     rejected,
 )
 from core.runtime import Runtime
@@ -71,8 +72,9 @@ def webhook_target(
     """The adapter that takes a callback posted to ``/webhooks/<provider>/<token>/<kind>``
     (``kind`` None: ``/webhooks/<provider>/<token>``) and the kind it is stored as; None
     when the path is no callback URL momo listens on. The Flask view and the fast path
-    both ask this, so they agree on every path."""
-    adapter = ADAPTERS.get(provider)
+    both ask this, so they agree on every path. ``provider`` is the path's segment: the
+    provider's name or its URL name."""
+    adapter = adapter_at(ADAPTERS, provider)
     if adapter is None or not token:
         return None
     if isinstance(adapter, RoutesItsPaths):
@@ -89,7 +91,7 @@ def webhook_target(
 
 
 def client_allowed(settings: Settings, provider: str, remote_addr: str | None) -> bool:
-    adapter = ADAPTERS.get(provider)
+    adapter = adapter_at(ADAPTERS, provider)
     allowed = adapter.allowed_networks(settings) if adapter is not None else ()
     if not allowed:
         return True
@@ -230,6 +232,7 @@ def receive(provider: str, token: str, kind: str | None = None) -> Response | tu
             return _too_many(provider)
         abort(404)
     adapter, kind = target
+    provider = adapter.name  # the path may carry its URL name
     if request.method not in adapter.methods:
         abort(405)
     if not client_allowed(settings, provider, request.remote_addr):

@@ -107,6 +107,26 @@ ALLOWED_IPS_VARIABLE: Final = "MOMO_MPESA_ALLOWED_IPS"
 VALIDATION_VARIABLE: Final = "MOMO_MPESA_VALIDATION"
 #: where M-PESA's callback URLs are registered
 REGISTRAR: Final = "Safaricom"
+#: what the callback URLs carry after /webhooks/: Daraja refuses to register a URL holding
+#: "mpesa" (``daraja_url_problem``); /webhooks/mpesa/... keeps working for URLs registered
+#: before
+URL_NAME: Final = "daraja"
+#: words Daraja refuses anywhere in a C2B URL, in any case
+DARAJA_REFUSED_WORDS: Final = ("mpesa", "m-pesa", "safaricom", "exec", "exe", "cmd", "sql", "query")
+
+
+def daraja_url_problem(url: str, *, sandbox: bool = False) -> str | None:
+    """Why Daraja would refuse to register ``url`` as a C2B confirmation or validation
+    URL (a word it refuses, or plain http outside the sandbox), or None when it takes it."""
+    lowered = url.lower()
+    for word in DARAJA_REFUSED_WORDS:
+        if word in lowered:
+            return f"{url!r} holds {word!r}, which Daraja refuses in a callback URL"
+    if not sandbox and not lowered.startswith("https://"):
+        return f"{url!r} is not https; Daraja takes plain http only in the sandbox"
+    return None
+
+
 VALIDATION_MODES: Final = ("accept", "reject-unknown-account")
 
 
@@ -259,6 +279,7 @@ class MpesaAdapter:
         registrar=REGISTRAR,
         token_variable=PATH_TOKEN_VARIABLE,
         token_file="mpesa_path_token",  # noqa: S106 - a file name, not a secret
+        url_name=URL_NAME,
     )
 
     def read_settings(self, env: Mapping[str, str], settings: Settings) -> MpesaSettings:
@@ -277,7 +298,7 @@ class MpesaAdapter:
     def callback_paths(self, token: str) -> tuple[str, ...]:
         """Confirmation and validation (C2B), then STK push results."""
         kinds = (C2B_CONFIRMATION, C2B_VALIDATION, STK)
-        return tuple(f"{WEBHOOK_PREFIX}{PROVIDER}/{token}/{kind}" for kind in kinds)
+        return tuple(f"{WEBHOOK_PREFIX}{URL_NAME}/{token}/{kind}" for kind in kinds)
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return settings_of(settings).allowed_ips
@@ -298,7 +319,7 @@ class MpesaAdapter:
         return None  # Daraja names the request (CheckoutRequestID)
 
     def callback_path(self, settings: Settings) -> str:
-        return f"{WEBHOOK_PREFIX}{PROVIDER}/{self.require_path_token(settings)}/{STK}"
+        return f"{WEBHOOK_PREFIX}{URL_NAME}/{self.require_path_token(settings)}/{STK}"
 
     def ask(self, settings: Settings, ask: Ask) -> Asked:
         return _express(settings).push(ask)

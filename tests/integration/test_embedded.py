@@ -53,7 +53,7 @@ def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: 
     with embedded_server(tmp_path) as (base, env):
         output = (tmp_path / "serve.log").read_text()
         path_token = (tmp_path / "instance" / "mpesa_path_token").read_text().strip()
-        assert f"{base}/webhooks/mpesa/{path_token}/c2b/confirmation" in output
+        assert f"{base}/webhooks/daraja/{path_token}/c2b/confirmation" in output
         assert (tmp_path / "momo.db").exists()
         auth = {"Authorization": f"Bearer {admin_token(tmp_path, env)}"}
         created = requests.post(
@@ -63,7 +63,7 @@ def test_momo_serve_on_the_embedded_default_credits_a_sample_callback(tmp_path: 
             json={"account_number": "ACC1042", "name": "W", "phones": ["0712 345 678"]},
         )
         assert created.status_code == 201, created.text
-        url = f"{base}/webhooks/mpesa/{path_token}"
+        url = f"{base}/webhooks/daraja/{path_token}"
         for _ in range(2):  # the second delivery changes nothing
             ack = requests.post(
                 f"{url}/c2b/confirmation",
@@ -189,7 +189,7 @@ def test_momo_serve_keeps_a_configured_token_out_of_its_output_and_request_log(
         wait_until(lambda: (tmp_path / "serve.log").read_text().count('" 400 ') == 1)
     engine.dispose()
     output = (tmp_path / "serve.log").read_text()
-    assert "/webhooks/mpesa/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in output
+    assert "/webhooks/daraja/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in output
     requests_logged = [line for line in output.splitlines() if "POST " in line]
     assert len(requests_logged) == 3, output  # 200, 404 and 400 (werkzeug may colour them)
     for line in requests_logged:

@@ -613,7 +613,7 @@ class TestServe:
         first = serve()
         assert first.exit_code == 0, first.output
         token = kept_token(tmp_path)
-        assert f"/webhooks/mpesa/{token}/c2b/confirmation" in first.output
+        assert f"/webhooks/daraja/{token}/c2b/confirmation" in first.output
         assert "shown this once" in first.output
 
         again = serve()
@@ -621,7 +621,7 @@ class TestServe:
         assert again.exit_code == 0, again.output
         assert kept_token(tmp_path) == token
         assert token not in again.output
-        assert "/webhooks/mpesa/<the token in " in again.output
+        assert "/webhooks/daraja/<the token in " in again.output
 
     def test_the_callback_urls_are_shown_in_their_registration_words(
         self, serve: Any, tmp_path: Path
@@ -634,9 +634,9 @@ class TestServe:
         assert f"generated an M-PESA path token, kept in {kept}\n" in result.output
         assert (
             "M-PESA callback URLs (register these with Safaricom, behind HTTPS):\n"
-            f"  {base}/webhooks/mpesa/{token}/c2b/confirmation\n"
-            f"  {base}/webhooks/mpesa/{token}/c2b/validation\n"
-            f"  {base}/webhooks/mpesa/{token}/stk\n"
+            f"  {base}/webhooks/daraja/{token}/c2b/confirmation\n"
+            f"  {base}/webhooks/daraja/{token}/c2b/validation\n"
+            f"  {base}/webhooks/daraja/{token}/stk\n"
             f"  (the path token is kept in {kept}; shown this once; logs show it as ***)\n"
             f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)\n"
         ) in result.output
@@ -658,7 +658,7 @@ class TestServe:
 
         assert result.exit_code == 0, result.output
         assert CONFIGURED_TOKEN not in result.output
-        assert "/webhooks/mpesa/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in result.output
+        assert "/webhooks/daraja/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in result.output
         assert (
             "  (the path token is MOMO_MPESA_PATH_TOKEN's value; logs show it as ***)\n"
             in result.output
@@ -691,7 +691,7 @@ class TestServe:
             "characters long; it must be at least 32 random characters; replaced it with a new "
             "one. Register the callback URLs below with Safaricom: the old ones now answer 404.\n"
         ) in result.output
-        assert f"/webhooks/mpesa/{token}/c2b/confirmation" in result.output
+        assert f"/webhooks/daraja/{token}/c2b/confirmation" in result.output
         assert "old-short-token" not in result.output
 
 

@@ -104,7 +104,7 @@ def test_a_request_prompts_the_customers_first_phone_and_its_callback_credits_it
     (push,) = daraja.calls(PAY)
     assert push.json["PhoneNumber"] == "254712345678"
     assert push.json["Amount"] == 1500
-    assert push.json["CallBackURL"] == f"{PUBLIC_URL}/webhooks/mpesa/{PATH_TOKEN}/stk"
+    assert push.json["CallBackURL"] == f"{PUBLIC_URL}/webhooks/daraja/{PATH_TOKEN}/stk"
     assert item["provider_reference"] in daraja.transactions
 
     deliver(client, daraja, item["provider_reference"])
