@@ -216,7 +216,7 @@ def process_items(
                         # a duplicate would lose the payment without a trace
                         _dead(item, exc, result)
                         continue
-                    outcome = repeated(existing, callback)
+                    outcome = repeated(session, ledger, existing, callback)
             except Exception as exc:
                 if is_transient(exc):
                     raise

@@ -74,6 +74,20 @@ class Ledger:
         for payment in payments:
             self._received[slice_of(payment.paid_at)] += payment.amount_minor
 
+    def repaid(self, payment: Payment, paid_at: datetime, *, net: int, count: int) -> None:
+        """Move a stored payment's revenue and received money from the slice of its
+        ``paid_at`` to the slice of ``paid_at`` given, which the caller then sets: ``net``
+        is the sum of the payment's ledger entries, ``count`` its credits less reversals."""
+        before, after = slice_of(payment.paid_at), slice_of(paid_at)
+        if before == after:
+            return
+        self._received[before] -= payment.amount_minor
+        self._received[after] += payment.amount_minor
+        self._revenue[before] -= net
+        self._revenue[after] += net
+        self._revenue_count[before] -= count
+        self._revenue_count[after] += count
+
     def post(self, posting: Posting) -> LedgerEntry:
         """Append one entry; a reused idempotency key raises IntegrityError and posts nothing."""
         entry = LedgerEntry(

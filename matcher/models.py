@@ -120,6 +120,8 @@ class Payment(Base):
         Index("ix_payments_code", "code"),
         Index("ix_payments_amount_paid", "amount_minor", "paid_at", "id"),
         Index("ix_payments_request_reference", "provider", "request_reference"),
+        # the unconfirmed manual entries, oldest first
+        Index("ix_payments_channel_confirmed", "channel", "confirmed_at", "created_at", "id"),
         # ix_payments_phone_trgm (PostgreSQL only, made by migration 0002) finds partial
         # phone digits such as "712345".
     )
@@ -157,6 +159,10 @@ class Payment(Base):
     note: Mapped[str | None] = mapped_column(Text)
     #: the provider for callbacks, ``token:<name>`` for payments recorded by hand
     created_by: Mapped[str | None] = mapped_column(String(100))
+    #: when a provider's own record of a payment entered by hand arrived, and which kind
+    #: of record it was (callback, pull, statement, lookup); None while unconfirmed
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -48,6 +48,9 @@ class PaymentNotification:
     #: the provider's id of the payment request this payment answers (a phone prompt
     #: momo started); such a payment belongs to that request's customer
     request_reference: str | None = None
+    #: what kind of provider record this is: callback, pull, statement or lookup; a
+    #: payment entered by hand that this record names is confirmed by it
+    source: str = "callback"
 
 
 @dataclass(frozen=True)

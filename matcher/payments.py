@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from matcher import payment_requests
@@ -163,8 +163,14 @@ def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Paym
     )
 
 
-def repeated(existing: Payment, notification: PaymentNotification) -> Recorded:
-    """What a receipt arriving again comes to: a duplicate, or a conflict left unapplied."""
+def repeated(
+    session: Session, ledger: Ledger, existing: Payment, notification: PaymentNotification
+) -> Recorded:
+    """What a receipt arriving again comes to: a duplicate, or a conflict left unapplied.
+
+    A payment an operator entered by hand that the provider's own record now names, for
+    the same amount, is confirmed by it (``confirm``): still a duplicate, no money moves.
+    """
     found = differences(existing, notification)
     if found:
         return Recorded(
@@ -174,7 +180,60 @@ def repeated(existing: Payment, notification: PaymentNotification) -> Recorded:
             + "; ".join(found)
             + f". Payment {existing.id} is kept as it was; nothing was applied.",
         )
+    if existing.channel == MANUAL and existing.confirmed_at is None:
+        confirm(session, ledger, existing, notification)
     return Recorded(DUPLICATE, existing.id)
+
+
+def confirm(
+    session: Session, ledger: Ledger, payment: Payment, notification: PaymentNotification
+) -> None:
+    """The provider's record of a payment entered by hand: the payment gains the payer's
+    phone and name and the time it was paid, keeps its customer and its money, and is
+    marked confirmed by that kind of record. Its revenue moves with its time."""
+    lock_payment(session, payment.id)  # an operator moving it meanwhile waits, or is seen
+    if payment.confirmed_at is not None or payment.amount_minor != notification.amount:
+        return
+    before = confirmation_state(payment)
+    msisdn = notification.msisdn
+    if msisdn.kind != "missing":
+        payment.msisdn_raw = fit(msisdn.raw, Payment.msisdn_raw)
+        payment.msisdn_kind = msisdn.kind
+        payment.phone, payment.msisdn_sha256 = msisdn.e164, msisdn.sha256
+    if notification.payer_name:
+        payment.payer_name = fit(notification.payer_name, Payment.payer_name)
+    if notification.paid_at != payment.paid_at:
+        amount = LedgerEntry.amount_minor
+        net, count = session.execute(
+            select(
+                func.coalesce(func.sum(amount), 0),
+                func.coalesce(func.sum(case((amount > 0, 1), else_=-1)), 0),
+            ).where(LedgerEntry.payment_id == payment.id)
+        ).one()
+        ledger.repaid(payment, notification.paid_at, net=int(net), count=int(count))
+        payment.paid_at = notification.paid_at
+    payment.confirmed_at = utcnow()
+    payment.confirmed_by = notification.source
+    audit(
+        session,
+        actor=notification.provider,
+        action="payment.confirmed",
+        subject_type="payment",
+        subject_id=str(payment.id),
+        before=before,
+        after=confirmation_state(payment),
+    )
+
+
+def confirmation_state(payment: Payment) -> dict[str, object]:
+    return {
+        "phone": payment.phone,
+        "msisdn_kind": payment.msisdn_kind,
+        "payer_name": payment.payer_name,
+        "paid_at": payment.paid_at.isoformat(),
+        "confirmed_at": payment.confirmed_at.isoformat() if payment.confirmed_at else None,
+        "confirmed_by": payment.confirmed_by,
+    }
 
 
 def record_payments(
@@ -254,11 +313,11 @@ def record_payments(
     for _, n in batch:
         key = (n.provider, n.code)
         if key in stored:
-            results.append(repeated(stored[key], n))
+            results.append(repeated(session, ledger, stored[key], n))
             continue
         payment = first[key]
         if id(payment) in claimed:
-            results.append(repeated(payment, n))
+            results.append(repeated(session, ledger, payment, n))
             continue
         claimed.add(id(payment))
         credited = payment.customer_id is not None
@@ -293,7 +352,7 @@ def record_payment(
     )
     existing = find_payment(session, notification.provider, notification.code)
     if existing is not None:
-        return repeated(existing, notification)
+        return repeated(session, ledger, existing, notification)
     if request is not None and request.payment_id is not None:
         return _paid_again(session, request, notification, actor)
     payment = new_payment(notification, inbox_id)
