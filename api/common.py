@@ -298,6 +298,8 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "match_method": payment.match_method,
         "account_reference": payment.account_reference,
         "reference": payment.reference,
+        "confirmed_at": payment.confirmed_at.isoformat() if payment.confirmed_at else None,
+        "confirmed_by": payment.confirmed_by,
     }
     if payment.status == UNASSOCIATED:
         item["reason"] = payment.reason

@@ -252,6 +252,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "match_method",
             "account_reference",
             "reference",
+            "confirmed_at",
+            "confirmed_by",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -282,6 +284,19 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "reference": {
                 **text_or_null,
                 "description": "The operator's reference for a payment recorded by hand.",
+            },
+            "confirmed_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": (
+                    "When the provider's own record of a payment recorded by hand arrived "
+                    "(it then carries the payer's phone, name and time); null otherwise."
+                ),
+            },
+            "confirmed_by": {
+                "type": ["string", "null"],
+                "enum": ["callback", "pull", "statement", "lookup", None],
+                "description": "Which kind of provider record confirmed it.",
             },
             "reason": {**text_or_null, "description": "Why the payment is unassociated."},
             "candidates": {
@@ -967,6 +982,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                             "default": ASSOCIATED,
                         },
                         "Which list.",
+                    ),
+                    _query(
+                        "confirmed",
+                        {"type": "string", "enum": ["false"]},
+                        "`false`: payments recorded by hand that no provider record has "
+                        "confirmed yet, of any status, oldest first (the list to check for "
+                        "mistyped or invented receipts). Not combined with status or q.",
                     ),
                     SEARCH,
                     LIMIT,

@@ -31,7 +31,7 @@ from ingest.providers import receipt_owner
 from matcher.errors import InvalidInput, NotFound
 from matcher.models import ASSOCIATED, UNASSOCIATED, AuditEvent, Customer, LedgerEntry, Payment
 from matcher.money import parse_money
-from matcher.payments import associate, disassociate, record_manual_payment
+from matcher.payments import MANUAL, associate, disassociate, record_manual_payment
 from matcher.search import text_matches
 
 
@@ -39,6 +39,8 @@ from matcher.search import text_matches
 @require("viewer")
 def list_payments() -> Response:
     """Newest first (by time paid), keyset-paginated: a deep page costs what the first does."""
+    if "confirmed" in request.args:
+        return unconfirmed_payments()
     status = request.args.get("status", ASSOCIATED)
     if status not in (ASSOCIATED, UNASSOCIATED):
         raise InvalidInput(
@@ -84,6 +86,46 @@ def list_payments() -> Response:
             {
                 "items": [payment_json(p) for p in page],
                 "next_cursor": encode_cursor(page[-1].paid_at, page[-1].id) if more else None,
+            }
+        )
+
+
+def unconfirmed_payments() -> Response:
+    """``confirmed=false``: payments entered by hand that no provider record has confirmed
+    yet, oldest first (by when they were entered), whatever their status: the list an
+    owner checks for mistyped or invented receipts."""
+    if request.args["confirmed"] != "false":
+        raise InvalidInput(
+            "confirmed takes only 'false': the manual entries no provider record has "
+            f"confirmed yet, not {request.args['confirmed']!r}; leave it out for the other lists",
+            "invalid_confirmed",
+        )
+    if "status" in request.args or q_arg():
+        raise InvalidInput(
+            "confirmed=false lists every unconfirmed manual entry, oldest first: give it "
+            "without status or q",
+            "invalid_confirmed",
+        )
+    limit = limit_arg()
+    filters = [Payment.channel == MANUAL, Payment.confirmed_at.is_(None)]
+    cursor = request.args.get("cursor")
+    if cursor:
+        created_at, ident = decode_cursor(cursor, datetime, int)
+        filters.append(tuple_(Payment.created_at, Payment.id) > tuple_(created_at, ident))
+    query = (
+        select(Payment)
+        .options(selectinload(Payment.customer))
+        .where(*filters)
+        .order_by(Payment.created_at, Payment.id)
+        .limit(limit + 1)
+    )
+    with runtime().sessions.begin() as session:
+        rows = list(session.scalars(query))
+        page, more = rows[:limit], len(rows) > limit
+        return jsonify(
+            {
+                "items": [payment_json(p) for p in page],
+                "next_cursor": encode_cursor(page[-1].created_at, page[-1].id) if more else None,
             }
         )
 

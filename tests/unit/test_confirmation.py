@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from core.runtime import Runtime
@@ -14,7 +15,7 @@ from matcher.notifications import Msisdn, PaymentNotification
 from matcher.payments import CONFLICT, DUPLICATE, record_manual_payment, record_payment
 from matcher.revenue import between, day_of
 from tasks.work import drain_inbox
-from tests.conftest import add_customer, sample_bytes
+from tests.conftest import add_customer, assert_problem, sample_bytes
 from tests.unit.test_pipeline import balance, confirmation, put
 
 RECEIPT = "TKQ4A91B2C"
@@ -167,3 +168,59 @@ class TestWhatIsNotConfirmed:
         assert payment.channel == "c2b"
         assert payment.confirmed_at is None
         assert balance(runtime, "ACC1042") == 150000
+
+
+class TestTheUnconfirmedList:
+    def test_lists_unconfirmed_manual_entries_oldest_first_in_pages(
+        self, runtime: Runtime, client: FlaskClient, viewer_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1042", [])
+        add_customer(runtime, "ACC7", ["0799000111"])
+        confirmed = enter_by_hand(runtime)
+        put(runtime, "c2b/confirmation", confirmation())  # confirms the first entry
+        put(runtime, "c2b/confirmation", confirmation(TransID="TKQ4A91B2D", BillRefNumber="ACC7"))
+        assert drain_inbox(runtime).outcomes == {"duplicate": 1, "credited": 1}
+        typed = [enter_by_hand(runtime, amount=1000 * n, reference=None) for n in (1, 2, 3)]
+        seen: list[int] = []
+        cursor = None
+        for _ in range(3):
+            query = {"confirmed": "false", "limit": "2", **({"cursor": cursor} if cursor else {})}
+            response = client.get("/api/v1/payments", query_string=query, headers=viewer_headers)
+            assert response.status_code == 200, response.get_data(as_text=True)
+            body = response.get_json()
+            seen += [item["id"] for item in body["items"]]
+            assert all(item["confirmed_at"] is None for item in body["items"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == typed
+        assert confirmed not in seen
+
+    def test_a_value_other_than_false_is_refused_with_what_to_give(
+        self, client: FlaskClient, viewer_headers: dict[str, str]
+    ) -> None:
+        for query in ({"confirmed": "true"}, {"confirmed": "false", "status": "associated"}):
+            response = client.get("/api/v1/payments", query_string=query, headers=viewer_headers)
+            assert_problem(response, 400, "invalid_confirmed")
+
+    def test_a_confirmed_entry_is_found_by_the_payers_phone(
+        self, runtime: Runtime, client: FlaskClient, viewer_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1042", [])
+        payment_id = enter_by_hand(runtime)
+
+        def found() -> list[int]:
+            response = client.get(
+                "/api/v1/payments", query_string={"q": "0712345678"}, headers=viewer_headers
+            )
+            assert response.status_code == 200
+            return [item["id"] for item in response.get_json()["items"]]
+
+        assert found() == []
+        put(runtime, "c2b/confirmation", confirmation())
+        drain_inbox(runtime)
+        assert found() == [payment_id]
+        item = client.get(f"/api/v1/payments/{payment_id}", headers=viewer_headers).get_json()
+        assert item["confirmed_by"] == "callback"
+        assert item["phone"] == "+254712345678"
+        assert item["account_number"] == "ACC1042"
