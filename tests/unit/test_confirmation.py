@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.runtime import Runtime
 from ingest.providers import receipt_owner
+from matcher.check import check_invariants
 from matcher.ledger import Ledger
 from matcher.models import AuditEvent, LedgerEntry, Payment
 from matcher.notifications import Msisdn, PaymentNotification
@@ -129,6 +130,8 @@ class TestACallbackConfirmsAManualEntry:
             record_payment(session, ledger, notification(), region="KE", actor="mpesa")
         assert revenue_on(runtime, entered_at) == (0, 0)
         assert revenue_on(runtime, PAID) == (150000, 1)
+        with runtime.sessions.begin() as session:
+            assert check_invariants(session, stuck_after=timedelta(minutes=5)) == []
 
     def test_a_second_record_changes_nothing_more(self, runtime: Runtime) -> None:
         add_customer(runtime, "ACC1042", [])
