@@ -552,6 +552,7 @@ def _parse_statement(body: bytes, ctx: ParseContext) -> PaymentNotification:
         msisdn=_msisdn(fields.number, "Other Party Info", ctx),
         payer_name=fields.payer_name,
         account_reference=fields.account,
+        source="statement",
     )
 
 

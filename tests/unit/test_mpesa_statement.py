@@ -83,6 +83,7 @@ class TestReadStatement:
         paid = payment(entry)
         assert paid.provider == "mpesa"
         assert paid.channel == "statement"
+        assert paid.source == "statement"  # a manual entry it names is confirmed by a statement
         assert paid.code == "TK3AB1CD2E"
         assert paid.amount == 150000
         assert paid.paid_at == datetime(2025, 11, 3, 11, 30, 15, tzinfo=UTC)
