@@ -205,9 +205,11 @@ class PostgresInboxWriter(InboxWriter):
                     # autocommit: the failed statement left the connection as good as before
                     self._give_back((held, cursor))
                     raise RowRefused(refusal_detail(exc)) from exc
-                if isinstance(exc, psycopg.errors.QueryCanceled):
-                    # the server ended it at the write deadline (a lock, a load): the
-                    # connection is fine, and a second try would wait as long again
+                if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+                    # the server ended it at the write deadline (statement_timeout) or its
+                    # lock_timeout: the connection is fine (dropping it would leave its
+                    # backend behind while a new one opens), and a second try would wait
+                    # as long again
                     self._give_back((held, cursor))
                     raise StoreFailed(str(exc)) from exc
                 # a server that turned read-only (a failover) is dropped too: the next

@@ -329,32 +329,41 @@ class TestThreads:
         assert codes == {f"TKPGT{n}{i:04d}" for n in range(2) for i in range(per_thread)}
         assert inbox_count(engine) == 2 * per_thread
 
-    def test_a_write_that_finds_every_connection_busy_past_the_deadline_fails_to_the_spool(
+    def test_a_write_held_by_a_lock_fails_to_the_spool_and_keeps_its_connection(
         self, engine: Engine, admin: psycopg.Connection[Any]
     ) -> None:
         writer = InboxWriter.for_database(engine, timeout=1, connections=1)
         assert isinstance(writer, PostgresInboxWriter)
         writer.store(confirmation("TKPGBUSY01"))
+        backends = writer_backends(admin)
         try:
             with admin.transaction():
                 admin.execute("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")
-                failures: list[BaseException] = []
-
-                def held_by_the_lock() -> None:
-                    try:
-                        writer.store(confirmation("TKPGBUSYX1"))
-                    except StoreFailed as exc:  # cancelled at the deadline: to the spool
-                        failures.append(exc)
-
-                blocked = threading.Thread(target=held_by_the_lock)
-                blocked.start()
-                wait_until(lambda: len(writer_backends(admin)) == 1 and not writer._idle)
-                with pytest.raises(StoreFailed, match="MOMO_DB_WRITE_CONNECTIONS"):
-                    writer.store(confirmation("TKPGBUSY02"))
-                blocked.join(30)
-            assert len(failures) == 1
-            writer.store(confirmation("TKPGBUSY03"))  # the one connection is still good
+                # the server gives up at its lock_timeout, inside the write deadline
+                with pytest.raises(StoreFailed, match="lock timeout"):
+                    writer.store(confirmation("TKPGBUSYX1"))
+            # the connection was fine: kept, not dropped for a new one beside its backend
+            assert writer_backends(admin) == backends
+            writer.store(confirmation("TKPGBUSY03"))
         finally:
             writer.close()
         assert {r["code"] for r in stored(engine, "TKPGBUSY03")} == {"TKPGBUSY03"}
         assert inbox_count(engine) == 2
+
+    def test_a_write_that_finds_every_connection_busy_past_the_deadline_fails_to_the_spool(
+        self, engine: Engine
+    ) -> None:
+        writer = InboxWriter.for_database(engine, timeout=1, connections=1)
+        assert isinstance(writer, PostgresInboxWriter)
+        try:
+            # the one connection is another write's for longer than the deadline
+            assert writer._slots.acquire(timeout=1)
+            try:
+                with pytest.raises(StoreFailed, match="MOMO_DB_WRITE_CONNECTIONS"):
+                    writer.store(confirmation("TKPGBUSY02"))
+            finally:
+                writer._slots.release()
+            writer.store(confirmation("TKPGBUSY04"))
+        finally:
+            writer.close()
+        assert {r["code"] for r in stored(engine, "TKPGBUSY04")} == {"TKPGBUSY04"}
