@@ -39,6 +39,7 @@ import phonenumbers
 from core.config import ConfigError, IPNetwork, Settings, check_path_token
 from core.providers import NOT_ACCEPTED, ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.json_body import STRICT
 from ingest.providers.outbound import (
     Ask,
     Asked,
@@ -488,23 +489,6 @@ def collections(settings: Settings) -> Collections:
 # --- the callback -------------------------------------------------------------------------
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # With duplicate keys, which value wins differs between parsers: refuse.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("a key appears more than once in one object")
-    return obj
-
-
-_DECODER: Final = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_refuse_constant
-)
-
-
 @dataclass(frozen=True)
 class _Member:
     value: Any
@@ -546,10 +530,10 @@ def _scan_object(text: str) -> dict[str, _Member]:
         while True:
             if text[at : at + 1] != '"':
                 raise ValueError(f"expected a key at character {at}")
-            key, at = _DECODER.raw_decode(text, at)
+            key, at = STRICT.raw_decode(text, at)
             at = skip(expect(":", skip(at)))
             start = at
-            value, at = _DECODER.raw_decode(text, at)
+            value, at = STRICT.raw_decode(text, at)
             if key in members:
                 raise ValueError(f"key {key!r} appears more than once")
             members[key] = _Member(value, text[start:at])

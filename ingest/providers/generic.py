@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import decimal
 import hashlib
 import hmac
 import json
@@ -33,6 +32,7 @@ from typing import Any, Final
 from core.config import ConfigError, IPNetwork, Settings
 from core.providers import ParseContext, ProviderAdapter, Registration
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.json_body import decode_object, json_type
 from ingest.providers.mpesa import CLOCK_SLACK, EARLIEST_TIME, parse_amount
 from matcher.models import Payment
 from matcher.notifications import Callback, InvalidCallback, Msisdn, PaymentNotification
@@ -306,7 +306,7 @@ class GenericAdapter:
         """
         if not SOURCE.fullmatch(kind):
             raise InvalidCallback(f"{_show(kind)} is not a generic webhook source", "unknown_kind")
-        doc = _decode_object(body)
+        doc = decode_object(body)
         return PaymentNotification(
             provider=PROVIDER,
             channel=CHANNEL,
@@ -327,37 +327,6 @@ class GenericAdapter:
 
 
 # --- field readers --------------------------------------------------------------------------
-
-
-def _decode_object(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(
-            body.decode("utf-8"),
-            parse_float=Decimal,  # never a float: amounts stay exact
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_without_duplicates,
-        )
-    except UnicodeDecodeError as exc:
-        raise InvalidCallback(f"body is not UTF-8 ({exc})", "invalid_json") from None
-    except (ValueError, RecursionError, decimal.DecimalException) as exc:
-        raise InvalidCallback(f"body is not valid JSON ({exc})", "invalid_json") from None
-    if not isinstance(doc, dict):
-        raise InvalidCallback(
-            f"body is {_json_type(doc)}; expected one JSON object", "not_an_object"
-        )
-    return doc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # parsers disagree on which of two equal keys wins: refuse rather than guess an amount
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("a key appears more than once in one object")
-    return obj
 
 
 def _required(doc: dict[str, Any], key: str) -> Any:
@@ -413,7 +382,7 @@ def _msisdn(value: object, ctx: ParseContext) -> Msisdn:
         value = str(value)
     if value is not None and not isinstance(value, str):
         raise InvalidCallback(
-            f"phone {_show(value)} is {_json_type(value)}; expected a phone number as a string",
+            f"phone {_show(value)} is {json_type(value)}; expected a phone number as a string",
             "invalid_field",
         )
     if ctx.shape_only:
@@ -437,29 +406,13 @@ def _text(doc: dict[str, Any], key: str, limit: int, *, allow_int: bool = False)
     if not isinstance(value, str):
         expected = "a string or integer" if allow_int else "a string"
         raise InvalidCallback(
-            f"{key} {_show(value)} is {_json_type(value)}; expected {expected}", "invalid_field"
+            f"{key} {_show(value)} is {json_type(value)}; expected {expected}", "invalid_field"
         )
     if len(value) > limit or unstorable_character(value) is not None:
         raise InvalidCallback(
             f"{key} {_show(value)} is not text of at most {limit} characters", "invalid_field"
         )
     return value
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, Decimal):
-        return "a number with a fraction"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
 
 
 def _show(value: object) -> str:
@@ -473,7 +426,7 @@ def _show(value: object) -> str:
     elif isinstance(value, int | bool) or value is None:
         shown = json.dumps(value)
     else:
-        shown = f"<{_json_type(value)}>"
+        shown = f"<{json_type(value)}>"
     if len(shown) > _SHOWN_MAX:
         shown = shown[: _SHOWN_MAX - 3] + "..."
     return storable(shown)

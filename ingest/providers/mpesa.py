@@ -32,6 +32,7 @@ from core.config import (
 )
 from core.providers import NOT_ACCEPTED, ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.json_body import decode_object, json_type
 from ingest.providers.mpesa_express import (
     BUY_GOODS,
     CANCELLED_BY_USER,
@@ -359,7 +360,7 @@ class MpesaAdapter:
                 f"unknown M-PESA callback kind {kind!r}; expected one of {expected}",
                 "unknown_kind",
             )
-        doc = _decode_object(body)
+        doc = decode_object(body)
         if kind == STK:
             return _parse_stk(doc, ctx)
         if kind == C2B_VALIDATION:
@@ -427,7 +428,7 @@ def parse_amount(value: object, field: str = "amount") -> int:
     elif isinstance(value, float):
         raise _bad_amount(field, value, "is a float, which cannot hold money exactly")
     else:
-        raise _bad_amount(field, value, f"is {_json_type(value)}; {_AMOUNT_EXPECTED}")
+        raise _bad_amount(field, value, f"is {json_type(value)}; {_AMOUNT_EXPECTED}")
 
     if not amount.is_finite():
         raise _bad_amount(field, value, "is not a finite number")
@@ -458,7 +459,7 @@ def parse_local_time(value: object, tz: tzinfo, field: str = "TransTime") -> dat
     expected = "expected local time written YYYYMMDDHHMMSS"
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidCallback(
-            f"{field} {_show(value)} is {_json_type(value)}; {expected}", "invalid_time"
+            f"{field} {_show(value)} is {json_type(value)}; {expected}", "invalid_time"
         )
     if isinstance(value, int) and not 0 <= value < 10**14:
         raise InvalidCallback(
@@ -599,7 +600,7 @@ def _stk_items(metadata: dict[str, Any], where: str) -> dict[str, Any]:
     raw_items = _required(metadata, "Item", where)
     if not isinstance(raw_items, list):
         raise InvalidCallback(
-            f"{where}Item is {_json_type(raw_items)}; expected a list of {{Name, Value}}",
+            f"{where}Item is {json_type(raw_items)}; expected a list of {{Name, Value}}",
             "invalid_field",
         )
     items: dict[str, Any] = {}
@@ -649,45 +650,6 @@ def _result_code(value: object, field: str) -> int:
 # --- field readers ------------------------------------------------------------------------
 
 
-def _decode_object(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidCallback(f"body is not UTF-8 ({exc})", "invalid_json") from None
-    try:
-        doc = json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_object_without_duplicates,
-        )
-    # ValueError covers malformed JSON, NaN/Infinity, duplicate keys and integers too long
-    # to convert; RecursionError absurd nesting; DecimalException absurd exponents.
-    except (ValueError, RecursionError, decimal.DecimalException) as exc:
-        raise InvalidCallback(f"body is not valid JSON ({exc})", "invalid_json") from None
-    if not isinstance(doc, dict):
-        raise InvalidCallback(f"body is {_json_type(doc)}; expected a JSON object", "not_an_object")
-    return doc
-
-
-def _refuse_constant(name: str) -> Any:
-    # json would otherwise hand back float NaN/Infinity: floats never touch money.
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # With duplicate keys, which value wins differs between parsers; refuse rather than
-    # credit an amount some other component reads differently.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"key {key!r} appears more than once in one object")
-            seen.add(key)
-    return obj
-
-
 def _required(obj: dict[str, Any], key: str, where: str = "") -> Any:
     """``obj[key]``; a missing key and a JSON null are both missing."""
     value = obj.get(key)
@@ -700,7 +662,7 @@ def _required_object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any
     value = _required(obj, key, where)
     if not isinstance(value, dict):
         raise InvalidCallback(
-            f"{where}{key} is {_json_type(value)}; expected an object", "invalid_field"
+            f"{where}{key} is {json_type(value)}; expected an object", "invalid_field"
         )
     return value
 
@@ -733,7 +695,7 @@ def _optional_text(
         return str(value)
     expected = "a string or integer" if allow_int else "a string"
     raise InvalidCallback(
-        f"{where}{key} {_show(value)} is {_json_type(value)}; expected {expected}",
+        f"{where}{key} {_show(value)} is {json_type(value)}; expected {expected}",
         "invalid_field",
     )
 
@@ -742,7 +704,7 @@ def _code(value: object, field: str, *, allow_empty: bool) -> str:
     """A transaction code, stripped and upper-cased: 1-32 ASCII letters and digits."""
     if not isinstance(value, str):
         raise InvalidCallback(
-            f"{field} {_show(value)} is {_json_type(value)}; expected a transaction code string",
+            f"{field} {_show(value)} is {json_type(value)}; expected a transaction code string",
             "invalid_code",
         )
     text = value.strip()
@@ -769,7 +731,7 @@ def _msisdn(value: object, field: str, ctx: ParseContext) -> Msisdn:
             return Msisdn(raw=value, kind="missing")
         return classify_msisdn(value, ctx.region)
     raise InvalidCallback(
-        f"{field} {_show(value)} is {_json_type(value)}; expected a phone number "
+        f"{field} {_show(value)} is {json_type(value)}; expected a phone number "
         "as a string or integer",
         "invalid_field",
     )
@@ -780,25 +742,6 @@ def _msisdn(value: object, field: str, ctx: ParseContext) -> Msisdn:
 
 def _bad_amount(field: str, value: object, problem: str) -> InvalidCallback:
     return InvalidCallback(f"{field} {_show(value)} {problem}", "invalid_amount")
-
-
-def _json_type(value: object) -> str:
-    """``value``'s JSON type with an article, for messages: "a list", "null"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, Decimal | float):
-        return "a number with a fraction"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
 
 
 def _show(value: object) -> str:
@@ -814,7 +757,7 @@ def _show(value: object) -> str:
         try:
             shown = json.dumps(value, default=str, ensure_ascii=False)
         except (ValueError, TypeError, RecursionError):
-            shown = f"<{_json_type(value)}>"
+            shown = f"<{json_type(value)}>"
     if len(shown) > _SHOWN_MAX:
         shown = shown[: _SHOWN_MAX - 3] + "..."
     # the message is stored with the rejected body: no character the database refuses
