@@ -22,19 +22,18 @@ show them, and momo starts as without MTN (its registration is optional).
 
 from __future__ import annotations
 
-import decimal
 import json
 import re
 import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any, Final
 
 from core.config import ConfigError, IPNetwork, Settings, check_path_token
 from core.providers import ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.json_body import decode_object
 from ingest.providers.mpesa import parse_amount
 from ingest.providers.outbound import (
     Ask,
@@ -493,16 +492,6 @@ def _reference(value: object) -> str:
     return text
 
 
-def _decode(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body.decode("utf-8"), parse_float=Decimal)
-    except (UnicodeDecodeError, ValueError, RecursionError, decimal.DecimalException) as exc:
-        raise InvalidCallback(f"body is not JSON ({exc})", "invalid_json") from None
-    if not isinstance(doc, dict):
-        raise InvalidCallback("body is not a JSON object", "not_an_object")
-    return doc
-
-
 def _show(value: object) -> str:
     try:
         shown = json.dumps(value, default=str)
@@ -584,7 +573,7 @@ class MtnAdapter:
         found by ``externalId``, the UUID momo sent as X-Reference-Id."""
         if kind != CALLBACK:
             raise InvalidCallback(f"unknown callback kind {kind!r}", "unknown_kind")
-        doc = _decode(body)
+        doc = decode_object(body)
         reference = _reference(doc.get("externalId"))
         return parse_result(doc, reference, verified=False)
 

@@ -14,6 +14,7 @@ put in a message, a log line or an exception.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 import time
@@ -25,6 +26,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.retry import Retry
+
+from ingest.providers.json_body import STRICT
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +260,12 @@ class ProviderClient:
 
 
 def json_object(provider: str, response: requests.Response, what: str) -> dict[str, Any]:
-    """The answer's JSON object; ``NoAnswer`` when it is something else (the provider
-    may still have acted: ask it again later)."""
+    """The answer's JSON object, read as strictly as a callback (an amount in it is never
+    a float); ``NoAnswer`` when it is something else (the provider may still have acted:
+    ask it again later)."""
     try:
-        body = response.json()
-    except ValueError:
+        body = STRICT.decode(response.content.decode("utf-8"))
+    except (ValueError, RecursionError, decimal.DecimalException):
         body = None
     if not isinstance(body, dict):
         raise NoAnswer(
