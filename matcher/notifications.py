@@ -72,7 +72,7 @@ class FailedAttempt:
 
     provider: str
     channel: str
-    reference: str  # the provider's id of the attempt (CheckoutRequestID)
+    reference: str  # the provider's id of the attempt (the request it answers)
     result_code: int
     result_desc: str
     merchant_reference: str | None = None  # MerchantRequestID
@@ -102,9 +102,9 @@ class RequestResult:
     paid_at: datetime | None = None  # aware UTC, when the provider says
     msisdn: Msisdn | None = None
     payer_name: str | None = None
-    #: False for a callback nothing authenticates (MTN's): its word is not taken, for a
-    #: payment or a failure; the provider is asked at once instead, and its answer
-    #: settles the request
+    #: False for a callback nothing authenticates (one its provider does not sign): its
+    #: word is not taken, for a payment or a failure; the provider is asked at once
+    #: instead, and its answer settles the request
     verified: bool = True
 
 
