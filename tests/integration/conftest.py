@@ -262,6 +262,24 @@ class Stack:
             method, f"{self.base}/api/v1{path}", headers=headers, timeout=30, **kwargs
         )
 
+    def add_customer(self, account: str, phone: str) -> None:
+        made = self.api(
+            "POST",
+            "/customers",
+            json={"account_number": account, "name": account, "phones": [phone]},
+        )
+        assert made.status_code == 201, made.text
+
+    def settled(self, request_id: int, timeout: float = 30.0) -> dict[str, Any]:
+        """The payment request once it is no longer pending."""
+
+        def done() -> dict[str, Any] | None:
+            item = self.api("GET", f"/payment-requests/{request_id}").json()
+            return item if item["status"] != "pending" else None
+
+        result: dict[str, Any] = wait_until(done, timeout=timeout)
+        return result
+
     def balance(self, account: str) -> str:
         response = self.api("GET", f"/customers/{account}")
         assert response.status_code == 200, response.text
@@ -342,6 +360,41 @@ def running_stack(
         for name in list(stack.processes):
             stack.stop(name)
         runtime.close()
+
+
+def other_redis_db(url: str) -> str:
+    """The same Redis, another database: a stack's worker must not take the session
+    stack's tasks."""
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) + 1) % 16}"
+
+
+@contextmanager
+def stack_of_its_own(
+    redis_url: str, workdir: Path, env_for: Callable[[str], dict[str, str]]
+) -> Iterator[Stack]:
+    """A running stack on a database of its own and the next Redis database, reached at
+    its MOMO_PUBLIC_URL, with ``env_for(public_url)`` added to its environment; payment
+    requests are asked about 5 s after they are made."""
+    databases = _database()
+    url = next(databases)
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    try:
+        with running_stack(
+            url,
+            other_redis_db(redis_url),
+            workdir,
+            port=port,
+            **{
+                "MOMO_PUBLIC_URL": public_url,
+                "MOMO_REQUEST_QUERY_AFTER_SECONDS": "5",
+                **env_for(public_url),
+            },
+        ) as stack:
+            yield stack
+    finally:
+        next(databases, None)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,7 @@ import pytest
 
 from tests.fakes import NEVER, QUERY, AirtelFake, AirtelResult
 from tests.fakes.airtel import CALLBACK_KEY, CLIENT_ID, CLIENT_SECRET
-from tests.integration.conftest import Stack, _database, free_port, running_stack, wait_until
-from tests.integration.test_payment_requests import other_redis_db
+from tests.integration.conftest import Stack, stack_of_its_own
 
 AIRTEL_TOKEN = "airtel-it-token-" + "9f8e7d6c5b4a3210" * 2
 
@@ -31,34 +30,20 @@ def airtel() -> Iterator[AirtelFake]:
 def airtel_stack(
     airtel: AirtelFake, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    databases = _database()
-    url = next(databases)
-    port = free_port()
-    # as registered in Airtel's portal: the callback URL under momo's public address
-    airtel.callback_url = f"http://127.0.0.1:{port}/webhooks/airtel/{AIRTEL_TOKEN}/callback"
-    with running_stack(
-        url,
-        other_redis_db(redis_url),
-        tmp_path_factory.mktemp("airtel"),
-        port=port,
-        MOMO_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        MOMO_AIRTEL_PATH_TOKEN=AIRTEL_TOKEN,
-        MOMO_AIRTEL_CALLBACK_KEY=CALLBACK_KEY,
-        MOMO_AIRTEL_CLIENT_ID=CLIENT_ID,
-        MOMO_AIRTEL_CLIENT_SECRET=CLIENT_SECRET,
-        MOMO_AIRTEL_API_BASE=airtel.base_url,
-        MOMO_AIRTEL_COUNTRY="KE",
-        MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
-    ) as stack:
+    def env_for(public_url: str) -> dict[str, str]:
+        # as registered in Airtel's portal: the callback URL under momo's public address
+        airtel.callback_url = f"{public_url}/webhooks/airtel/{AIRTEL_TOKEN}/callback"
+        return {
+            "MOMO_AIRTEL_PATH_TOKEN": AIRTEL_TOKEN,
+            "MOMO_AIRTEL_CALLBACK_KEY": CALLBACK_KEY,
+            "MOMO_AIRTEL_CLIENT_ID": CLIENT_ID,
+            "MOMO_AIRTEL_CLIENT_SECRET": CLIENT_SECRET,
+            "MOMO_AIRTEL_API_BASE": airtel.base_url,
+            "MOMO_AIRTEL_COUNTRY": "KE",
+        }
+
+    with stack_of_its_own(redis_url, tmp_path_factory.mktemp("airtel"), env_for) as stack:
         yield stack
-    next(databases, None)
-
-
-def customer(stack: Stack, account: str, phone: str) -> None:
-    made = stack.api(
-        "POST", "/customers", json={"account_number": account, "name": account, "phones": [phone]}
-    )
-    assert made.status_code == 201, made.text
 
 
 def request(stack: Stack, account: str, amount: str) -> dict[str, Any]:
@@ -71,22 +56,13 @@ def request(stack: Stack, account: str, amount: str) -> dict[str, Any]:
     return item
 
 
-def settled(stack: Stack, request_id: int, timeout: float = 30.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        item = stack.api("GET", f"/payment-requests/{request_id}").json()
-        return item if item["status"] != "pending" else None
-
-    result: dict[str, Any] = wait_until(done, timeout=timeout)
-    return result
-
-
 def test_a_request_is_prompted_called_back_and_credited(
     airtel_stack: Stack, airtel: AirtelFake
 ) -> None:
-    customer(airtel_stack, "AIR-1", "0733000001")
+    airtel_stack.add_customer("AIR-1", "0733000001")
     started = time.monotonic()
     made = request(airtel_stack, "AIR-1", "250")
-    item = settled(airtel_stack, made["id"])
+    item = airtel_stack.settled(made["id"])
     elapsed = time.monotonic() - started
     assert item["status"] == "paid", item
     assert airtel_stack.balance("AIR-1") == "250.00"
@@ -99,10 +75,10 @@ def test_a_request_is_prompted_called_back_and_credited(
 def test_a_failed_prompt_is_failed_and_moves_no_money(
     airtel_stack: Stack, airtel: AirtelFake
 ) -> None:
-    customer(airtel_stack, "AIR-2", "0733000002")
+    airtel_stack.add_customer("AIR-2", "0733000002")
     airtel.will(AirtelResult(status="TF"))
     made = request(airtel_stack, "AIR-2", "100")
-    item = settled(airtel_stack, made["id"])
+    item = airtel_stack.settled(made["id"])
     assert (item["status"], item["result_code"]) == ("failed", "TF")
     assert airtel_stack.balance("AIR-2") == "0.00"
 
@@ -110,10 +86,10 @@ def test_a_failed_prompt_is_failed_and_moves_no_money(
 def test_a_callback_that_never_comes_is_settled_by_beat_asking_airtel(
     airtel_stack: Stack, airtel: AirtelFake
 ) -> None:
-    customer(airtel_stack, "AIR-3", "0733000003")
+    airtel_stack.add_customer("AIR-3", "0733000003")
     airtel.will(AirtelResult(callback=NEVER))
     made = request(airtel_stack, "AIR-3", "300")
-    item = settled(airtel_stack, made["id"], timeout=40)
+    item = airtel_stack.settled(made["id"], timeout=40)
     assert item["status"] == "paid"
     assert airtel_stack.balance("AIR-3") == "300.00"
     reference = made["provider_reference"]

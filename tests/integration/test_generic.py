@@ -15,8 +15,7 @@ from sqlalchemy import select
 
 from ingest.providers.generic import sign
 from matcher.models import INBOX_PROCESSED, InboxItem
-from tests.integration.conftest import Stack, running_stack, wait_until
-from tests.integration.test_payment_requests import other_redis_db
+from tests.integration.conftest import Stack, other_redis_db, running_stack, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,7 @@ import pytest
 
 from tests.fakes import NEVER, QUERY, MtnFake, MtnResult
 from tests.fakes.mtn import API_KEY, API_USER, SUBSCRIPTION_KEY
-from tests.integration.conftest import Stack, _database, free_port, running_stack, wait_until
-from tests.integration.test_payment_requests import other_redis_db
+from tests.integration.conftest import Stack, stack_of_its_own
 
 MTN_TOKEN = "mtn-path-token-0123456789abcdefghijkl"
 
@@ -30,33 +29,17 @@ def mtn() -> Iterator[MtnFake]:
 def mtn_stack(
     mtn: MtnFake, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    databases = _database()
-    url = next(databases)
-    port = free_port()
-    with running_stack(
-        url,
-        other_redis_db(redis_url),
-        tmp_path_factory.mktemp("mtn"),
-        port=port,
-        MOMO_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        MOMO_DEFAULT_REGION="UG",
-        MOMO_CURRENCY="EUR",
-        MOMO_MTN_API_BASE=mtn.base_url,
-        MOMO_MTN_SUBSCRIPTION_KEY=SUBSCRIPTION_KEY,
-        MOMO_MTN_API_USER=API_USER,
-        MOMO_MTN_API_KEY=API_KEY,
-        MOMO_MTN_PATH_TOKEN=MTN_TOKEN,
-        MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
-    ) as stack:
+    env = {
+        "MOMO_DEFAULT_REGION": "UG",
+        "MOMO_CURRENCY": "EUR",
+        "MOMO_MTN_API_BASE": mtn.base_url,
+        "MOMO_MTN_SUBSCRIPTION_KEY": SUBSCRIPTION_KEY,
+        "MOMO_MTN_API_USER": API_USER,
+        "MOMO_MTN_API_KEY": API_KEY,
+        "MOMO_MTN_PATH_TOKEN": MTN_TOKEN,
+    }
+    with stack_of_its_own(redis_url, tmp_path_factory.mktemp("mtn"), lambda _: env) as stack:
         yield stack
-    next(databases, None)
-
-
-def customer(stack: Stack, account: str, phone: str) -> None:
-    made = stack.api(
-        "POST", "/customers", json={"account_number": account, "name": account, "phones": [phone]}
-    )
-    assert made.status_code == 201, made.text
 
 
 def request(stack: Stack, account: str, amount: str) -> dict[str, Any]:
@@ -69,15 +52,6 @@ def request(stack: Stack, account: str, amount: str) -> dict[str, Any]:
     return item
 
 
-def settled(stack: Stack, request_id: int, timeout: float = 40.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        item = stack.api("GET", f"/payment-requests/{request_id}").json()
-        return item if item["status"] != "pending" else None
-
-    result: dict[str, Any] = wait_until(done, timeout=timeout)
-    return result
-
-
 def queries(mtn: MtnFake, reference: str) -> int:
     return len([q for q in mtn.calls(QUERY) if q.path.endswith(reference)])
 
@@ -85,10 +59,10 @@ def queries(mtn: MtnFake, reference: str) -> int:
 def test_a_request_is_called_back_confirmed_by_mtn_and_credited(
     mtn_stack: Stack, mtn: MtnFake
 ) -> None:
-    customer(mtn_stack, "MTN-1", "0772000001")
+    mtn_stack.add_customer("MTN-1", "0772000001")
     item = request(mtn_stack, "MTN-1", "250")
     reference = item["provider_reference"]
-    done = settled(mtn_stack, item["id"])
+    done = mtn_stack.settled(item["id"], timeout=40.0)
     assert done["status"] == "paid", done
     assert mtn_stack.balance("MTN-1") == "250.00"
     (delivery,) = [d for d in mtn.deliveries if reference.encode() in d.body]
@@ -99,10 +73,10 @@ def test_a_request_is_called_back_confirmed_by_mtn_and_credited(
 
 
 def test_a_failed_request_is_marked_and_moves_no_money(mtn_stack: Stack, mtn: MtnFake) -> None:
-    customer(mtn_stack, "MTN-2", "0772000002")
+    mtn_stack.add_customer("MTN-2", "0772000002")
     mtn.will(MtnResult(status="FAILED", reason={"code": "NOT_ENOUGH_FUNDS", "message": "Funds"}))
     item = request(mtn_stack, "MTN-2", "100")
-    done = settled(mtn_stack, item["id"])
+    done = mtn_stack.settled(item["id"], timeout=40.0)
     assert (done["status"], done["result_code"]) == ("failed", "NOT_ENOUGH_FUNDS")
     assert mtn_stack.balance("MTN-2") == "0.00"
 
@@ -110,11 +84,11 @@ def test_a_failed_request_is_marked_and_moves_no_money(mtn_stack: Stack, mtn: Mt
 def test_a_callback_that_never_comes_is_settled_by_beat_asking_mtn(
     mtn_stack: Stack, mtn: MtnFake
 ) -> None:
-    customer(mtn_stack, "MTN-3", "0772000003")
+    mtn_stack.add_customer("MTN-3", "0772000003")
     mtn.will(MtnResult(callback=NEVER))
     item = request(mtn_stack, "MTN-3", "300")
     reference = item["provider_reference"]
-    done = settled(mtn_stack, item["id"])
+    done = mtn_stack.settled(item["id"], timeout=40.0)
     assert done["status"] == "paid"
     assert mtn_stack.balance("MTN-3") == "300.00"
     assert not [d for d in mtn.deliveries if reference.encode() in d.body]

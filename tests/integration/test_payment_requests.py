@@ -18,19 +18,11 @@ from tests.fakes import NEVER, QUERY, TWICE, DarajaFake, StkResult
 from tests.integration.conftest import (
     VENV_BIN,
     Stack,
-    _database,
     free_port,
     momo_serve,
-    running_stack,
+    stack_of_its_own,
     wait_until,
 )
-
-
-def other_redis_db(url: str) -> str:
-    """The same Redis, another database: this stack's worker must not take the session
-    stack's tasks."""
-    base, _, db = url.rpartition("/")
-    return f"{base}/{(int(db or 0) + 1) % 16}"
 
 
 @pytest.fixture(scope="module")
@@ -45,47 +37,20 @@ def daraja() -> Iterator[DarajaFake]:
 def asking_stack(
     daraja: DarajaFake, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    databases = _database()
-    url = next(databases)
-    port = free_port()
-    with running_stack(
-        url,
-        other_redis_db(redis_url),
-        tmp_path_factory.mktemp("asking"),
-        port=port,
-        MOMO_REQUEST_QUERY_AFTER_SECONDS="5",
-        **daraja.momo_env(f"http://127.0.0.1:{port}"),
-    ) as stack:
+    with stack_of_its_own(redis_url, tmp_path_factory.mktemp("asking"), daraja.momo_env) as stack:
         yield stack
-    next(databases, None)
-
-
-def customer(stack: Stack, account: str, phone: str) -> None:
-    made = stack.api(
-        "POST", "/customers", json={"account_number": account, "name": account, "phones": [phone]}
-    )
-    assert made.status_code == 201, made.text
-
-
-def settled(stack: Stack, request_id: int, timeout: float = 30.0) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        item = stack.api("GET", f"/payment-requests/{request_id}").json()
-        return item if item["status"] != "pending" else None
-
-    result: dict[str, Any] = wait_until(done, timeout=timeout)
-    return result
 
 
 def test_a_request_is_prompted_called_back_and_credited(
     asking_stack: Stack, daraja: DarajaFake
 ) -> None:
-    customer(asking_stack, "E2E-1", "0712000001")
+    asking_stack.add_customer("E2E-1", "0712000001")
     started = time.monotonic()
     made = asking_stack.api(
         "POST", "/payment-requests", json={"account_number": "E2E-1", "amount": "250"}
     )
     assert made.status_code == 201, made.text
-    item = settled(asking_stack, made.json()["id"])
+    item = asking_stack.settled(made.json()["id"])
     elapsed = time.monotonic() - started
     assert item["status"] == "paid", item
     assert asking_stack.balance("E2E-1") == "250.00"
@@ -97,12 +62,12 @@ def test_a_request_is_prompted_called_back_and_credited(
 
 
 def test_a_callback_sent_twice_credits_once(asking_stack: Stack, daraja: DarajaFake) -> None:
-    customer(asking_stack, "E2E-2", "0712000002")
+    asking_stack.add_customer("E2E-2", "0712000002")
     daraja.will(StkResult(callback=TWICE))
     made = asking_stack.api(
         "POST", "/payment-requests", json={"account_number": "E2E-2", "amount": "100"}
     )
-    assert settled(asking_stack, made.json()["id"])["status"] == "paid"
+    assert asking_stack.settled(made.json()["id"])["status"] == "paid"
     reference = made.json()["provider_reference"]
     wait_until(lambda: len([d for d in daraja.deliveries if reference.encode() in d.body]) == 2)
     time.sleep(1.5)  # the second callback has been worked too
@@ -112,12 +77,12 @@ def test_a_callback_sent_twice_credits_once(asking_stack: Stack, daraja: DarajaF
 def test_a_cancelled_prompt_is_cancelled_and_moves_no_money(
     asking_stack: Stack, daraja: DarajaFake
 ) -> None:
-    customer(asking_stack, "E2E-3", "0712000003")
+    asking_stack.add_customer("E2E-3", "0712000003")
     daraja.will(StkResult(code=1032))
     made = asking_stack.api(
         "POST", "/payment-requests", json={"account_number": "E2E-3", "amount": "100"}
     )
-    item = settled(asking_stack, made.json()["id"])
+    item = asking_stack.settled(made.json()["id"])
     assert (item["status"], item["result_code"]) == ("cancelled", "1032")
     assert asking_stack.balance("E2E-3") == "0.00"
 
@@ -125,13 +90,13 @@ def test_a_cancelled_prompt_is_cancelled_and_moves_no_money(
 def test_a_callback_that_never_comes_is_settled_by_beat_asking_daraja(
     asking_stack: Stack, daraja: DarajaFake
 ) -> None:
-    customer(asking_stack, "E2E-4", "0712000004")
+    asking_stack.add_customer("E2E-4", "0712000004")
     daraja.will(StkResult(callback=NEVER))
     made = asking_stack.api(
         "POST", "/payment-requests", json={"account_number": "E2E-4", "amount": "300"}
     )
     reference = made.json()["provider_reference"]
-    item = settled(asking_stack, made.json()["id"], timeout=40)
+    item = asking_stack.settled(made.json()["id"], timeout=40)
     assert item["status"] == "paid"
     assert asking_stack.balance("E2E-4") == "300.00"
     queries = [q for q in daraja.calls(QUERY) if q.json["CheckoutRequestID"] == reference]
