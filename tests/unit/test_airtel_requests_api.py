@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
 
 from core.config import Settings
 from core.runtime import Runtime
@@ -21,12 +19,12 @@ from ingest.providers import requesters
 from ingest.providers.airtel import AirtelSettings
 from ingest.providers.mpesa import MpesaSettings
 from ingest.providers.outbound import Timeouts
-from matcher.db import utcnow
-from matcher.models import LedgerEntry, PaymentRequest
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem
 from tests.fakes import HELD, PAY, QUERY, AirtelFake, AirtelResult
 from tests.fakes.airtel import CALLBACK_KEY, CLIENT_ID, CLIENT_SECRET, sign
+from tests.unit.test_payment_requests import credits
+from tests.unit.test_payment_requests_api import make_due, shown
 from tests.unit.test_pipeline import balance
 
 PUBLIC_URL = "https://pay.example.com"
@@ -93,21 +91,6 @@ def post(client: FlaskClient, body: dict[str, Any]) -> None:
 def deliver(client: FlaskClient, airtel: AirtelFake, reference: str) -> None:
     """Post the fake's callback for ``reference`` to momo's Airtel URL, as Airtel would."""
     post(client, airtel.callback_body(airtel.transactions[reference]))
-
-
-def credits(runtime: Runtime) -> int:
-    with runtime.sessions.begin() as session:
-        return len(session.scalars(select(LedgerEntry).where(LedgerEntry.amount_minor > 0)).all())
-
-
-def make_due(runtime: Runtime) -> None:
-    """As if MOMO_REQUEST_QUERY_AFTER_SECONDS had passed."""
-    with runtime.sessions.begin() as session:
-        session.execute(update(PaymentRequest).values(query_at=utcnow() - timedelta(seconds=1)))
-
-
-def shown(client: FlaskClient, headers: dict[str, str], request_id: int) -> Any:
-    return client.get(f"/api/v1/payment-requests/{request_id}", headers=headers).get_json()
 
 
 def test_an_airtel_phone_is_prompted_by_airtel_and_its_callback_credits_the_request(

@@ -21,12 +21,14 @@ from ingest.providers.mpesa import MpesaSettings
 from ingest.providers.mtn import MtnSettings
 from ingest.providers.outbound import Timeouts
 from matcher.db import utcnow
-from matcher.models import UNASSOCIATED, LedgerEntry, Payment, PaymentRequest
+from matcher.models import UNASSOCIATED, Payment, PaymentRequest
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem
 from tests.fakes import HELD, PAY, QUERY, MtnFake, MtnResult
 from tests.fakes.base import to_json
 from tests.fakes.mtn import API_KEY, API_USER, SUBSCRIPTION_KEY
+from tests.unit.test_payment_requests import credits
+from tests.unit.test_payment_requests_api import make_due, shown
 from tests.unit.test_pipeline import balance
 
 PUBLIC_URL = "https://pay.example.com"
@@ -78,23 +80,6 @@ def deliver(client: FlaskClient, mtn: MtnFake, reference: str, method: str = "PU
     body = to_json(mtn.callback_body(mtn.transactions[reference]))
     answer = client.open(CALLBACK_URL, method=method, data=body, content_type="application/json")
     assert answer.status_code == 200, answer.get_data(as_text=True)
-
-
-def shown(client: FlaskClient, headers: dict[str, str], request_id: int) -> dict[str, Any]:
-    answer = client.get(f"/api/v1/payment-requests/{request_id}", headers=headers)
-    item: dict[str, Any] = answer.get_json()
-    return item
-
-
-def credits(runtime: Runtime) -> int:
-    with runtime.sessions.begin() as session:
-        return len(session.scalars(select(LedgerEntry).where(LedgerEntry.amount_minor > 0)).all())
-
-
-def make_due(runtime: Runtime) -> None:
-    """As if MOMO_REQUEST_QUERY_AFTER_SECONDS had passed."""
-    with runtime.sessions.begin() as session:
-        session.execute(update(PaymentRequest).values(query_at=utcnow() - timedelta(seconds=1)))
 
 
 def queries(mtn: MtnFake, reference: str) -> int:

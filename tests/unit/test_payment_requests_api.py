@@ -22,12 +22,13 @@ from ingest.providers.mpesa import MpesaSettings
 from ingest.providers.mpesa_express import ExpressSettings
 from ingest.providers.outbound import Timeouts
 from matcher.db import utcnow
-from matcher.models import LedgerEntry, PaymentRequest
+from matcher.models import PaymentRequest
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, webhook_url
 from tests.fakes import HELD, PAY, QUERY, DarajaFake, StkResult
 from tests.fakes.base import to_json
 from tests.fakes.daraja import CONSUMER_KEY, CONSUMER_SECRET, PASSKEY, SHORTCODE
+from tests.unit.test_payment_requests import credits
 from tests.unit.test_pipeline import balance
 
 PUBLIC_URL = "https://pay.example.com"
@@ -80,9 +81,10 @@ def deliver(client: FlaskClient, daraja: DarajaFake, reference: str) -> None:
     assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
-def credits(runtime: Runtime) -> int:
-    with runtime.sessions.begin() as session:
-        return len(session.scalars(select(LedgerEntry).where(LedgerEntry.amount_minor > 0)).all())
+def shown(client: FlaskClient, headers: dict[str, str], request_id: int) -> dict[str, Any]:
+    answer = client.get(f"/api/v1/payment-requests/{request_id}", headers=headers)
+    item: dict[str, Any] = answer.get_json()
+    return item
 
 
 def make_due(runtime: Runtime) -> None:
