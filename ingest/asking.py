@@ -19,6 +19,7 @@ from typing import Protocol
 
 import phonenumbers
 from phonenumbers import carrier
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import Settings
@@ -63,6 +64,11 @@ class Requester(Protocol):
 
     def requests_missing(self, settings: Settings) -> list[str]:
         """The settings it still needs before it can ask (variable names); empty: ready."""
+        ...
+
+    def phone_region(self, settings: Settings) -> str:
+        """Where a number written without its country code is read for this provider (a
+        number written with its country code is read as written)."""
         ...
 
     def our_reference(self, request_id: int) -> str | None:
@@ -134,14 +140,6 @@ def choose_provider(
     )
 
 
-def phone_region(requester: Requester, settings: Settings) -> str:
-    """Where a number written without its country code is read for ``requester``: its own
-    country, when it says one (``phone_region``), else MOMO_DEFAULT_REGION. A number
-    written with its country code is read as written, whatever the region."""
-    own = getattr(requester, "phone_region", None)
-    return own(settings) if callable(own) else settings.default_region
-
-
 def ready(requester: Requester, settings: Settings) -> None:
     missing = requester.requests_missing(settings)
     if not settings.public_url:
@@ -180,7 +178,7 @@ def open_payment_request(
     else:
         region = settings.default_region
         if provider is not None:  # its country reads the local numbers it is asked with
-            region = phone_region(choose_provider(requesters, settings, "", provider), settings)
+            region = choose_provider(requesters, settings, "", provider).phone_region(settings)
         normal = normalise_msisdn(phone, region)
         if normal is None:
             raise InvalidInput(
@@ -290,10 +288,14 @@ def settle_due(
     with runtime.sessions.begin() as session:
         due = due_for_query(session, limit=limit)
         work: list[tuple[int, Ask, str]] = []
-        for request_id in due:
-            request = get_request(session, request_id)
+        claimed = session.scalars(
+            select(PaymentRequest)
+            .where(PaymentRequest.id.in_(due))
+            .order_by(PaymentRequest.query_at, PaymentRequest.id)
+        )
+        for request in claimed:
             asked(request, retry_after=retry_after)
-            work.append((request_id, _ask_for(request, settings, None), request.provider))
+            work.append((request.id, _ask_for(request, settings, None), request.provider))
     for request_id, ask, provider in work:
         requester = requesters.get(provider)
         result: RequestResult | None = None

@@ -316,6 +316,10 @@ class MpesaAdapter:
         missing = [] if block.express is not None else list(EXPRESS_VARIABLES)
         return missing if block.path_token else [PATH_TOKEN_VARIABLE, *missing]
 
+    def phone_region(self, settings: Settings) -> str:
+        """Where a number written without its country code is read: MOMO_DEFAULT_REGION."""
+        return settings.default_region
+
     def our_reference(self, request_id: int) -> str | None:
         return None  # Daraja names the request (CheckoutRequestID)
 

@@ -592,6 +592,10 @@ class MtnAdapter:
             missing.append(PATH_TOKEN_VARIABLE)
         return missing
 
+    def phone_region(self, settings: Settings) -> str:
+        """Where a number written without its country code is read: MOMO_DEFAULT_REGION."""
+        return settings.default_region
+
     def our_reference(self, request_id: int) -> str:
         """A fresh UUID: MTN knows the request by it from the start (X-Reference-Id and
         externalId); random, so two databases never send MTN the same one."""
