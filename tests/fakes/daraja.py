@@ -31,6 +31,7 @@ from tests.fakes.base import (
     PAY,
     QUERY,
     TOKEN,
+    Delivery,
     FakeProvider,
     Outcome,
     Recorded,
@@ -95,6 +96,46 @@ class StkResult(Outcome):
     paid_at: datetime | None = None
 
 
+@dataclass
+class C2BPayment:
+    """A customer's payment to the shortcode (Pay Bill or Buy Goods), as M-PESA keeps it.
+
+    Every C2B flow of the fake reads these: the confirmation posted to the registered URL,
+    the pull and the transaction status answers, and reversals (which set ``reversed_by``).
+    """
+
+    receipt: str
+    amount: Decimal
+    #: the payer's number, 2547XXXXXXXX
+    msisdn: str
+    #: aware; Daraja writes it in Nairobi time
+    paid_at: datetime
+    account: str
+    first_name: str = "JOHN"
+    last_name: str = "DOE"
+    transaction_type: str = "Pay Bill"
+    #: the receipt of the reversal that undid it, once reversed
+    reversed_by: str | None = None
+
+    def confirmation(self, shortcode: str) -> dict[str, Any]:
+        """The C2B confirmation body Daraja posts to the registered ConfirmationURL."""
+        return {
+            "TransactionType": self.transaction_type,
+            "TransID": self.receipt,
+            "TransTime": self.paid_at.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"),
+            "TransAmount": f"{self.amount:.2f}",
+            "BusinessShortCode": shortcode,
+            "BillRefNumber": self.account,
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "",
+            "ThirdPartyTransID": "",
+            "MSISDN": self.msisdn,
+            "FirstName": self.first_name,
+            "MiddleName": "",
+            "LastName": self.last_name,
+        }
+
+
 def password(shortcode: str, passkey: str, timestamp: str) -> str:
     """Daraja's Password field: base64(shortcode + passkey + timestamp)."""
     return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
@@ -147,6 +188,11 @@ class DarajaFake(FakeProvider):
         self.shortcode, self.passkey = shortcode, passkey
         self.default_outcome = StkResult()
         self._count = 0
+        #: every C2B payment to the shortcode, by receipt, oldest first
+        self.c2b: dict[str, C2BPayment] = {}
+        #: where C2B confirmations are posted (set by URL registration, or by a test)
+        self.confirmation_url: str | None = None
+        self.validation_url: str | None = None
 
     def _error(self, status: int) -> Reply:
         return Reply(status, _error("500.003.1001", "Internal Server Error"))
@@ -248,6 +294,47 @@ class DarajaFake(FakeProvider):
         if body["Password"] != password(shortcode, self.passkey, stamp):
             return Reply(500, _error("500.001.1001", "Wrong credentials"))
         return None
+
+    # --- C2B payments ---------------------------------------------------------------
+
+    def pay_bill(
+        self,
+        amount: Decimal | int | str,
+        msisdn: str,
+        account: str,
+        *,
+        deliver: bool = True,
+        paid_at: datetime | None = None,
+        receipt_code: str | None = None,
+        first_name: str = "JOHN",
+    ) -> C2BPayment:
+        """A customer pays the shortcode. With ``deliver`` the confirmation is posted to
+        the registered URL now, in this thread (see ``deliveries``); without it the
+        confirmation is lost on the way, as when momo's host was down."""
+        payment = C2BPayment(
+            receipt=receipt_code or receipt(),
+            amount=Decimal(amount),
+            msisdn=msisdn,
+            paid_at=(paid_at or datetime.now(NAIROBI)).astimezone(NAIROBI),
+            account=account,
+            first_name=first_name,
+        )
+        with self._lock:
+            if payment.receipt in self.c2b:
+                raise ValueError(f"receipt {payment.receipt} is already taken")
+            self.c2b[payment.receipt] = payment
+        if deliver:
+            self.deliver_confirmation(payment.receipt)
+        return payment
+
+    def deliver_confirmation(self, receipt_code: str) -> Delivery:
+        """Post the C2B confirmation of a payment (again) to the registered URL."""
+        if self.confirmation_url is None:
+            raise ValueError("no confirmation URL is registered")
+        payment = self.c2b[receipt_code]
+        return self._deliver(
+            "POST", self.confirmation_url, to_json(payment.confirmation(self.shortcode))
+        )
 
     # --- callbacks ----------------------------------------------------------------
 
