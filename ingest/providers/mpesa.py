@@ -32,6 +32,7 @@ from core.config import (
 )
 from core.providers import NOT_ACCEPTED, ParseContext, Registration, require_path_token
 from core.redact import WEBHOOK_PREFIX
+from ingest.providers.daraja import APP_VARIABLES, Daraja, DarajaApp
 from ingest.providers.json_body import decode_object, json_type
 from ingest.providers.mpesa_express import (
     BUY_GOODS,
@@ -142,33 +143,46 @@ class MpesaSettings:
     allowed_ips: tuple[IPNetwork, ...] = ()
     #: MOMO_MPESA_VALIDATION: "accept", or "reject-unknown-account"
     validation: str = "accept"
-    #: MOMO_MPESA_CONSUMER_KEY / _SECRET / _SHORTCODE / _PASSKEY: the Daraja app and the
-    #: shortcode that asks customers to pay (M-PESA Express); unset: no payment requests
+    #: MOMO_MPESA_PASSKEY with the app: the shortcode asks customers to pay (M-PESA
+    #: Express); unset: no payment requests
     express: ExpressSettings | None = None
+    #: MOMO_MPESA_CONSUMER_KEY / _SECRET / _SHORTCODE (/ _API_BASE): the Daraja app momo
+    #: talks to Daraja with (URL registration, pulls, lookups, reversals); unset: none of
+    #: those. Given only ``express``, its app.
+    app: DarajaApp | None = None
+
+    @property
+    def daraja_app(self) -> DarajaApp | None:
+        if self.app is not None:
+            return self.app
+        return None if self.express is None else self.express.app
 
 
 #: M-PESA Express: every one is needed before momo asks anyone to pay
-EXPRESS_VARIABLES: Final = (
-    "MOMO_MPESA_CONSUMER_KEY",
-    "MOMO_MPESA_CONSUMER_SECRET",
-    "MOMO_MPESA_SHORTCODE",
-    "MOMO_MPESA_PASSKEY",
-)
+EXPRESS_VARIABLES: Final = (*APP_VARIABLES, "MOMO_MPESA_PASSKEY")
 API_BASE_VARIABLE: Final = "MOMO_MPESA_API_BASE"
 TRANSACTION_TYPE_VARIABLE: Final = "MOMO_MPESA_TRANSACTION_TYPE"
 PARTY_B_VARIABLE: Final = "MOMO_MPESA_PARTY_B"
 
 
-def _read_express(env: Mapping[str, str]) -> ExpressSettings | None:
-    given = {name: env.get(name, "").strip() for name in EXPRESS_VARIABLES}
+def _read_app(env: Mapping[str, str]) -> DarajaApp | None:
+    """The Daraja app, when its key, secret and shortcode are set (all or none)."""
+    given = {name: env.get(name, "").strip() for name in APP_VARIABLES}
+    passkey = env.get("MOMO_MPESA_PASSKEY", "").strip()
     if not any(given.values()):
+        if passkey:
+            raise ConfigError(
+                f"MOMO_MPESA_PASSKEY is set but {', '.join(APP_VARIABLES)} are not: M-PESA "
+                "Express needs the Daraja app's consumer key and secret and the shortcode "
+                "too (Daraja portal, My Apps and Go Live)"
+            )
         return None
     missing = [name for name, value in given.items() if not value]
     if missing:
         raise ConfigError(
             f"{', '.join(missing)} not set, but {', '.join(n for n in given if given[n])} "
-            "is: M-PESA Express needs the Daraja app's consumer key and secret, the "
-            "shortcode and its passkey (Daraja portal, My Apps and Go Live)"
+            "is: talking to Daraja needs the app's consumer key and secret and the "
+            "shortcode (Daraja portal, My Apps and Go Live)"
         )
     shortcode = given["MOMO_MPESA_SHORTCODE"]
     if not shortcode.isdigit():
@@ -181,6 +195,19 @@ def _read_express(env: Mapping[str, str]) -> ExpressSettings | None:
             f"{API_BASE_VARIABLE}={api_base!r} is not a URL; give {SANDBOX} (the sandbox, "
             "the default) or https://api.safaricom.co.ke (live)"
         )
+    return DarajaApp(
+        consumer_key=given["MOMO_MPESA_CONSUMER_KEY"],
+        consumer_secret=given["MOMO_MPESA_CONSUMER_SECRET"],
+        shortcode=shortcode,
+        api_base=api_base,
+    )
+
+
+def _read_express(env: Mapping[str, str], app: DarajaApp | None) -> ExpressSettings | None:
+    """M-PESA Express: the app and the shortcode's passkey; None without the passkey."""
+    passkey = env.get("MOMO_MPESA_PASSKEY", "").strip()
+    if app is None or not passkey:
+        return None
     transaction_type = env.get(TRANSACTION_TYPE_VARIABLE, "").strip() or PAYBILL
     if transaction_type not in (PAYBILL, BUY_GOODS):
         raise ConfigError(
@@ -193,11 +220,11 @@ def _read_express(env: Mapping[str, str]) -> ExpressSettings | None:
             f"{PARTY_B_VARIABLE}={party_b!r} is not a till or shortcode; give its digits"
         )
     return ExpressSettings(
-        consumer_key=given["MOMO_MPESA_CONSUMER_KEY"],
-        consumer_secret=given["MOMO_MPESA_CONSUMER_SECRET"],
-        shortcode=shortcode,
-        passkey=given["MOMO_MPESA_PASSKEY"],
-        api_base=api_base,
+        consumer_key=app.consumer_key,
+        consumer_secret=app.consumer_secret,
+        shortcode=app.shortcode,
+        passkey=passkey,
+        api_base=app.api_base,
         transaction_type=transaction_type,
         party_b=party_b,
     )
@@ -218,11 +245,13 @@ def read_settings(env: Mapping[str, str]) -> MpesaSettings:
         ALLOWED_IPS_VARIABLE,
         "196.201.214.0/24,196.201.213.114",
     )
+    app = _read_app(env)
     return MpesaSettings(
         path_token=path_token,
         allowed_ips=allowed_ips,
         validation=validation,
-        express=_read_express(env),
+        app=app,
+        express=_read_express(env, app),
     )
 
 
@@ -237,19 +266,33 @@ def with_settings(settings: Settings, **changes: Any) -> Settings:
     return settings.with_provider(PROVIDER, replace(settings_of(settings), **changes))
 
 
+_apps: dict[DarajaApp, Daraja] = {}
 _clients: dict[ExpressSettings, Express] = {}
 _clients_lock = threading.Lock()
 
 
+def daraja(settings: Settings) -> Daraja:
+    """The process's one client per Daraja app: every call of that app shares its token."""
+    app = settings_of(settings).daraja_app
+    if app is None:
+        raise ConfigError(f"no Daraja app is set up: set {', '.join(APP_VARIABLES)}")
+    with _clients_lock:
+        client = _apps.get(app)
+        if client is None:
+            client = _apps[app] = Daraja(app)
+        return client
+
+
 def _express(settings: Settings) -> Express:
-    """The process's one Express client per shortcode set-up: its token is shared."""
+    """The process's one Express client per shortcode set-up, on its app's client."""
     block = settings_of(settings).express
     if block is None:
         raise ConfigError(f"M-PESA Express is not set up: set {', '.join(EXPRESS_VARIABLES)}")
+    shared = daraja(settings)
     with _clients_lock:
         client = _clients.get(block)
         if client is None:
-            client = _clients[block] = Express(block)
+            client = _clients[block] = Express(block, daraja=shared)
         return client
 
 

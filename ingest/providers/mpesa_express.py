@@ -1,10 +1,10 @@
 """M-PESA Express (STK push) on Daraja: ask a customer to pay, and ask how it went.
 
-Daraja's OAuth token comes from GET /oauth/v1/generate with the app's consumer key and
-secret (HTTP Basic); the push is POST /mpesa/stkpush/v1/processrequest and the query
-POST /mpesa/stkpushquery/v1/query, both signed with Password = base64(shortcode +
-passkey + timestamp), the timestamp in Nairobi time. The push answers with a
-CheckoutRequestID, the id the callback (and the query) name the request by.
+The app's client and OAuth token are ``daraja.Daraja``'s; the push is POST
+/mpesa/stkpush/v1/processrequest and the query POST /mpesa/stkpushquery/v1/query, both
+signed with Password = base64(shortcode + passkey + timestamp), the timestamp in Nairobi
+time. The push answers with a CheckoutRequestID, the id the callback (and the query)
+name the request by.
 """
 
 from __future__ import annotations
@@ -16,32 +16,32 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from ingest.providers.daraja import (
+    DEFAULT_TIMEOUTS,
+    PROVIDER,
+    SANDBOX,
+    Daraja,
+    DarajaApp,
+    refusal,
+)
 from ingest.providers.outbound import (
     Ask,
     Asked,
     NoAnswer,
-    ProviderClient,
     ProviderRefused,
     Timeouts,
-    TokenCache,
     json_object,
 )
 from matcher.notifications import RequestResult
 
-PROVIDER: Final = "mpesa"
-SANDBOX: Final = "https://sandbox.safaricom.co.ke"
 NAIROBI: Final = ZoneInfo("Africa/Nairobi")
 PAYBILL: Final = "CustomerPayBillOnline"
 BUY_GOODS: Final = "CustomerBuyGoodsOnline"
-OAUTH_PATH: Final = "/oauth/v1/generate?grant_type=client_credentials"
 PUSH_PATH: Final = "/mpesa/stkpush/v1/processrequest"
 QUERY_PATH: Final = "/mpesa/stkpushquery/v1/query"
-DEFAULT_TIMEOUTS: Final = Timeouts()
 #: Daraja's limits on the two texts the customer sees
 ACCOUNT_REFERENCE_LENGTH: Final = 12
 DESCRIPTION_LENGTH: Final = 13
-#: Daraja's error code for a bearer token it does not take (expired, revoked)
-INVALID_TOKEN: Final = "404.001.03"  # noqa: S105 - an error code, not a secret
 #: the STK result code of a prompt the customer dismissed
 CANCELLED_BY_USER: Final = 1032
 
@@ -58,6 +58,13 @@ class ExpressSettings:
     party_b: str | None = None
     #: how long Daraja may take to answer one call
     timeouts: Timeouts = DEFAULT_TIMEOUTS
+
+    @property
+    def app(self) -> DarajaApp:
+        """The Daraja app these settings sign in with."""
+        return DarajaApp(
+            self.consumer_key, self.consumer_secret, self.shortcode, self.api_base, self.timeouts
+        )
 
 
 def timestamp(when: datetime) -> str:
@@ -83,63 +90,27 @@ def _whole_shillings(amount: int) -> int:
 
 
 class Express:
-    """One shortcode's STK push client; its token is shared by every thread."""
+    """One shortcode's STK push client, on its app's Daraja client (whose token every
+    Daraja call of this app shares)."""
 
     def __init__(
         self,
         settings: ExpressSettings,
         *,
+        daraja: Daraja | None = None,
         timeouts: Timeouts | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.clock = clock
-        timeouts = timeouts or settings.timeouts
-        self.client = ProviderClient(
-            PROVIDER,
-            settings.api_base,
-            timeouts=timeouts,
-            token=TokenCache(self._token),
-            token_refused=_token_refused,
-        )
+        self.daraja = daraja or Daraja(settings.app, timeouts=timeouts)
+        self.client = self.daraja.client
         # A query answers 5xx while the customer has not answered yet ("The transaction
         # is being processed"): asking again at once tells nothing new.
-        self.query_client = ProviderClient(
-            PROVIDER,
-            settings.api_base,
-            timeouts=timeouts,
-            token=self.client.token,
-            token_refused=_token_refused,
-            status_retries=0,
-        )
+        self.query_client = self.daraja.patient_client
 
     def close(self) -> None:
-        self.client.close()
-        self.query_client.close()
-
-    def _token(self) -> tuple[str, float]:
-        s = self.settings
-        response = self.client.send(
-            "GET", OAUTH_PATH, auth=(s.consumer_key, s.consumer_secret), bearer=False
-        )
-        if response.status_code != 200:
-            raise ProviderRefused(
-                PROVIDER,
-                f"Daraja refused the consumer key and secret ({response.status_code}): check "
-                "MOMO_MPESA_CONSUMER_KEY and MOMO_MPESA_CONSUMER_SECRET, and that "
-                "MOMO_MPESA_API_BASE is the environment they belong to",
-                status=response.status_code,
-                reason="credentials_refused",
-            )
-        body = json_object(PROVIDER, response, "the OAuth token request")
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise NoAnswer(PROVIDER, "the OAuth answer holds no access_token")
-        try:
-            lifetime = float(body.get("expires_in", 3599))
-        except (TypeError, ValueError):
-            lifetime = 3599.0
-        return token, lifetime
+        self.daraja.close()
 
     def _signed(self) -> dict[str, str]:
         s = self.settings
@@ -168,7 +139,7 @@ class Express:
         }
         response = self.client.send("POST", PUSH_PATH, json=body)
         if response.status_code >= 400:
-            raise _refusal(response)
+            raise refusal(response)
         answer = json_object(PROVIDER, response, "the STK push")
         if answer.get("ResponseCode") is None:
             raise NoAnswer(PROVIDER, f"the STK push answered without a ResponseCode: {answer}")
@@ -197,7 +168,7 @@ class Express:
             "POST", QUERY_PATH, json={**self._signed(), "CheckoutRequestID": reference}
         )
         if response.status_code >= 400:
-            raise _refusal(response)
+            raise refusal(response)
         answer = json_object(PROVIDER, response, "the STK query")
         code = answer.get("ResultCode")
         if code is None or str(code).strip() == "":
@@ -218,35 +189,3 @@ class Express:
             result_description=description,
             channel="stk",
         )
-
-
-def _token_refused(response: Any) -> bool:
-    """Daraja answers an expired or unknown token with 404 and its code 404.001.03."""
-    if response.status_code == 401:
-        return True
-    if response.status_code != 404:
-        return False
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("errorCode") == INVALID_TOKEN
-
-
-def _refusal(response: Any) -> ProviderRefused:
-    """Daraja's error body ``{requestId, errorCode, errorMessage}`` as a refusal."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and body.get("errorMessage"):
-        return ProviderRefused(
-            PROVIDER,
-            str(body["errorMessage"]),
-            status=response.status_code,
-            reason=str(body.get("errorCode") or response.status_code),
-        )
-    text = response.text.strip()[:300] or "(empty body)"
-    return ProviderRefused(
-        PROVIDER, text, status=response.status_code, reason=str(response.status_code)
-    )

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.config import ConfigError, Settings
 from core.providers import ParseContext
-from ingest.providers.mpesa import MpesaAdapter
+from ingest.providers import mpesa
+from ingest.providers.mpesa import MpesaAdapter, read_settings
 from ingest.providers.mpesa_express import Express, ExpressSettings, password, timestamp
 from ingest.providers.outbound import (
     Ask,
@@ -174,3 +176,47 @@ def test_the_fakes_callback_is_the_adapters_shape(daraja: DarajaFake) -> None:
         150000,
         "+254712345678",
     )
+
+
+class TestTheDarajaAppSettings:
+    """The app (key, secret, shortcode) is enough to talk to Daraja; the passkey adds
+    M-PESA Express."""
+
+    APP = {
+        "MOMO_MPESA_CONSUMER_KEY": CONSUMER_KEY,
+        "MOMO_MPESA_CONSUMER_SECRET": CONSUMER_SECRET,
+        "MOMO_MPESA_SHORTCODE": SHORTCODE,
+    }
+
+    def test_an_app_without_a_passkey_talks_to_daraja_but_asks_nobody_to_pay(self) -> None:
+        block = read_settings(self.APP)
+        assert block.app is not None and block.app.shortcode == SHORTCODE
+        assert block.app.sandbox
+        assert block.express is None
+
+    def test_with_the_passkey_express_uses_the_same_app(self) -> None:
+        block = read_settings({**self.APP, "MOMO_MPESA_PASSKEY": PASSKEY})
+        assert block.express is not None and block.express.app == block.app
+
+    def test_a_passkey_without_the_app_is_refused_naming_what_is_missing(self) -> None:
+        with pytest.raises(ConfigError) as raised:
+            read_settings({"MOMO_MPESA_PASSKEY": PASSKEY})
+        for name in self.APP:
+            assert name in str(raised.value)
+
+    def test_half_an_app_is_refused_naming_what_is_missing(self) -> None:
+        with pytest.raises(ConfigError) as raised:
+            read_settings({"MOMO_MPESA_CONSUMER_KEY": CONSUMER_KEY})
+        assert "MOMO_MPESA_SHORTCODE" in str(raised.value)
+        assert CONSUMER_KEY not in str(raised.value)
+
+    def test_a_live_api_base_is_not_the_sandbox(self) -> None:
+        block = read_settings({**self.APP, "MOMO_MPESA_API_BASE": "https://api.safaricom.co.ke/"})
+        assert block.app is not None and not block.app.sandbox
+
+    def test_every_call_of_one_app_shares_one_client_and_token(self) -> None:
+        settings = Settings(
+            providers={"mpesa": read_settings({**self.APP, "MOMO_MPESA_PASSKEY": PASSKEY})}
+        )
+        assert mpesa.daraja(settings) is mpesa.daraja(settings)
+        assert mpesa._express(settings).daraja is mpesa.daraja(settings)
