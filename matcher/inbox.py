@@ -62,6 +62,7 @@ from matcher.payments import (
     record_request_result,
     repeated,
 )
+from matcher.provider_records import note_payments
 from matcher.text import storable
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,8 @@ def process_items(
         others: list[tuple[InboxItem, Callback]] = [
             (i, c) for i, c in parsed if not isinstance(c, PaymentNotification)
         ]
+        # the provider's own record, kept whatever recording it comes to
+        note_payments(session, ((item.id, callback) for item, callback in payments))
         if payments:
             # taken for the whole batch, outside the savepoint, so recording row by row
             # below still holds them all, taken in one order

@@ -389,3 +389,49 @@ class PaymentRequest(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     customer: Mapped[Customer] = relationship()
+
+
+class ProviderRecord(Base):
+    """A line of a provider's own record of money that moved (from a pull, a statement or
+    a lookup), kept so momo's books can be compared with the provider's."""
+
+    __tablename__ = "provider_records"
+    __table_args__ = (
+        UniqueConstraint("provider", "kind", "code", name="uq_provider_records_kind_code"),
+        Index("ix_provider_records_provider_paid", "provider", "paid_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    #: "payment" (money in), or "reversal" (a payment undone)
+    kind: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the kind of record it was first seen in: pull, statement or lookup
+    source: Mapped[str] = mapped_column(String(16))
+    msisdn_raw: Mapped[str | None] = mapped_column(String(128))
+    account_reference: Mapped[str | None] = mapped_column(String(128))
+    #: for a reversal: the receipt it undid
+    reverses: Mapped[str | None] = mapped_column(String(64))
+    inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProviderCoverage(Base):
+    """A span of time a provider's record was read in full (a pull that finished, a
+    statement imported): within it, a payment momo has and the provider has not is
+    unexplained."""
+
+    __tablename__ = "provider_coverage"
+    __table_args__ = (Index("ix_provider_coverage_provider_ends", "provider", "ends_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: how many records the span held
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

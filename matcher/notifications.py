@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+#: the ``source`` of a payment told by the provider's callback (not read from its record)
+CALLBACK_SOURCE = "callback"
+
 MsisdnKind = Literal["phone", "hashed", "masked", "invalid", "missing"]
 
 
@@ -50,7 +53,7 @@ class PaymentNotification:
     request_reference: str | None = None
     #: what kind of provider record this is: callback, pull, statement or lookup; a
     #: payment entered by hand that this record names is confirmed by it
-    source: str = "callback"
+    source: str = CALLBACK_SOURCE
 
 
 @dataclass(frozen=True)

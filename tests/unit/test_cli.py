@@ -24,7 +24,7 @@ from ingest.providers import build_runtime, load_settings, variables
 from ingest.store import inbox_row
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
-from matcher.models import ApiToken, Customer, InboxItem
+from matcher.models import ApiToken, Customer, InboxItem, ProviderRecord
 from momo.cli import main
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample_bytes
@@ -788,6 +788,15 @@ class TestImportStatement:
         assert again.exit_code == 0, again.output
         assert "already known 2, recovered 0" in again.output
         assert _balance(sessions, "ACC2001") == 200000
+        with sessions() as session:
+            kept = session.execute(
+                select(ProviderRecord.code, ProviderRecord.amount_minor, ProviderRecord.source)
+            ).all()
+        # the provider's own record is kept once per receipt, however often it is read
+        assert sorted(kept) == [
+            ("TKQ4A91B2C", 150000, "statement"),
+            ("TKQ4A91B9Z", 200000, "statement"),
+        ]
 
     def test_a_receipt_with_another_amount_is_a_conflict_and_exits_1(
         self, env: dict[str, str | None], tmp_path: Path, customers: None
