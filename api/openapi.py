@@ -21,11 +21,13 @@ from api.payments import ASSOCIATION_BODY, DISASSOCIATION_BODY, NEW_PAYMENT_BODY
 from api.plans import NEW_PLAN_BODY, PLAN_CHANGE_BODY
 from api.tokens import TOKEN_ORDER_BODY
 from core.config import Settings
+from ingest.providers import ADAPTERS
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
 from matcher.models import ASSOCIATED, INBOX_STATUSES, REQUEST_STATUSES, UNASSOCIATED
 from matcher.money import MAX_AMOUNT_MINOR, format_minor
 from matcher.plans import MAX_VALIDITY_MINUTES
+from matcher.reconcile import LISTS as RECONCILIATION_LISTS
 from matcher.reports import MAX_BUCKETS, PERIODS, TRANSACTION_KINDS, TRANSACTION_STATUSES
 from matcher.search import MAX_QUERY_LENGTH
 
@@ -532,6 +534,75 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "at": moment,
         },
     }
+    side = {
+        "type": "object",
+        "required": ["count", "amount"],
+        "properties": {"count": {"type": "integer", "minimum": 0}, "amount": _ref("Money")},
+    }
+    span = {
+        "type": "object",
+        "required": ["from", "to"],
+        "properties": {"from": moment, "to": moment},
+    }
+    receipt_line = {
+        "type": "object",
+        "required": ["code", "amount", "paid_at", "payment_id", "source"],
+        "properties": {
+            "code": {"type": "string"},
+            "amount": _ref("Money"),
+            "paid_at": moment,
+            "payment_id": {"type": ["integer", "null"]},
+            "source": text_or_null,
+            "status": text_or_null,
+            "account_number": text_or_null,
+            "provider_amount": _ref("Money"),
+        },
+    }
+    reconciliation = {
+        "type": "object",
+        "required": [
+            "provider",
+            "from",
+            "to",
+            "timezone",
+            "explained",
+            "unexplained",
+            "covered",
+            "not_covered",
+            *RECONCILIATION_LISTS,
+            "totals",
+            "days",
+        ],
+        "properties": {
+            "provider": {"type": "string"},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "timezone": {"type": "string", "examples": [settings.timezone]},
+            "explained": {"type": "boolean"},
+            "unexplained": {"type": "integer", "minimum": 0},
+            "covered": {"type": "array", "items": span},
+            "not_covered": {"type": "array", "items": span},
+            **{name: {"type": "array", "items": receipt_line} for name in RECONCILIATION_LISTS},
+            "totals": {
+                "type": "object",
+                "required": ["provider", "momo"],
+                "properties": {"provider": side, "momo": side},
+            },
+            "days": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["date", "provider", "momo", "difference"],
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "provider": side,
+                        "momo": side,
+                        "difference": {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$"},
+                    },
+                },
+            },
+        },
+    }
     revenue = {
         "type": "object",
         "required": [
@@ -765,6 +836,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         ),
         "Transaction": transaction,
         "Revenue": revenue,
+        "Reconciliation": reconciliation,
         "Token": token,
         "NewToken": new_token,
         "TokenOrder": _object(
@@ -1341,6 +1413,34 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     _query("to", {"type": "string", "format": "date"}, "Last day of the series."),
                 ),
                 answers={200: _answer("Revenue.", _ref("Revenue"))},
+                problems=(400,),
+            )
+        },
+        f"{API}/reconciliation": {
+            "get": _operation(
+                "reconciliation",
+                "viewer",
+                "momo's books beside the provider's own record, day by day",
+                description=(
+                    f"For the local days (in {settings.timezone}) `from` to `to`, both "
+                    "included (default today): the spans the provider's record was read "
+                    "for (pulls, statements), payments momo learnt of only from it "
+                    "(`recovered`), provider records momo has no payment for, momo payments "
+                    "the provider's record lacks, amount conflicts, manual entries no "
+                    "provider record confirmed, and both sides' totals per day. "
+                    "`explained` is true when nothing but recoveries is listed and the "
+                    "whole span was covered."
+                ),
+                parameters=(
+                    _query("from", {"type": "string", "format": "date"}, "First day."),
+                    _query("to", {"type": "string", "format": "date"}, "Last day."),
+                    _query(
+                        "provider",
+                        {"type": "string", "enum": list(ADAPTERS)},
+                        "Whose record; default MOMO_DEFAULT_PROVIDER, or the one momo keeps.",
+                    ),
+                ),
+                answers={200: _answer("The report.", _ref("Reconciliation"))},
                 problems=(400,),
             )
         },

@@ -104,7 +104,7 @@ def list_transactions() -> Response:
 EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
 
 
-def _date_arg(name: str) -> date | None:
+def date_arg(name: str) -> date | None:
     raw = request.args.get(name)
     if not raw:
         return None
@@ -130,8 +130,8 @@ def revenue() -> Response:
     if period not in PERIODS:
         raise InvalidInput(f"period must be one of {', '.join(PERIODS)}", "invalid_period")
     today = utcnow().astimezone(zone).date()
-    last = _date_arg("to") or today
-    first = _date_arg("from")
+    last = date_arg("to") or today
+    first = date_arg("from")
     if first is None:
         first = period_start(last, period)
         for _ in range(DEFAULT_BUCKETS[period] - 1):

@@ -8,6 +8,7 @@ from api import (  # noqa: F401
     payment_requests,
     payments,
     plans,
+    reconciliation,
     reports,
     tokens,
 )

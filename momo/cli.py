@@ -384,6 +384,126 @@ def check(stuck_after: int | None) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="First local day (YYYY-MM-DD); default: --to.",
+)
+@click.option(
+    "--to",
+    "last",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Last local day, included (YYYY-MM-DD); default: today.",
+)
+@click.option(
+    "--provider",
+    default=None,
+    help="Whose record (default: MOMO_DEFAULT_PROVIDER, or the one momo keeps).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def reconcile(first: Any, last: Any, provider: str | None, as_json: bool) -> None:
+    """Compare momo's payments with the provider's own record (pulls, statements,
+    lookups), day by day: records momo missed (and recovered), payments the provider's
+    record lacks, amount conflicts, unconfirmed manual entries, totals on both sides.
+    Exits 1 when anything is unexplained, a span never read from the provider included."""
+    import json
+
+    from ingest.providers import build_runtime
+    from matcher.db import snapshot, utcnow
+    from matcher.errors import InvalidInput
+    from matcher.reconcile import choose_provider, report_dict
+    from matcher.reconcile import reconcile as make_report
+
+    settings = _settings()
+    zone = settings.zone
+    last_day = last.date() if last is not None else utcnow().astimezone(zone).date()
+    first_day = first.date() if first is not None else last_day
+    runtime = build_runtime(settings)
+    try:
+        with snapshot(runtime.engine) as session:
+            try:
+                name = choose_provider(
+                    session, provider, default=settings.default_provider, known=list(ADAPTERS)
+                )
+                report = make_report(
+                    session, provider=name, first=first_day, last=last_day, zone=zone
+                )
+            except (InvalidInput, ValueError) as exc:
+                raise click.UsageError(str(exc)) from None
+            shown = report_dict(report, zone)
+    finally:
+        runtime.close()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+    else:
+        _print_reconciliation(shown, ADAPTERS[report.provider].registration.title)
+    if report.unexplained:
+        sys.exit(1)
+
+
+#: what each list of the reconciliation means, and what to do about it
+_RECONCILIATION_LISTS = {
+    "recovered": ("recovered from the provider's record (their callback never came)", ""),
+    "missing_in_momo": (
+        "in the provider's record, not in momo",
+        "see `momo inbox list --status dead` and `--status conflict`",
+    ),
+    "missing_from_provider": (
+        "in momo, not in the provider's record",
+        "look each receipt up (POST /api/v1/payments/lookup) before trusting it",
+    ),
+    "conflicts": (
+        "amounts that differ",
+        "compare with the provider's statement; `momo inbox list --status conflict`",
+    ),
+    "unconfirmed_manual": (
+        "entered by hand, confirmed by no provider record",
+        "check each receipt with the payer; a mistyped one is disassociated and entered again",
+    ),
+}
+
+
+def _print_reconciliation(shown: dict[str, Any], title: str) -> None:
+    click.echo(f"{title}, {shown['from']} to {shown['to']} ({shown['timezone']})")
+    for span in shown["covered"]:
+        click.echo(f"  provider's record read from {span['from']} to {span['to']}")
+    for span in shown["not_covered"]:
+        click.echo(
+            f"  NOT READ from {span['from']} to {span['to']}: nothing can be said there; "
+            "pull it or import the provider's statement for it"
+        )
+    click.echo(f"  {'day':<10}  {'provider':>20}  {'momo':>20}  {'difference':>12}")
+    for day in shown["days"]:
+        provider, momo = day["provider"], day["momo"]
+        click.echo(
+            f"  {day['date']:<10}  {provider['count']:>5} {provider['amount']:>14}  "
+            f"{momo['count']:>5} {momo['amount']:>14}  {day['difference']:>12}"
+        )
+    for name, (meaning, todo) in _RECONCILIATION_LISTS.items():
+        lines = shown[name]
+        if not lines:
+            continue
+        click.echo(f"{len(lines)} {meaning}" + (f": {todo}" if todo else ""))
+        for line in lines:
+            extra = (
+                f", provider says {line['provider_amount']}" if "provider_amount" in line else ""
+            )
+            who = f", {line['account_number']}" if line.get("account_number") else ""
+            payment = f"payment {line['payment_id']}" if line["payment_id"] else "no payment"
+            click.echo(
+                f"  {line['code']}  {line['amount']}{extra}  {line['paid_at']}  "
+                f"{line['source']}  {payment}{who}"
+            )
+    if shown["explained"]:
+        click.echo("explained: every payment on both sides is accounted for")
+    else:
+        click.echo(f"UNEXPLAINED: {shown['unexplained']} item(s) above need a look")
+
+
 @main.group()
 def inbox() -> None:
     """Stored callbacks: list them, replay dead ones."""
