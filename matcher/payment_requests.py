@@ -156,12 +156,7 @@ def submitted(
     request now."""
     request.provider_reference = reference
     request.merchant_reference = fit(merchant_reference, PaymentRequest.merchant_reference)
-    payment = session.scalar(
-        select(Payment)
-        .where(Payment.provider == request.provider, Payment.request_reference == reference)
-        .order_by(Payment.id)
-        .limit(1)
-    )
+    payment = payment_answering(session, request.provider, reference)
     if payment is not None:
         paid(request, payment, "paid", f"paid, receipt {payment.code}")
         return
@@ -177,6 +172,16 @@ def submitted(
             attempt.result_desc,
             cancelled=attempt.result_code in cancelled_codes,
         )
+
+
+def payment_answering(session: Session, provider: str, reference: str) -> Payment | None:
+    """The first payment stored as answering the request ``reference`` (it names it)."""
+    return session.scalar(
+        select(Payment)
+        .where(Payment.provider == provider, Payment.request_reference == reference)
+        .order_by(Payment.id)
+        .limit(1)
+    )
 
 
 def request_answered(session: Session, notification: PaymentNotification) -> PaymentRequest | None:
@@ -205,7 +210,11 @@ def request_answered(session: Session, notification: PaymentNotification) -> Pay
     )
     if request is not None:
         request.provider_reference = fit(reference, PaymentRequest.provider_reference)
-    return request
+        return request
+    # The request was open when looked for, and was named meanwhile by the transaction
+    # whose lock the search above waited for (the provider's reply, recorded at the same
+    # moment): asked again, it is seen now.
+    return find_request(session, notification.provider, reference)
 
 
 def refused(request: PaymentRequest, code: str, description: str) -> None:

@@ -446,6 +446,13 @@ def record_request_result(
         return Recorded(payment_requests.TO_CONFIRM)
     if result.state == "paid" and result.code is None and request.payment_id is not None:
         return Recorded(DUPLICATE, request.payment_id)  # the provider confirms what we know
+    if result.state == "paid" and result.code is None:
+        # a payment naming this request that was stored before the request could be found
+        # for it is the one the provider means: it settles the request, nothing is booked
+        known = payment_requests.payment_answering(session, result.provider, result.reference)
+        if known is not None:
+            payment_requests.paid(request, known, "paid", f"paid, receipt {known.code}")
+            return Recorded(DUPLICATE, known.id)
     if result.state != "paid":
         changed = payment_requests.failed(
             request,

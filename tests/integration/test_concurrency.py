@@ -405,3 +405,89 @@ def test_momo_check_reads_one_snapshot_while_a_worker_commits(
     assert result.stdout.startswith("ok:")
     with pg_runtime.sessions.begin() as session:
         assert session.scalar(select(func.count()).select_from(Payment)) == 2
+
+
+def test_a_callback_waiting_while_the_providers_reply_names_its_request_pays_that_request(
+    pg_runtime: Runtime,
+) -> None:
+    """The provider's reply to a payment request and the request's callback are recorded
+    at the same moment: the callback looks for the still unnamed request, waits for the
+    reply's lock, and must then find the request by its new name (else it would be
+    credited by the rules, and the request's next query booked a second time)."""
+    import json
+    from datetime import timedelta
+
+    from matcher.ledger import Ledger
+    from matcher.matching import get_customer
+    from matcher.models import InboxItem, PaymentRequest
+    from matcher.notifications import RequestResult
+    from matcher.payment_requests import Timing, open_request, submitted
+    from matcher.payments import DUPLICATE, record_request_result
+    from tests.conftest import sample
+
+    checkout = "ws_CO_011220261015009999"
+    add_customer(pg_runtime, "ASKED", ["0711000111"])
+    with pg_runtime.sessions.begin() as session:
+        request_id = open_request(
+            session,
+            provider="mpesa",
+            customer=get_customer(session, "ASKED"),
+            phone="+254711000111",
+            amount=2000,
+            currency="KES",
+            actor="token:test",
+            timing=Timing(query_after=timedelta(seconds=90), expire_after=timedelta(minutes=15)),
+        ).id
+    body = sample("stk_callback_success.json")
+    callback = body["Body"]["stkCallback"]
+    callback["CheckoutRequestID"] = checkout
+    for item in callback["CallbackMetadata"]["Item"]:
+        if item["Name"] == "Amount":
+            item["Value"] = 20
+        if item["Name"] == "PhoneNumber":
+            item["Value"] = 254711000111
+    with pg_runtime.sessions.begin() as session:
+        session.add(
+            InboxItem(provider="mpesa", kind="stk", body=json.dumps(body).encode(), headers={})
+        )
+
+    def reply(session: Any) -> object:
+        request = session.get(PaymentRequest, request_id, with_for_update=True)
+        submitted(session, request, checkout, "29115-1")
+        return request
+
+    replying = Held(pg_runtime, reply).start()
+    assert replying.worked.wait(30)
+    working = Held(pg_runtime, _worker(pg_runtime)).start()
+    assert finished_or_waiting(pg_runtime, working)
+    assert not working.worked.is_set()  # it waits for the reply's lock on the request
+    replying.end()
+    working.end()
+
+    with pg_runtime.sessions.begin() as session:
+        request = session.get(PaymentRequest, request_id)
+        assert request is not None
+        assert (request.status, request.payment_id is not None) == ("paid", True)
+        with Ledger(session) as ledger:
+            again = record_request_result(
+                session,
+                ledger,
+                RequestResult(
+                    provider="mpesa",
+                    reference=checkout,
+                    state="paid",
+                    result_code="0",
+                    result_description="The service request is processed successfully.",
+                ),
+                region="KE",
+            )
+        assert again.outcome == DUPLICATE
+    assert _balance(pg_runtime, "ASKED") == 2000
+    check_ledger(pg_runtime)
+
+
+def _balance(runtime: Runtime, account: str) -> int:
+    with runtime.sessions.begin() as session:
+        customer = session.scalar(select(Customer).where(Customer.account_number == account))
+        assert customer is not None
+        return customer.balance_minor

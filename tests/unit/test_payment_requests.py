@@ -371,6 +371,29 @@ def test_a_callback_that_overtakes_the_providers_reply_settles_the_request_once(
     assert balance(runtime, "PAYER") == 2000
 
 
+def test_a_query_finds_the_payment_a_callback_stored_before_the_request_was_named(
+    runtime: Runtime,
+) -> None:
+    # The provider's reply was recorded while the callback waited for the request's lock,
+    # so neither saw the other: the payment names the request, the request no payment.
+    add_customer(runtime, "ACC-1", ["+254712345678"])
+    request_id = open_unsent(runtime, "ACC-1", "+254799000999")
+    put(runtime, "stk", stk())
+    drain_inbox(runtime)
+    with runtime.sessions.begin() as session:
+        request = session.get(PaymentRequest, request_id)
+        assert request is not None
+        request.provider_reference = CHECKOUT  # named without looking for its payment
+    assert credits(runtime) == 1
+
+    assert settle(runtime, paid_result()) == DUPLICATE
+
+    request = request_row(runtime, request_id)
+    assert request.status == REQUEST_PAID and request.payment_id is not None
+    assert credits(runtime) == 1
+    assert balance(runtime, "ACC-1") == 2000
+
+
 def test_a_failure_that_overtakes_the_providers_reply_marks_the_request(runtime: Runtime) -> None:
     add_customer(runtime, "ACC-1", [])
     request_id = open_unsent(runtime, "ACC-1", "+254799000999")
