@@ -9,8 +9,10 @@ expires, or until Daraja refuses it (404 with 404.001.03).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from ingest.providers.outbound import (
     NoAnswer,
@@ -23,6 +25,8 @@ from ingest.providers.outbound import (
 
 PROVIDER: Final = "mpesa"
 SANDBOX: Final = "https://sandbox.safaricom.co.ke"
+#: the host of Daraja's live API (https://api.safaricom.co.ke)
+LIVE_HOST: Final = "api.safaricom.co.ke"
 OAUTH_PATH: Final = "/oauth/v1/generate?grant_type=client_credentials"
 DEFAULT_TIMEOUTS: Final = Timeouts()
 #: Daraja's error code for a bearer token it does not take (expired, revoked)
@@ -51,6 +55,13 @@ class DarajaApp:
     def sandbox(self) -> bool:
         """Whether the app talks to Safaricom's sandbox (where plain http URLs are taken)."""
         return self.api_base.rstrip("/") == SANDBOX
+
+    @property
+    def live(self) -> bool:
+        """Whether the app talks to Daraja's live API, the one that registers https URLs
+        only. Another base (the sandbox, a stand-in on loopback) is left to say for itself
+        what it takes."""
+        return (urlsplit(self.api_base).hostname or "").lower() == LIVE_HOST
 
 
 class Daraja:
@@ -130,18 +141,25 @@ def token_refused(response: Any) -> bool:
     return isinstance(body, dict) and body.get("errorCode") == INVALID_TOKEN
 
 
+def error_words(body: str) -> tuple[str, str] | None:
+    """(errorCode, errorMessage) of Daraja's error body ``{requestId, errorCode,
+    errorMessage}``, or None when ``body`` is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("errorMessage"):
+        return str(doc.get("errorCode") or ""), str(doc["errorMessage"])
+    return None
+
+
 def refusal(response: Any) -> ProviderRefused:
     """Daraja's error body ``{requestId, errorCode, errorMessage}`` as a refusal."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and body.get("errorMessage"):
+    words = error_words(response.text)
+    if words is not None:
+        code, message = words
         return ProviderRefused(
-            PROVIDER,
-            str(body["errorMessage"]),
-            status=response.status_code,
-            reason=str(body.get("errorCode") or response.status_code),
+            PROVIDER, message, status=response.status_code, reason=code or str(response.status_code)
         )
     text = response.text.strip()[:300] or "(empty body)"
     return ProviderRefused(

@@ -117,16 +117,26 @@ URL_NAME: Final = "daraja"
 DARAJA_REFUSED_WORDS: Final = ("mpesa", "m-pesa", "safaricom", "exec", "exe", "cmd", "sql", "query")
 
 
+def refused_word(text: str) -> str | None:
+    """The first word of ``DARAJA_REFUSED_WORDS`` that ``text`` holds, in any case."""
+    lowered = text.lower()
+    return next((word for word in DARAJA_REFUSED_WORDS if word in lowered), None)
+
+
 def daraja_url_problem(url: str, *, sandbox: bool = False) -> str | None:
     """Why Daraja would refuse to register ``url`` as a C2B confirmation or validation
     URL (a word it refuses, or plain http outside the sandbox), or None when it takes it."""
-    lowered = url.lower()
-    for word in DARAJA_REFUSED_WORDS:
-        if word in lowered:
-            return f"{url!r} holds {word!r}, which Daraja refuses in a callback URL"
-    if not sandbox and not lowered.startswith("https://"):
+    word = refused_word(url)
+    if word is not None:
+        return f"{url!r} holds {word!r}, which Daraja refuses in a callback URL"
+    if not sandbox and not url.lower().startswith("https://"):
         return f"{url!r} is not https; Daraja takes plain http only in the sandbox"
     return None
+
+
+def webhook_path(token: str, kind: str) -> str:
+    """Where Daraja posts callbacks of ``kind`` for the path token ``token``."""
+    return f"{WEBHOOK_PREFIX}{URL_NAME}/{token}/{kind}"
 
 
 VALIDATION_MODES: Final = ("accept", "reject-unknown-account")
@@ -341,8 +351,7 @@ class MpesaAdapter:
 
     def callback_paths(self, token: str) -> tuple[str, ...]:
         """Confirmation and validation (C2B), then STK push results."""
-        kinds = (C2B_CONFIRMATION, C2B_VALIDATION, STK)
-        return tuple(f"{WEBHOOK_PREFIX}{URL_NAME}/{token}/{kind}" for kind in kinds)
+        return tuple(webhook_path(token, kind) for kind in (C2B_CONFIRMATION, C2B_VALIDATION, STK))
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return settings_of(settings).allowed_ips
@@ -367,7 +376,7 @@ class MpesaAdapter:
         return None  # Daraja names the request (CheckoutRequestID)
 
     def callback_path(self, settings: Settings) -> str:
-        return f"{WEBHOOK_PREFIX}{URL_NAME}/{self.require_path_token(settings)}/{STK}"
+        return webhook_path(self.require_path_token(settings), STK)
 
     def ask(self, settings: Settings, ask: Ask) -> Asked:
         return _express(settings).push(ask)

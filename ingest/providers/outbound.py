@@ -55,6 +55,15 @@ class ProviderUnavailable(ProviderError):
 
     code = "provider_unavailable"
 
+    def __init__(
+        self, provider: str, message: str, *, status: int | None = None, answer: str = ""
+    ) -> None:
+        super().__init__(provider, message)
+        #: the provider's last 5xx status and body (None and "": it never answered); some
+        #: providers put a refusal in a 5xx, which its adapter may read from these
+        self.status = status
+        self.answer = answer
+
 
 class ProviderRefused(ProviderError):
     """The provider answered and refused (a 4xx, or its own error code): it will not act
@@ -254,6 +263,8 @@ class ProviderClient:
                 self.provider,
                 f"{method} {path} answered {response.status_code} however often it was "
                 f"asked: {_words(response)}. Nothing was done; try again later",
+                status=response.status_code,
+                answer=response.text,
             )
         log.debug("%s %s %s -> %s", self.provider, method, path, response.status_code)
         return response

@@ -9,10 +9,18 @@ numbers; a ``Balance`` item may come without a Value) and errors reported by use
 "500.001.1001 The transaction is being processed" while the customer has not answered
 (safaricom/LNMOnlineAndroidSample#13).
 
+C2B URL registration follows the "Customer To Business (C2B)" page (POST
+/mpesa/c2b/v2/registerurl, its answer with Daraja's spelling "OriginatorCoversationID",
+its error table: "500.003.1001 Urls are already registered.") and the "Register URL" page
+(production URLs https only, the sandbox takes http; no "M-PESA", "Safaricom", "exe",
+"exec", "cmd", "SQL" or "query" in any case; ResponseType "Completed" or "Cancelled" in
+sentence case; registering again overwrites in the sandbox, production registers once).
+
 Not confirmed, chosen here: a wrong consumer key or secret answers 400 with
 400.008.01 (Safaricom documents 400.008.01 for a wrong authentication *type*; users
 report an empty 400 for wrong keys); an unknown CheckoutRequestID in a query answers
-400.002.02 "Bad Request - Invalid CheckoutRequestID".
+400.002.02 "Bad Request - Invalid CheckoutRequestID"; a URL or field registration refuses
+answers 400 with 400.003.02 "Bad Request - Invalid <Field>" (the table's 400.003.02).
 """
 
 from __future__ import annotations
@@ -71,6 +79,11 @@ NAIROBI: Final = ZoneInfo("Africa/Nairobi")
 _PHONE = re.compile(r"254(7|1)[0-9]{8}")
 _TIMESTAMP = re.compile(r"[0-9]{14}")
 _TYPES = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
+#: the C2B URL registration endpoint
+REGISTER: Final = "register"
+#: what Daraja refuses anywhere in a registered URL, in any case (the Register URL page)
+REFUSED_URL_WORDS: Final = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
+_RESPONSE_TYPES = frozenset({"Completed", "Cancelled"})
 _PUSH_FIELDS = (
     "BusinessShortCode",
     "Password",
@@ -148,12 +161,15 @@ def _error(code: str, message: str) -> dict[str, str]:
 
 
 class DarajaFake(FakeProvider):
-    """Daraja's sandbox, on loopback. Callbacks go to each push's CallBackURL."""
+    """Daraja's sandbox (production's URL rules with ``sandbox=False``), on loopback.
+    STK callbacks go to each push's CallBackURL, C2B confirmations to the registered
+    ConfirmationURL."""
 
     ROUTES = (
         ("GET", r"/oauth/v1/generate", TOKEN, "_token"),
         ("POST", r"/mpesa/stkpush/v1/processrequest", PAY, "_push"),
         ("POST", r"/mpesa/stkpushquery/v1/query", QUERY, "_query"),
+        ("POST", r"/mpesa/c2b/v2/registerurl", REGISTER, "_register_urls"),
     )
     REFUSALS: ClassVar[dict[str, tuple[int, Any]]] = {
         "invalid_phone": (400, ("400.002.02", "Bad Request - Invalid PhoneNumber")),
@@ -168,11 +184,13 @@ class DarajaFake(FakeProvider):
             ),
         ),
         "spike_arrest": (500, ("500.003.02", "Error Occurred: Spike Arrest Violation")),
+        "urls_already_registered": (500, ("500.003.1001", "Urls are already registered.")),
     }
     ESSENTIAL: ClassVar[dict[str, tuple[str, ...]]] = {
         TOKEN: ("access_token",),
         PAY: ("CheckoutRequestID", "ResponseCode"),
         QUERY: ("ResultCode",),
+        REGISTER: ("ResponseCode",),
     }
 
     def __init__(
@@ -182,8 +200,12 @@ class DarajaFake(FakeProvider):
         shortcode: str = SHORTCODE,
         passkey: str = PASSKEY,
         token_lifetime: float = 3599,
+        *,
+        sandbox: bool = True,
     ) -> None:
         super().__init__(token_lifetime)
+        #: the sandbox takes plain http URLs and registration again; production neither
+        self.sandbox = sandbox
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self.shortcode, self.passkey = shortcode, passkey
         self.default_outcome = StkResult()
@@ -193,6 +215,8 @@ class DarajaFake(FakeProvider):
         #: where C2B confirmations are posted (set by URL registration, or by a test)
         self.confirmation_url: str | None = None
         self.validation_url: str | None = None
+        #: the registered ResponseType (what M-PESA does when validation cannot be reached)
+        self.response_type: str | None = None
 
     def _error(self, status: int) -> Reply:
         return Reply(status, _error("500.003.1001", "Internal Server Error"))
@@ -284,6 +308,42 @@ class DarajaFake(FakeProvider):
                 "ResultDesc": _desc(outcome),
             },
         )
+
+    def _register_urls(self, request: Recorded) -> Reply:
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return Reply(400, _error("400.002.05", "Invalid Request Payload"))
+        if str(body.get("ShortCode") or "").strip() != self.shortcode:
+            return _bad_registration("ShortCode")
+        if body.get("ResponseType") not in _RESPONSE_TYPES:
+            return _bad_registration("ResponseType")
+        for name in ("ConfirmationURL", "ValidationURL"):
+            url = body.get(name)
+            if not isinstance(url, str) or not self._registrable(url):
+                return _bad_registration(name)
+        with self._lock:
+            if not self.sandbox and self.confirmation_url is not None:
+                return Reply(500, _error("500.003.1001", "Urls are already registered."))
+            self.confirmation_url = body["ConfirmationURL"]
+            self.validation_url = body["ValidationURL"]
+            self.response_type = body["ResponseType"]
+        conversation = f"{new_id('0123456789abcdef', 4)}-{new_id('0123456789abcdef', 4)}"
+        return Reply(
+            200,
+            {
+                "OriginatorCoversationID": f"{conversation}-{secrets.randbelow(10**7)}",
+                "ResponseCode": "0",
+                "ResponseDescription": "Success",
+            },
+        )
+
+    def _registrable(self, url: str) -> bool:
+        lowered = url.lower()
+        if any(word in lowered for word in REFUSED_URL_WORDS):
+            return False
+        return lowered.startswith("https://") or (self.sandbox and lowered.startswith("http://"))
 
     def _check_credentials(self, body: dict[str, Any]) -> Reply | None:
         shortcode, stamp = str(body["BusinessShortCode"]), str(body["Timestamp"])
@@ -395,6 +455,10 @@ def _desc(outcome: StkResult) -> str:
 
 def _bad(name: str) -> Reply:
     return Reply(400, _error("400.002.02", f"Bad Request - Invalid {name}"))
+
+
+def _bad_registration(name: str) -> Reply:
+    return Reply(400, _error("400.003.02", f"Bad Request - Invalid {name}"))
 
 
 def _amount(value: object) -> Decimal | None:
