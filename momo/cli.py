@@ -160,6 +160,9 @@ def _ensure_schema(settings: Settings, *, apply: bool) -> None:
 
 # --- serving ------------------------------------------------------------------------------
 
+#: what the callback URLs `momo serve` prints carry in place of a token it does not show
+TOKEN_PLACEHOLDER = "<path token>"  # noqa: S105 - a placeholder, not a secret
+
 
 def _embedded_path_token(settings: Settings, adapter: ProviderAdapter) -> tuple[Settings, bool]:
     """The embedded default keeps a generated path token for each provider in the instance
@@ -233,17 +236,19 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
 
     settings = _settings()
     # A configured token is never printed (a terminal's or a unit's log would keep it); one
-    # generated just now is shown this once, since nobody else knows it yet.
+    # generated just now is shown this once, since nobody else knows it yet. In its place
+    # the URLs say <path token>: a variable's or a file's name in them (MOMO_MPESA_...,
+    # mpesa_path_token) would hold a word Daraja refuses to register.
     callbacks: list[tuple[ProviderAdapter, str, str]] = []
     for adapter in ADAPTERS.values():
         if not listening(adapter, settings):
             continue  # an optional provider not set up: no token, no URLs to register
         variable = adapter.registration.token_variable
-        shown, origin = f"<{variable}>", f"the path token is {variable}'s value"
+        shown, origin = TOKEN_PLACEHOLDER, f"the path token is {variable}'s value"
         if settings.is_embedded and not adapter.path_token(settings):
             settings, generated = _embedded_path_token(settings, adapter)
             kept = settings.instance_path / adapter.registration.token_file
-            shown, origin = f"<the token in {kept}>", f"the path token is kept in {kept}"
+            origin = f"the path token is kept in {kept}"
             if generated:
                 shown, origin = adapter.require_path_token(settings), f"{origin}; shown this once"
         callbacks.append((adapter, shown, origin))

@@ -621,7 +621,7 @@ class TestServe:
         assert again.exit_code == 0, again.output
         assert kept_token(tmp_path) == token
         assert token not in again.output
-        assert "/webhooks/daraja/<the token in " in again.output
+        assert "/webhooks/daraja/<path token>/c2b/confirmation" in again.output
 
     def test_the_callback_urls_are_shown_in_their_registration_words(
         self, serve: Any, tmp_path: Path
@@ -658,7 +658,7 @@ class TestServe:
 
         assert result.exit_code == 0, result.output
         assert CONFIGURED_TOKEN not in result.output
-        assert "/webhooks/daraja/<MOMO_MPESA_PATH_TOKEN>/c2b/confirmation" in result.output
+        assert "/webhooks/daraja/<path token>/c2b/confirmation" in result.output
         assert (
             "  (the path token is MOMO_MPESA_PATH_TOKEN's value; logs show it as ***)\n"
             in result.output
@@ -838,3 +838,4 @@ class TestImportStatement:
         result = run(env, "mpesa", "import-statement", str(path))
 
         assert_clean_error(result, "no header row with the columns Receipt No.")
+

@@ -3,13 +3,25 @@ before them keep working, and both store the same provider's callbacks."""
 
 from __future__ import annotations
 
-import pytest
+import re
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from ingest.providers import variables
 from ingest.providers.mpesa import MpesaAdapter, daraja_url_problem
-from tests.conftest import PATH_TOKEN, sample_bytes
+from momo.cli import main
+from tests.conftest import PATH_TOKEN, ROOT, sample_bytes
 from tests.unit.test_fast_path import MakeEdge, make_edge  # noqa: F401 (a fixture)
 
 HOST = "https://pay.example.com"
+#: a URL, or a path, that goes through /webhooks/ (in prose, markdown or a shell line);
+#: a <placeholder> may hold spaces
+_PART = r"(?:<[^>\n]*>|[^\s\"'`()<])*"
+WEBHOOK_URL = re.compile(_PART + "/webhooks/" + _PART)
+#: README names the form registered before once, on purpose: it still takes callbacks
+OLD_FORM = "/webhooks/mpesa/..."
 
 
 def test_the_urls_momo_gives_pass_darajas_check() -> None:
@@ -66,3 +78,47 @@ def test_both_urls_take_m_pesas_callbacks(
         content_type="application/json",
     )
     assert wrong.status_code == 404
+
+
+def registrable(url: str) -> str | None:
+    """Daraja's verdict on ``url`` as given: a path or a template is put under an https
+    host; a loopback http URL (trying momo out) is judged by the sandbox's rules."""
+    if not url.startswith(("http://", "https://")):
+        url = HOST + url[url.index("/webhooks/") :]
+    return daraja_url_problem(url, sandbox=url.startswith("http://127.0.0.1"))
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["generated", "configured"])
+def test_every_m_pesa_url_momo_serve_prints_is_one_daraja_registers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    from momo import serving
+    from tests.unit.test_cli import CONFIGURED_TOKEN, StoppedServer
+
+    monkeypatch.setattr(serving, "make_server", lambda *a, **k: StoppedServer())
+    env: dict[str, str | None] = dict.fromkeys(variables())
+    env["MOMO_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    env["MOMO_INSTANCE_PATH"] = str(tmp_path / "instance")
+    if configured:
+        env["MOMO_MPESA_PATH_TOKEN"] = CONFIGURED_TOKEN
+    for start in ("first", "again"):  # the token is shown the first time only
+        result = CliRunner().invoke(main, ["serve", "--port", "8123"], env=env)
+        assert result.exit_code == 0, result.output
+        lines = result.output.split("M-PESA callback URLs", 1)[1].splitlines()[1:4]
+        assert len(lines) == 3 and all("/webhooks/daraja/" in line for line in lines), lines
+        for url in (line.strip() for line in lines):
+            assert daraja_url_problem(url, sandbox=True) is None, (start, url)
+            behind_https = url.replace("http://127.0.0.1:8123", HOST)
+            assert daraja_url_problem(behind_https) is None, (start, url)
+
+
+def test_every_webhook_url_in_readme_is_one_daraja_registers() -> None:
+    readme = (ROOT / "README.md").read_text()
+    urls = WEBHOOK_URL.findall(readme)
+    assert len(urls) >= 5  # the URLs to register, the curl examples, the other providers
+    for url in urls:
+        if url == OLD_FORM:
+            continue
+        assert registrable(url) is None, url
+    # the old form is named as still working, not as a URL to register
+    assert re.search(r"`/webhooks/mpesa/\.\.\.`\s+keep\s+working", readme)

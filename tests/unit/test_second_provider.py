@@ -292,7 +292,7 @@ def test_momo_serve_shows_a_registered_providers_callback_urls_in_its_words(
     assert result.exit_code == 0, result.output
     assert (
         "Acme callback URLs (register these with Acme's dashboard, behind HTTPS):\n"
-        "  http://127.0.0.1:8123/webhooks/acme/<MOMO_ACME_PATH_TOKEN>/paid\n"
+        "  http://127.0.0.1:8123/webhooks/acme/<path token>/paid\n"
         "  (the path token is MOMO_ACME_PATH_TOKEN's value; logs show it as ***)\n"
     ) in result.output
     assert ACME_TOKEN not in result.output
