@@ -837,7 +837,101 @@ def customers_import(file: Path) -> None:
 
 @main.group()
 def mpesa() -> None:
-    """M-PESA: payments its callbacks missed."""
+    """M-PESA: registering its callback URLs, and payments its callbacks missed."""
+
+
+def _kept_path_token(settings: Settings, adapter: ProviderAdapter) -> str:
+    """The path token the web processes guard the callback URLs with: the configured one,
+    or (embedded default) the one `momo serve` generated and keeps; never a new one, since
+    URLs no server answers must not be registered."""
+    variable = adapter.registration.token_variable
+    if adapter.path_token(settings):
+        return str(_fail_on_config(lambda: adapter.require_path_token(settings)))
+    kept = settings.instance_path / adapter.registration.token_file
+    if settings.is_embedded and kept.exists():
+        token = kept.read_text().strip()
+        weakness = path_token_weakness(token, variable)
+        if weakness is not None:
+            raise click.ClickException(
+                f"the path token kept in {kept} {weakness}; run `momo serve` once (it "
+                "replaces it) and register again"
+            )
+        return token
+    elsewhere = (
+        f", or run `momo serve` once: it generates one and keeps it in {kept}"
+        if settings.is_embedded
+        else ""
+    )
+    raise click.ClickException(
+        f"{variable} is not set: the callback URLs carry it. Set it to the value the web "
+        f"processes have (a new one: {variable}=$(openssl rand -hex 24)){elsewhere}"
+    )
+
+
+@mpesa.command("register-urls")
+@click.option(
+    "--response-type",
+    type=click.Choice(["Completed", "Cancelled"]),
+    default="Completed",
+    show_default=True,
+    help=(
+        "What M-PESA does with a payment when the validation URL cannot be reached or does "
+        "not answer in time (about 8 s): Completed completes it and posts its confirmation; "
+        "Cancelled cancels it, and the customer keeps the money. Only asked when the "
+        "shortcode has external validation (Safaricom turns it on)."
+    ),
+)
+@click.option(
+    "--show-urls",
+    is_flag=True,
+    help="Print the URLs with the path token itself (a secret) instead of ***.",
+)
+def mpesa_register_urls(response_type: str, show_urls: bool) -> None:
+    """Register the C2B confirmation and validation URLs under MOMO_PUBLIC_URL with Daraja,
+    for MOMO_MPESA_SHORTCODE.
+
+    M-PESA posts every payment to the shortcode to the confirmation URL; until it is
+    registered, payments are completed and momo hears of none. A URL Daraja would refuse
+    (holding "mpesa", "safaricom", "exe", "exec", "cmd", "sql" or "query" in any case,
+    or plain http against the live API) is refused before Daraja is asked. In the
+    sandbox registering again overwrites; in production it is done once. Exits 1 when
+    something is missing, a URL cannot be registered, or Daraja refuses.
+    """
+    from ingest.providers.mpesa import PROVIDER
+    from ingest.providers.mpesa_register import NotRegistrable, c2b_urls, register_urls
+    from ingest.providers.outbound import NoAnswer, ProviderError
+
+    settings = _settings()
+    adapter = ADAPTERS[PROVIDER]
+    token = _kept_path_token(settings, adapter)
+    app, urls = _fail_on_config(lambda: c2b_urls(settings, token))
+    shown = urls if show_urls else urls.masked(token)
+    click.echo(
+        f"registering with Daraja at {app.api_base} for shortcode {app.shortcode} "
+        f"(ResponseType {response_type}):"
+    )
+    click.echo(f"  ConfirmationURL {shown.confirmation}")
+    click.echo(f"  ValidationURL   {shown.validation}")
+    if not show_urls:
+        click.echo("  (the path token is shown as ***; --show-urls prints it)")
+    try:
+        registered = _fail_on_config(lambda: register_urls(settings, token, response_type))
+    except NotRegistrable as exc:
+        raise click.ClickException(exc.message) from None
+    except NoAnswer as exc:
+        raise click.ClickException(
+            f"{exc.message}: whether Daraja registered the URLs is unknown. Run this again "
+            "(the sandbox overwrites; in production Daraja answers that they are already "
+            "registered if it took them)"
+        ) from None
+    except ProviderError as exc:
+        raise click.ClickException(exc.message) from None
+    conversation = (
+        f" (OriginatorCoversationID {registered.conversation_id})"
+        if registered.conversation_id
+        else ""
+    )
+    click.echo(f"Daraja registered them: {registered.description!r}{conversation}")
 
 
 #: how long the import waits for inbox rows another worker claimed to be recorded

@@ -28,6 +28,8 @@ from matcher.models import ApiToken, Customer, InboxItem, ProviderRecord
 from momo.cli import main
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample_bytes
+from tests.fakes import DarajaFake
+from tests.fakes.daraja import REGISTER
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
 MOMO_VARIABLES = variables()
@@ -839,3 +841,137 @@ class TestImportStatement:
 
         assert_clean_error(result, "no header row with the columns Receipt No.")
 
+
+# --- momo mpesa register-urls -------------------------------------------------------------
+
+
+class TestRegisterUrls:
+    PUBLIC = "https://pay.example.com"
+
+    @pytest.fixture
+    def daraja(self) -> Iterator[DarajaFake]:
+        with DarajaFake() as fake:
+            yield fake
+        assert fake.errors == []
+
+    @pytest.fixture
+    def app_env(self, env: dict[str, str | None], daraja: DarajaFake) -> dict[str, str | None]:
+        """The Daraja app pointed at the fake, MOMO_PUBLIC_URL and a configured token."""
+        return env | {
+            "MOMO_PUBLIC_URL": self.PUBLIC,
+            "MOMO_MPESA_API_BASE": daraja.base_url,
+            "MOMO_MPESA_CONSUMER_KEY": daraja.consumer_key,
+            "MOMO_MPESA_CONSUMER_SECRET": daraja.consumer_secret,
+            "MOMO_MPESA_SHORTCODE": daraja.shortcode,
+            "MOMO_MPESA_PATH_TOKEN": CONFIGURED_TOKEN,
+        }
+
+    def test_it_registers_both_urls_shows_them_masked_and_darajas_answer(
+        self, app_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        result = run(app_env, "mpesa", "register-urls")
+
+        assert result.exit_code == 0, result.output
+        assert daraja.confirmation_url == (
+            f"{self.PUBLIC}/webhooks/daraja/{CONFIGURED_TOKEN}/c2b/confirmation"
+        )
+        assert daraja.validation_url == (
+            f"{self.PUBLIC}/webhooks/daraja/{CONFIGURED_TOKEN}/c2b/validation"
+        )
+        assert daraja.response_type == "Completed"
+        assert CONFIGURED_TOKEN not in result.output
+        assert f"ConfirmationURL {self.PUBLIC}/webhooks/daraja/***/c2b/confirmation" in (
+            result.output
+        )
+        assert f"ValidationURL   {self.PUBLIC}/webhooks/daraja/***/c2b/validation" in (
+            result.output
+        )
+        assert f"shortcode {daraja.shortcode}" in result.output
+        assert "Daraja registered them: 'Success' (OriginatorCoversationID " in result.output
+
+    def test_show_urls_prints_the_token_and_cancelled_is_sent_when_asked(
+        self, app_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        result = run(
+            app_env, "mpesa", "register-urls", "--show-urls", "--response-type", "Cancelled"
+        )
+
+        assert result.exit_code == 0, result.output
+        assert daraja.confirmation_url is not None
+        assert daraja.confirmation_url in result.output
+        assert daraja.response_type == "Cancelled"
+
+    def test_the_help_says_what_m_pesa_does_when_validation_cannot_be_reached(
+        self, env: dict[str, str | None]
+    ) -> None:
+        result = run(env, "mpesa", "register-urls", "--help")
+
+        assert result.exit_code == 0
+        assert "validation URL cannot be reached" in result.output
+        assert "Cancelled cancels it" in result.output
+
+    def test_on_the_embedded_default_it_registers_the_token_momo_serve_keeps(
+        self, app_env: dict[str, str | None], daraja: DarajaFake, tmp_path: Path
+    ) -> None:
+        (tmp_path / "instance").mkdir()
+        (tmp_path / "instance" / "mpesa_path_token").write_text(CONFIGURED_TOKEN + "\n")
+
+        result = run(app_env, "mpesa", "register-urls", MOMO_MPESA_PATH_TOKEN=None)
+
+        assert result.exit_code == 0, result.output
+        assert daraja.confirmation_url == (
+            f"{self.PUBLIC}/webhooks/daraja/{CONFIGURED_TOKEN}/c2b/confirmation"
+        )
+
+    def test_without_any_token_it_says_where_one_comes_from_and_generates_none(
+        self, app_env: dict[str, str | None], daraja: DarajaFake, tmp_path: Path
+    ) -> None:
+        result = run(app_env, "mpesa", "register-urls", MOMO_MPESA_PATH_TOKEN=None)
+
+        assert_clean_error(result, "MOMO_MPESA_PATH_TOKEN is not set", "momo serve")
+        assert not (tmp_path / "instance" / "mpesa_path_token").exists()
+        assert daraja.requests == []
+
+    def test_without_a_public_url_it_names_the_variable(
+        self, app_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        result = run(app_env, "mpesa", "register-urls", MOMO_PUBLIC_URL=None)
+
+        assert_clean_error(result, "MOMO_PUBLIC_URL")
+        assert daraja.requests == []
+
+    def test_without_the_daraja_app_it_names_its_variables(
+        self, env: dict[str, str | None]
+    ) -> None:
+        result = run(
+            env,
+            "mpesa",
+            "register-urls",
+            MOMO_PUBLIC_URL=self.PUBLIC,
+            MOMO_MPESA_PATH_TOKEN=CONFIGURED_TOKEN,
+        )
+
+        assert_clean_error(
+            result, "MOMO_MPESA_CONSUMER_KEY", "MOMO_MPESA_CONSUMER_SECRET", "MOMO_MPESA_SHORTCODE"
+        )
+
+    def test_a_public_url_daraja_would_refuse_is_refused_naming_the_word_before_any_call(
+        self, app_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        result = run(
+            app_env, "mpesa", "register-urls", MOMO_PUBLIC_URL="https://mpesa.example.co.ke"
+        )
+
+        assert_clean_error(result, "'mpesa'", "another host name", "nothing was sent")
+        assert daraja.requests == []
+        assert CONFIGURED_TOKEN not in result.output
+
+    def test_a_refusal_by_daraja_is_shown_in_its_words_and_exits_1(
+        self, app_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        daraja.refuse_next(REGISTER, "urls_already_registered")
+
+        result = run(app_env, "mpesa", "register-urls")
+
+        assert_clean_error(result, "Urls are already registered.", "URL management")
+        assert daraja.confirmation_url is None
