@@ -17,6 +17,7 @@ import click
 from core.config import ConfigError, Settings, hide_passwords, path_token_weakness
 from core.providers import listening
 from ingest.providers import ADAPTERS, load_settings
+from ingest.providers.mpesa_register import COMPLETED, RESPONSE_TYPES
 from momo import serving
 
 if TYPE_CHECKING:
@@ -871,8 +872,8 @@ def _kept_path_token(settings: Settings, adapter: ProviderAdapter) -> str:
 @mpesa.command("register-urls")
 @click.option(
     "--response-type",
-    type=click.Choice(["Completed", "Cancelled"]),
-    default="Completed",
+    type=click.Choice(RESPONSE_TYPES),
+    default=COMPLETED,
     show_default=True,
     help=(
         "What M-PESA does with a payment when the validation URL cannot be reached or does "
