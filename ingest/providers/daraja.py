@@ -31,6 +31,9 @@ OAUTH_PATH: Final = "/oauth/v1/generate?grant_type=client_credentials"
 DEFAULT_TIMEOUTS: Final = Timeouts()
 #: Daraja's error code for a bearer token it does not take (expired, revoked)
 INVALID_TOKEN: Final = "404.001.03"  # noqa: S105 - an error code, not a secret
+#: the same, as the C2B pages (URL registration) give it: 400 with 400.003.01
+C2B_INVALID_TOKEN: Final = "400.003.01"  # noqa: S105 - an error code, not a secret
+_INVALID_TOKENS: Final = {404: INVALID_TOKEN, 400: C2B_INVALID_TOKEN}
 #: the variables an app is read from
 APP_VARIABLES: Final = (
     "MOMO_MPESA_CONSUMER_KEY",
@@ -129,16 +132,15 @@ class Daraja:
 
 
 def token_refused(response: Any) -> bool:
-    """Daraja answers an expired or unknown token with 404 and its code 404.001.03."""
+    """Daraja answers an expired or unknown token with 404 and its code 404.001.03 (400
+    and 400.003.01 in the C2B API's table)."""
     if response.status_code == 401:
         return True
-    if response.status_code != 404:
+    code = _INVALID_TOKENS.get(response.status_code)
+    if code is None:
         return False
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and body.get("errorCode") == INVALID_TOKEN
+    words = error_words(response.text)
+    return words is not None and words[0] == code
 
 
 def error_words(body: str) -> tuple[str, str] | None:

@@ -221,3 +221,21 @@ def test_an_answer_without_a_response_code_is_no_answer(daraja: DarajaFake) -> N
     daraja.malformed_next(REGISTER, "missing_fields")
     with pytest.raises(NoAnswer):
         register_urls(settings_for(daraja.base_url), TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(404, "404.001.03"), (400, "400.003.01")], ids=["404", "c2b-400"]
+)
+def test_a_token_daraja_calls_invalid_is_fetched_again_and_the_registration_made(
+    daraja: DarajaFake, status: int, code: str
+) -> None:
+    daraja.refuse_next(
+        REGISTER,
+        Reply(
+            status,
+            {"requestId": "1-2-3", "errorCode": code, "errorMessage": "Invalid Access Token"},
+        ),
+    )
+    register_urls(settings_for(daraja.base_url), TOKEN)
+    assert len(daraja.calls(REGISTER)) == 2
+    assert daraja.confirmation_url == f"{PUBLIC}/webhooks/daraja/{TOKEN}/c2b/confirmation"
