@@ -42,6 +42,9 @@ from ingest.providers.mpesa_express import (
     Express,
     ExpressSettings,
 )
+from ingest.providers.mpesa_pull import CHANNEL as PULL_CHANNEL
+from ingest.providers.mpesa_pull import PULL, record_fields
+from ingest.providers.mpesa_pull import SOURCE as PULL_SOURCE
 from ingest.providers.mpesa_statement import CHANNEL as STATEMENT_CHANNEL
 from ingest.providers.mpesa_statement import STATEMENT, entry_fields
 from ingest.providers.outbound import Ask, Asked, NoAnswer
@@ -401,15 +404,18 @@ class MpesaAdapter:
     def parse(self, kind: str, body: bytes, ctx: ParseContext) -> Callback:
         """Return the callback ``body`` describes, or raise InvalidCallback.
 
-        A C2B confirmation, a successful STK result and a statement row (kind
+        A C2B confirmation, a successful STK result, a statement row (kind
         ``statement``: stored by ``momo mpesa import-statement``, never posted, so not one
-        of ``kinds``) give a ``PaymentNotification``, a
+        of ``kinds``) and a pulled record (kind ``pull``: stored by a pull) give a
+        ``PaymentNotification``, a
         C2B validation a ``ValidationRequest``, an unsuccessful STK result a
         ``FailedAttempt``. Unknown keys are ignored; anything else that is not Daraja's
         shape raises ``InvalidCallback`` and never another exception.
         """
         if kind == STATEMENT:
             return _parse_statement(body, ctx)
+        if kind == PULL:
+            return _parse_pull(decode_object(body), ctx)
         if kind not in self.kinds:
             expected = ", ".join(sorted(self.kinds))
             raise InvalidCallback(
@@ -610,6 +616,25 @@ def _parse_statement(body: bytes, ctx: ParseContext) -> PaymentNotification:
         payer_name=fields.payer_name,
         account_reference=fields.account,
         source="statement",
+    )
+
+
+def _parse_pull(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification:
+    """A record of Pull Transactions, read with the same field rules as a confirmation."""
+    fields = record_fields(doc)
+    return PaymentNotification(
+        provider=PROVIDER,
+        channel=PULL_CHANNEL,
+        code=_code(fields.receipt, "transactionId", allow_empty=False),
+        amount=parse_amount(fields.amount, "amount"),
+        currency=ctx.currency,
+        paid_at=parse_local_time(fields.local_time, fields.zone or ctx.timezone, "trxDate"),
+        msisdn=_msisdn(fields.number, "msisdn", ctx),
+        payer_name=fields.payer_name,
+        account_reference=_optional_text(
+            {"billreference": fields.account}, "billreference", allow_int=True
+        ),
+        source=PULL_SOURCE,
     )
 
 
