@@ -21,6 +21,25 @@ Not confirmed, chosen here: a wrong consumer key or secret answers 400 with
 report an empty 400 for wrong keys); an unknown CheckoutRequestID in a query answers
 400.002.02 "Bad Request - Invalid CheckoutRequestID"; a URL or field registration refuses
 answers 400 with 400.003.02 "Bad Request - Invalid <Field>" (the table's 400.003.02).
+
+Pull Transactions (/pulltransactions/v1/register and /query, Safaricom's PullTransaction
+page). Confirmed there: the register body {ShortCode, RequestType "Pull",
+NominatedNumber, CallBackURL} and its answer {ResponseRefID, ResponseStatus "1000",
+ShortCode, ResponseDescription}, "1001" when the shortcode is registered already; the
+query body {ShortCode, StartDate, EndDate ("YYYY-MM-DD HH:MM:SS" or without seconds),
+OffSetValue}, the offset being the row to start from; the answer's ResponseRefID,
+ResponseCode "1000" and ResponseMessage; the record fields transactionId, trxDate
+("2020-08-05T10:13:00Z"), msisdn (a bare national number), transactiontype
+("c2b-pay-bill-debit"), billreference, amount (a number: 233.8) and organizationname;
+code 1001 with "[[]]" when there is nothing; transactions are kept 48 hours; pulling
+needs registering first; error 400.001 "Invalid ShortCode".
+Chosen here: the records are under ``Response`` as a list nested in a list (the page's
+answer sample repeats the request); ``sender`` is the payer's name; a till's payment is
+"c2b-buy-goods-debit"; trxDate's "Z" labels Nairobi wall-clock time; a page holds
+``pull_page_size`` records; a StartDate more than 48 hours ago, or a query before
+registering, answers 400 400.002.02 with the reason; the nominated number must be the
+one the fake was given (``nominated_number``), in 07... or 2547... form. A successful
+STK payment is one of the shortcode's C2B payments too, listed as a pay bill.
 """
 
 from __future__ import annotations
@@ -30,7 +49,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo
@@ -76,6 +95,14 @@ RESULT_DESCS: Final = {
     2001: "The initiator information is invalid.",
 }
 NAIROBI: Final = ZoneInfo("Africa/Nairobi")
+#: Pull Transactions' endpoints, named for fail_next() and the like
+PULL_REGISTER: Final = "pull_register"
+PULL_QUERY: Final = "pull_query"
+#: how long Daraja keeps transactions for pulling
+PULL_WINDOW: Final = timedelta(hours=48)
+PULL_TYPES: Final = {"Pay Bill": "c2b-pay-bill-debit", "Buy Goods": "c2b-buy-goods-debit"}
+ORGANIZATION: Final = "MOMO DEMO LTD"
+NOMINATED_NUMBER: Final = "0722000000"
 _PHONE = re.compile(r"254(7|1)[0-9]{8}")
 _TIMESTAMP = re.compile(r"[0-9]{14}")
 _TYPES = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
@@ -148,6 +175,19 @@ class C2BPayment:
             "LastName": self.last_name,
         }
 
+    def pulled(self) -> dict[str, Any]:
+        """The payment as Pull Transactions lists it."""
+        return {
+            "transactionId": self.receipt,
+            "trxDate": self.paid_at.astimezone(NAIROBI).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "msisdn": self.msisdn.removeprefix("254"),
+            "sender": f"{self.first_name} {self.last_name}".strip(),
+            "transactiontype": PULL_TYPES.get(self.transaction_type, self.transaction_type),
+            "billreference": self.account,
+            "amount": self.amount,
+            "organizationname": ORGANIZATION,
+        }
+
 
 def password(shortcode: str, passkey: str, timestamp: str) -> str:
     """Daraja's Password field: base64(shortcode + passkey + timestamp)."""
@@ -170,6 +210,8 @@ class DarajaFake(FakeProvider):
         ("POST", r"/mpesa/stkpush/v1/processrequest", PAY, "_push"),
         ("POST", r"/mpesa/stkpushquery/v1/query", QUERY, "_query"),
         ("POST", r"/mpesa/c2b/v2/registerurl", REGISTER, "_register_urls"),
+        ("POST", r"/pulltransactions/v1/register", PULL_REGISTER, "_pull_register"),
+        ("POST", r"/pulltransactions/v1/query", PULL_QUERY, "_pull_query"),
     )
     REFUSALS: ClassVar[dict[str, tuple[int, Any]]] = {
         "invalid_phone": (400, ("400.002.02", "Bad Request - Invalid PhoneNumber")),
@@ -191,6 +233,8 @@ class DarajaFake(FakeProvider):
         PAY: ("CheckoutRequestID", "ResponseCode"),
         QUERY: ("ResultCode",),
         REGISTER: ("ResponseCode",),
+        PULL_REGISTER: ("ResponseStatus",),
+        PULL_QUERY: ("ResponseCode", "Response"),
     }
 
     def __init__(
@@ -200,6 +244,7 @@ class DarajaFake(FakeProvider):
         shortcode: str = SHORTCODE,
         passkey: str = PASSKEY,
         token_lifetime: float = 3599,
+        nominated_number: str = NOMINATED_NUMBER,
         *,
         sandbox: bool = True,
     ) -> None:
@@ -217,6 +262,13 @@ class DarajaFake(FakeProvider):
         self.validation_url: str | None = None
         #: the registered ResponseType (what M-PESA does when validation cannot be reached)
         self.response_type: str | None = None
+        #: Pull Transactions: the shortcode's nominated number, whether the shortcode is
+        #: registered for pulling and the CallBackURL it was registered with, and how many
+        #: records one page of a pull holds
+        self.nominated_number = nominated_number
+        self.pull_registered = False
+        self.pull_callback_url: str | None = None
+        self.pull_page_size = 100
 
     def _error(self, status: int) -> Reply:
         return Reply(status, _error("500.003.1001", "Internal Server Error"))
@@ -355,6 +407,98 @@ class DarajaFake(FakeProvider):
             return Reply(500, _error("500.001.1001", "Wrong credentials"))
         return None
 
+    # --- Pull Transactions -----------------------------------------------------------
+
+    def _pull_register(self, request: Recorded) -> Reply:
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return _bad("Body")
+        for name in ("ShortCode", "RequestType", "NominatedNumber", "CallBackURL"):
+            if str(body.get(name) or "").strip() == "":
+                return _bad(name)
+        if str(body["ShortCode"]) != self.shortcode:
+            return Reply(400, _error("400.001", "Invalid ShortCode"))
+        if body["RequestType"] != "Pull":
+            return _bad("RequestType")
+        if _national(str(body["NominatedNumber"])) != _national(self.nominated_number):
+            return _bad("NominatedNumber")
+        if not str(body["CallBackURL"]).startswith(("http://", "https://")):
+            return _bad("CallBackURL")
+        with self._lock:
+            again = self.pull_registered
+            self.pull_registered = True
+            self.pull_callback_url = str(body["CallBackURL"])
+        return Reply(
+            200,
+            {
+                "ResponseRefID": _ref_id(),
+                "ResponseStatus": "1001" if again else "1000",
+                "ShortCode": self.shortcode,
+                "ResponseDescription": "ShortCode already Registered"
+                if again
+                else "Shortcode Registered Successfully",
+            },
+        )
+
+    def _pull_query(self, request: Recorded) -> Reply:
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return _bad("Body")
+        for name in ("ShortCode", "StartDate", "EndDate", "OffSetValue"):
+            if str(body.get(name) or "").strip() == "":
+                return _bad(name)
+        if str(body["ShortCode"]) != self.shortcode:
+            return Reply(400, _error("400.001", "Invalid ShortCode"))
+        if not self.pull_registered:
+            return Reply(
+                400, _error("400.002.02", "Bad Request - ShortCode not registered for Pull")
+            )
+        start, end = _pull_time(body["StartDate"]), _pull_time(body["EndDate"])
+        if start is None:
+            return _bad("StartDate")
+        if end is None:
+            return _bad("EndDate")
+        offset = str(body["OffSetValue"]).strip()
+        if not offset.isdigit():
+            return _bad("OffSetValue")
+        if start < datetime.now(NAIROBI) - PULL_WINDOW:
+            return Reply(
+                400,
+                _error("400.002.02", "Bad Request - StartDate is more than 48 hours ago"),
+            )
+        with self._lock:
+            for txn in list(self.transactions.values()):
+                if isinstance(txn.outcome, StkResult) and txn.outcome.code == SUCCESS:
+                    self._stk_paid(txn, txn.outcome)
+            found = sorted(
+                (p for p in self.c2b.values() if start <= p.paid_at <= end),
+                key=lambda p: (p.paid_at, p.receipt),
+            )
+        page = found[int(offset) : int(offset) + self.pull_page_size]
+        if not page:
+            return Reply(
+                200,
+                {
+                    "ResponseRefID": _ref_id(),
+                    "ResponseCode": "1001",
+                    "ResponseMessage": "No transactions available for the selected period",
+                    "Response": [[]],
+                },
+            )
+        return Reply(
+            200,
+            {
+                "ResponseRefID": _ref_id(),
+                "ResponseCode": "1000",
+                "ResponseMessage": "Success",
+                "Response": [[p.pulled() for p in page]],
+            },
+        )
+
     # --- C2B payments ---------------------------------------------------------------
 
     def pay_bill(
@@ -422,8 +566,7 @@ class DarajaFake(FakeProvider):
         }
         if outcome.code == SUCCESS:
             amount = outcome.amount if outcome.amount is not None else txn.data["amount"]
-            paid_at = (outcome.paid_at or datetime.now(NAIROBI)).astimezone(NAIROBI)
-            txn.data.setdefault("receipt", outcome.receipt or receipt())
+            paid_at = self._stk_paid(txn, outcome)
             result["CallbackMetadata"] = {
                 "Item": [
                     {"Name": "Amount", "Value": Decimal(amount).quantize(Decimal("0.01"))},
@@ -434,6 +577,27 @@ class DarajaFake(FakeProvider):
                 ]
             }
         return {"Body": {"stkCallback": result}}
+
+    def _stk_paid(self, txn: Transaction, outcome: StkResult) -> datetime:
+        """A successful push's receipt and time, fixed the first time they are asked for,
+        and its place among the shortcode's C2B payments."""
+        with self._lock:
+            txn.data.setdefault("receipt", outcome.receipt or receipt())
+            paid_at: datetime = txn.data.setdefault(
+                "paid_at", (outcome.paid_at or datetime.now(NAIROBI)).astimezone(NAIROBI)
+            )
+            amount = outcome.amount if outcome.amount is not None else txn.data["amount"]
+            self.c2b.setdefault(
+                txn.data["receipt"],
+                C2BPayment(
+                    receipt=txn.data["receipt"],
+                    amount=Decimal(amount),
+                    msisdn=str(txn.data["phone"]),
+                    paid_at=paid_at,
+                    account=str(txn.request.json.get("AccountReference", "")),
+                ),
+            )
+        return paid_at
 
     def _callback_for(self, txn: Transaction) -> tuple[str, str, bytes]:
         assert txn.callback_url is not None
@@ -451,6 +615,26 @@ def receipt() -> str:
 
 def _desc(outcome: StkResult) -> str:
     return outcome.desc or RESULT_DESCS.get(outcome.code, f"Result code {outcome.code}")
+
+
+def _ref_id() -> str:
+    hex_ = "0123456789abcdef"
+    return "-".join(new_id(hex_, n) for n in (8, 4, 4, 4, 12))
+
+
+def _national(number: str) -> str:
+    digits = number.strip().lstrip("+")
+    return digits[3:] if digits.startswith("254") else digits.removeprefix("0")
+
+
+def _pull_time(value: object) -> datetime | None:
+    """A query's StartDate or EndDate: Nairobi wall-clock time, with or without seconds."""
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(str(value).strip(), fmt).replace(tzinfo=NAIROBI)
+        except ValueError:
+            continue
+    return None
 
 
 def _bad(name: str) -> Reply:

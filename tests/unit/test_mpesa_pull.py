@@ -4,25 +4,37 @@ span is pulled in and the pages of an answer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from core.providers import ParseContext
+from ingest.providers.daraja import Daraja, DarajaApp
 from ingest.providers.mpesa import MpesaAdapter
 from ingest.providers.mpesa_pull import (
     PULL,
     Entry,
     Malformed,
+    Puller,
     Skipped,
     TooOld,
     page_records,
     sort_record,
     windows,
 )
-from ingest.providers.outbound import NoAnswer
+from ingest.providers.outbound import NoAnswer, ProviderRefused
 from matcher.notifications import InvalidCallback, PaymentNotification
+from tests.fakes.daraja import (
+    CONSUMER_KEY,
+    CONSUMER_SECRET,
+    NAIROBI,
+    PULL_QUERY,
+    PULL_REGISTER,
+    SHORTCODE,
+    DarajaFake,
+)
 
 CTX = ParseContext()
 
@@ -172,3 +184,99 @@ class TestPageRecords:
             page_records({"ResponseCode": "500", "ResponseMessage": "failed"})
         with pytest.raises(NoAnswer, match="not a list of lists"):
             page_records({"ResponseCode": "1000", "Response": [{"a": 1}]})
+
+
+# --- the client, against the fake Daraja on loopback ------------------------------------------
+
+
+@pytest.fixture
+def daraja() -> Iterator[DarajaFake]:
+    with DarajaFake() as fake:
+        yield fake
+    assert fake.errors == []
+
+
+@pytest.fixture
+def puller(daraja: DarajaFake) -> Iterator[Puller]:
+    client = Daraja(DarajaApp(CONSUMER_KEY, CONSUMER_SECRET, SHORTCODE, api_base=daraja.base_url))
+    yield Puller(client, NAIROBI)
+    client.close()
+
+
+class TestPuller:
+    def test_register_sends_daraja_its_fields_and_a_second_time_is_success_too(
+        self, daraja: DarajaFake, puller: Puller
+    ) -> None:
+        first = puller.register("0722000000", "https://pay.example.com/webhooks/daraja/t/pull")
+        again = puller.register("0722000000", "https://pay.example.com/webhooks/daraja/t/pull")
+
+        assert (first["ResponseStatus"], again["ResponseStatus"]) == ("1000", "1001")
+        sent = daraja.calls(PULL_REGISTER)[0].json
+        assert sent == {
+            "ShortCode": SHORTCODE,
+            "RequestType": "Pull",
+            "NominatedNumber": "0722000000",
+            "CallBackURL": "https://pay.example.com/webhooks/daraja/t/pull",
+        }
+        assert daraja.pull_registered
+
+    def test_a_wrong_nominated_number_is_daraja_refusing(self, puller: Puller) -> None:
+        with pytest.raises(ProviderRefused, match="NominatedNumber"):
+            puller.register("0799999999", "https://pay.example.com/x")
+
+    def test_a_window_is_read_page_by_page_until_daraja_has_no_more(
+        self, daraja: DarajaFake, puller: Puller
+    ) -> None:
+        daraja.pull_registered = True
+        daraja.pull_page_size = 2
+        now = datetime.now(UTC)
+        paid = [
+            daraja.pay_bill(
+                100 + i, "254722000000", "ACC1", deliver=False, paid_at=now - timedelta(hours=i + 1)
+            )
+            for i in range(5)
+        ]
+
+        pages = list(puller.window(now - timedelta(hours=47), now))
+
+        assert [page.offset for page in pages] == [0, 2, 4]
+        receipts = [r["transactionId"] for page in pages for r in page.records]
+        assert sorted(receipts) == sorted(p.receipt for p in paid)
+        offsets = [call.json["OffSetValue"] for call in daraja.calls(PULL_QUERY)]
+        assert offsets == ["0", "2", "4"]  # the short third page ends the window
+        window = daraja.calls(PULL_QUERY)[0].json
+        assert window["StartDate"] == (now - timedelta(hours=47)).astimezone(NAIROBI).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+
+    def test_a_window_with_nothing_is_no_pages(self, daraja: DarajaFake, puller: Puller) -> None:
+        daraja.pull_registered = True
+        now = datetime.now(UTC)
+
+        assert list(puller.window(now - timedelta(hours=1), now)) == []
+
+    def test_a_pull_before_registering_is_daraja_refusing(self, puller: Puller) -> None:
+        now = datetime.now(UTC)
+
+        with pytest.raises(ProviderRefused, match="not registered"):
+            list(puller.window(now - timedelta(hours=1), now))
+
+    def test_every_pulled_record_of_the_fake_is_an_entry_the_adapter_reads(
+        self, daraja: DarajaFake, puller: Puller
+    ) -> None:
+        daraja.pull_registered = True
+        now = datetime.now(UTC)
+        paid = daraja.pay_bill("1500.50", "254722000000", "ACC1", deliver=False)
+
+        (page,) = list(puller.window(now - timedelta(hours=1), now + timedelta(minutes=1)))
+        (entry,) = [sort_record(r) for r in page.records]
+
+        assert isinstance(entry, Entry)
+        parsed = MpesaAdapter().parse(PULL, entry.body, CTX)
+        assert isinstance(parsed, PaymentNotification)
+        assert (parsed.code, parsed.amount, parsed.msisdn.e164) == (
+            paid.receipt,
+            150050,
+            "+254722000000",
+        )
+        assert abs(parsed.paid_at - paid.paid_at) < timedelta(seconds=1)
