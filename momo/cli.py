@@ -23,6 +23,7 @@ from momo import serving
 if TYPE_CHECKING:
     from core.providers import ProviderAdapter
     from matcher.check import Violation
+    from tasks.recovery import Recovery
 
 log = logging.getLogger("momo")
 
@@ -935,8 +936,32 @@ def mpesa_register_urls(response_type: str, show_urls: bool) -> None:
     click.echo(f"Daraja registered them: {registered.description!r}{conversation}")
 
 
-#: how long the import waits for inbox rows another worker claimed to be recorded
-STATEMENT_WAIT_SECONDS = 60.0
+def _progress(message: str) -> None:
+    click.echo(f"\r{message}", nl=False, err=True)
+
+
+def _tell_recovery(summary: Recovery, *, unreadable_advice: str) -> None:
+    """What an operator must look at after recovering payments, and what to do."""
+    for where, message in summary.unreadable:
+        click.echo(f"  {where}: {message}")
+    if summary.unreadable:
+        click.echo(f"{len(summary.unreadable)} {unreadable_advice}")
+    if summary.conflicts:
+        click.echo(
+            f"inbox rows {', '.join(map(str, sorted(summary.conflicts)))} hold receipts that "
+            "disagree with the payment momo has: compare them (`momo inbox list --status "
+            "conflict`), then `momo inbox settle ID --note ...`"
+        )
+    if summary.failed:
+        click.echo(
+            f"inbox rows {', '.join(map(str, sorted(summary.failed)))} were not recorded: see "
+            "`momo inbox list --status dead`, fix the cause, then `momo inbox replay ID`"
+        )
+    if summary.pending:
+        click.echo(
+            f"inbox rows {', '.join(map(str, sorted(summary.pending)))} are still waiting for "
+            "a worker: check that `momo worker` runs, then `momo check`"
+        )
 
 
 @mpesa.command("import-statement")
@@ -950,8 +975,6 @@ def mpesa_import_statement(file: Path) -> None:
     recovers nothing twice. Exits 1 when a row could not be read or disagrees with the
     payment momo has under its receipt.
     """
-    from sqlalchemy import select
-
     from ingest.providers import build_runtime
     from ingest.providers.mpesa import PROVIDER
     from ingest.providers.mpesa_statement import (
@@ -960,36 +983,30 @@ def mpesa_import_statement(file: Path) -> None:
         Malformed,
         NotAStatement,
         Skipped,
+        entries_span,
         read_statement,
+        statement_period,
     )
-    from ingest.store import inbox_row
-    from matcher.models import INBOX_CONFLICT, INBOX_PENDING, InboxItem
-    from matcher.notifications import InvalidCallback
-    from matcher.payments import CONFLICT, CREDITED, DUPLICATE, UNMATCHED
-    from tasks.work import drain_inbox
+    from tasks.recovery import Coverage, recover
 
     settings = _settings()
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     runtime = build_runtime(settings)
-    adapter = ADAPTERS[PROVIDER]
     entries: list[Entry] = []
     skipped: dict[str, int] = {"not_completed": 0, "withdrawal": 0}
-    malformed: list[tuple[int, str]] = []
+    malformed: list[tuple[str, str]] = []
     try:
         try:
             with file.open(newline="", encoding="utf-8-sig") as f:
+                period = statement_period(f)
+            with file.open(newline="", encoding="utf-8-sig") as f:
                 for number, row in enumerate(read_statement(f), start=1):
                     if isinstance(row, Malformed):
-                        malformed.append((row.line, row.message))
+                        malformed.append((f"line {row.line}", row.message))
                     elif isinstance(row, Skipped):
                         skipped[row.why] += 1
                     else:
-                        try:  # the worker's own reading, so a bad row is told by line here
-                            adapter.parse(STATEMENT, row.body, runtime.parse_context)
-                        except InvalidCallback as exc:
-                            malformed.append((row.line, exc.message))
-                        else:
-                            entries.append(row)
+                        entries.append(row)
                     if number % 500 == 0:
                         click.echo(f"\rread {number} rows", nl=False, err=True)
         except UnicodeDecodeError as exc:
@@ -1004,82 +1021,38 @@ def mpesa_import_statement(file: Path) -> None:
                 f"{file} is not a CSV file momo can read ({exc}); export the statement "
                 "again as CSV and import that file"
             ) from None
-        ids: list[int] = []
-        for start in range(0, len(entries), 500):
-            with runtime.sessions.begin() as session:
-                items = [
-                    InboxItem(
-                        **inbox_row(provider=PROVIDER, kind=STATEMENT, body=entry.body),
-                    )
-                    for entry in entries[start : start + 500]
-                ]
-                session.add_all(items)
-                session.flush()
-                ids.extend(item.id for item in items)
-            click.echo(f"\rstored {len(ids)}/{len(entries)} payments", nl=False, err=True)
+        span = period or entries_span(entries)
+        coverage = None
+        if span is not None:
+            zone = settings.zone
+            coverage = Coverage(
+                source=STATEMENT,
+                starts_at=span[0].replace(tzinfo=zone),
+                ends_at=span[1].replace(tzinfo=zone),
+                actor=f"statement {file.name}"[:100],
+            )
+        summary = recover(
+            runtime,
+            PROVIDER,
+            STATEMENT,
+            [(f"line {entry.line}", entry.body) for entry in entries],
+            unreadable=malformed,
+            coverage=coverage,
+            progress=_progress,
+        )
         if entries:
             click.echo("", err=True)
-        # recorded here, by the worker's own code; rows a worker elsewhere claimed first
-        # are waited for
-        deadline = time.monotonic() + STATEMENT_WAIT_SECONDS
-        while True:
-            drain_inbox(runtime)
-            with runtime.sessions.begin() as session:
-                found = session.execute(
-                    select(InboxItem.id, InboxItem.status, InboxItem.reason).where(
-                        InboxItem.id.in_(ids)
-                    )
-                ).all()
-            if all(status != INBOX_PENDING for _, status, _ in found):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
     finally:
         runtime.close()
-    reasons = {id_: (status, reason) for id_, status, reason in found}
-    count = {
-        outcome: sum(1 for _, reason in reasons.values() if reason == outcome)
-        for outcome in (CREDITED, UNMATCHED, DUPLICATE, CONFLICT)
-    }
-    conflicts = [i for i, (status, _) in reasons.items() if status == INBOX_CONFLICT]
-    pending = [i for i, (status, _) in reasons.items() if status == INBOX_PENDING]
-    failed = [
-        i
-        for i, (status, reason) in reasons.items()
-        if status not in (INBOX_PENDING, INBOX_CONFLICT)
-        and reason not in (CREDITED, UNMATCHED, DUPLICATE)
-    ]
     click.echo(
-        f"seen {len(entries) + len(malformed)} payments: already known {count[DUPLICATE]}, "
-        f"recovered {count[CREDITED] + count[UNMATCHED]} (credited {count[CREDITED]}, "
-        f"unassociated {count[UNMATCHED]}), conflicts {count[CONFLICT]}, unreadable "
-        f"{len(malformed)}; skipped {skipped['withdrawal']} withdrawals and charges, "
+        f"{summary}; skipped {skipped['withdrawal']} withdrawals and charges, "
         f"{skipped['not_completed']} not completed"
     )
-    for line, message in malformed:
-        click.echo(f"  line {line}: {message}")
-    if malformed:
-        click.echo(
-            f"{len(malformed)} row(s) could not be read: check those lines against the portal "
-            "and import a corrected export (rows already recorded are duplicates, never "
-            "credited twice)"
-        )
-    if conflicts:
-        click.echo(
-            f"inbox rows {', '.join(map(str, sorted(conflicts)))} hold receipts that disagree "
-            "with the payment momo has: compare them (`momo inbox list --status conflict`), "
-            "then `momo inbox settle ID --note ...`"
-        )
-    if failed:
-        click.echo(
-            f"inbox rows {', '.join(map(str, sorted(failed)))} were not recorded: see "
-            "`momo inbox list --status dead`, fix the cause, then `momo inbox replay ID`"
-        )
-    if pending:
-        click.echo(
-            f"inbox rows {', '.join(map(str, sorted(pending)))} are still waiting for a "
-            "worker: check that `momo worker` runs, then `momo check`"
-        )
-    if malformed or conflicts or failed or pending:
+    _tell_recovery(
+        summary,
+        unreadable_advice="row(s) could not be read: check those lines against the portal "
+        "and import a corrected export (rows already recorded are duplicates, never "
+        "credited twice)",
+    )
+    if not summary.clean:
         sys.exit(1)

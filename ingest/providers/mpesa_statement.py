@@ -206,6 +206,52 @@ def entry_fields(body: bytes) -> Fields:
     )
 
 
+_PERIOD: Final = re.compile(r"from\s+(.+?)\s+to\s+(.+)", re.IGNORECASE)
+
+
+def statement_period(lines: Iterable[str]) -> tuple[datetime, datetime] | None:
+    """The span the statement says it covers (its "Time Period:" title line, "From
+    01-11-2025 00:00:00 To 03-11-2025 23:59:59"), as naive Nairobi wall-clock times;
+    None when the title lines name none, or name one that cannot be read."""
+    for cells in csv.reader(iter(lines)):
+        if _header(cells) is not None:
+            return None
+        for index, cell in enumerate(cells):
+            if _key(cell) != "timeperiod":
+                continue
+            found = _PERIOD.search(" ".join(cells[index + 1 :]))
+            if found is None:
+                return None
+            start, end = _naive_time(found.group(1)), _naive_time(found.group(2))
+            return (start, end) if start and end and start <= end else None
+    return None
+
+
+def entries_span(entries: Iterable[Entry]) -> tuple[datetime, datetime] | None:
+    """From the earliest to the latest Completion Time of ``entries`` (naive Nairobi
+    wall-clock times); None without any readable one."""
+    times = []
+    for entry in entries:
+        try:
+            doc = json.loads(entry.body)
+        except ValueError:
+            continue
+        when = _naive_time(str(doc.get(COMPLETION_TIME, "")))
+        if when is not None:
+            times.append(when)
+    return (min(times), max(times)) if times else None
+
+
+def _naive_time(value: str) -> datetime | None:
+    text = " ".join(value.split())
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
 def _compact_time(value: str) -> str:
     """``value`` as YYYYMMDDHHMMSS (what ``parse_local_time`` reads), or InvalidCallback."""
     text = " ".join(value.split())

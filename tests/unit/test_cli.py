@@ -8,6 +8,7 @@ import pwd
 import socket
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ingest.providers import build_runtime, load_settings, variables
 from ingest.store import inbox_row
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
-from matcher.models import ApiToken, Customer, InboxItem, ProviderRecord
+from matcher.models import ApiToken, Customer, InboxItem, ProviderCoverage, ProviderRecord
 from momo.cli import main
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample_bytes
@@ -831,6 +832,41 @@ class TestImportStatement:
         assert "line 5: Paid In '2,00.00' is not an amount" in result.output
         assert "import a corrected export" in result.output
         assert _balance(sessions, "ACC2001") == 200000
+
+    def test_the_time_period_it_names_is_kept_as_the_statements_coverage(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        statement = write_csv(tmp_path / "s.csv", STATEMENT_HEADER + MISSED_ROW)
+
+        assert run(env, "mpesa", "import-statement", str(statement)).exit_code == 0
+
+        with sessions() as session:
+            (span,) = session.scalars(select(ProviderCoverage)).all()
+        # From 01-11-2025 00:00:00 To 03-11-2025 23:59:59, Nairobi time (UTC+3)
+        assert (span.provider, span.source, span.records) == ("mpesa", "statement", 1)
+        assert span.starts_at == datetime(2025, 10, 31, 21, 0, tzinfo=UTC)
+        assert span.ends_at == datetime(2025, 11, 3, 20, 59, 59, tzinfo=UTC)
+
+    def test_without_a_time_period_its_rows_times_are_the_coverage(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        header = STATEMENT_HEADER.replace('"Time Period:"', '"Printed:"')
+        statement = write_csv(tmp_path / "s.csv", header + KNOWN_ROW + MISSED_ROW)
+
+        assert run(env, "mpesa", "import-statement", str(statement)).exit_code == 0
+
+        with sessions() as session:
+            (span,) = session.scalars(select(ProviderCoverage)).all()
+        assert span.starts_at == datetime(2025, 11, 3, 11, 30, 15, tzinfo=UTC)
+        assert span.ends_at == datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
 
     def test_a_file_that_is_no_statement_is_one_line_error(
         self, env: dict[str, str | None], tmp_path: Path, customers: None
