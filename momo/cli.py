@@ -9,6 +9,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -1056,3 +1057,115 @@ def mpesa_import_statement(file: Path) -> None:
     )
     if not summary.clean:
         sys.exit(1)
+
+
+def _when(text: str, settings: Settings) -> datetime:
+    """An ISO time from the command line; without a zone, MOMO_TIMEZONE's."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a time; write it ISO, e.g. 2026-01-10T08:00 or "
+            "2026-01-10T08:00+03:00 (without a zone: MOMO_TIMEZONE's)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=settings.zone)
+
+
+@mpesa.group("pull", invoke_without_command=True)
+@click.option("--since", help="pull from this time (ISO; without a zone: MOMO_TIMEZONE's)")
+@click.option("--until", help="pull up to this time (default: now)")
+@click.pass_context
+def mpesa_pull(ctx: click.Context, since: str | None, until: str | None) -> None:
+    """Recover payments whose confirmations never came, from Daraja's own list (Pull
+    Transactions: the last 48 hours).
+
+    Each C2B payment Daraja lists is recorded as its confirmation would have been: a
+    receipt momo already has is a duplicate, a missed one is stored, matched and credited.
+    Exits 1 when a record could not be read or disagrees with the payment momo has under
+    its receipt. `momo mpesa pull register` registers the shortcode for pulling, once.
+    """
+    if ctx.invoked_subcommand is not None:
+        if since or until:
+            raise click.UsageError("--since and --until are for pulling, not for register")
+        return
+    if since is None:
+        raise click.UsageError("give --since TIME (or the register command)")
+    from ingest.providers import build_runtime
+    from ingest.providers.mpesa_pull import TooOld
+    from ingest.providers.outbound import ProviderError
+    from tasks.pulling import pull
+
+    settings = _settings()
+    now = datetime.now(UTC)
+    starts_at = _when(since, settings)
+    ends_at = min(_when(until, settings), now) if until else now
+    if ends_at <= starts_at:
+        raise click.UsageError(
+            f"--since {starts_at.isoformat()} is not before --until {ends_at.isoformat()}"
+        )
+    _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
+    runtime = build_runtime(settings)
+    try:
+        summary = pull(
+            runtime, starts_at, ends_at, actor="momo mpesa pull", progress=_progress, now=now
+        )
+    except TooOld as exc:
+        raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ProviderError as exc:
+        raise click.ClickException(
+            f"Daraja could not be asked ({exc.message}). Windows read before it are recorded; "
+            "run the same command again (known payments are duplicates, never credited twice)"
+        ) from None
+    finally:
+        runtime.close()
+    click.echo("", err=True)
+    skipped = sum(summary.skipped.values())
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.skipped.items()))
+    click.echo(
+        f"{summary}; skipped {skipped} that are no payment in" + (f" ({kinds})" if kinds else "")
+    )
+    _tell_recovery(
+        summary,
+        unreadable_advice="record(s) could not be read: compare them with the M-PESA "
+        "organisation portal's statement for that time, and import it "
+        "(`momo mpesa import-statement FILE`)",
+    )
+    if not summary.clean:
+        sys.exit(1)
+
+
+@mpesa_pull.command("register")
+@click.option(
+    "--nominated-number",
+    required=True,
+    help="the Safaricom number nominated for the shortcode (its KYC on the M-PESA portal)",
+)
+def mpesa_pull_register(nominated_number: str) -> None:
+    """Register the shortcode for Pull Transactions (once, live shortcodes only)."""
+    from core.redact import mask_webhook_paths
+    from ingest.providers.mpesa import daraja_url_problem, pull_callback_url, puller, settings_of
+    from ingest.providers.outbound import ProviderError
+
+    settings = _settings()
+    number = nominated_number.strip()
+    if not number.replace("+", "").isdigit():
+        raise click.BadParameter(
+            f"{nominated_number!r} is not a phone number; give it as 0722000000",
+            param_hint="--nominated-number",
+        )
+    url = _fail_on_config(lambda: pull_callback_url(settings))
+    app = settings_of(settings).daraja_app
+    problem = daraja_url_problem(url, sandbox=app is not None and app.sandbox)
+    if problem is not None:
+        raise click.ClickException(
+            f"{mask_webhook_paths(problem)}: set MOMO_PUBLIC_URL to an address Daraja takes"
+        )
+    client = _fail_on_config(lambda: puller(settings))
+    try:
+        answer = client.register(number, url)
+    except ProviderError as exc:
+        raise click.ClickException(f"Daraja refused the registration: {exc.message}") from None
+    words = answer.get("ResponseDescription") or "registered"
+    click.echo(f"shortcode {client.shortcode} is registered for pulling: {words}")

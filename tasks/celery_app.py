@@ -8,15 +8,33 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from core.config import Settings
+from ingest.providers.mpesa import pull_every
 from tasks.runtime import process_runtime, set_process_runtime
 
 PROCESS_INBOX = "momo.process_inbox"
 SWEEP_INBOX = "momo.sweep_inbox"
 SETTLE_REQUESTS = "momo.settle_requests"
+PULL_PAYMENTS = "momo.pull_payments"
 QUEUE = "momo"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    schedule: dict[str, Any] = {
+        "sweep-inbox": {
+            "task": SWEEP_INBOX,
+            "schedule": float(settings.sweep_interval_seconds),
+        },
+        # payment requests no callback settled: ask their providers, expire the lost
+        "settle-requests": {
+            "task": SETTLE_REQUESTS,
+            "schedule": float(settings.sweep_interval_seconds),
+        },
+    }
+    every = pull_every(settings)
+    if every is not None:
+        # the provider's own list of payments since the last pull: confirmations lost on
+        # the way are recovered
+        schedule["pull-payments"] = {"task": PULL_PAYMENTS, "schedule": every * 60.0}
     return {
         "broker_url": settings.broker_url or "memory://",
         "broker_connection_retry_on_startup": True,
@@ -41,17 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
         "enable_utc": True,
         "timezone": "UTC",
-        "beat_schedule": {
-            "sweep-inbox": {
-                "task": SWEEP_INBOX,
-                "schedule": float(settings.sweep_interval_seconds),
-            },
-            # payment requests no callback settled: ask their providers, expire the lost
-            "settle-requests": {
-                "task": SETTLE_REQUESTS,
-                "schedule": float(settings.sweep_interval_seconds),
-            },
-        },
+        "beat_schedule": schedule,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import redis
 
@@ -11,8 +12,10 @@ from core.nudge import Nudger
 from core.runtime import Runtime
 from ingest.asking import settle_due
 from ingest.providers import requesters
+from ingest.providers.mpesa import pull_every
 from tasks.celery_app import PROCESS_INBOX, make_producer
 from tasks.nudge import QueuedFlag
+from tasks.pulling import pull_due
 from tasks.work import drain_inbox
 
 log = logging.getLogger(__name__)
@@ -20,7 +23,10 @@ log = logging.getLogger(__name__)
 
 def embedded_worker(runtime: Runtime) -> Nudger:
     """A Nudger that drains the inbox in-process after each nudge and every sweep interval,
-    and on the interval also settles payment requests no callback settled in time."""
+    and on the interval also settles payment requests no callback settled in time and,
+    when MOMO_MPESA_PULL_EVERY_MINUTES is set, pulls M-PESA's payments that often."""
+    every = pull_every(runtime.settings)
+    last_pull: list[float] = []
 
     def dispatch(nudged: bool) -> None:
         while drain_inbox(runtime).more:
@@ -30,6 +36,14 @@ def embedded_worker(runtime: Runtime) -> Nudger:
                 settle_due(runtime, requesters())
             except Exception:
                 log.exception("settling payment requests failed; trying again next interval")
+            if every is not None and (
+                not last_pull or time.monotonic() - last_pull[0] >= every * 60
+            ):
+                last_pull[:] = [time.monotonic()]
+                try:
+                    pull_due(runtime)
+                except Exception:
+                    log.exception("pulling M-PESA payments failed; trying again next time")
 
     return Nudger(
         dispatch,

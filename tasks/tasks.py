@@ -12,9 +12,12 @@ from celery import Task
 
 from ingest.asking import settle_due
 from ingest.providers import requesters
+from ingest.providers.mpesa import pull_every
+from ingest.providers.outbound import ProviderError
 from matcher.inbox import TRANSIENT_ERRORS, stranded
-from tasks.celery_app import PROCESS_INBOX, SETTLE_REQUESTS, SWEEP_INBOX, app
+from tasks.celery_app import PROCESS_INBOX, PULL_PAYMENTS, SETTLE_REQUESTS, SWEEP_INBOX, app
 from tasks.nudge import QueuedFlag
+from tasks.pulling import pull_due
 from tasks.runtime import process_runtime
 from tasks.work import drain_inbox
 
@@ -86,4 +89,20 @@ def settle_requests() -> str:
     summary = settle_due(process_runtime(), requesters())
     if summary.asked or summary.outcomes:
         log.info("payment requests: %s", summary)
+    return str(summary)
+
+
+@app.task(name=PULL_PAYMENTS, acks_late=True)
+def pull_payments() -> str:
+    """Pull the shortcode's payments since the last pull and record the missed ones. Run
+    twice, or two at once, it credits each payment once (a known receipt is a duplicate)."""
+    runtime = process_runtime()
+    if pull_every(runtime.settings) is None:
+        return "off"
+    try:
+        summary = pull_due(runtime)
+    except ProviderError as exc:
+        # the next run starts where the last pull that finished ended: nothing is skipped
+        log.warning("M-PESA pull failed, tried again next time: %s", exc.message)
+        return f"failed: {exc.message}"
     return str(summary)

@@ -43,7 +43,7 @@ from ingest.providers.mpesa_express import (
     ExpressSettings,
 )
 from ingest.providers.mpesa_pull import CHANNEL as PULL_CHANNEL
-from ingest.providers.mpesa_pull import PULL, record_fields
+from ingest.providers.mpesa_pull import PULL, Puller, record_fields
 from ingest.providers.mpesa_pull import SOURCE as PULL_SOURCE
 from ingest.providers.mpesa_statement import CHANNEL as STATEMENT_CHANNEL
 from ingest.providers.mpesa_statement import STATEMENT, entry_fields
@@ -163,6 +163,9 @@ class MpesaSettings:
     #: talks to Daraja with (URL registration, pulls, lookups, reversals); unset: none of
     #: those. Given only ``express``, its app.
     app: DarajaApp | None = None
+    #: MOMO_MPESA_PULL_EVERY_MINUTES: how often beat pulls the shortcode's transactions
+    #: (Pull Transactions); None: only by hand (``momo mpesa pull``)
+    pull_every_minutes: int | None = None
 
     @property
     def daraja_app(self) -> DarajaApp | None:
@@ -176,6 +179,7 @@ EXPRESS_VARIABLES: Final = (*APP_VARIABLES, "MOMO_MPESA_PASSKEY")
 API_BASE_VARIABLE: Final = "MOMO_MPESA_API_BASE"
 TRANSACTION_TYPE_VARIABLE: Final = "MOMO_MPESA_TRANSACTION_TYPE"
 PARTY_B_VARIABLE: Final = "MOMO_MPESA_PARTY_B"
+PULL_EVERY_VARIABLE: Final = "MOMO_MPESA_PULL_EVERY_MINUTES"
 
 
 def _read_app(env: Mapping[str, str]) -> DarajaApp | None:
@@ -259,13 +263,33 @@ def read_settings(env: Mapping[str, str]) -> MpesaSettings:
         "196.201.214.0/24,196.201.213.114",
     )
     app = _read_app(env)
+    express = _read_express(env, app)
     return MpesaSettings(
         path_token=path_token,
         allowed_ips=allowed_ips,
         validation=validation,
         app=app,
-        express=_read_express(env, app),
+        express=express,
+        pull_every_minutes=_read_pull_every(env, app),
     )
+
+
+def _read_pull_every(env: Mapping[str, str], app: DarajaApp | None) -> int | None:
+    """MOMO_MPESA_PULL_EVERY_MINUTES: a positive whole number of minutes, or unset."""
+    raw = env.get(PULL_EVERY_VARIABLE, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            f"{PULL_EVERY_VARIABLE}={raw!r} is not a whole number of minutes of at least 1; "
+            "give e.g. 15, or leave it unset to pull only by hand (momo mpesa pull)"
+        )
+    if app is None:
+        raise ConfigError(
+            f"{PULL_EVERY_VARIABLE} is set but {', '.join(APP_VARIABLES)} are not: pulling "
+            "asks Daraja, which needs the app's consumer key and secret and the shortcode"
+        )
+    return int(raw)
 
 
 def settings_of(settings: Settings) -> MpesaSettings:
@@ -294,6 +318,28 @@ def daraja(settings: Settings) -> Daraja:
         if client is None:
             client = _apps[app] = Daraja(app)
         return client
+
+
+def pull_every(settings: Settings) -> int | None:
+    """Minutes between scheduled pulls of the shortcode's transactions; None: off."""
+    block = settings_of(settings)
+    return block.pull_every_minutes if block.daraja_app is not None else None
+
+
+def puller(settings: Settings) -> Puller:
+    """Pull Transactions for the shortcode, on the process's Daraja client."""
+    return Puller(daraja(settings), settings.zone)
+
+
+def pull_callback_url(settings: Settings) -> str:
+    """Where Daraja is told to post about pulls: under momo's public URL, beside the other
+    M-PESA callbacks. ConfigError when the public URL or the path token is not set."""
+    if not settings.public_url:
+        raise ConfigError(
+            "MOMO_PUBLIC_URL is not set: Daraja needs the https address it reaches momo at"
+        )
+    token = MpesaAdapter().require_path_token(settings)
+    return f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{URL_NAME}/{token}/{PULL}"
 
 
 def _express(settings: Settings) -> Express:
@@ -326,6 +372,7 @@ class MpesaAdapter:
         API_BASE_VARIABLE,
         TRANSACTION_TYPE_VARIABLE,
         PARTY_B_VARIABLE,
+        PULL_EVERY_VARIABLE,
     )
     methods: frozenset[str] = frozenset({"POST"})
     #: the networks whose subscribers M-PESA Express prompts (phonenumbers' carrier names)

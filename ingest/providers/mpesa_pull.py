@@ -293,7 +293,11 @@ class Puller:
             )
         return answer
 
-    def _when(self, at: datetime) -> str:
+    def _when(self, at: datetime, *, up: bool = False) -> str:
+        """``at`` as the query writes it (whole seconds); ``up``: the second that ends it,
+        so an end never leaves out the last part of its second."""
+        if up and at.microsecond:
+            at = at + timedelta(seconds=1)
         return at.astimezone(self.timezone).strftime(QUERY_TIME)
 
     def window(self, starts_at: datetime, ends_at: datetime) -> Iterator[Page]:
@@ -306,7 +310,7 @@ class Puller:
                 {
                     "ShortCode": self.shortcode,
                     "StartDate": self._when(starts_at),
-                    "EndDate": self._when(ends_at),
+                    "EndDate": self._when(ends_at, up=True),
                     "OffSetValue": str(offset),
                 },
                 "the pull query",

@@ -475,7 +475,7 @@ class DarajaFake(FakeProvider):
                 if isinstance(txn.outcome, StkResult) and txn.outcome.code == SUCCESS:
                     self._stk_paid(txn, txn.outcome)
             found = sorted(
-                (p for p in self.c2b.values() if start <= p.paid_at <= end),
+                (p for p in self.c2b.values() if start <= p.paid_at.replace(microsecond=0) <= end),
                 key=lambda p: (p.paid_at, p.receipt),
             )
         page = found[int(offset) : int(offset) + self.pull_page_size]

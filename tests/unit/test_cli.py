@@ -8,7 +8,8 @@ import pwd
 import socket
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ from matcher.models import ApiToken, Customer, InboxItem, ProviderCoverage, Prov
 from momo.cli import main
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample_bytes
-from tests.fakes import DarajaFake
-from tests.fakes.daraja import REGISTER
+from tests.fakes.base import to_json
+from tests.fakes.daraja import NAIROBI, PULL_QUERY, PULL_REGISTER, REGISTER, DarajaFake
 
 #: every variable momo reads; unset unless a test sets it, so the caller's shell cannot leak in
 MOMO_VARIABLES = variables()
@@ -1011,3 +1012,153 @@ class TestRegisterUrls:
 
         assert_clean_error(result, "Urls are already registered.", "URL management")
         assert daraja.confirmation_url is None
+
+
+# --- momo mpesa pull ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daraja() -> Iterator[DarajaFake]:
+    with DarajaFake() as fake:
+        fake.pull_registered = True
+        yield fake
+    assert fake.errors == []
+
+
+@pytest.fixture
+def pull_env(env: dict[str, str | None], daraja: DarajaFake) -> dict[str, str | None]:
+    return env | daraja.momo_env("https://pay.example.com") | {"MOMO_MPESA_PATH_TOKEN": PATH_TOKEN}
+
+
+class TestPull:
+    @pytest.fixture
+    def customers(self, pull_env: dict[str, str | None], tmp_path: Path) -> None:
+        upgraded(pull_env)
+        path = write_csv(tmp_path / "c.csv", HEADER + "ACC1042,Wanjiku,\nACC2001,John,\n")
+        assert run(pull_env, "customers", "import", str(path)).exit_code == 0
+
+    def _confirmed(self, pull_env: dict[str, str | None], daraja: DarajaFake, receipt: str) -> None:
+        """The confirmation of ``receipt`` reached momo and was recorded."""
+        body = to_json(daraja.c2b[receipt].confirmation(daraja.shortcode))
+        runtime = build_runtime(load_settings(env_without_none(pull_env)))
+        try:
+            with runtime.sessions.begin() as session:
+                session.add(
+                    InboxItem(**inbox_row(provider="mpesa", kind="c2b/confirmation", body=body))
+                )
+            drain_inbox(runtime)
+        finally:
+            runtime.close()
+
+    def test_a_lost_confirmation_is_recovered_and_a_delivered_one_is_known(
+        self,
+        pull_env: dict[str, str | None],
+        daraja: DarajaFake,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        known = daraja.pay_bill("1500", "254712345678", "ACC1042", deliver=False)
+        self._confirmed(pull_env, daraja, known.receipt)
+        lost = daraja.pay_bill("2000", "254712000001", "ACC2001", deliver=False)
+        since = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+
+        result = run(pull_env, "mpesa", "pull", "--since", since)
+
+        assert result.exit_code == 0, result.output
+        assert "seen 2 payments: already known 1, recovered 1 (credited 1," in result.output
+        assert _balance(sessions, "ACC1042") == 150000
+        assert _balance(sessions, "ACC2001") == 200000
+        with sessions() as session:
+            (span,) = session.scalars(select(ProviderCoverage)).all()
+            kept = session.execute(select(ProviderRecord.code, ProviderRecord.source)).all()
+        assert (span.source, span.records, span.created_by) == ("pull", 2, "momo mpesa pull")
+        assert sorted(kept) == sorted([(known.receipt, "pull"), (lost.receipt, "pull")])
+
+    def test_pulling_again_recovers_nothing_twice(
+        self,
+        pull_env: dict[str, str | None],
+        daraja: DarajaFake,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        daraja.pull_page_size = 1  # every record on a page of its own
+        for n in range(3):
+            daraja.pay_bill(1000 + n, "254712000001", "ACC2001", deliver=False)
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        first = run(pull_env, "mpesa", "pull", "--since", since)
+        assert "recovered 3 (credited 3," in first.output, first.output
+
+        again = run(pull_env, "mpesa", "pull", "--since", since)
+
+        assert again.exit_code == 0, again.output
+        assert "already known 3, recovered 0" in again.output
+        assert _balance(sessions, "ACC2001") == 300300
+
+    def test_a_receipt_daraja_lists_with_another_amount_is_a_conflict_and_exits_1(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake, customers: None
+    ) -> None:
+        paid = daraja.pay_bill("1500", "254712345678", "ACC1042", deliver=False)
+        self._confirmed(pull_env, daraja, paid.receipt)
+        paid.amount = Decimal("1600")  # Daraja's list disagrees with the confirmation
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+        result = run(pull_env, "mpesa", "pull", "--since", since)
+
+        assert result.exit_code == 1
+        assert "conflicts 1" in result.output
+        assert "momo inbox settle" in result.output
+
+    def test_a_span_older_than_48_hours_is_refused_before_asking_and_names_the_statement(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake, customers: None
+    ) -> None:
+        since = (datetime.now(UTC) - timedelta(hours=49)).isoformat()
+
+        result = run(pull_env, "mpesa", "pull", "--since", since)
+
+        assert_clean_error(result, "48 hours", "momo mpesa import-statement")
+        assert daraja.calls(PULL_QUERY) == []
+
+    def test_a_time_without_a_zone_is_momo_timezones(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake, customers: None
+    ) -> None:
+        local = (datetime.now(NAIROBI) - timedelta(hours=1)).replace(microsecond=0)
+
+        result = run(pull_env, "mpesa", "pull", "--since", local.replace(tzinfo=None).isoformat())
+
+        assert result.exit_code == 0, result.output
+        assert daraja.calls(PULL_QUERY)[0].json["StartDate"] == local.strftime("%Y-%m-%d %H:%M:%S")
+
+    def test_without_since_it_says_what_to_give(self, pull_env: dict[str, str | None]) -> None:
+        result = run(pull_env, "mpesa", "pull")
+
+        assert result.exit_code == 2
+        assert "--since" in result.output
+
+    def test_register_sends_the_callback_url_under_momos_public_url(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        daraja.pull_registered = False
+
+        result = run(pull_env, "mpesa", "pull", "register", "--nominated-number", "0722000000")
+
+        assert result.exit_code == 0, result.output
+        assert "registered for pulling" in result.output
+        assert PATH_TOKEN not in result.output
+        assert daraja.pull_callback_url == (
+            f"https://pay.example.com/webhooks/daraja/{PATH_TOKEN}/pull"
+        )
+
+    def test_register_without_a_public_url_names_the_variable(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        result = run(
+            pull_env | {"MOMO_PUBLIC_URL": None},
+            "mpesa",
+            "pull",
+            "register",
+            "--nominated-number",
+            "0722000000",
+        )
+
+        assert_clean_error(result, "MOMO_PUBLIC_URL")
+        assert daraja.calls(PULL_REGISTER) == []

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from core.config import ConfigError, Settings
 from core.providers import ParseContext
+from core.runtime import Runtime
+from ingest.providers import variables
 from ingest.providers.daraja import Daraja, DarajaApp
-from ingest.providers.mpesa import MpesaAdapter
+from ingest.providers.mpesa import MpesaAdapter, read_settings
 from ingest.providers.mpesa_pull import (
     PULL,
     Entry,
@@ -26,6 +29,9 @@ from ingest.providers.mpesa_pull import (
 )
 from ingest.providers.outbound import NoAnswer, ProviderRefused
 from matcher.notifications import InvalidCallback, PaymentNotification
+from matcher.provider_records import note_coverage
+from tasks.celery_app import celery_config
+from tasks.pulling import due_span
 from tests.fakes.daraja import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -280,3 +286,85 @@ class TestPuller:
             "+254722000000",
         )
         assert abs(parsed.paid_at - paid.paid_at) < timedelta(seconds=1)
+
+
+# --- settings, the schedule and where a scheduled pull starts ---------------------------------
+
+APP_ENV = {
+    "MOMO_MPESA_CONSUMER_KEY": CONSUMER_KEY,
+    "MOMO_MPESA_CONSUMER_SECRET": CONSUMER_SECRET,
+    "MOMO_MPESA_SHORTCODE": SHORTCODE,
+}
+
+
+class TestPullEveryMinutes:
+    def test_unset_is_off(self) -> None:
+        assert read_settings(APP_ENV).pull_every_minutes is None
+
+    def test_a_whole_number_of_minutes_with_the_app_is_taken(self) -> None:
+        block = read_settings(APP_ENV | {"MOMO_MPESA_PULL_EVERY_MINUTES": " 15 "})
+
+        assert block.pull_every_minutes == 15
+
+    @pytest.mark.parametrize("raw", ["0", "-5", "1.5", "often"])
+    def test_a_bad_value_is_a_config_error_naming_it(self, raw: str) -> None:
+        with pytest.raises(ConfigError, match=f"MOMO_MPESA_PULL_EVERY_MINUTES={raw!r}"):
+            read_settings(APP_ENV | {"MOMO_MPESA_PULL_EVERY_MINUTES": raw})
+
+    def test_without_the_daraja_app_it_says_what_is_missing(self) -> None:
+        with pytest.raises(ConfigError, match="MOMO_MPESA_CONSUMER_KEY"):
+            read_settings({"MOMO_MPESA_PULL_EVERY_MINUTES": "15"})
+
+    def test_beat_schedules_the_pull_only_when_it_is_set(self) -> None:
+        off = Settings(providers={"mpesa": read_settings(APP_ENV)})
+        on = Settings(
+            providers={"mpesa": read_settings(APP_ENV | {"MOMO_MPESA_PULL_EVERY_MINUTES": "10"})}
+        )
+
+        assert "pull-payments" not in celery_config(off)["beat_schedule"]
+        scheduled = celery_config(on)["beat_schedule"]["pull-payments"]
+        assert scheduled == {"task": "momo.pull_payments", "schedule": 600.0}
+
+    def test_it_is_one_of_the_variables_momo_reads(self) -> None:
+        assert "MOMO_MPESA_PULL_EVERY_MINUTES" in variables()
+
+
+class TestDueSpan:
+    NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+
+    def _covered(self, runtime: Runtime, ends_at: datetime) -> None:
+        with runtime.sessions.begin() as session:
+            note_coverage(
+                session,
+                provider="mpesa",
+                source="pull",
+                starts_at=ends_at - timedelta(hours=1),
+                ends_at=ends_at,
+                records=0,
+                actor="test",
+            )
+
+    def test_the_first_pull_reads_as_far_back_as_daraja_keeps(self, runtime: Runtime) -> None:
+        start, end = due_span(runtime, self.NOW)
+
+        assert end == self.NOW
+        assert self.NOW - timedelta(hours=48) < start < self.NOW - timedelta(hours=47)
+
+    def test_the_next_starts_a_little_before_where_the_last_ended(self, runtime: Runtime) -> None:
+        self._covered(runtime, self.NOW - timedelta(minutes=10))
+        self._covered(runtime, self.NOW - timedelta(hours=2))
+
+        assert due_span(runtime, self.NOW) == (self.NOW - timedelta(minutes=25), self.NOW)
+
+    def test_a_last_pull_older_than_48_hours_is_a_warning_naming_the_gap_and_the_fix(
+        self, runtime: Runtime, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        self._covered(runtime, self.NOW - timedelta(hours=72))
+
+        start, _ = due_span(runtime, self.NOW)
+
+        assert start > self.NOW - timedelta(hours=48)
+        (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert "more than 48 hours ago" in warning.getMessage()
+        assert "momo mpesa import-statement" in warning.getMessage()
+        assert (self.NOW - timedelta(hours=72)).isoformat() in warning.getMessage()
