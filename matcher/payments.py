@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
@@ -52,6 +53,10 @@ MANUAL = "manual"
 #: a reference an operator typed, ``(provider, code)`` or None when it is no provider's
 #: receipt. Supplied by the caller (the provider adapters know their receipt formats).
 ReceiptOwner = Callable[[str], tuple[str, str] | None]
+#: a receipt and a payment settled by asking, which named none, are one payment when
+#: they are this close in time (and of the same amount and payer): the asking happens
+#: minutes after the payer paid
+RECEIPT_WINDOW = timedelta(minutes=15)
 ATTEMPT_RECORDED = "attempt_recorded"
 ATTEMPT_DUPLICATE = "attempt_duplicate"
 
@@ -253,12 +258,13 @@ def record_payments(
     Payments that answer a request momo made are recorded by ``record_payment``, after
     the others, each with its request.
     """
-    if any(n.request_reference for _, n in batch):
-        plain = [(i, n) for i, n in batch if not n.request_reference]
+    awaiting = awaiting_receipts(session, [n for _, n in batch])
+    if any(n.request_reference or id(n) in awaiting for _, n in batch):
+        plain = [(i, n) for i, n in batch if not (n.request_reference or id(n) in awaiting)]
         outcomes = iter(record_payments(session, ledger, plain, region=region))
         return [
             record_payment(session, ledger, n, region=region, inbox_id=i, actor=n.provider)
-            if n.request_reference
+            if n.request_reference or id(n) in awaiting
             else next(outcomes)
             for i, n in batch
         ]
@@ -355,6 +361,10 @@ def record_payment(
         return repeated(session, ledger, existing, notification)
     if request is not None and request.payment_id is not None:
         return _paid_again(session, request, notification, actor)
+    if request is None:
+        booked = awaiting_receipts(session, [notification]).get(id(notification))
+        if booked is not None:
+            return _receipt_named(session, booked, notification, actor, reference=booked.code)
     payment = new_payment(notification, inbox_id)
     hold_phones(session, [notification.msisdn.sha256])
     if request is not None:
@@ -398,16 +408,7 @@ def _paid_again(
     payment = session.get(Payment, request.payment_id)
     assert payment is not None  # a request names the payment that settled it
     if payment.code == request.provider_reference and payment.amount_minor == notification.amount:
-        # the query knew only the request; the receipt's own payer is the true one
-        before = payment_state(payment)
-        payment.code = notification.code
-        msisdn = notification.msisdn
-        if msisdn.kind != "missing":
-            payment.msisdn_raw = fit(msisdn.raw, Payment.msisdn_raw)
-            payment.msisdn_kind = msisdn.kind
-            payment.phone, payment.msisdn_sha256 = msisdn.e164, msisdn.sha256
-        _audit(session, actor, "payment.receipt", payment, before, request_id=request.id)
-        return Recorded(DUPLICATE, payment.id)
+        return _receipt_named(session, payment, notification, actor, request_id=request.id)
     return Recorded(
         CONFLICT,
         payment.id,
@@ -415,6 +416,66 @@ def _paid_again(
         f"{payment.id} (receipt {payment.code}) already paid. Nothing was applied; compare "
         "both with the provider's statement.",
     )
+
+
+def awaiting_receipts(
+    session: Session, notifications: Iterable[PaymentNotification]
+) -> dict[int, Payment]:
+    """The payments settled by asking the provider, which named no receipt (kept under
+    their request's reference), that these notifications are the receipts of: by
+    ``id(notification)``. A receipt names such a payment when it answers no request
+    itself, and has the payment's provider, amount and payer and was paid within
+    ``RECEIPT_WINDOW`` of it; of several, the closest in time."""
+    wanted = [n for n in notifications if not n.request_reference and n.msisdn.sha256 is not None]
+    if not wanted:
+        return {}
+    candidates = list(
+        session.scalars(
+            select(Payment).where(
+                Payment.msisdn_sha256.in_({n.msisdn.sha256 for n in wanted}),
+                Payment.request_reference.is_not(None),
+                Payment.code == Payment.request_reference,
+            )
+        )
+    )
+    found: dict[int, Payment] = {}
+    taken: set[int] = set()
+    for n in wanted:
+        near = [
+            p
+            for p in candidates
+            if p.id not in taken
+            and p.provider == n.provider
+            and p.amount_minor == n.amount
+            and p.msisdn_sha256 == n.msisdn.sha256
+            and abs(p.paid_at - n.paid_at) <= RECEIPT_WINDOW
+        ]
+        if near:
+            best = min(near, key=lambda p: (abs(p.paid_at - n.paid_at), p.id))
+            found[id(n)] = best
+            taken.add(best.id)
+    return found
+
+
+def _receipt_named(
+    session: Session,
+    payment: Payment,
+    notification: PaymentNotification,
+    actor: str,
+    **detail: object,
+) -> Recorded:
+    """The receipt of a payment kept under its request's reference (the provider, asked,
+    named none): the receipt replaces the reference, the receipt's payer is the true one,
+    and no money moves (the payment was credited when it was settled)."""
+    before = payment_state(payment)
+    payment.code = notification.code
+    msisdn = notification.msisdn
+    if msisdn.kind != "missing":
+        payment.msisdn_raw = fit(msisdn.raw, Payment.msisdn_raw)
+        payment.msisdn_kind = msisdn.kind
+        payment.phone, payment.msisdn_sha256 = msisdn.e164, msisdn.sha256
+    _audit(session, actor, "payment.receipt", payment, before, **detail)
+    return Recorded(DUPLICATE, payment.id)
 
 
 def record_request_result(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -39,7 +40,7 @@ from matcher.payment_requests import (
     open_request,
     submitted,
 )
-from matcher.payments import CONFLICT, CREDITED, DUPLICATE, record_request_result
+from matcher.payments import CONFLICT, CREDITED, DUPLICATE, find_payment, record_request_result
 from tasks.work import drain_inbox
 from tests.conftest import add_customer, sample
 from tests.unit.test_pipeline import balance, confirmation, put
@@ -465,3 +466,92 @@ def test_an_unverified_failure_marks_nothing_and_a_later_success_still_pays(
     # the provider, asked, says it was paid: a forged failure did not stand in the way
     assert settle(runtime, paid_result("mtn-style-id", code="FT-1")) == CREDITED
     assert request_row(runtime, request_id).status == REQUEST_PAID
+
+
+def pulled(
+    receipt: str = "TKV5C2N8BD",
+    *,
+    amount: str = "20",
+    when: datetime | None = None,
+    msisdn: str = "711000111",
+) -> dict:
+    """The provider's list of payments, naming the request's payment by its receipt."""
+    paid = (when or datetime.now(UTC)).astimezone(ZoneInfo("Africa/Nairobi"))
+    return {
+        "transactionId": receipt,
+        "trxDate": paid.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "msisdn": msisdn,
+        "sender": "JOHN DOE",
+        "transactiontype": "c2b-pay-bill-debit",
+        "billreference": "ACC-1",
+        "amount": amount,
+    }
+
+
+def test_a_listed_receipt_of_a_payment_settled_without_one_replaces_its_reference(
+    runtime: Runtime,
+) -> None:
+    add_customer(runtime, "ACC-1", [])
+    request_id = ask(runtime, "ACC-1")
+    assert settle(runtime, paid_result()) == CREDITED  # asked: paid, no receipt named
+
+    put(runtime, "c2b/confirmation", confirmation())  # another payment in the same batch
+    item_id = put(runtime, "pull", pulled())
+    drain_inbox(runtime)
+
+    assert balance(runtime, "ACC-1") == 2000
+    payment_id = request_payment(runtime, request_id)
+    assert credits_of(runtime, payment_id) == 1
+    with runtime.sessions.begin() as session:
+        item = session.get(InboxItem, item_id)
+        assert item is not None
+        assert (item.status, item.reason) == (INBOX_PROCESSED, DUPLICATE)
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        assert payment.code == "TKV5C2N8BD"
+        assert item.payment_id == payment.id
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"amount": "25"},
+        {"msisdn": "711000999"},
+        {"when": datetime.now(UTC) - timedelta(hours=2)},
+    ],
+    ids=["another amount", "another payer", "hours apart"],
+)
+def test_a_listed_receipt_that_differs_from_the_settled_payment_is_a_payment_of_its_own(
+    runtime: Runtime, changes: dict
+) -> None:
+    add_customer(runtime, "ACC-1", [])
+    request_id = ask(runtime, "ACC-1")
+    assert settle(runtime, paid_result()) == CREDITED
+
+    put(runtime, "pull", pulled(**changes))
+    drain_inbox(runtime)
+
+    payment_id = request_payment(runtime, request_id)
+    with runtime.sessions.begin() as session:
+        kept = session.get(Payment, payment_id)
+        assert kept is not None
+        assert kept.code == CHECKOUT  # still waiting for its own receipt
+        assert find_payment(session, "mpesa", "TKV5C2N8BD") is not None
+
+
+def request_payment(runtime: Runtime, request_id: int) -> int:
+    payment_id = request_row(runtime, request_id).payment_id
+    assert payment_id is not None
+    return payment_id
+
+
+def credits_of(runtime: Runtime, payment_id: int) -> int:
+    with runtime.sessions.begin() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.payment_id == payment_id, LedgerEntry.amount_minor > 0)
+            )
+            or 0
+        )
