@@ -40,6 +40,7 @@ from matcher.notifications import (
     Callback,
     FailedAttempt,
     InvalidCallback,
+    Notice,
     PaymentNotification,
     ValidationRequest,
 )
@@ -270,6 +271,10 @@ def receive(provider: str, token: str, kind: str | None = None) -> Response | tu
 
     if isinstance(parsed, ValidationRequest):
         return _validate(adapter, item, parsed)
+    if isinstance(parsed, Notice):
+        # nothing to record: answered as every callback is, kept nowhere
+        log.info("%s %s notice acknowledged, not kept: %s", provider, kind, parsed.detail)
+        return Response(acknowledgement(current_app, adapter, kind), mimetype="application/json")
 
     item["code"] = callback_code(parsed)
     try:

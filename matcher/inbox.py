@@ -45,6 +45,7 @@ from matcher.notifications import (
     Callback,
     FailedAttempt,
     InvalidCallback,
+    Notice,
     PaymentNotification,
     RequestResult,
     ValidationRequest,
@@ -86,6 +87,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 VALIDATION_SEEN = "validation"
+#: a stored row that turned out to be a notice (the webhook keeps none): nothing to record
+NOTICE_SEEN = "notice"
 #: the outcomes of a processed row that stand for a stored payment
 PAYMENT_OUTCOMES = (CREDITED, UNMATCHED, DUPLICATE)
 #: the reason of a conflict row an operator has looked at and settled
@@ -142,6 +145,8 @@ def _record(
         )
     if isinstance(callback, ValidationRequest):
         return Recorded(VALIDATION_SEEN)
+    if isinstance(callback, Notice):
+        return Recorded(NOTICE_SEEN)
     raise TypeError(f"unknown callback type {type(callback).__name__}")
 
 

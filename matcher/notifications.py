@@ -111,7 +111,18 @@ class RequestResult:
     verified: bool = True
 
 
-Callback = PaymentNotification | ValidationRequest | FailedAttempt | RequestResult
+@dataclass(frozen=True)
+class Notice:
+    """A provider's message that names no payment, attempt or request (it tells of the
+    provider's own doings): acknowledged, and not kept, since nothing in it is momo's to
+    record."""
+
+    provider: str
+    kind: str
+    detail: str
+
+
+Callback = PaymentNotification | ValidationRequest | FailedAttempt | RequestResult | Notice
 
 
 class InvalidCallback(Exception):

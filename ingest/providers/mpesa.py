@@ -43,7 +43,7 @@ from ingest.providers.mpesa_express import (
     ExpressSettings,
 )
 from ingest.providers.mpesa_pull import CHANNEL as PULL_CHANNEL
-from ingest.providers.mpesa_pull import PULL, Puller, record_fields
+from ingest.providers.mpesa_pull import PULL, Puller, not_a_payment, record_fields
 from ingest.providers.mpesa_pull import SOURCE as PULL_SOURCE
 from ingest.providers.mpesa_statement import CHANNEL as STATEMENT_CHANNEL
 from ingest.providers.mpesa_statement import STATEMENT, entry_fields
@@ -54,6 +54,7 @@ from matcher.notifications import (
     FailedAttempt,
     InvalidCallback,
     Msisdn,
+    Notice,
     PaymentNotification,
     RequestResult,
     ValidationRequest,
@@ -362,7 +363,8 @@ class MpesaAdapter:
     """Daraja callbacks in, momo values out; Daraja's own acknowledgement formats back."""
 
     name: str = PROVIDER
-    kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK})
+    #: ``pull``: what Daraja posts to the pull CallBackURL (``momo mpesa pull register``)
+    kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK, PULL})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
     variables: tuple[str, ...] = (
         PATH_TOKEN_VARIABLE,
@@ -456,13 +458,18 @@ class MpesaAdapter:
         of ``kinds``) and a pulled record (kind ``pull``: stored by a pull) give a
         ``PaymentNotification``, a
         C2B validation a ``ValidationRequest``, an unsuccessful STK result a
-        ``FailedAttempt``. Unknown keys are ignored; anything else that is not Daraja's
-        shape raises ``InvalidCallback`` and never another exception.
+        ``FailedAttempt``, and anything else Daraja posts to the pull CallBackURL a
+        ``Notice`` (acknowledged, not kept). Unknown keys are ignored; anything else
+        that is not Daraja's shape raises ``InvalidCallback`` and never another exception.
         """
         if kind == STATEMENT:
             return _parse_statement(body, ctx)
         if kind == PULL:
-            return _parse_pull(decode_object(body), ctx)
+            doc = decode_object(body)
+            why = not_a_payment(doc)
+            if why is not None:
+                return Notice(PROVIDER, kind, why)
+            return _parse_pull(doc, ctx)
         if kind not in self.kinds:
             expected = ", ".join(sorted(self.kinds))
             raise InvalidCallback(

@@ -152,6 +152,18 @@ def sort_record(doc: object) -> Record:
     return Entry(shown, _dumps(doc))
 
 
+def not_a_payment(doc: Mapping[str, Any]) -> str | None:
+    """Why ``doc`` (posted to the pull CallBackURL) is no payment to record: it is no
+    transaction record, or one of a type that is no money in; None for a payment."""
+    fields = _keys(doc)
+    if TRANSACTION_ID not in fields:
+        return f"no transaction record (keys: {_show(sorted(fields))})"
+    kind = fields.get(TRANSACTION_TYPE)
+    if isinstance(kind, str) and kind.strip() and kind.strip().casefold() not in PAYMENT_TYPES:
+        return f"transaction {_show(fields[TRANSACTION_ID])} of type {_show(kind)}: no money in"
+    return None
+
+
 @dataclass(frozen=True)
 class Fields:
     """A stored pulled record's payment fields, for the adapter's field readers."""

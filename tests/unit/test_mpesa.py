@@ -22,6 +22,7 @@ from matcher.notifications import (
     FailedAttempt,
     InvalidCallback,
     Msisdn,
+    Notice,
     PaymentNotification,
     ValidationRequest,
 )
@@ -661,7 +662,7 @@ class TestAdapterProtocol:
     def test_adapter_is_registered_under_its_name(self) -> None:
         assert isinstance(ADAPTERS["mpesa"], MpesaAdapter)
         assert ADAPTERS["mpesa"].name == "mpesa"
-        assert ADAPTERS["mpesa"].kinds == {"c2b/confirmation", "c2b/validation", "stk"}
+        assert ADAPTERS["mpesa"].kinds == {"c2b/confirmation", "c2b/validation", "stk", "pull"}
 
     @pytest.mark.parametrize("kind", ["c2b/confirmation", "c2b/validation", "stk"])
     def test_acknowledge_is_darajas_accepted_body(self, kind: str) -> None:
@@ -748,8 +749,10 @@ class TestRobustness:
             assert exc.reason
             assert exc.message
         else:
-            assert isinstance(result, PaymentNotification | ValidationRequest | FailedAttempt)
-            if not isinstance(result, FailedAttempt):
+            assert isinstance(
+                result, PaymentNotification | ValidationRequest | FailedAttempt | Notice
+            )
+            if not isinstance(result, FailedAttempt | Notice):
                 assert result.amount > 0
 
     @given(st.sampled_from(sorted(MpesaAdapter.kinds)), st.binary(max_size=200))

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from core.config import ConfigError, Settings
 from core.providers import ParseContext
@@ -28,10 +30,13 @@ from ingest.providers.mpesa_pull import (
     windows,
 )
 from ingest.providers.outbound import NoAnswer, ProviderRefused
-from matcher.notifications import InvalidCallback, PaymentNotification
+from matcher.models import InboxItem, Payment
+from matcher.notifications import InvalidCallback, Notice, PaymentNotification
 from matcher.provider_records import note_coverage
 from tasks.celery_app import celery_config
 from tasks.pulling import due_span
+from tasks.work import drain_inbox
+from tests.conftest import PATH_TOKEN
 from tests.fakes.daraja import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -118,7 +123,7 @@ class TestTheAdapterReadsAPulledRecord:
     @pytest.mark.parametrize(
         ("changes", "reason"),
         [
-            ({"transactiontype": "c2b-pay-bill-credit"}, "not_a_payment"),
+            ({"transactiontype": None}, "not_a_payment"),
             ({"amount": "-5"}, "invalid_amount"),
             ({"amount": None}, "missing_field"),
             ({"trxDate": "05/08/2020"}, "invalid_time"),
@@ -132,6 +137,45 @@ class TestTheAdapterReadsAPulledRecord:
             parse(record(**changes))
 
         assert refused.value.reason == reason
+
+    def test_a_record_of_another_type_is_a_notice_not_a_payment(self) -> None:
+        parsed = MpesaAdapter().parse(
+            PULL, json.dumps(record(transactiontype="c2b-pay-bill-credit")).encode(), CTX
+        )
+
+        assert isinstance(parsed, Notice)
+        assert "no money in" in parsed.detail
+
+
+class TestThePullCallbackUrl:
+    """What Daraja posts to the CallBackURL the shortcode was registered for pulling with."""
+
+    URL = f"/webhooks/daraja/{PATH_TOKEN}/pull"
+
+    def test_what_is_no_transaction_record_is_acknowledged_and_not_kept(
+        self, client: FlaskClient, runtime: Runtime
+    ) -> None:
+        answer = client.post(self.URL, json={"ResponseRefID": "abc", "Status": "Registered"})
+
+        assert answer.status_code == 200
+        assert answer.get_json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
+        with runtime.sessions.begin() as session:
+            assert session.scalars(select(InboxItem)).all() == []
+
+    def test_a_payment_record_is_kept_and_recorded_like_a_pulled_one(
+        self, client: FlaskClient, runtime: Runtime
+    ) -> None:
+        now = datetime.now(NAIROBI).strftime("%Y-%m-%d %H:%M:%S")
+        answer = client.post(self.URL, json=record(trxDate=now))
+
+        assert answer.status_code == 200
+        drain_inbox(runtime)
+        with runtime.sessions.begin() as session:
+            (payment,) = session.scalars(select(Payment)).all()
+            assert (payment.code, payment.channel) == ("LHG31AA5TX", "pull")
+
+    def test_another_token_is_404(self, client: FlaskClient) -> None:
+        assert client.post("/webhooks/daraja/" + "x" * 40 + "/pull", json={}).status_code == 404
 
 
 class TestSortRecord:
