@@ -4,8 +4,10 @@ span is pulled in and the pages of an answer."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from core.config import ConfigError, Settings
 from core.providers import ParseContext
 from core.runtime import Runtime
-from ingest.providers import variables
+from ingest.providers import build_runtime, variables
 from ingest.providers.daraja import Daraja, DarajaApp
 from ingest.providers.mpesa import MpesaAdapter, read_settings
 from ingest.providers.mpesa_pull import (
@@ -30,13 +32,17 @@ from ingest.providers.mpesa_pull import (
     windows,
 )
 from ingest.providers.outbound import NoAnswer, ProviderRefused
+from matcher.db import make_engine
+from matcher.matching import get_customer
+from matcher.migrate import upgrade
 from matcher.models import InboxItem, Payment
 from matcher.notifications import InvalidCallback, Notice, PaymentNotification
 from matcher.provider_records import note_coverage
 from tasks.celery_app import celery_config
+from tasks.embedded import embedded_worker
 from tasks.pulling import due_span
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN
+from tests.conftest import PATH_TOKEN, add_customer, mpesa_block
 from tests.fakes.daraja import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -412,3 +418,42 @@ class TestDueSpan:
         assert "more than 48 hours ago" in warning.getMessage()
         assert "momo mpesa import-statement" in warning.getMessage()
         assert (self.NOW - timedelta(hours=72)).isoformat() in warning.getMessage()
+
+
+class TestTheEmbeddedWorker:
+    def test_momo_serves_own_worker_pulls_when_it_is_set_and_credits_a_lost_payment(
+        self, tmp_path: Path, daraja: DarajaFake
+    ) -> None:
+        daraja.pull_registered = True
+        app = DarajaApp(CONSUMER_KEY, CONSUMER_SECRET, SHORTCODE, api_base=daraja.base_url)
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'momo.db'}",
+            providers=mpesa_block(PATH_TOKEN, app=app, pull_every_minutes=60),
+            instance_path=tmp_path / "instance",
+            sweep_interval_seconds=1,
+        )
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+        runtime = build_runtime(settings)
+        add_customer(runtime, "ACC-9", ["0712000009"])
+        daraja.pay_bill("75", "254712000009", "ACC-9", deliver=False)
+        worker = embedded_worker(runtime)
+        try:
+            worker.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not _credited(runtime, "ACC-9"):
+                time.sleep(0.2)
+            time.sleep(1.5)  # further idle ticks within the hour pull nothing more
+        finally:
+            worker.close()
+            runtime.close()
+
+        assert _credited(runtime, "ACC-9") == 7500
+        assert len(daraja.calls(PULL_QUERY)) == 2  # one pull: a page, then "no more"
+
+
+def _credited(runtime: Runtime, account: str) -> int:
+    with runtime.sessions.begin() as session:
+        customer = get_customer(session, account)
+        return customer.balance_minor
