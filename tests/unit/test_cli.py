@@ -1128,6 +1128,26 @@ class TestPull:
         assert result.exit_code == 0, result.output
         assert daraja.calls(PULL_QUERY)[0].json["StartDate"] == local.strftime("%Y-%m-%d %H:%M:%S")
 
+    def test_without_the_daraja_app_it_names_the_variables(
+        self, env: dict[str, str | None]
+    ) -> None:
+        upgraded(env)
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+        result = run(env, "mpesa", "pull", "--since", since)
+
+        assert_clean_error(result, "MOMO_MPESA_CONSUMER_KEY")
+
+    def test_daraja_unreachable_is_a_clean_error_saying_to_run_it_again(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake, customers: None
+    ) -> None:
+        daraja.fail_next(PULL_QUERY, times=10)
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+        result = run(pull_env, "mpesa", "pull", "--since", since)
+
+        assert_clean_error(result, "Daraja could not be asked", "run the same command again")
+
     def test_without_since_it_says_what_to_give(self, pull_env: dict[str, str | None]) -> None:
         result = run(pull_env, "mpesa", "pull")
 
