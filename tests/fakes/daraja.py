@@ -36,11 +36,12 @@ needs registering first; error 400.001 "Invalid ShortCode".
 Chosen here: the query is a POST, as its request body and the table of endpoints say
 (the page's "GET for Pull transaction" contradicts them); the records are under
 ``Response`` as a list nested in a list (the page's answer sample repeats the request);
-``sender`` is the payer's name; a till's payment is "c2b-buy-goods-debit"; trxDate's "Z" labels Nairobi wall-clock time; a page holds
-``pull_page_size`` records; a StartDate more than 48 hours ago, or a query before
-registering, answers 400 400.002.02 with the reason; the nominated number must be the
-one the fake was given (``nominated_number``), in 07... or 2547... form. A successful
-STK payment is one of the shortcode's C2B payments too, listed as a pay bill.
+``sender`` is the payer's name; a till's payment is "c2b-buy-goods-debit"; trxDate's "Z"
+labels Nairobi wall-clock time; a page holds ``pull_page_size`` records; a StartDate
+more than 48 hours ago, or a query before registering, answers 400 400.002.02 with the
+reason; the nominated number must be the one the fake was given (``nominated_number``),
+in 07... or 2547... form. A successful STK payment is one of the shortcode's C2B
+payments too, listed as a pay bill.
 """
 
 from __future__ import annotations
