@@ -300,6 +300,8 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "reference": payment.reference,
         "confirmed_at": payment.confirmed_at.isoformat() if payment.confirmed_at else None,
         "confirmed_by": payment.confirmed_by,
+        "reversed_at": payment.reversed_at.isoformat() if payment.reversed_at else None,
+        "reversal_receipt": payment.reversal_receipt,
     }
     if payment.status == UNASSOCIATED:
         item["reason"] = payment.reason

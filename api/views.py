@@ -4,6 +4,7 @@
 from api import (  # noqa: F401
     customers,
     inbox,
+    lookups,
     openapi,
     payment_requests,
     payments,

@@ -40,8 +40,10 @@ from matcher.notifications import (
     Callback,
     FailedAttempt,
     InvalidCallback,
+    LookupResult,
     Notice,
     PaymentNotification,
+    ReversalResult,
     ValidationRequest,
 )
 
@@ -294,6 +296,10 @@ def callback_code(parsed: Callback) -> str | None:
         return parsed.code
     if isinstance(parsed, FailedAttempt):
         return parsed.reference[:64]
+    if isinstance(parsed, LookupResult) and parsed.payment is not None:
+        return parsed.payment.code
+    if isinstance(parsed, ReversalResult) and parsed.original_code:
+        return parsed.original_code
     return None
 
 

@@ -31,6 +31,7 @@ from matcher.audit import audit
 from matcher.db import describe_error, utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import Ledger
+from matcher.lookups import record_lookup_result
 from matcher.matching import hold_phones
 from matcher.models import (
     INBOX_CONFLICT,
@@ -45,9 +46,11 @@ from matcher.notifications import (
     Callback,
     FailedAttempt,
     InvalidCallback,
+    LookupResult,
     Notice,
     PaymentNotification,
     RequestResult,
+    ReversalResult,
     ValidationRequest,
 )
 from matcher.payments import (
@@ -64,6 +67,7 @@ from matcher.payments import (
     repeated,
 )
 from matcher.provider_records import note_payments
+from matcher.reversals import record_reversal_result
 from matcher.text import storable
 
 log = logging.getLogger(__name__)
@@ -147,6 +151,14 @@ def _record(
         return Recorded(VALIDATION_SEEN)
     if isinstance(callback, Notice):
         return Recorded(NOTICE_SEEN)
+    if isinstance(callback, LookupResult):
+        return record_lookup_result(
+            session, ledger, callback, region=region, inbox_id=item.id, actor=item.provider
+        )
+    if isinstance(callback, ReversalResult):
+        return record_reversal_result(
+            session, ledger, callback, inbox_id=item.id, actor=item.provider
+        )
     raise TypeError(f"unknown callback type {type(callback).__name__}")
 
 

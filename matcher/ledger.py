@@ -34,6 +34,8 @@ MOVE_BALANCE = (
 PAYMENT_CREDIT = "payment_credit"
 MANUAL_PAYMENT = "manual_payment"
 DISASSOCIATION = "disassociation"
+#: the provider gave a credited payment back to its payer
+REVERSAL = "reversal"
 PURCHASE = "purchase"
 
 

@@ -37,6 +37,8 @@ SHARED_PHONE = "shared_phone"
 INVALID_PHONE = "invalid_phone"
 INVALID_REFERENCE = "invalid_reference"
 DISASSOCIATED = "disassociated"
+#: the provider gave the money back to the payer: never associated again
+REVERSED = "reversed"
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,11 @@ class Payment(Base):
     #: of record it was (callback, pull, statement, lookup); None while unconfirmed
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_by: Mapped[str | None] = mapped_column(String(16))
+    #: when the provider undid the payment (its money went back to the payer), and the
+    #: provider's receipt of that reversal; None while it stands. Set once: a second
+    #: record of the same reversal changes nothing
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reversal_receipt: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -435,3 +440,86 @@ class ProviderCoverage(Base):
     records: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Lookup states. pending (stored, the provider not asked yet or its answer lost) -> sent
+# (the provider took the question) -> found | not_found | failed | timed_out; a refused
+# question is failed at once.
+LOOKUP_PENDING = "pending"
+LOOKUP_SENT = "sent"
+LOOKUP_FOUND = "found"
+LOOKUP_NOT_FOUND = "not_found"
+LOOKUP_FAILED = "failed"
+LOOKUP_TIMED_OUT = "timed_out"
+LOOKUP_STATUSES = (
+    LOOKUP_PENDING,
+    LOOKUP_SENT,
+    LOOKUP_FOUND,
+    LOOKUP_NOT_FOUND,
+    LOOKUP_FAILED,
+    LOOKUP_TIMED_OUT,
+)
+
+
+class Lookup(Base):
+    """An operator asked a provider about one transaction code; its answer arrives later,
+    and a payment it finds is recorded like a callback's."""
+
+    __tablename__ = "lookups"
+    __table_args__ = (
+        Index("ix_lookups_provider_conversation", "provider", "conversation_id"),
+        Index("ix_lookups_provider_originator", "provider", "originator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=LOOKUP_PENDING)
+    #: the ids the provider gave the question, which its answer names
+    originator_id: Mapped[str | None] = mapped_column(String(128))
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    result_code: Mapped[str | None] = mapped_column(String(64))
+    result_description: Mapped[str | None] = mapped_column(Text)
+    payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", name="fk_lookups_payment")
+    )
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# Reversal states. requested (stored, the provider not asked yet or its answer lost) ->
+# sent -> reversed | failed | timed_out; a refused request is failed at once.
+REVERSAL_REQUESTED = "requested"
+REVERSAL_SENT = "sent"
+REVERSAL_DONE = "reversed"
+REVERSAL_FAILED = "failed"
+REVERSAL_TIMED_OUT = "timed_out"
+#: a reversal request still open: no second one is made for the same payment meanwhile
+REVERSAL_OPEN = (REVERSAL_REQUESTED, REVERSAL_SENT)
+
+
+class Reversal(Base):
+    """An admin asked the provider to give a payment's money back to its payer. One row
+    per request (a refused one may be asked again); the payment itself keeps the fact
+    that it was reversed, whoever reported it."""
+
+    __tablename__ = "reversals"
+    __table_args__ = (
+        Index("ix_reversals_payment_id", "payment_id", "id"),
+        Index("ix_reversals_provider_conversation", "provider", "conversation_id"),
+        Index("ix_reversals_provider_originator", "provider", "originator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", name="fk_reversals_payment"))
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=REVERSAL_REQUESTED)
+    originator_id: Mapped[str | None] = mapped_column(String(128))
+    conversation_id: Mapped[str | None] = mapped_column(String(128))
+    result_code: Mapped[str | None] = mapped_column(String(64))
+    result_description: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -122,7 +122,61 @@ class Notice:
     detail: str
 
 
-Callback = PaymentNotification | ValidationRequest | FailedAttempt | RequestResult | Notice
+LookupState = Literal["found", "not_found", "failed", "timed_out"]
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """A provider's answer to a lookup momo made (one transaction code asked about).
+
+    The lookup is known by the ids the provider gave the question. ``payment`` is the
+    payment it found (``source="lookup"``), recorded like any other provider record; a
+    lookup that found nothing, failed or timed out moves no money.
+    """
+
+    provider: str
+    originator_id: str | None
+    conversation_id: str | None
+    state: LookupState
+    result_code: str
+    result_description: str
+    payment: PaymentNotification | None = None
+
+
+ReversalState = Literal["reversed", "failed", "timed_out"]
+
+
+@dataclass(frozen=True)
+class ReversalResult:
+    """A provider's word that a payment was reversed (or that a reversal momo asked for
+    failed): the answer to a reversal request, known by the ids the provider gave it, or
+    a reversal its statement lists, known by the receipt it reversed."""
+
+    provider: str
+    state: ReversalState
+    result_code: str
+    result_description: str
+    originator_id: str | None = None
+    conversation_id: str | None = None
+    #: the receipt of the payment reversed, when the provider names it
+    original_code: str | None = None
+    #: the provider's receipt of the reversal itself
+    receipt: str | None = None
+    amount: int | None = None  # minor units, when the provider says
+    reversed_at: datetime | None = None  # aware UTC, when the provider says
+    #: what kind of provider record this is: callback or statement
+    source: str = "callback"
+
+
+Callback = (
+    PaymentNotification
+    | ValidationRequest
+    | FailedAttempt
+    | RequestResult
+    | LookupResult
+    | ReversalResult
+    | Notice
+)
 
 
 class InvalidCallback(Exception):

@@ -683,6 +683,12 @@ def associate(session: Session, payment_id: int, account_number: str, *, actor: 
             "disassociate it first to move it",
             "already_associated",
         )
+    if payment.reversed_at is not None:
+        raise Conflict(
+            f"payment {payment.id} was reversed: its money went back to the payer, so it "
+            "cannot be credited to anyone",
+            "payment_reversed",
+        )
     customer = get_customer(session, account_number)
     before = payment_state(payment)
     with Ledger(session) as ledger:

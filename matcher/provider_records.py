@@ -65,6 +65,39 @@ def note_payments(session: Session, batch: Iterable[tuple[int | None, PaymentNot
     return len(rows)
 
 
+def note_reversal(
+    session: Session,
+    *,
+    provider: str,
+    code: str,
+    reverses: str,
+    amount: int,
+    reversed_at: datetime,
+    source: str,
+    inbox_id: int | None,
+) -> None:
+    """Keep the provider's record of a reversal (its receipt ``code``, undoing the receipt
+    ``reverses``); one already kept stays."""
+    _insert_new(
+        session,
+        [
+            {
+                "provider": provider,
+                "kind": REVERSAL_RECORD,
+                "code": code,
+                "amount_minor": amount,
+                "paid_at": reversed_at,
+                "source": source,
+                "msisdn_raw": None,
+                "account_reference": None,
+                "reverses": reverses,
+                "inbox_id": inbox_id,
+                "created_at": utcnow(),
+            }
+        ],
+    )
+
+
 def note_coverage(
     session: Session,
     *,

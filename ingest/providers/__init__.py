@@ -22,6 +22,7 @@ from ingest.providers.mtn import MtnAdapter
 
 if TYPE_CHECKING:
     from ingest.asking import Requester
+    from ingest.reconcile import Reconciler
 
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
 #: first one's error shape also answers a request that names no registered provider (a
@@ -76,4 +77,13 @@ def requesters() -> dict[str, Requester]:
         name: adapter  # type: ignore[misc]
         for name, adapter in ADAPTERS.items()
         if callable(getattr(adapter, "ask", None))
+    }
+
+
+def reconcilers() -> dict[str, Reconciler]:
+    """The providers that can look transaction codes up and reverse payments, by name."""
+    return {
+        name: adapter  # type: ignore[misc]
+        for name, adapter in ADAPTERS.items()
+        if callable(getattr(adapter, "look_up", None))
     }

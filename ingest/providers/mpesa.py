@@ -42,21 +42,31 @@ from ingest.providers.mpesa_express import (
     Express,
     ExpressSettings,
 )
+from ingest.providers.mpesa_initiator import (
+    REVERSAL_PATH,
+    STATUS_PATH,
+    Initiator,
+    reversal_body,
+    status_body,
+)
+from ingest.providers.mpesa_initiator import send as send_initiator_call
 from ingest.providers.mpesa_pull import CHANNEL as PULL_CHANNEL
 from ingest.providers.mpesa_pull import PULL, Puller, not_a_payment, record_fields
 from ingest.providers.mpesa_pull import SOURCE as PULL_SOURCE
 from ingest.providers.mpesa_statement import CHANNEL as STATEMENT_CHANNEL
-from ingest.providers.mpesa_statement import STATEMENT, entry_fields
-from ingest.providers.outbound import Ask, Asked, NoAnswer
+from ingest.providers.mpesa_statement import STATEMENT, ReversalFields, entry_fields
+from ingest.providers.outbound import Accepted, Ask, Asked, NoAnswer
 from matcher.models import PaymentAttempt
 from matcher.notifications import (
     Callback,
     FailedAttempt,
     InvalidCallback,
+    LookupResult,
     Msisdn,
     Notice,
     PaymentNotification,
     RequestResult,
+    ReversalResult,
     ValidationRequest,
 )
 from matcher.phones import classify_msisdn
@@ -66,6 +76,23 @@ PROVIDER: Final = "mpesa"
 C2B_CONFIRMATION: Final = "c2b/confirmation"
 C2B_VALIDATION: Final = "c2b/validation"
 STK: Final = "stk"
+#: Transaction Status and Reversal results (and M-PESA giving up on them), posted to the
+#: ResultURL and QueueTimeOutURL momo sends with each call
+STATUS_RESULT: Final = "status/result"
+STATUS_TIMEOUT: Final = "status/timeout"
+REVERSAL_RESULT: Final = "reversal/result"
+REVERSAL_TIMEOUT: Final = "reversal/timeout"
+RESULT_KINDS: Final = (STATUS_RESULT, STATUS_TIMEOUT, REVERSAL_RESULT, REVERSAL_TIMEOUT)
+#: the channel of a payment found by a Transaction Status lookup
+LOOKUP_CHANNEL: Final = "lookup"
+#: Transaction Status result codes that mean "no such transaction" (chosen: Safaricom's
+#: pages list no code for it; R000002 is the Reversal API's "The OriginalTransactionID is
+#: invalid"), so the lookup ends not_found; any other non-zero code ends it failed
+NOT_FOUND_CODES: Final = frozenset({"R000002"})
+#: a Reversal result code saying the transaction was reversed before (R000001)
+ALREADY_REVERSED_CODES: Final = frozenset({"R000001"})
+#: what a Transaction Status result says of a transaction that moved money
+STATUS_COMPLETED: Final = "Completed"
 
 #: The largest amount accepted, in major units (KES 1,000,000,000.00).
 MAX_AMOUNT: Final = Decimal("1000000000.00")
@@ -84,6 +111,8 @@ _LOCAL_TIME_TEXT: Final = re.compile(r"[0-9]{14}")
 # Matched before upper-casing: "ß".upper() == "SS" would otherwise sneak letters in.
 _CODE_TEXT: Final = re.compile(r"[A-Za-z0-9]{1,32}")
 _RESULT_CODE_TEXT: Final = re.compile(r"-?[0-9]{1,9}")
+#: a result code as text: "0", "2001", "R000002", "SFC_IC0003"
+_RESULT_TEXT: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 #: the same bound for a ResultCode sent as a JSON number: 9 digits fit the INTEGER column
 _RESULT_CODE_MAX: Final = 999_999_999
 #: no payment is older than this: a time before it is a broken clock or a broken sender
@@ -167,6 +196,9 @@ class MpesaSettings:
     #: MOMO_MPESA_PULL_EVERY_MINUTES: how often beat pulls the shortcode's transactions
     #: (Pull Transactions); None: only by hand (``momo mpesa pull``)
     pull_every_minutes: int | None = None
+    #: MOMO_MPESA_INITIATOR_NAME / _SECURITY_CREDENTIAL: the API operator that asks
+    #: Transaction Status and Reversal; unset: no lookups, no reversals
+    initiator: Initiator | None = None
 
     @property
     def daraja_app(self) -> DarajaApp | None:
@@ -181,6 +213,26 @@ API_BASE_VARIABLE: Final = "MOMO_MPESA_API_BASE"
 TRANSACTION_TYPE_VARIABLE: Final = "MOMO_MPESA_TRANSACTION_TYPE"
 PARTY_B_VARIABLE: Final = "MOMO_MPESA_PARTY_B"
 PULL_EVERY_VARIABLE: Final = "MOMO_MPESA_PULL_EVERY_MINUTES"
+
+#: Transaction Status and Reversal: both are needed before momo asks either
+INITIATOR_VARIABLES: Final = ("MOMO_MPESA_INITIATOR_NAME", "MOMO_MPESA_SECURITY_CREDENTIAL")
+
+
+def _read_initiator(env: Mapping[str, str]) -> Initiator | None:
+    name = env.get(INITIATOR_VARIABLES[0], "").strip()
+    credential = env.get(INITIATOR_VARIABLES[1], "").strip()
+    if not name and not credential:
+        return None
+    if not name or not credential:
+        given, missing = (
+            INITIATOR_VARIABLES if name else (INITIATOR_VARIABLES[1], INITIATOR_VARIABLES[0])
+        )
+        raise ConfigError(
+            f"{missing} not set, but {given} is: M-PESA lookups and reversals need the "
+            "initiator's name and its security credential (the initiator password "
+            "encrypted with Safaricom's certificate, from the Daraja portal)"
+        )
+    return Initiator(name=name, security_credential=credential)
 
 
 def _read_app(env: Mapping[str, str]) -> DarajaApp | None:
@@ -272,6 +324,7 @@ def read_settings(env: Mapping[str, str]) -> MpesaSettings:
         app=app,
         express=express,
         pull_every_minutes=_read_pull_every(env, app),
+        initiator=_read_initiator(env),
     )
 
 
@@ -356,6 +409,17 @@ def _express(settings: Settings) -> Express:
         return client
 
 
+def _initiator(settings: Settings) -> tuple[Daraja, Initiator]:
+    """The Daraja app's client (its token shared with every other call) and the initiator
+    that signs Transaction Status and Reversal calls."""
+    block = settings_of(settings)
+    if block.initiator is None:
+        raise ConfigError(
+            f"M-PESA lookups and reversals are not set up: set {', '.join(INITIATOR_VARIABLES)}"
+        )
+    return daraja(settings), block.initiator
+
+
 # --- the adapter --------------------------------------------------------------------------
 
 
@@ -364,7 +428,7 @@ class MpesaAdapter:
 
     name: str = PROVIDER
     #: ``pull``: what Daraja posts to the pull CallBackURL (``momo mpesa pull register``)
-    kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK, PULL})
+    kinds: frozenset[str] = frozenset({C2B_CONFIRMATION, C2B_VALIDATION, STK, PULL, *RESULT_KINDS})
     cancelled_codes: frozenset[int] = frozenset({CANCELLED_BY_USER})
     variables: tuple[str, ...] = (
         PATH_TOKEN_VARIABLE,
@@ -375,6 +439,7 @@ class MpesaAdapter:
         TRANSACTION_TYPE_VARIABLE,
         PARTY_B_VARIABLE,
         PULL_EVERY_VARIABLE,
+        *INITIATOR_VARIABLES,
     )
     methods: frozenset[str] = frozenset({"POST"})
     #: the networks whose subscribers M-PESA Express prompts (phonenumbers' carrier names)
@@ -402,8 +467,10 @@ class MpesaAdapter:
         return with_settings(settings, path_token=token)
 
     def callback_paths(self, token: str) -> tuple[str, ...]:
-        """Confirmation and validation (C2B), then STK push results."""
-        return tuple(webhook_path(token, kind) for kind in (C2B_CONFIRMATION, C2B_VALIDATION, STK))
+        """Confirmation and validation (C2B), STK push results, then the Transaction
+        Status and Reversal result and timeout URLs."""
+        kinds = (C2B_CONFIRMATION, C2B_VALIDATION, STK, *RESULT_KINDS)
+        return tuple(webhook_path(token, kind) for kind in kinds)
 
     def allowed_networks(self, settings: Settings) -> tuple[IPNetwork, ...]:
         return settings_of(settings).allowed_ips
@@ -438,6 +505,39 @@ class MpesaAdapter:
             raise NoAnswer(PROVIDER, "Daraja never named this request, so it cannot be asked")
         return _express(settings).query(ask.reference)
 
+    # --- reconciling: Transaction Status lookups and Reversals ---------------------------
+
+    def reconcile_missing(self, settings: Settings) -> list[str]:
+        """The settings still needed before lookups and reversals (variable names)."""
+        block = settings_of(settings)
+        missing = [] if block.path_token else [PATH_TOKEN_VARIABLE]
+        if block.daraja_app is None:
+            missing.extend(APP_VARIABLES)
+        if block.initiator is None:
+            missing.extend(INITIATOR_VARIABLES)
+        return missing
+
+    def _result_urls(self, settings: Settings, what: str) -> tuple[str, str]:
+        base = (settings.public_url or "").rstrip("/")
+        root = f"{base}{WEBHOOK_PREFIX}{URL_NAME}/{self.require_path_token(settings)}/{what}"
+        return f"{root}/result", f"{root}/timeout"
+
+    def look_up(self, settings: Settings, code: str) -> Accepted:
+        """Ask Transaction Status about ``code``; its result is posted to status/result."""
+        app, initiator = _initiator(settings)
+        result_url, timeout_url = self._result_urls(settings, "status")
+        body = status_body(initiator, app.app.shortcode, code, result_url, timeout_url)
+        return send_initiator_call(app, STATUS_PATH, body, "the Transaction Status call")
+
+    def reverse(self, settings: Settings, code: str, amount: int, remarks: str) -> Accepted:
+        """Ask Reversal to give payment ``code`` back; its result is posted to
+        reversal/result."""
+        app, initiator = _initiator(settings)
+        result_url, timeout_url = self._result_urls(settings, "reversal")
+        shortcode = app.app.shortcode
+        body = reversal_body(initiator, shortcode, code, amount, result_url, timeout_url, remarks)
+        return send_initiator_call(app, REVERSAL_PATH, body, "the Reversal call")
+
     def rejects_unknown_accounts(self, settings: Settings) -> bool:
         return settings_of(settings).validation == "reject-unknown-account"
 
@@ -470,6 +570,8 @@ class MpesaAdapter:
             if why is not None:
                 return Notice(PROVIDER, kind, why)
             return _parse_pull(doc, ctx)
+        if kind in RESULT_KINDS:
+            return _parse_result(kind, decode_object(body), ctx)
         if kind not in self.kinds:
             expected = ", ".join(sorted(self.kinds))
             raise InvalidCallback(
@@ -656,9 +758,22 @@ def _payer_name(doc: dict[str, Any]) -> str | None:
     return " ".join(words) or None
 
 
-def _parse_statement(body: bytes, ctx: ParseContext) -> PaymentNotification:
-    """A row of the portal's statement, read with the same field rules as a confirmation."""
+def _parse_statement(body: bytes, ctx: ParseContext) -> PaymentNotification | ReversalResult:
+    """A row of the portal's statement, read with the same field rules as a confirmation;
+    a reversal row names the receipt it reversed."""
     fields = entry_fields(body)
+    if isinstance(fields, ReversalFields):
+        return ReversalResult(
+            provider=PROVIDER,
+            state="reversed",
+            result_code="0",
+            result_description=fields.details,
+            original_code=_code(fields.original_receipt, "Details", allow_empty=False),
+            receipt=_code(fields.receipt, "Receipt No.", allow_empty=False),
+            amount=parse_amount(fields.amount, "Withdrawn"),
+            reversed_at=parse_local_time(fields.local_time, ctx.timezone, "Completion Time"),
+            source="statement",
+        )
     return PaymentNotification(
         provider=PROVIDER,
         channel=STATEMENT_CHANNEL,
@@ -690,6 +805,254 @@ def _parse_pull(doc: dict[str, Any], ctx: ParseContext) -> PaymentNotification:
         ),
         source=PULL_SOURCE,
     )
+
+
+# --- Transaction Status and Reversal results ----------------------------------------------
+
+
+def _parse_result(kind: str, doc: dict[str, Any], ctx: ParseContext) -> Callback:
+    """A result posted to a ResultURL or QueueTimeOutURL: ``{"Result": {ResultType,
+    ResultCode, ResultDesc, OriginatorConversationID, ConversationID, TransactionID,
+    ResultParameters: {ResultParameter: [{Key, Value}, ...]}, ReferenceData}}``."""
+    result = _required_object(doc, "Result", "")
+    where = "Result."
+    originator = _conversation_id(result, "OriginatorConversationID", where)
+    conversation = _conversation_id(result, "ConversationID", where)
+    if originator is None and conversation is None:
+        raise InvalidCallback(
+            f"{where}ConversationID and {where}OriginatorConversationID are both missing: "
+            "nothing says which request this answers",
+            "missing_field",
+        )
+    description = storable(_optional_text(result, "ResultDesc", where) or "")
+    timed_out = kind in (STATUS_TIMEOUT, REVERSAL_TIMEOUT)
+    raw_code = result.get("ResultCode")
+    if raw_code is None and not timed_out:
+        raise InvalidCallback(
+            f"required field {where}ResultCode is missing or null", "missing_field"
+        )
+    code = "timeout" if raw_code is None else _result_text(raw_code, where + "ResultCode")
+    if kind == STATUS_TIMEOUT:
+        return LookupResult(
+            provider=PROVIDER,
+            originator_id=originator,
+            conversation_id=conversation,
+            state="timed_out",
+            result_code=code,
+            result_description=description or "M-PESA gave up on the lookup (queue timeout)",
+        )
+    if kind == REVERSAL_TIMEOUT:
+        return ReversalResult(
+            provider=PROVIDER,
+            state="timed_out",
+            result_code=code,
+            result_description=description or "M-PESA gave up on the reversal (queue timeout)",
+            originator_id=originator,
+            conversation_id=conversation,
+        )
+    params = _result_parameters(result, where)
+    if kind == STATUS_RESULT:
+        return _status_result(originator, conversation, code, description, params, ctx)
+    return _reversal_result(result, originator, conversation, code, description, params, ctx)
+
+
+def _status_result(
+    originator: str | None,
+    conversation: str | None,
+    code: str,
+    description: str,
+    params: dict[str, list[Any]],
+    ctx: ParseContext,
+) -> LookupResult:
+    def ended(state: Any, words: str) -> LookupResult:
+        return LookupResult(
+            provider=PROVIDER,
+            originator_id=originator,
+            conversation_id=conversation,
+            state=state,
+            result_code=code,
+            result_description=words,
+        )
+
+    if code != "0":
+        return ended("not_found" if code in NOT_FOUND_CODES else "failed", description)
+    status = _parameter(params, "TransactionStatus")
+    if status is not None and str(status).strip() != STATUS_COMPLETED:
+        return ended("not_found", f"the transaction is {str(status).strip()!r}, not completed")
+    receipt = _code(_required_parameter(params, "ReceiptNo"), "ReceiptNo", allow_empty=False)
+    when = _parameter(params, "FinalisedTime")
+    if when is None or str(when).strip() == "":
+        when = _required_parameter(params, "InitiatedTime")
+        field = "InitiatedTime"
+    else:
+        field = "FinalisedTime"
+    number, name = _party(params.get("DebitPartyName", []))
+    payment = PaymentNotification(
+        provider=PROVIDER,
+        channel=LOOKUP_CHANNEL,
+        code=receipt,
+        amount=parse_amount(_required_parameter(params, "Amount"), "Amount"),
+        currency=ctx.currency,
+        paid_at=parse_local_time(when, ctx.timezone, field),
+        msisdn=_msisdn(number, "DebitPartyName", ctx),
+        payer_name=name,
+        source="lookup",
+    )
+    return LookupResult(
+        provider=PROVIDER,
+        originator_id=originator,
+        conversation_id=conversation,
+        state="found",
+        result_code=code,
+        result_description=description,
+        payment=payment,
+    )
+
+
+def _reversal_result(
+    result: dict[str, Any],
+    originator: str | None,
+    conversation: str | None,
+    code: str,
+    description: str,
+    params: dict[str, list[Any]],
+    ctx: ParseContext,
+) -> ReversalResult:
+    if code != "0" and code not in ALREADY_REVERSED_CODES:
+        return ReversalResult(
+            provider=PROVIDER,
+            state="failed",
+            result_code=code,
+            result_description=description,
+            originator_id=originator,
+            conversation_id=conversation,
+        )
+    original = _parameter(params, "OriginalTransactionID")
+    amount = _parameter(params, "Amount")
+    completed = _parameter(params, "TransCompletedTime")
+    receipt = None if code != "0" else result.get("TransactionID")
+    return ReversalResult(
+        provider=PROVIDER,
+        state="reversed",
+        result_code=code,
+        result_description=description,
+        originator_id=originator,
+        conversation_id=conversation,
+        original_code=(
+            None
+            if original is None
+            else _code(original, "OriginalTransactionID", allow_empty=False)
+        ),
+        receipt=None
+        if receipt is None
+        else _code(receipt, "Result.TransactionID", allow_empty=False),
+        amount=None if amount is None else parse_amount(amount, "Amount"),
+        reversed_at=(
+            None
+            if completed is None
+            else parse_local_time(completed, ctx.timezone, "TransCompletedTime")
+        ),
+    )
+
+
+def _optional_code(value: object, field: str) -> str | None:
+    return None if value is None else _code(value, field, allow_empty=False)
+
+
+def _conversation_id(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID_TEXT.fullmatch(value.strip()):
+        raise InvalidCallback(
+            f"{where}{key} {_show(value)} is not a conversation id (expected printable ASCII "
+            "without spaces, like 'AG_20180223_0000493344ae97d86f75')",
+            "invalid_field",
+        )
+    if len(value.strip()) > _REQUEST_ID_MAX:
+        raise InvalidCallback(
+            f"{where}{key} {_show(value)} is longer than {_REQUEST_ID_MAX} characters",
+            "invalid_field",
+        )
+    return value.strip()
+
+
+def _result_text(value: object, field: str) -> str:
+    """A ResultCode: Daraja sends numbers (0, 2001) and strings ("R000002")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(_result_code(value, field))
+    if isinstance(value, str) and _RESULT_TEXT.fullmatch(value.strip()):
+        return value.strip()
+    raise InvalidCallback(
+        f"{field} {_show(value)} is not a result code (expected an integer or a short code "
+        "of letters, digits and underscores, like 0 or R000002)",
+        "invalid_field",
+    )
+
+
+def _result_parameters(result: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    """``ResultParameters.ResultParameter`` as Key -> its Values (a key may come twice: a
+    status result names two DebitPartyName). Daraja sends one parameter as an object
+    rather than a list of one; both are read. Missing: no parameters."""
+    block = result.get("ResultParameters")
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise InvalidCallback(
+            f"{where}ResultParameters is {json_type(block)}; expected an object", "invalid_field"
+        )
+    raw = block.get("ResultParameter")
+    if raw is None:
+        return {}
+    items = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise InvalidCallback(
+            f"{where}ResultParameters.ResultParameter is {json_type(raw)}; expected a list "
+            "of {Key, Value}",
+            "invalid_field",
+        )
+    params: dict[str, list[Any]] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
+            raise InvalidCallback(
+                f"{where}ResultParameters.ResultParameter[{index}] {_show(item)} is not an "
+                "object with a Key string",
+                "invalid_field",
+            )
+        if item.get("Value") is not None:
+            params.setdefault(item["Key"], []).append(item["Value"])
+    return params
+
+
+def _parameter(params: dict[str, list[Any]], key: str) -> Any:
+    """The one Value of ``key``, None when it has none; two different ones are ambiguous."""
+    values = params.get(key, [])
+    if len(set(map(str, values))) > 1:
+        raise InvalidCallback(
+            f"result parameter {key} has {len(values)} different values; which one is meant "
+            "is unknown",
+            "invalid_field",
+        )
+    return values[0] if values else None
+
+
+def _required_parameter(params: dict[str, list[Any]], key: str) -> Any:
+    value = _parameter(params, key)
+    if value is None:
+        raise InvalidCallback(
+            f"required result parameter {key} is missing or has no Value", "missing_field"
+        )
+    return value
+
+
+def _party(values: list[Any]) -> tuple[str | None, str | None]:
+    """The payer among the ``"<number> - <NAME>"`` parties: the one named by a phone
+    number (a status result may also name the organisation, by its shortcode)."""
+    for value in values:
+        number, sep, name = str(value).partition(" - ")
+        if number.strip().isdigit() and len(number.strip()) >= 10:
+            return number.strip(), (" ".join(name.split()) or None) if sep else None
+    return None, None
 
 
 # --- STK push -----------------------------------------------------------------------------

@@ -6,7 +6,9 @@ rows: each completed Paid In row is an ``Entry`` whose body (the row as JSON, ke
 the portal's column names) is stored in the inbox as kind ``statement`` and parsed by
 the M-PESA adapter (``entry_fields`` here, then the adapter's field readers), so a
 payment recovered from a statement is recorded exactly like a callback: same provider,
-same receipt code, a known one a duplicate. Withdrawals, charges and rows that are not
+same receipt code, a known one a duplicate. A completed reversal (a Withdrawn row whose
+Details say "Reversal" and name the receipt reversed) is an ``Entry`` too: the adapter
+reads it as the reversal of that payment. Other withdrawals, charges and rows that are not
 completed are ``Skipped``; a row that cannot be read is ``Malformed``, with its line
 number, and the rest of the file is still read.
 """
@@ -68,6 +70,12 @@ _TIME_FORMATS: Final = (
     "%d/%m/%Y %H:%M:%S",
 )
 _SHOWN_MAX: Final = 60
+#: a reversal row's Details: the word "reversal" and the receipt reversed. Chosen, not
+#: confirmed: the portal's exact wording is not published; statements users shared write
+#: e.g. "Reversal of QK81AB12CD" or "Pay Bill Reversal ... QK81AB12CD", and this reads any
+#: text holding both.
+_REVERSAL_WORD: Final = re.compile(r"\brevers(?:al|ed)\b", re.IGNORECASE)
+_RECEIPT_IN_TEXT: Final = re.compile(r"\b(?=[A-Z0-9]*[0-9])[A-Z][A-Z0-9]{9}\b")
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,8 @@ def _row(line: int, cells: list[str], columns: dict[int, str]) -> Row:
     if _is_zero(paid_in):
         if _is_zero(withdrawn):
             return Malformed(line, f"receipt {receipt!r} has neither Paid In nor Withdrawn")
+        if reversed_receipt(row.get(DETAILS, ""), receipt) is not None:
+            return Entry(line, receipt, json.dumps(row, ensure_ascii=False).encode("utf-8"))
         return Skipped(line, receipt, "withdrawal")  # a payment out, or a charge
     if not _is_zero(withdrawn):
         return Malformed(
@@ -175,8 +185,29 @@ class Fields:
     account: str | None
 
 
-def entry_fields(body: bytes) -> Fields:
-    """The payment a stored statement row describes, or InvalidCallback with a reason."""
+@dataclass(frozen=True)
+class ReversalFields:
+    """A stored statement row that reverses a payment: its own receipt, the receipt it
+    reversed, and its amount and time as text for the adapter's field readers."""
+
+    receipt: str
+    original_receipt: str
+    amount: str
+    local_time: str
+    details: str
+
+
+def reversed_receipt(details: str, own_receipt: str) -> str | None:
+    """The receipt a reversal row's Details name, or None when it is no reversal."""
+    if not _REVERSAL_WORD.search(details):
+        return None
+    named = [code for code in _RECEIPT_IN_TEXT.findall(details) if code != own_receipt]
+    return named[0] if len(set(named)) == 1 else None
+
+
+def entry_fields(body: bytes) -> Fields | ReversalFields:
+    """The payment (or the reversal) a stored statement row describes, or InvalidCallback
+    with a reason."""
     try:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -191,6 +222,8 @@ def entry_fields(body: bytes) -> Fields:
             f"{STATUS} {_show(doc[STATUS])} is not Completed: no money moved", "not_a_payment"
         )
     paid_in = doc[PAID_IN].strip()
+    if _is_zero(paid_in):
+        return _reversal_fields(doc)
     if not _STATEMENT_AMOUNT.fullmatch(paid_in):
         raise InvalidCallback(
             f"{PAID_IN} {_show(paid_in)} is not an amount like '1,500.00'", "invalid_amount"
@@ -250,6 +283,29 @@ def _naive_time(value: str) -> datetime | None:
         except ValueError:
             continue
     return None
+
+
+def _reversal_fields(doc: dict[str, str]) -> ReversalFields:
+    withdrawn = doc.get(WITHDRAWN, "").strip().lstrip("-")
+    original = reversed_receipt(doc.get(DETAILS, ""), doc[RECEIPT_NO].strip())
+    if original is None:
+        raise InvalidCallback(
+            f"{PAID_IN} is zero and {DETAILS} {_show(doc.get(DETAILS, ''))} names no reversed "
+            "receipt: the row moved no money in",
+            "not_a_payment",
+        )
+    if not _STATEMENT_AMOUNT.fullmatch(withdrawn):
+        raise InvalidCallback(
+            f"{WITHDRAWN} {_show(doc.get(WITHDRAWN, ''))} is not an amount like '1,500.00'",
+            "invalid_amount",
+        )
+    return ReversalFields(
+        receipt=doc[RECEIPT_NO].strip(),
+        original_receipt=original,
+        amount=withdrawn.replace(",", ""),
+        local_time=_compact_time(doc[COMPLETION_TIME]),
+        details=" ".join(doc.get(DETAILS, "").split()),
+    )
 
 
 def _compact_time(value: str) -> str:

@@ -320,3 +320,12 @@ class Asked:
     merchant_reference: str | None = None
     #: what the provider says it told the customer, when it says
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took a question or an order whose result it posts later; the result
+    names these ids (either may be missing when the provider gives only one)."""
+
+    originator_id: str | None
+    conversation_id: str | None
