@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from matcher.errors import InvalidInput
-from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
+from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE, REVERSAL
 from matcher.matching import account_key
 from matcher.models import (
     Customer,
@@ -40,7 +40,14 @@ from matcher.revenue import between, totals_since
 from matcher.search import text_conditions
 
 FAILED_ATTEMPT = "failed_attempt"
-TRANSACTION_KINDS = (PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, PURCHASE, FAILED_ATTEMPT)
+TRANSACTION_KINDS = (
+    PAYMENT_CREDIT,
+    MANUAL_PAYMENT,
+    DISASSOCIATION,
+    REVERSAL,
+    PURCHASE,
+    FAILED_ATTEMPT,
+)
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
 TRANSACTION_STATUSES = (COMPLETED, FAILED, CANCELLED)
 #: provider name -> the attempt result codes that mean the payer cancelled (not failed);

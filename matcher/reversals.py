@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from matcher.audit import audit
 from matcher.db import utcnow
-from matcher.errors import Conflict, InvalidInput
+from matcher.errors import Conflict
 from matcher.ledger import REVERSAL, Ledger, Posting
 from matcher.matching import REVERSED, Match
 from matcher.models import (
@@ -65,13 +65,13 @@ def open_reversal(
     payment = lock_payment(session, payment_id)
     if payment.provider not in reversible:
         can = ", ".join(sorted(reversible)) or "none is set up"
-        raise InvalidInput(
+        raise Conflict(
             f"payment {payment.id} came from {payment.provider}, which momo cannot ask to "
             f"reverse a payment (providers that can: {can}); reverse it with the provider",
             "provider_cannot_reverse",
         )
     if payment.channel == MANUAL and payment.confirmed_at is None:
-        raise InvalidInput(
+        raise Conflict(
             f"payment {payment.id} was entered by hand and no provider record has confirmed "
             f"its receipt {payment.code}; confirm it first (look the code up), or "
             "disassociate it",

@@ -24,7 +24,7 @@ from tests.fakes.base import (
     Reply,
     Transaction,
 )
-from tests.fakes.daraja import DarajaFake, StkResult
+from tests.fakes.daraja import REVERSAL, STATUS, DarajaFake, StkResult
 from tests.fakes.mtn import MtnFake, MtnResult
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "NEVER",
     "PAY",
     "QUERY",
+    "REVERSAL",
+    "STATUS",
     "TOKEN",
     "TWICE",
     "AirtelFake",

@@ -42,6 +42,30 @@ more than 48 hours ago, or a query before registering, answers 400 400.002.02 wi
 reason; the nominated number must be the one the fake was given (``nominated_number``),
 in 07... or 2547... form. A successful STK payment is one of the shortcode's C2B
 payments too, listed as a pay bill.
+
+Transaction Status (POST /mpesa/transactionstatus/v1/query) and Reversal (POST
+/mpesa/reversal/v1/request), from Safaricom's TransactionStatus and Reversal pages (same
+copy). Confirmed there: the request fields (Initiator, SecurityCredential, CommandID
+TransactionStatusQuery / TransactionReversal, TransactionID, PartyA + IdentifierType 4,
+ReceiverParty + RecieverIdentifierType 11 in Daraja's own spelling, ResultURL,
+QueueTimeOutURL, Remarks, Occasion); the synchronous answer {OriginatorConversationID,
+ConversationID, ResponseCode "0", ResponseDescription "Accept the service request
+successfully."}; the result {"Result": {ResultType, ResultCode, ResultDesc,
+OriginatorConversationID, ConversationID, TransactionID, ResultParameters:
+{ResultParameter: [{Key, Value}]}, ReferenceData: {ReferenceItem}}}, the status keys
+(DebitPartyName "<number> - <NAME>", ReceiptNo, Amount as a string, TransactionStatus
+"Completed", InitiatedTime / FinalisedTime YYYYMMDDHHMMSS strings) and the reversal keys
+(OriginalTransactionID, Amount as a JSON number, TransCompletedTime as a JSON number,
+CreditPartyPublicName, DebitPartyPublicName, Charge, DebitAccountBalance); ResultCode
+R000001 (already reversed) and R000002 (OriginalTransactionID invalid) for a reversal;
+ResultCode 2001 "The initiator information is invalid." for a wrong initiator
+(dkiptugen/mpesa-php-full-integration#1).
+
+Chosen here, not confirmed: a status lookup of a receipt M-PESA does not know ends with
+ResultCode "R000002" (the pages list no code for it); a status result names only the
+payer as DebitPartyName (the page's B2C sample names two parties); a reversed payment's
+TransactionStatus is "Reversed"; a wrong initiator is refused in the result, not in the
+synchronous answer; QueueTimeOutURL is never used (M-PESA always answers here).
 """
 
 from __future__ import annotations
@@ -50,6 +74,7 @@ import base64
 import re
 import secrets
 import string
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -69,6 +94,41 @@ from tests.fakes.base import (
     basic_auth,
     new_id,
     to_json,
+)
+
+#: the endpoints of Transaction Status and Reversal, for calls() and the fault controls
+STATUS: Final = "status"
+REVERSAL: Final = "reversal"
+INITIATOR_NAME: Final = "testapi"
+SECURITY_CREDENTIAL: Final = "c2VjdXJpdHktY3JlZGVudGlhbC1mb3ItdGhlLWZha2U="
+ACCEPTED: Final = "Accept the service request successfully."
+PROCESSED: Final = "The service request is processed successfully."
+#: a status lookup of a receipt M-PESA does not know (chosen, see the module docstring)
+UNKNOWN_RECEIPT: Final = "R000002"
+ALREADY_REVERSED: Final = "R000001"
+INVALID_INITIATOR: Final = 2001
+_STATUS_FIELDS = (
+    "Initiator",
+    "SecurityCredential",
+    "CommandID",
+    "TransactionID",
+    "PartyA",
+    "IdentifierType",
+    "ResultURL",
+    "QueueTimeOutURL",
+    "Remarks",
+)
+_REVERSAL_FIELDS = (
+    "Initiator",
+    "SecurityCredential",
+    "CommandID",
+    "TransactionID",
+    "Amount",
+    "ReceiverParty",
+    "RecieverIdentifierType",
+    "ResultURL",
+    "QueueTimeOutURL",
+    "Remarks",
 )
 
 CONSUMER_KEY: Final = "daraja-consumer-key"
@@ -214,6 +274,8 @@ class DarajaFake(FakeProvider):
         ("POST", r"/mpesa/c2b/v2/registerurl", REGISTER, "_register_urls"),
         ("POST", r"/pulltransactions/v1/register", PULL_REGISTER, "_pull_register"),
         ("POST", r"/pulltransactions/v1/query", PULL_QUERY, "_pull_query"),
+        ("POST", r"/mpesa/transactionstatus/v1/query", STATUS, "_status"),
+        ("POST", r"/mpesa/reversal/v1/request", REVERSAL, "_reversal"),
     )
     REFUSALS: ClassVar[dict[str, tuple[int, Any]]] = {
         "invalid_phone": (400, ("400.002.02", "Bad Request - Invalid PhoneNumber")),
@@ -229,6 +291,7 @@ class DarajaFake(FakeProvider):
         ),
         "spike_arrest": (500, ("500.003.02", "Error Occurred: Spike Arrest Violation")),
         "urls_already_registered": (500, ("500.003.1001", "Urls are already registered.")),
+        "invalid_transaction_id": (400, ("400.002.02", "Bad Request - Invalid TransactionID")),
     }
     ESSENTIAL: ClassVar[dict[str, tuple[str, ...]]] = {
         TOKEN: ("access_token",),
@@ -237,6 +300,8 @@ class DarajaFake(FakeProvider):
         REGISTER: ("ResponseCode",),
         PULL_REGISTER: ("ResponseStatus",),
         PULL_QUERY: ("ResponseCode", "Response"),
+        STATUS: ("ConversationID", "OriginatorConversationID", "ResponseCode"),
+        REVERSAL: ("ConversationID", "OriginatorConversationID", "ResponseCode"),
     }
 
     def __init__(
@@ -246,6 +311,8 @@ class DarajaFake(FakeProvider):
         shortcode: str = SHORTCODE,
         passkey: str = PASSKEY,
         token_lifetime: float = 3599,
+        initiator_name: str = INITIATOR_NAME,
+        security_credential: str = SECURITY_CREDENTIAL,
         nominated_number: str = NOMINATED_NUMBER,
         *,
         sandbox: bool = True,
@@ -271,6 +338,13 @@ class DarajaFake(FakeProvider):
         self.pull_registered = False
         self.pull_callback_url: str | None = None
         self.pull_page_size = 100
+        self.initiator_name, self.security_credential = initiator_name, security_credential
+        #: seconds between a Transaction Status or Reversal answer and its result callback
+        self.result_delay = 0.2
+        #: how often each result is posted (2: M-PESA repeats itself)
+        self.result_copies = 1
+        #: every result posted, by the ConversationID it answers
+        self.results: dict[str, dict[str, Any]] = {}
 
     def _error(self, status: int) -> Reply:
         return Reply(status, _error("500.003.1001", "Internal Server Error"))
@@ -501,6 +575,185 @@ class DarajaFake(FakeProvider):
             },
         )
 
+    # --- Transaction Status and Reversal --------------------------------------------
+
+    def _initiator_call(
+        self, request: Recorded, fields: tuple[str, ...], command: str
+    ) -> dict[str, Any] | Reply:
+        """The call's body once its token and fields are right, else Daraja's refusal."""
+        if not self.token_valid(request):
+            return Reply(404, _error("404.001.03", "Invalid Access Token"))
+        body = request.json
+        if not isinstance(body, dict):
+            return _bad("Body")
+        for name in fields:
+            if str(body.get(name) or "").strip() == "":
+                return _bad(name)
+        if body["CommandID"] != command:
+            return _bad("CommandID")
+        for name in ("ResultURL", "QueueTimeOutURL"):
+            if not str(body[name]).startswith(("http://", "https://")):
+                return _bad(name)
+        return body
+
+    def _accepted(self, body: dict[str, Any], result: dict[str, Any]) -> Reply:
+        with self._lock:
+            self._count += 1
+            count = self._count
+        stamp = datetime.now(NAIROBI).strftime("%Y%m%d")
+        originator = f"{new_id('0123456789abcdef', 4)}-{secrets.randbelow(10**7)}-{count}"
+        conversation = f"AG_{stamp}_{secrets.token_hex(10)}"
+        document = {
+            "Result": {
+                "ResultType": 0,
+                "OriginatorConversationID": originator,
+                "ConversationID": conversation,
+                "ReferenceData": {"ReferenceItem": {"Key": "Occasion", "Value": "momo"}},
+                **result,
+            }
+        }
+        with self._lock:
+            self.results[conversation] = document
+        url = str(body["ResultURL"])
+        reply = {
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation,
+            "ResponseCode": "0",
+            "ResponseDescription": ACCEPTED,
+        }
+        return Reply(200, reply, after=[lambda: self._post_later(url, document)])
+
+    def _post_later(self, url: str, document: dict[str, Any]) -> None:
+        copies, delay = self.result_copies, self.result_delay
+
+        def send() -> None:
+            if delay and self._closed.wait(delay):
+                return
+            for _ in range(copies):
+                if not self._closed.is_set():
+                    self._deliver("POST", url, to_json(document))
+
+        threading.Thread(target=send, name="fake-result", daemon=True).start()
+
+    def _initiator_refused(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        if (body["Initiator"], body["SecurityCredential"]) == (
+            self.initiator_name,
+            self.security_credential,
+        ):
+            return None
+        return {
+            "ResultCode": INVALID_INITIATOR,
+            "ResultDesc": "The initiator information is invalid.",
+            "TransactionID": _no_transaction(),
+        }
+
+    def _status(self, request: Recorded) -> Reply:
+        body = self._initiator_call(request, _STATUS_FIELDS, "TransactionStatusQuery")
+        if isinstance(body, Reply):
+            return body
+        if str(body["PartyA"]) != self.shortcode or str(body["IdentifierType"]) != "4":
+            return _bad("PartyA")
+        refused = self._initiator_refused(body)
+        if refused is not None:
+            return self._accepted(body, refused)
+        with self._lock:
+            payment = self.c2b.get(str(body["TransactionID"]).strip().upper())
+        if payment is None:
+            return self._accepted(
+                body,
+                {
+                    "ResultCode": UNKNOWN_RECEIPT,
+                    "ResultDesc": "The transaction receipt number does not exist.",
+                    "TransactionID": _no_transaction(),
+                },
+            )
+        when = payment.paid_at.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
+        name = f"{payment.first_name} {payment.last_name}"
+        parameters = [
+            {"Key": "DebitPartyName", "Value": f"{payment.msisdn} - {name}"},
+            {"Key": "CreditPartyName", "Value": f"{self.shortcode} - Fake Shortcode"},
+            {"Key": "OriginatorConversationID", "Value": "0000-0000000-0"},
+            {"Key": "InitiatedTime", "Value": when},
+            {"Key": "DebitAccountType", "Value": "MMF Account For Customer"},
+            {"Key": "DebitPartyCharges"},
+            {"Key": "TransactionReason"},
+            {"Key": "ReasonType", "Value": "Pay Bill Online"},
+            {
+                "Key": "TransactionStatus",
+                "Value": "Reversed" if payment.reversed_by else "Completed",
+            },
+            {"Key": "FinalisedTime", "Value": when},
+            {"Key": "Amount", "Value": f"{payment.amount:.2f}"},
+            {"Key": "ConversationID", "Value": f"AG_{when[:8]}_{secrets.token_hex(8)}"},
+            {"Key": "ReceiptNo", "Value": payment.receipt},
+        ]
+        return self._accepted(
+            body,
+            {
+                "ResultCode": 0,
+                "ResultDesc": PROCESSED,
+                "TransactionID": receipt(),
+                "ResultParameters": {"ResultParameter": parameters},
+            },
+        )
+
+    def _reversal(self, request: Recorded) -> Reply:
+        body = self._initiator_call(request, _REVERSAL_FIELDS, "TransactionReversal")
+        if isinstance(body, Reply):
+            return body
+        if str(body["ReceiverParty"]) != self.shortcode:
+            return _bad("ReceiverParty")
+        if str(body["RecieverIdentifierType"]) != "11":
+            return _bad("RecieverIdentifierType")
+        amount = _amount(body["Amount"])
+        if amount is None:
+            return _bad("Amount")
+        refused = self._initiator_refused(body)
+        if refused is not None:
+            return self._accepted(body, refused)
+        code = str(body["TransactionID"]).strip().upper()
+        with self._lock:
+            payment = self.c2b.get(code)
+            if payment is None or payment.amount != amount:
+                result: dict[str, Any] = {
+                    "ResultCode": "R000002",
+                    "ResultDesc": "The OriginalTransactionID is invalid.",
+                    "TransactionID": _no_transaction(),
+                }
+            elif payment.reversed_by is not None:
+                result = {
+                    "ResultCode": ALREADY_REVERSED,
+                    "ResultDesc": "The transaction has already been reversed.",
+                    "TransactionID": _no_transaction(),
+                }
+            else:
+                payment.reversed_by = receipt()
+                done = datetime.now(NAIROBI).strftime("%Y%m%d%H%M%S")
+                name = f"{payment.first_name} {payment.last_name}"
+                result = {
+                    "ResultCode": 0,
+                    "ResultDesc": PROCESSED,
+                    "TransactionID": payment.reversed_by,
+                    "ResultParameters": {
+                        "ResultParameter": [
+                            {
+                                "Key": "DebitAccountBalance",
+                                "Value": "Utility Account|KES|7722179.62|7722179.62|0.00|0.00",
+                            },
+                            {"Key": "Amount", "Value": payment.amount.quantize(Decimal("0.01"))},
+                            {"Key": "TransCompletedTime", "Value": int(done)},
+                            {"Key": "OriginalTransactionID", "Value": payment.receipt},
+                            {"Key": "Charge", "Value": Decimal("0.00")},
+                            {"Key": "CreditPartyPublicName", "Value": f"{payment.msisdn} - {name}"},
+                            {
+                                "Key": "DebitPartyPublicName",
+                                "Value": f"{self.shortcode} - Fake Shortcode",
+                            },
+                        ]
+                    },
+                }
+        return self._accepted(body, result)
+
     # --- C2B payments ---------------------------------------------------------------
 
     def pay_bill(
@@ -554,6 +807,8 @@ class DarajaFake(FakeProvider):
             "MOMO_MPESA_CONSUMER_SECRET": self.consumer_secret,
             "MOMO_MPESA_SHORTCODE": self.shortcode,
             "MOMO_MPESA_PASSKEY": self.passkey,
+            "MOMO_MPESA_INITIATOR_NAME": self.initiator_name,
+            "MOMO_MPESA_SECURITY_CREDENTIAL": self.security_credential,
         }
 
     def callback_body(self, txn: Transaction) -> dict[str, Any]:
@@ -613,6 +868,11 @@ def receipt() -> str:
         + new_id("ABCDEFGHJKLMNPQRSTUVWXYZ", 4)
         + (f"{secrets.randbelow(10**5):05d}")
     )
+
+
+def _no_transaction() -> str:
+    """The TransactionID of a result that moved nothing: a prefix and zeros."""
+    return receipt()[:3] + "0000000"
 
 
 def _desc(outcome: StkResult) -> str:

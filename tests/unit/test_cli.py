@@ -641,6 +641,10 @@ class TestServe:
             f"  {base}/webhooks/daraja/{token}/c2b/confirmation\n"
             f"  {base}/webhooks/daraja/{token}/c2b/validation\n"
             f"  {base}/webhooks/daraja/{token}/stk\n"
+            f"  {base}/webhooks/daraja/{token}/status/result\n"
+            f"  {base}/webhooks/daraja/{token}/status/timeout\n"
+            f"  {base}/webhooks/daraja/{token}/reversal/result\n"
+            f"  {base}/webhooks/daraja/{token}/reversal/timeout\n"
             f"  (the path token is kept in {kept}; shown this once; logs show it as ***)\n"
             f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)\n"
         ) in result.output
