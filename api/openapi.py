@@ -16,6 +16,7 @@ from api.auth import MAX_TOKEN_NAME, ROLES
 from api.common import DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, Fields, bp, runtime
 from api.customers import CUSTOMER_CHANGE_BODY, NEW_CUSTOMER_BODY, PURCHASE_ORDER_BODY
 from api.inbox import REPLAY_BODY
+from api.lookups import LOOKUP_BODY, REVERSAL_BODY
 from api.payment_requests import CUSTOMER_REQUEST_BODY, REQUEST_BODY
 from api.payments import ASSOCIATION_BODY, DISASSOCIATION_BODY, NEW_PAYMENT_BODY
 from api.plans import NEW_PLAN_BODY, PLAN_CHANGE_BODY
@@ -23,8 +24,14 @@ from api.tokens import TOKEN_ORDER_BODY
 from core.config import Settings
 from ingest.providers import ADAPTERS
 from matcher.customers import MAX_ACCOUNT_LENGTH, MAX_NAME_LENGTH, MAX_PHONES
-from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE
-from matcher.models import ASSOCIATED, INBOX_STATUSES, REQUEST_STATUSES, UNASSOCIATED
+from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, PURCHASE, REVERSAL
+from matcher.models import (
+    ASSOCIATED,
+    INBOX_STATUSES,
+    LOOKUP_STATUSES,
+    REQUEST_STATUSES,
+    UNASSOCIATED,
+)
 from matcher.money import MAX_AMOUNT_MINOR, format_minor
 from matcher.plans import MAX_VALIDITY_MINUTES
 from matcher.reconcile import LISTS as RECONCILIATION_LISTS
@@ -156,6 +163,12 @@ REQUEST_ID = _path(
     "The payment request's id; anything else is answered 404.",
     1,
 )
+LOOKUP_ID = _path(
+    "lookup_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_INT64},
+    "The lookup's id; anything else is answered 404.",
+    1,
+)
 PLAN_CODE = _path("code", {"type": "string", "minLength": 1}, "The plan's code.", "DAY-1GB")
 
 
@@ -256,6 +269,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "reference",
             "confirmed_at",
             "confirmed_by",
+            "reversed_at",
+            "reversal_receipt",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -300,6 +315,18 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "enum": ["callback", "pull", "statement", "lookup", None],
                 "description": "Which kind of provider record confirmed it.",
             },
+            "reversed_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": (
+                    "When the provider gave the money back to the payer (a reversal); the "
+                    "payment is then unassociated with reason `reversed`. Null otherwise."
+                ),
+            },
+            "reversal_receipt": {
+                **text_or_null,
+                "description": "The provider's receipt of the reversal, when it named one.",
+            },
             "reason": {**text_or_null, "description": "Why the payment is unassociated."},
             "candidates": {
                 "type": "array",
@@ -317,7 +344,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "id": {"type": "integer"},
             "kind": {
                 "type": "string",
-                "examples": [PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, PURCHASE],
+                "examples": [PAYMENT_CREDIT, MANUAL_PAYMENT, DISASSOCIATION, REVERSAL, PURCHASE],
             },
             "account_number": text_or_null,
             "amount": _ref("Money"),
@@ -687,6 +714,49 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    provider_ids = {
+        "originator_id": {
+            "type": ["string", "null"],
+            "description": "The provider's id of the question (M-PESA OriginatorConversationID).",
+        },
+        "conversation_id": {
+            "type": ["string", "null"],
+            "description": "The provider's other id (M-PESA ConversationID).",
+        },
+        "result_code": {"type": ["string", "null"], "examples": ["0", "R000002", "2001"]},
+        "result_description": {"type": ["string", "null"]},
+        "created_by": {"type": "string"},
+        "created_at": moment,
+        "updated_at": moment,
+    }
+    lookup = {
+        "type": "object",
+        "required": ["id", "provider", "code", "status", "payment_id", *provider_ids],
+        "properties": {
+            "id": {"type": "integer"},
+            "provider": {"type": "string", "examples": ["mpesa"]},
+            "code": {"type": "string", "examples": ["QK81AB12CD"]},
+            "status": {"type": "string", "enum": list(LOOKUP_STATUSES)},
+            "payment_id": {
+                "type": ["integer", "null"],
+                "description": "The payment it found (stored, or already known), once found.",
+            },
+            **provider_ids,
+        },
+    }
+    reversal = {
+        "type": "object",
+        "required": ["id", "status", "note", *provider_ids],
+        "properties": {
+            "id": {"type": "integer"},
+            "status": {
+                "type": "string",
+                "enum": ["requested", "sent", "reversed", "failed", "timed_out"],
+            },
+            "note": {"type": ["string", "null"]},
+            **provider_ids,
+        },
+    }
     asking = {
         "amount": _ref("AmountInput"),
         "phone": {
@@ -750,8 +820,43 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                     **_ref("PaymentRequest"),
                     "description": "With provider_refused and provider_unavailable.",
                 },
+                "lookup": {
+                    **_ref("Lookup"),
+                    "description": "With provider_refused and provider_unavailable.",
+                },
+                "reversal_state": {
+                    **_ref("ReversalState"),
+                    "description": "With provider_refused and provider_unavailable.",
+                },
             },
         },
+        "Lookup": lookup,
+        "NewLookup": _object(
+            LOOKUP_BODY,
+            {"code": {"type": "string", "minLength": 1, "examples": ["QK81AB12CD"]}},
+        ),
+        "Reversal": reversal,
+        "ReversalState": {
+            "type": "object",
+            "required": ["payment", "reversal"],
+            "properties": {
+                "payment": _ref("Payment"),
+                "reversal": {
+                    "anyOf": [_ref("Reversal"), {"type": "null"}],
+                    "description": "The latest reversal request; null when none was made.",
+                },
+            },
+        },
+        "NewReversal": _object(
+            REVERSAL_BODY,
+            {
+                "note": {
+                    "type": ["string", "null"],
+                    "maxLength": 100,
+                    "description": "Why; sent to the provider as the reversal's remarks.",
+                }
+            },
+        ),
         "PaymentRequest": payment_request,
         "PaymentRequestPage": _page("PaymentRequest"),
         "NewPaymentRequest": _object(
@@ -1178,6 +1283,70 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 answers={200: _answer("The payment.", _ref("PaymentDetail"))},
                 problems=(404,),
             )
+        },
+        f"{API}/payments/lookup": {
+            "post": _operation(
+                "look_up_payment",
+                "operator",
+                "Ask the provider about one receipt code (a payment whose callback never came)",
+                body=_body(_ref("NewLookup"), {"code": "QK81AB12CD"}),
+                change=True,
+                answers={
+                    202: _answer("Asked: the result comes later.", _ref("Lookup"), **replayed)
+                },
+                problems=(409, 502),
+                description=(
+                    "The result arrives by callback: a payment found is recorded like a "
+                    "callback's (credited once, a duplicate when known, a manual entry "
+                    "confirmed as `lookup`). 400 `invalid_code` when it is no provider's "
+                    "receipt; 409 `provider_not_configured` naming the settings missing; 422 "
+                    "`provider_refused`, 502 `provider_unavailable` (the lookup kept as "
+                    "failed, in `lookup`)."
+                ),
+            )
+        },
+        f"{API}/lookups/{{lookup_id}}": {
+            "get": _operation(
+                "show_lookup",
+                "viewer",
+                "One lookup: pending, sent, found, not_found, failed or timed_out",
+                parameters=(LOOKUP_ID,),
+                answers={200: _answer("The lookup.", _ref("Lookup"))},
+                problems=(404,),
+            )
+        },
+        f"{API}/payments/{{payment_id}}/reversal": {
+            "get": _operation(
+                "show_reversal",
+                "viewer",
+                "A payment's reversal state: the payment and its latest reversal request",
+                parameters=(PAYMENT_ID,),
+                answers={200: _answer("The state.", _ref("ReversalState"))},
+                problems=(404,),
+            ),
+            "post": _operation(
+                "reverse_payment",
+                "admin",
+                "Ask the provider to give a payment's money back to its payer",
+                parameters=(PAYMENT_ID,),
+                body=_body(_ref("NewReversal"), {"note": "paid twice"}, required=False),
+                change=True,
+                answers={
+                    202: _answer(
+                        "Asked: the result comes later.", _ref("ReversalState"), **replayed
+                    )
+                },
+                problems=(404, 409, 502),
+                description=(
+                    "The result arrives by callback: the payment is marked reversed and a "
+                    "customer it was credited to is debited once (the balance may go "
+                    "negative). 409 `provider_cannot_reverse` (not the provider's payment), "
+                    "`receipt_unconfirmed` (entered by hand, unconfirmed), `already_reversed`, "
+                    "`reversal_in_progress`, `provider_not_configured`; 422 "
+                    "`provider_refused`, 502 `provider_unavailable` (kept as failed, in "
+                    "`reversal_state`)."
+                ),
+            ),
         },
         f"{API}/payments/{{payment_id}}/associate": {
             "post": _operation(

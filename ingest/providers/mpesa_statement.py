@@ -215,13 +215,13 @@ def entry_fields(body: bytes) -> Fields | ReversalFields:
     if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
         raise InvalidCallback("statement row is not an object of strings", "not_an_object")
     for name in REQUIRED:
-        if not doc.get(name, "").strip():
+        if name != PAID_IN and not doc.get(name, "").strip():
             raise InvalidCallback(f"{name} is empty", "missing_field")
     if doc[STATUS].strip().casefold() != COMPLETED:
         raise InvalidCallback(
             f"{STATUS} {_show(doc[STATUS])} is not Completed: no money moved", "not_a_payment"
         )
-    paid_in = doc[PAID_IN].strip()
+    paid_in = doc.get(PAID_IN, "").strip()
     if _is_zero(paid_in):
         return _reversal_fields(doc)
     if not _STATEMENT_AMOUNT.fullmatch(paid_in):

@@ -662,7 +662,16 @@ class TestAdapterProtocol:
     def test_adapter_is_registered_under_its_name(self) -> None:
         assert isinstance(ADAPTERS["mpesa"], MpesaAdapter)
         assert ADAPTERS["mpesa"].name == "mpesa"
-        assert ADAPTERS["mpesa"].kinds == {"c2b/confirmation", "c2b/validation", "stk", "pull"}
+        assert ADAPTERS["mpesa"].kinds == {
+            "c2b/confirmation",
+            "c2b/validation",
+            "stk",
+            "pull",
+            "status/result",
+            "status/timeout",
+            "reversal/result",
+            "reversal/timeout",
+        }
 
     @pytest.mark.parametrize("kind", ["c2b/confirmation", "c2b/validation", "stk"])
     def test_acknowledge_is_darajas_accepted_body(self, kind: str) -> None:
