@@ -988,6 +988,7 @@ def mpesa_import_statement(file: Path) -> None:
         read_statement,
         statement_period,
     )
+    from matcher.reversals import ALREADY_REVERSED, REVERSED_OUTCOME, UNKNOWN_REVERSAL
     from tasks.recovery import Coverage, recover
 
     settings = _settings()
@@ -1049,6 +1050,13 @@ def mpesa_import_statement(file: Path) -> None:
         f"{summary}; skipped {skipped['withdrawal']} withdrawals and charges, "
         f"{skipped['not_completed']} not completed"
     )
+    if summary.reversals:
+        count = summary.reversals
+        click.echo(
+            f"reversals: applied {count[REVERSED_OUTCOME]}, already known "
+            f"{count[ALREADY_REVERSED]}, of payments momo does not have "
+            f"{count[UNKNOWN_REVERSAL]}"
+        )
     _tell_recovery(
         summary,
         unreadable_advice="row(s) could not be read: check those lines against the portal "

@@ -26,10 +26,13 @@ from matcher.models import INBOX_CONFLICT, INBOX_PENDING, InboxItem
 from matcher.notifications import InvalidCallback
 from matcher.payments import CREDITED, DUPLICATE, UNMATCHED
 from matcher.provider_records import note_coverage
+from matcher.reversals import ALREADY_REVERSED, REVERSED_OUTCOME, UNKNOWN_REVERSAL
 from tasks.work import drain_inbox
 
 #: how long recovering waits for inbox rows another worker claimed to be recorded
 WAIT_SECONDS: Final = 60.0
+#: what a reversal the record lists can come to (none is a failure)
+REVERSAL_OUTCOMES: Final = (REVERSED_OUTCOME, ALREADY_REVERSED, UNKNOWN_REVERSAL)
 #: records stored per transaction
 STORE_BATCH: Final = 500
 
@@ -66,6 +69,8 @@ class Recovery:
     failed: list[int] = field(default_factory=list)
     #: records that are no payment, by why
     skipped: Counter[str] = field(default_factory=Counter)
+    #: reversals the record lists (a statement's reversal rows), by what they came to
+    reversals: Counter[str] = field(default_factory=Counter)
 
     @property
     def recovered(self) -> int:
@@ -86,6 +91,7 @@ class Recovery:
         self.pending.extend(other.pending)
         self.failed.extend(other.failed)
         self.skipped.update(other.skipped)
+        self.reversals.update(other.reversals)
 
     def __str__(self) -> str:
         return (
@@ -171,6 +177,8 @@ def recover(
             summary.credited += 1
         elif reason == UNMATCHED:
             summary.unassociated += 1
+        elif reason in REVERSAL_OUTCOMES:
+            summary.reversals[reason] += 1
         else:
             summary.failed.append(inbox_id)
     if progress is not None:

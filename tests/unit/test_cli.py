@@ -26,7 +26,15 @@ from ingest.providers import build_runtime, load_settings, variables
 from ingest.store import inbox_row
 from matcher.db import make_engine, make_session_factory
 from matcher.migrate import MIGRATIONS
-from matcher.models import ApiToken, Customer, InboxItem, ProviderCoverage, ProviderRecord
+from matcher.models import (
+    ApiToken,
+    Customer,
+    InboxItem,
+    LedgerEntry,
+    Payment,
+    ProviderCoverage,
+    ProviderRecord,
+)
 from momo.cli import main
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, sample_bytes
@@ -726,6 +734,12 @@ CHARGE_ROW = (
     '"","-5.00","90,205.00","",""\n'
 )
 
+#: the portal's reversal of MISSED_ROW (its Details wording is chosen, see mpesa_statement)
+REVERSAL_ROW = (
+    '"TKR5B02D1E","2025-11-03 16:00:00","2025-11-03 16:00:00","Reversal of TKQ4A91B9Z",'
+    '"Completed","","-2,000.00","88,205.00","254712345678 - JOHN DOE",""\n'
+)
+
 
 def env_without_none(env: dict[str, str | None]) -> dict[str, str]:
     return {k: v for k, v in env.items() if v is not None}
@@ -779,6 +793,42 @@ class TestImportStatement:
         assert "skipped 1 withdrawals and charges" in result.output
         assert _balance(sessions, "ACC1042") == 150000
         assert _balance(sessions, "ACC2001") == 200000
+
+    def test_a_reversal_row_reverses_its_payment_once_however_often_it_is_imported(
+        self,
+        env: dict[str, str | None],
+        tmp_path: Path,
+        sessions: sessionmaker[Session],
+        customers: None,
+    ) -> None:
+        assert (
+            run(
+                env,
+                "mpesa",
+                "import-statement",
+                str(write_csv(tmp_path / "a.csv", STATEMENT_HEADER + MISSED_ROW)),
+            ).exit_code
+            == 0
+        )
+        assert _balance(sessions, "ACC2001") == 200000
+        reversal = write_csv(tmp_path / "r.csv", STATEMENT_HEADER + MISSED_ROW + REVERSAL_ROW)
+
+        first = run(env, "mpesa", "import-statement", str(reversal))
+        again = run(env, "mpesa", "import-statement", str(reversal))
+
+        assert first.exit_code == 0, first.output
+        assert "reversals: applied 1, already known 0" in first.output
+        assert again.exit_code == 0, again.output
+        assert "reversals: applied 0, already known 1" in again.output
+        assert _balance(sessions, "ACC2001") == 0
+        with sessions() as session:
+            payment = session.scalars(select(Payment).where(Payment.code == "TKQ4A91B9Z")).one()
+            assert (payment.status, payment.reason) == ("unassociated", "reversed")
+            assert payment.reversal_receipt == "TKR5B02D1E"
+            kinds = session.scalars(
+                select(LedgerEntry.kind).where(LedgerEntry.payment_id == payment.id)
+            ).all()
+            assert sorted(kinds) == ["payment_credit", "reversal"]
 
     def test_importing_the_same_file_again_recovers_nothing(
         self,
