@@ -249,7 +249,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "description": (
             "A payment as in the lists. Unassociated payments also carry `reason` "
-            "(no_match, shared_phone, invalid_phone, invalid_reference, disassociated, ...) "
+            "(no_match, shared_phone, invalid_phone, invalid_reference, disassociated, "
+            "reversed, ...) "
             "and `candidates`."
         ),
         "required": [

@@ -23,7 +23,7 @@ from core.runtime import Runtime
 from ingest.providers import ADAPTERS
 from ingest.store import inbox_row
 from matcher.models import INBOX_CONFLICT, INBOX_PENDING, InboxItem
-from matcher.notifications import InvalidCallback
+from matcher.notifications import InvalidCallback, ReversalResult
 from matcher.payments import CREDITED, DUPLICATE, UNMATCHED
 from matcher.provider_records import note_coverage
 from matcher.reversals import ALREADY_REVERSED, REVERSED_OUTCOME, UNKNOWN_REVERSAL
@@ -120,11 +120,13 @@ def recover(
     bodies: list[bytes] = []
     for where, body in records:
         try:  # the worker's own reading, so a bad record is named here, not stored
-            adapter.parse(kind, body, runtime.parse_context)
+            read = adapter.parse(kind, body, runtime.parse_context)
         except InvalidCallback as exc:
             summary.unreadable.append((where, exc.message))
         else:
             bodies.append(body)
+            if isinstance(read, ReversalResult):  # counted apart from the payments
+                summary.seen -= 1
     ids: list[int] = []
     starts = range(0, len(bodies), STORE_BATCH) if bodies else range(1)
     for start in starts:

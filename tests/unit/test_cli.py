@@ -817,6 +817,7 @@ class TestImportStatement:
         again = run(env, "mpesa", "import-statement", str(reversal))
 
         assert first.exit_code == 0, first.output
+        assert "seen 1 payments: already known 1, recovered 0" in first.output
         assert "reversals: applied 1, already known 0" in first.output
         assert again.exit_code == 0, again.output
         assert "reversals: applied 0, already known 1" in again.output
