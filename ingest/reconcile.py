@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ from ingest.providers.outbound import (
 )
 from matcher import lookups, reversals
 from matcher.errors import Conflict, InvalidInput
+from matcher.inbox import requeue_naming
 from matcher.models import Lookup, Payment, Reversal
 
 log = logging.getLogger(__name__)
@@ -119,12 +121,17 @@ def send_lookup(runtime: Runtime, reconcilers: dict[str, Reconciler], lookup_id:
             lookup.result_description = exc.message
         return Sent(exc)
     with runtime.sessions.begin() as session:
-        lookups.lookup_sent(
-            lookups.get_lookup(session, lookup_id, lock=True),
-            accepted.originator_id,
-            accepted.conversation_id,
-        )
+        lookup = lookups.get_lookup(session, lookup_id, lock=True)
+        lookups.lookup_sent(lookup, accepted.originator_id, accepted.conversation_id)
+        _early_results(session, lookup.provider, lookup.created_at, accepted)
     return Sent()
+
+
+def _early_results(session: Session, provider: str, since: datetime, accepted: Accepted) -> None:
+    """A result the provider posted before its reply's ids were stored is worked again."""
+    ids = [i for i in (accepted.conversation_id, accepted.originator_id) if i]
+    if requeue_naming(session, provider, since, ids):
+        log.info("%s answered before its reply was stored; its result is worked again", provider)
 
 
 def open_reversal(
@@ -166,9 +173,7 @@ def send_reversal(runtime: Runtime, reconcilers: dict[str, Reconciler], reversal
             reversal.result_description = exc.message
         return Sent(exc)
     with runtime.sessions.begin() as session:
-        reversals.reversal_sent(
-            reversals.get_reversal(session, reversal_id, lock=True),
-            accepted.originator_id,
-            accepted.conversation_id,
-        )
+        reversal = reversals.get_reversal(session, reversal_id, lock=True)
+        reversals.reversal_sent(reversal, accepted.originator_id, accepted.conversation_id)
+        _early_results(session, reversal.provider, reversal.created_at, accepted)
     return Sent()

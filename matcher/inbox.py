@@ -323,6 +323,33 @@ def replay(session: Session, inbox_id: int, *, actor: str) -> InboxItem:
     return item
 
 
+def requeue_naming(session: Session, provider: str, since: datetime, ids: list[str]) -> int:
+    """Put back in the queue the processed callbacks of ``provider`` received since
+    ``since`` whose body names one of ``ids``; how many.
+
+    A provider may post the result of a question before momo has stored the ids its
+    reply gave the question (the reply and the result race); such a result found no
+    question to settle. Once the ids are stored, it is worked again, and settles it: any
+    money it moved was recorded the first time, and is not moved twice.
+    """
+    wanted = [i.encode() for i in ids if i]
+    if not wanted:
+        return 0
+    rows = session.scalars(
+        select(InboxItem)
+        .where(
+            InboxItem.provider == provider,
+            InboxItem.status == INBOX_PROCESSED,
+            InboxItem.received_at >= since,
+        )
+        .with_for_update()
+    ).all()
+    again = [row for row in rows if any(i in row.body for i in wanted)]
+    for row in again:
+        row.status, row.reason, row.next_attempt_at = INBOX_PENDING, "requeued", None
+    return len(again)
+
+
 def payment_lost() -> ColumnElement[bool]:
     """Inbox rows processed as a payment (credited, unassociated, duplicate) for which no
     payment is stored, neither the one the row names nor one under its receipt: the

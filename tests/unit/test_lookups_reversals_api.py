@@ -16,11 +16,14 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.runtime import Runtime
+from ingest import reconcile
+from ingest.providers import reconcilers
 from ingest.providers.daraja import DarajaApp
 from ingest.providers.mpesa import MpesaSettings
 from ingest.providers.mpesa_initiator import Initiator
-from ingest.providers.outbound import Timeouts
+from ingest.providers.outbound import Accepted, Timeouts
 from matcher.check import check_invariants
+from matcher.lookups import get_lookup
 from matcher.models import LedgerEntry, Payment
 from tasks.work import drain_inbox
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, webhook_url
@@ -311,3 +314,48 @@ def test_daraja_unreachable_is_502_and_the_reversal_may_be_asked_again(
     assert body["reversal_state"]["reversal"]["status"] == "failed"
     assert balance(runtime, "ACC-7") == 7000
     daraja.fail_next(REVERSAL, times=0)
+
+
+class AnswersFirst:
+    """M-PESA, whose result is posted and worked before its reply reaches momo."""
+
+    def __init__(self, client: FlaskClient, runtime: Runtime, daraja: DarajaFake) -> None:
+        self.inner = reconcilers()["mpesa"]
+        self.name = self.inner.name
+        self.client, self.runtime, self.daraja = client, runtime, daraja
+
+    def receipt_code(self, reference: str) -> str | None:
+        return self.inner.receipt_code(reference)
+
+    def reconcile_missing(self, settings: Settings) -> list[str]:
+        return self.inner.reconcile_missing(settings)
+
+    def look_up(self, settings: Settings, code: str) -> Accepted:
+        accepted = self.inner.look_up(settings, code)
+        assert accepted.conversation_id is not None
+        deliver(self.client, self.daraja, "status", accepted.conversation_id)
+        drain_inbox(self.runtime)
+        return accepted
+
+    def reverse(self, settings: Settings, code: str, amount: int, remarks: str) -> Accepted:
+        raise AssertionError("not asked here")
+
+
+def test_a_result_that_comes_before_the_reply_settles_the_lookup_once_the_reply_is_stored(
+    client: FlaskClient, runtime: Runtime, daraja: DarajaFake
+) -> None:
+    add_customer(runtime, "ACC-8", ["0712345008"])
+    paid = daraja.pay_bill("40", "254712345008", "ACC-8", deliver=False)
+    early = {"mpesa": AnswersFirst(client, runtime, daraja)}
+    with runtime.sessions.begin() as session:
+        ident = reconcile.open_lookup(runtime, session, early, paid.receipt, "test").id
+
+    reconcile.send_lookup(runtime, early, ident)  # stores the ids, then the result again
+    drain_inbox(runtime)
+
+    with runtime.sessions.begin() as session:
+        lookup = get_lookup(session, ident)
+        assert lookup.status == "found"
+        assert lookup.payment_id is not None
+    assert balance(runtime, "ACC-8") == 4000
+    assert credits(runtime) == 1
