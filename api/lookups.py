@@ -22,7 +22,7 @@ from api.common import (
     payment_json,
     runtime,
 )
-from ingest import reconcile
+from ingest import lookups_reversals
 from ingest.providers import reconcilers
 from ingest.providers.outbound import NoAnswer, ProviderError, ProviderRefused
 from matcher.errors import NotFound
@@ -96,11 +96,11 @@ def look_up_payment() -> tuple[Response, int]:
     askers = reconcilers()
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        made = reconcile.open_lookup(rt, session, askers, body["code"], g.actor)
+        made = lookups_reversals.open_lookup(rt, session, askers, body["code"], g.actor)
         return lookup_json(made), 202
 
     def afterwards(item: dict[str, Any], status: int) -> tuple[dict[str, Any], int]:
-        sent = reconcile.send_lookup(rt, askers, item["id"])
+        sent = lookups_reversals.send_lookup(rt, askers, item["id"])
         with rt.sessions.begin() as session:
             item = lookup_json(get_lookup(session, item["id"]))
         if sent.error is None or isinstance(sent.error, NoAnswer):
@@ -130,12 +130,14 @@ def reverse_payment(payment_id: str) -> tuple[Response, int]:
     askers = reconcilers()
 
     def operation(session: Session) -> tuple[dict[str, Any], int]:
-        reversal = reconcile.open_reversal(rt, session, askers, ident, note=note, actor=g.actor)
+        reversal = lookups_reversals.open_reversal(
+            rt, session, askers, ident, note=note, actor=g.actor
+        )
         return reversal_state(lock_payment(session, ident), reversal), 202
 
     def afterwards(item: dict[str, Any], status: int) -> tuple[dict[str, Any], int]:
         reversal_id = item["reversal"]["id"]
-        sent = reconcile.send_reversal(rt, askers, reversal_id)
+        sent = lookups_reversals.send_reversal(rt, askers, reversal_id)
         with rt.sessions.begin() as session:
             reversal = get_reversal(session, reversal_id)
             payment = session.get(Payment, reversal.payment_id)

@@ -22,7 +22,7 @@ from ingest.providers.mtn import MtnAdapter
 
 if TYPE_CHECKING:
     from ingest.asking import Requester
-    from ingest.reconcile import Reconciler
+    from ingest.lookups_reversals import Reconciler
 
 #: Provider name (as used in webhook URLs, inbox rows and payments) -> its adapter. The
 #: first one's error shape also answers a request that names no registered provider (a

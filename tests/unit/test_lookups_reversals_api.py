@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.runtime import Runtime
-from ingest import reconcile
+from ingest import lookups_reversals
 from ingest.providers import reconcilers
 from ingest.providers.daraja import DarajaApp
 from ingest.providers.mpesa import MpesaSettings
@@ -348,9 +348,9 @@ def test_a_result_that_comes_before_the_reply_settles_the_lookup_once_the_reply_
     paid = daraja.pay_bill("40", "254712345008", "ACC-8", deliver=False)
     early = {"mpesa": AnswersFirst(client, runtime, daraja)}
     with runtime.sessions.begin() as session:
-        ident = reconcile.open_lookup(runtime, session, early, paid.receipt, "test").id
+        ident = lookups_reversals.open_lookup(runtime, session, early, paid.receipt, "test").id
 
-    reconcile.send_lookup(runtime, early, ident)  # stores the ids, then the result again
+    lookups_reversals.send_lookup(runtime, early, ident)  # stores the ids, then the result again
     drain_inbox(runtime)
 
     with runtime.sessions.begin() as session:
