@@ -564,8 +564,12 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     }
     side = {
         "type": "object",
-        "required": ["count", "amount"],
-        "properties": {"count": {"type": "integer", "minimum": 0}, "amount": _ref("Money")},
+        "required": ["count", "amount", "reversed"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "amount": _ref("Money"),
+            "reversed": _ref("Money"),
+        },
     }
     span = {
         "type": "object",
@@ -584,6 +588,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "status": text_or_null,
             "account_number": text_or_null,
             "provider_amount": _ref("Money"),
+            "reversal_receipt": text_or_null,
         },
     }
     reconciliation = {
@@ -625,7 +630,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                         "date": {"type": "string", "format": "date"},
                         "provider": side,
                         "momo": side,
-                        "difference": {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$"},
+                        "difference": _ref("Money"),
                     },
                 },
             },

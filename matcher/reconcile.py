@@ -15,10 +15,13 @@ For one provider and a span of local days, ``reconcile`` says:
 - which receipts the two sides give different amounts (``conflicts``);
 - which payments an operator entered by hand under this provider's receipt that no
   provider record has confirmed (``unconfirmed_manual``: mistyped or invented receipts);
-- totals on both sides per local day.
+- which payments were reversed (``reversed``: momo marks a payment reversed only on the
+  provider's word), and which reversals the provider's record lists for a payment momo
+  still counts (``reversals_not_applied``);
+- totals on both sides per local day, reversals beside them.
 
-Everything but ``recovered`` is unexplained: a report with none of it explains every
-shilling of the span.
+Everything but ``recovered`` and ``reversed`` is unexplained: a report with none of it
+explains every shilling of the span.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sqlalchemy.orm import Session
 from matcher.errors import InvalidInput
 from matcher.models import Payment, ProviderCoverage, ProviderRecord
 from matcher.money import format_minor
-from matcher.provider_records import PAYMENT_RECORD
+from matcher.provider_records import PAYMENT_RECORD, REVERSAL_RECORD
 
 MANUAL: Final = "manual"
 #: the longest span one report covers
@@ -61,6 +64,8 @@ class Line:
     source: str | None = None
     status: str | None = None
     account_number: str | None = None
+    #: for a reversed payment: the provider's receipt of the reversal
+    reversal_receipt: str | None = None
 
 
 @dataclass
@@ -70,6 +75,8 @@ class Day:
     provider_amount: int = 0
     momo_count: int = 0
     momo_amount: int = 0
+    provider_reversed: int = 0
+    momo_reversed: int = 0
 
 
 @dataclass
@@ -86,6 +93,8 @@ class Report:
     missing_from_provider: list[Line] = field(default_factory=list)
     conflicts: list[Line] = field(default_factory=list)
     unconfirmed_manual: list[Line] = field(default_factory=list)
+    reversed: list[Line] = field(default_factory=list)
+    reversals_not_applied: list[Line] = field(default_factory=list)
     days: list[Day] = field(default_factory=list)
 
     @property
@@ -97,6 +106,7 @@ class Report:
             + len(self.missing_from_provider)
             + len(self.conflicts)
             + len(self.unconfirmed_manual)
+            + len(self.reversals_not_applied)
         )
 
 
@@ -212,8 +222,67 @@ def reconcile(
             report.unconfirmed_manual.append(_line(payment))
         elif _within(payment.paid_at, report.covered):
             report.missing_from_provider.append(_line(payment))
+    _reversals(session, report, days, zone)
     report.days = list(days.values())
     return report
+
+
+def _reversals(session: Session, report: Report, days: dict[date, Day], zone: ZoneInfo) -> None:
+    """Reversals within the span: momo's (by when the payment was reversed) and those the
+    provider's record lists, each reversal record matched to momo's payment by the receipt
+    it undid."""
+    starts_at, ends_at = report.starts_at, report.ends_at
+    reversed_payments = session.scalars(
+        select(Payment)
+        .where(
+            Payment.provider == report.provider,
+            Payment.reversed_at >= starts_at,
+            Payment.reversed_at < ends_at,
+        )
+        .order_by(Payment.reversed_at, Payment.id)
+    ).all()
+    for payment in reversed_payments:
+        assert payment.reversed_at is not None
+        days[payment.reversed_at.astimezone(zone).date()].momo_reversed += payment.amount_minor
+        report.reversed.append(
+            Line(
+                code=payment.code,
+                amount=payment.amount_minor,
+                paid_at=payment.reversed_at,
+                payment_id=payment.id,
+                source="reversal",
+                status=payment.status,
+                reversal_receipt=payment.reversal_receipt,
+            )
+        )
+    record = ProviderRecord
+    rows = session.execute(
+        select(record, Payment)
+        .outerjoin(
+            Payment,
+            and_(Payment.provider == record.provider, Payment.code == record.reverses),
+        )
+        .where(
+            record.provider == report.provider,
+            record.kind == REVERSAL_RECORD,
+            record.paid_at >= starts_at,
+            record.paid_at < ends_at,
+        )
+        .order_by(record.paid_at, record.id)
+    ).all()
+    for rec, payment in rows:
+        days[rec.paid_at.astimezone(zone).date()].provider_reversed += rec.amount_minor
+        if payment is not None and payment.reversed_at is None:
+            report.reversals_not_applied.append(
+                Line(
+                    code=payment.code,
+                    amount=payment.amount_minor,
+                    paid_at=rec.paid_at,
+                    payment_id=payment.id,
+                    source=rec.source,
+                    status=payment.status,
+                )
+            )
 
 
 def _recorded(session: Session, provider: str, codes: list[str]) -> set[str]:
@@ -245,12 +314,15 @@ def _line(payment: Payment, *, source: str | None = None) -> Line:
 
 def totals(report: Report) -> dict[str, int]:
     """Both sides' totals over the whole span."""
-    sums = dict.fromkeys(("provider_count", "provider_amount", "momo_count", "momo_amount"), 0)
+    names = ("count", "amount", "reversed")
+    sums = dict.fromkeys((f"{side}_{name}" for side in ("provider", "momo") for name in names), 0)
     for day in report.days:
         sums["provider_count"] += day.provider_count
         sums["provider_amount"] += day.provider_amount
         sums["momo_count"] += day.momo_count
         sums["momo_amount"] += day.momo_amount
+        sums["provider_reversed"] += day.provider_reversed
+        sums["momo_reversed"] += day.momo_reversed
     return dict(sums)
 
 
@@ -274,11 +346,17 @@ def _line_dict(line: Line, zone: ZoneInfo) -> dict[str, object]:
         shown["account_number"] = line.account_number
     if line.provider_amount is not None:
         shown["provider_amount"] = format_minor(line.provider_amount)
+    if line.reversal_receipt is not None:
+        shown["reversal_receipt"] = line.reversal_receipt
     return shown
 
 
-def _side(count: int, amount: int) -> dict[str, object]:
-    return {"count": count, "amount": format_minor(amount)}
+def _side(count: int, amount: int, reversed_amount: int) -> dict[str, object]:
+    return {
+        "count": count,
+        "amount": format_minor(amount),
+        "reversed": format_minor(reversed_amount),
+    }
 
 
 def report_dict(report: Report, zone: ZoneInfo) -> dict[str, object]:
@@ -295,17 +373,16 @@ def report_dict(report: Report, zone: ZoneInfo) -> dict[str, object]:
         "not_covered": [_span_dict(s, zone) for s in report.not_covered],
         **{name: [_line_dict(line, zone) for line in getattr(report, name)] for name in LISTS},
         "totals": {
-            "provider": _side(summed["provider_count"], summed["provider_amount"]),
-            "momo": _side(summed["momo_count"], summed["momo_amount"]),
+            "provider": _side(
+                summed["provider_count"], summed["provider_amount"], summed["provider_reversed"]
+            ),
+            "momo": _side(summed["momo_count"], summed["momo_amount"], summed["momo_reversed"]),
         },
         "days": [
             {
                 "date": day.day.isoformat(),
-                "provider": {
-                    "count": day.provider_count,
-                    "amount": format_minor(day.provider_amount),
-                },
-                "momo": {"count": day.momo_count, "amount": format_minor(day.momo_amount)},
+                "provider": _side(day.provider_count, day.provider_amount, day.provider_reversed),
+                "momo": _side(day.momo_count, day.momo_amount, day.momo_reversed),
                 "difference": format_minor(day.momo_amount - day.provider_amount),
             }
             for day in report.days
@@ -320,6 +397,8 @@ LISTS: Final = (
     "missing_from_provider",
     "conflicts",
     "unconfirmed_manual",
+    "reversed",
+    "reversals_not_applied",
 )
 
 

@@ -472,6 +472,11 @@ _RECONCILIATION_LISTS = {
         "entered by hand, confirmed by no provider record",
         "check each receipt with the payer; a mistyped one is disassociated and entered again",
     ),
+    "reversed": ("reversed on the provider's word (their money is off the balances)", ""),
+    "reversals_not_applied": (
+        "reversed in the provider's record but still counted in momo",
+        "import the statement that lists the reversal again, or look the receipt up",
+    ),
 }
 
 

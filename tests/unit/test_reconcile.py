@@ -15,7 +15,7 @@ from ingest.providers import receipt_owner
 from ingest.providers.mpesa_statement import STATEMENT
 from matcher.notifications import Msisdn, PaymentNotification
 from matcher.payments import record_manual_payment
-from matcher.provider_records import note_coverage, note_payments
+from matcher.provider_records import note_coverage, note_payments, note_reversal
 from matcher.reconcile import reconcile
 from momo.cli import main
 from tasks.work import drain_inbox
@@ -221,8 +221,8 @@ def test_the_api_answers_the_report_and_refuses_a_reversed_span(
     assert body["days"] == [
         {
             "date": "2025-11-03",
-            "provider": {"count": 1, "amount": "2000.00"},
-            "momo": {"count": 1, "amount": "2000.00"},
+            "provider": {"count": 1, "amount": "2000.00", "reversed": "0.00"},
+            "momo": {"count": 1, "amount": "2000.00", "reversed": "0.00"},
             "difference": "0.00",
         }
     ]
@@ -252,4 +252,67 @@ def test_the_command_prints_the_report_and_exits_1_when_anything_is_unexplained(
     covered(runtime)
     explained = runner.invoke(main, [*args, "--json"], env=env)
     assert explained.exit_code == 0, explained.output
-    assert json.loads(explained.output)["totals"]["provider"] == {"count": 1, "amount": "1500.00"}
+    assert json.loads(explained.output)["totals"]["provider"] == {
+        "count": 1,
+        "amount": "1500.00",
+        "reversed": "0.00",
+    }
+
+
+def reversal_row(receipt: str, reverses: str, withdrawn: str, when: str) -> dict:
+    return {
+        "Receipt No.": receipt,
+        "Completion Time": when,
+        "Details": f"Reversal of {reverses}",
+        "Transaction Status": "Completed",
+        "Paid In": "",
+        "Withdrawn": withdrawn,
+        "Other Party Info": "254712345678 - WANJIKU KAMAU",
+        "A/C No.": "",
+    }
+
+
+def test_a_reversal_the_statement_lists_is_applied_and_explained(
+    runtime: Runtime, customer: None
+) -> None:
+    put(runtime, "c2b/confirmation", confirmation())
+    put(runtime, STATEMENT, row("TKQ4A91B2C", "1,500.00"))
+    put(
+        runtime,
+        STATEMENT,
+        reversal_row("TKR5B02D1E", "TKQ4A91B2C", "-1,500.00", "2025-11-03 16:00:00"),
+    )
+    drain_inbox(runtime)
+    covered(runtime)
+
+    made = report(runtime)
+
+    assert [(line.code, line.reversal_receipt) for line in made.reversed] == [
+        ("TKQ4A91B2C", "TKR5B02D1E")
+    ]
+    (day,) = made.days
+    assert (day.provider_reversed, day.momo_reversed) == (150000, 150000)
+    assert made.unexplained == 0
+
+
+def test_a_reversal_momo_has_not_applied_is_unexplained(runtime: Runtime, customer: None) -> None:
+    put(runtime, "c2b/confirmation", confirmation())
+    put(runtime, STATEMENT, row("TKQ4A91B2C", "1,500.00"))
+    drain_inbox(runtime)
+    with runtime.sessions.begin() as session:
+        note_reversal(
+            session,
+            provider="mpesa",
+            code="TKR5B02D1E",
+            reverses="TKQ4A91B2C",
+            amount=150000,
+            reversed_at=START + timedelta(hours=16),
+            source="statement",
+            inbox_id=None,
+        )
+    covered(runtime)
+
+    made = report(runtime)
+
+    assert [line.code for line in made.reversals_not_applied] == ["TKQ4A91B2C"]
+    assert made.unexplained == 1
