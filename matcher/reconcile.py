@@ -170,21 +170,7 @@ def reconcile(
         for n in range((last - first).days + 1)
     }
 
-    record = ProviderRecord
-    records = session.execute(
-        select(record, Payment)
-        .outerjoin(
-            Payment,
-            and_(Payment.provider == record.provider, Payment.code == record.code),
-        )
-        .where(
-            record.provider == provider,
-            record.kind == PAYMENT_RECORD,
-            record.paid_at >= starts_at,
-            record.paid_at < ends_at,
-        )
-        .order_by(record.paid_at, record.id)
-    ).all()
+    records = _records(session, report, PAYMENT_RECORD)
     for rec, payment in records:
         day = days[rec.paid_at.astimezone(zone).date()]
         day.provider_count += 1
@@ -227,6 +213,27 @@ def reconcile(
     return report
 
 
+def _records(
+    session: Session, report: Report, kind: str
+) -> list[tuple[ProviderRecord, Payment | None]]:
+    """The provider's records of ``kind`` within the report's span, oldest first, each
+    with momo's payment of the receipt it names (a reversal: the receipt it undid)."""
+    record = ProviderRecord
+    named = record.code if kind == PAYMENT_RECORD else record.reverses
+    rows = session.execute(
+        select(record, Payment)
+        .outerjoin(Payment, and_(Payment.provider == record.provider, Payment.code == named))
+        .where(
+            record.provider == report.provider,
+            record.kind == kind,
+            record.paid_at >= report.starts_at,
+            record.paid_at < report.ends_at,
+        )
+        .order_by(record.paid_at, record.id)
+    )
+    return [(rec, payment) for rec, payment in rows]
+
+
 def _reversals(session: Session, report: Report, days: dict[date, Day], zone: ZoneInfo) -> None:
     """Reversals within the span: momo's (by when the payment was reversed) and those the
     provider's record lists, each reversal record matched to momo's payment by the receipt
@@ -255,32 +262,17 @@ def _reversals(session: Session, report: Report, days: dict[date, Day], zone: Zo
                 reversal_receipt=payment.reversal_receipt,
             )
         )
-    record = ProviderRecord
-    rows = session.execute(
-        select(record, Payment)
-        .outerjoin(
-            Payment,
-            and_(Payment.provider == record.provider, Payment.code == record.reverses),
-        )
-        .where(
-            record.provider == report.provider,
-            record.kind == REVERSAL_RECORD,
-            record.paid_at >= starts_at,
-            record.paid_at < ends_at,
-        )
-        .order_by(record.paid_at, record.id)
-    ).all()
-    for rec, payment in rows:
+    for rec, undone in _records(session, report, REVERSAL_RECORD):
         days[rec.paid_at.astimezone(zone).date()].provider_reversed += rec.amount_minor
-        if payment is not None and payment.reversed_at is None:
+        if undone is not None and undone.reversed_at is None:
             report.reversals_not_applied.append(
                 Line(
-                    code=payment.code,
-                    amount=payment.amount_minor,
+                    code=undone.code,
+                    amount=undone.amount_minor,
                     paid_at=rec.paid_at,
-                    payment_id=payment.id,
+                    payment_id=undone.id,
                     source=rec.source,
-                    status=payment.status,
+                    status=undone.status,
                 )
             )
 
