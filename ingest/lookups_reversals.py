@@ -11,9 +11,10 @@ callback, and is recorded there (``matcher.lookups``, ``matcher.reversals``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -107,23 +108,45 @@ def send_lookup(runtime: Runtime, reconcilers: dict[str, Reconciler], lookup_id:
     with runtime.sessions.begin() as session:
         lookup = lookups.get_lookup(session, lookup_id)
         reconciler, code = reconcilers[lookup.provider], lookup.code
+    return _asked(
+        runtime,
+        f"lookup {lookup_id}",
+        lambda: reconciler.look_up(runtime.settings, code),
+        lambda session: lookups.get_lookup(session, lookup_id, lock=True),
+        lookups.lookup_refused,
+        lookups.lookup_sent,
+    )
+
+
+Question = TypeVar("Question", Lookup, Reversal)
+
+
+def _asked(
+    runtime: Runtime,
+    what: str,
+    ask: Callable[[], Accepted],
+    get: Callable[[Session], Question],
+    refused: Callable[[Question, str, str], None],
+    sent: Callable[[Question, str | None, str | None], None],
+) -> Sent:
+    """``ask`` the provider, then store its refusal, or the ids it named the question by
+    (and work again a result it posted before they were stored)."""
     try:
-        accepted = reconciler.look_up(runtime.settings, code)
+        accepted = ask()
     except (ProviderRefused, ProviderUnavailable) as exc:
         with runtime.sessions.begin() as session:
-            lookups.lookup_refused(lookups.get_lookup(session, lookup_id, lock=True), *_failed(exc))
+            refused(get(session), *_failed(exc))
         return Sent(exc)
     except NoAnswer as exc:
         # it may have been taken, but without its ids its result cannot be matched to it
-        log.warning("lookup %s: %s", lookup_id, exc.message)
+        log.warning("%s: %s", what, exc.message)
         with runtime.sessions.begin() as session:
-            lookup = lookups.get_lookup(session, lookup_id, lock=True)
-            lookup.result_description = exc.message
+            get(session).result_description = exc.message
         return Sent(exc)
     with runtime.sessions.begin() as session:
-        lookup = lookups.get_lookup(session, lookup_id, lock=True)
-        lookups.lookup_sent(lookup, accepted.originator_id, accepted.conversation_id)
-        _early_results(session, lookup.provider, lookup.created_at, accepted)
+        asked = get(session)
+        sent(asked, accepted.originator_id, accepted.conversation_id)
+        _early_results(session, asked.provider, asked.created_at, accepted)
     return Sent()
 
 
@@ -158,22 +181,11 @@ def send_reversal(runtime: Runtime, reconcilers: dict[str, Reconciler], reversal
         reconciler = reconcilers[reversal.provider]
         code, amount = payment.code, payment.amount_minor
         remarks = reversal.note or f"reversal of {code}"
-    try:
-        accepted = reconciler.reverse(runtime.settings, code, amount, remarks)
-    except (ProviderRefused, ProviderUnavailable) as exc:
-        with runtime.sessions.begin() as session:
-            reversals.reversal_refused(
-                reversals.get_reversal(session, reversal_id, lock=True), *_failed(exc)
-            )
-        return Sent(exc)
-    except NoAnswer as exc:
-        log.warning("reversal %s: %s", reversal_id, exc.message)
-        with runtime.sessions.begin() as session:
-            reversal = reversals.get_reversal(session, reversal_id, lock=True)
-            reversal.result_description = exc.message
-        return Sent(exc)
-    with runtime.sessions.begin() as session:
-        reversal = reversals.get_reversal(session, reversal_id, lock=True)
-        reversals.reversal_sent(reversal, accepted.originator_id, accepted.conversation_id)
-        _early_results(session, reversal.provider, reversal.created_at, accepted)
-    return Sent()
+    return _asked(
+        runtime,
+        f"reversal {reversal_id}",
+        lambda: reconciler.reverse(runtime.settings, code, amount, remarks),
+        lambda session: reversals.get_reversal(session, reversal_id, lock=True),
+        reversals.reversal_refused,
+        reversals.reversal_sent,
+    )
