@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from core.web import problem
+from ingest.providers.outbound import ProviderError, ProviderRefused
 from matcher.errors import Conflict, DomainError, InvalidInput, NotFound
 from matcher.models import UNASSOCIATED, Customer, IdempotencyRecord, Payment
 from matcher.money import format_minor
@@ -443,3 +444,19 @@ def _committed(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def provider_problem(
+    error: ProviderError, what: str, key: str, item: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """The problem answer when a provider did not take what it was asked (``what``): 422
+    when it refused, 502 when it could not be reached; ``item`` is kept under ``key``."""
+    status = 422 if isinstance(error, ProviderRefused) and error.status < 500 else 502
+    return {
+        "type": "about:blank",
+        "title": "Unprocessable Content" if status == 422 else "Bad Gateway",
+        "status": status,
+        "code": error.code,
+        "detail": f"{error.provider} did not take the {what}: {error.message}",
+        key: item,
+    }, status

@@ -20,11 +20,12 @@ from api.common import (
     optional_text,
     path_id,
     payment_json,
+    provider_problem,
     runtime,
 )
 from ingest import lookups_reversals
 from ingest.providers import reconcilers
-from ingest.providers.outbound import NoAnswer, ProviderError, ProviderRefused
+from ingest.providers.outbound import NoAnswer
 from matcher.errors import NotFound
 from matcher.lookups import get_lookup
 from matcher.models import Lookup, Payment, Reversal
@@ -73,20 +74,6 @@ def reversal_state(payment: Payment, reversal: Reversal | None) -> dict[str, Any
     return {"payment": payment_json(payment), "reversal": reversal_json(reversal)}
 
 
-def _provider_problem(
-    error: ProviderError, what: str, key: str, item: dict[str, Any]
-) -> tuple[dict[str, Any], int]:
-    status = 422 if isinstance(error, ProviderRefused) and error.status < 500 else 502
-    return {
-        "type": "about:blank",
-        "title": "Unprocessable Content" if status == 422 else "Bad Gateway",
-        "status": status,
-        "code": error.code,
-        "detail": f"{error.provider} did not take the {what}: {error.message}",
-        key: item,
-    }, status
-
-
 @bp.post("/payments/lookup")
 @require("operator")
 def look_up_payment() -> tuple[Response, int]:
@@ -105,7 +92,7 @@ def look_up_payment() -> tuple[Response, int]:
             item = lookup_json(get_lookup(session, item["id"]))
         if sent.error is None or isinstance(sent.error, NoAnswer):
             return item, 202
-        return _provider_problem(sent.error, "lookup", "lookup", item)
+        return provider_problem(sent.error, "lookup", "lookup", item)
 
     return change_then(operation, afterwards)
 
@@ -145,7 +132,7 @@ def reverse_payment(payment_id: str) -> tuple[Response, int]:
             item = reversal_state(payment, reversal)
         if sent.error is None or isinstance(sent.error, NoAnswer):
             return item, 202
-        return _provider_problem(sent.error, "reversal", "reversal_state", item)
+        return provider_problem(sent.error, "reversal", "reversal_state", item)
 
     return change_then(operation, afterwards)
 

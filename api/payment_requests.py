@@ -19,11 +19,12 @@ from api.common import (
     limit_arg,
     money,
     path_id,
+    provider_problem,
     runtime,
 )
 from ingest import asking
 from ingest.providers import requesters
-from ingest.providers.outbound import NoAnswer, ProviderRefused
+from ingest.providers.outbound import NoAnswer
 from matcher.errors import InvalidInput, NotFound
 from matcher.matching import account_key
 from matcher.models import REQUEST_STATUSES, Customer, PaymentRequest
@@ -95,15 +96,7 @@ def _ask(account: object, body: dict[str, Any]) -> tuple[Response, int]:
         if error is None or isinstance(error, NoAnswer):
             # no answer: the provider may have taken it; the query sweep settles it
             return item, 201
-        status = 422 if isinstance(error, ProviderRefused) and error.status < 500 else 502
-        return {
-            "type": "about:blank",
-            "title": "Unprocessable Content" if status == 422 else "Bad Gateway",
-            "status": status,
-            "code": error.code,
-            "detail": f"{error.provider} did not take the payment request: {error.message}",
-            "payment_request": item,
-        }, status
+        return provider_problem(error, "payment request", "payment_request", item)
 
     return change_then(operation, afterwards)
 
