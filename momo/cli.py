@@ -989,6 +989,7 @@ def mpesa_import_statement(file: Path) -> None:
         Malformed,
         NotAStatement,
         Skipped,
+        covered_span,
         entries_span,
         read_statement,
         statement_period,
@@ -1032,10 +1033,11 @@ def mpesa_import_statement(file: Path) -> None:
         coverage = None
         if span is not None:
             zone = settings.zone
+            starts_at, ends_at = covered_span(span)
             coverage = Coverage(
                 source=STATEMENT,
-                starts_at=span[0].replace(tzinfo=zone),
-                ends_at=span[1].replace(tzinfo=zone),
+                starts_at=starts_at.replace(tzinfo=zone),
+                ends_at=ends_at.replace(tzinfo=zone),
                 actor=f"statement {file.name}"[:100],
             )
         summary = recover(

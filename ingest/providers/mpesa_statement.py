@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from matcher.notifications import InvalidCallback
@@ -273,6 +273,15 @@ def entries_span(entries: Iterable[Entry]) -> tuple[datetime, datetime] | None:
         if when is not None:
             times.append(when)
     return (min(times), max(times)) if times else None
+
+
+def covered_span(span: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    """The span a statement covers, from its first second up to (not including) the one
+    after its last: the portal's times are to the second and its last one is included
+    ("To 03-11-2025 23:59:59" covers the whole day), while coverage ends where the next
+    span may start."""
+    first, last = span
+    return first, last + timedelta(seconds=1)
 
 
 def _naive_time(value: str) -> datetime | None:

@@ -902,10 +902,23 @@ class TestImportStatement:
 
         with sessions() as session:
             (span,) = session.scalars(select(ProviderCoverage)).all()
-        # From 01-11-2025 00:00:00 To 03-11-2025 23:59:59, Nairobi time (UTC+3)
+        # From 01-11-2025 00:00:00 To 03-11-2025 23:59:59, Nairobi time (UTC+3): the last
+        # second included, so the three days are covered whole
         assert (span.provider, span.source, span.records) == ("mpesa", "statement", 1)
         assert span.starts_at == datetime(2025, 10, 31, 21, 0, tzinfo=UTC)
-        assert span.ends_at == datetime(2025, 11, 3, 20, 59, 59, tzinfo=UTC)
+        assert span.ends_at == datetime(2025, 11, 3, 21, 0, tzinfo=UTC)
+
+    def test_the_days_of_its_time_period_reconcile_with_nothing_left_unread(
+        self, env: dict[str, str | None], tmp_path: Path, customers: None
+    ) -> None:
+        statement = write_csv(tmp_path / "s.csv", STATEMENT_HEADER + MISSED_ROW)
+        assert run(env, "mpesa", "import-statement", str(statement)).exit_code == 0
+
+        result = run(env, "reconcile", "--from", "2025-11-01", "--to", "2025-11-03")
+
+        assert result.exit_code == 0, result.output
+        assert "NOT READ" not in result.output
+        assert "explained: every payment on both sides is accounted for" in result.output
 
     def test_without_a_time_period_its_rows_times_are_the_coverage(
         self,
@@ -922,7 +935,8 @@ class TestImportStatement:
         with sessions() as session:
             (span,) = session.scalars(select(ProviderCoverage)).all()
         assert span.starts_at == datetime(2025, 11, 3, 11, 30, 15, tzinfo=UTC)
-        assert span.ends_at == datetime(2025, 11, 3, 12, 0, tzinfo=UTC)
+        # up to the second after the last row's, which is covered too
+        assert span.ends_at == datetime(2025, 11, 3, 12, 0, 1, tzinfo=UTC)
 
     def test_a_file_that_is_no_statement_is_one_line_error(
         self, env: dict[str, str | None], tmp_path: Path, customers: None
