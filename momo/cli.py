@@ -1172,7 +1172,8 @@ def mpesa_pull_register(nominated_number: str) -> None:
         )
     url = _fail_on_config(lambda: pull_callback_url(settings))
     app = settings_of(settings).daraja_app
-    problem = daraja_url_problem(url, sandbox=app is not None and app.sandbox)
+    # as for the C2B URLs: only Daraja's live API is known to refuse plain http
+    problem = daraja_url_problem(url, sandbox=app is None or not app.live)
     if problem is not None:
         raise click.ClickException(
             f"{mask_webhook_paths(problem)}: set MOMO_PUBLIC_URL to an address Daraja takes"

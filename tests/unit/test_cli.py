@@ -1237,6 +1237,37 @@ class TestPull:
             f"https://pay.example.com/webhooks/daraja/{PATH_TOKEN}/pull"
         )
 
+    def test_register_takes_plain_http_where_the_c2b_urls_take_it(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        daraja.pull_registered = False
+        public = "http://127.0.0.1:8000"  # a stand-in for Daraja, as register-urls allows
+
+        result = run(
+            pull_env | {"MOMO_PUBLIC_URL": public},
+            "mpesa",
+            "pull",
+            "register",
+            "--nominated-number",
+            "0722000000",
+        )
+
+        assert result.exit_code == 0, result.output
+        assert daraja.pull_callback_url == f"{public}/webhooks/daraja/{PATH_TOKEN}/pull"
+
+    def test_register_refuses_plain_http_against_the_live_api_before_asking(
+        self, pull_env: dict[str, str | None], daraja: DarajaFake
+    ) -> None:
+        live = pull_env | {
+            "MOMO_PUBLIC_URL": "http://pay.example.com",
+            "MOMO_MPESA_API_BASE": "https://api.safaricom.co.ke",
+        }
+
+        result = run(live, "mpesa", "pull", "register", "--nominated-number", "0722000000")
+
+        assert_clean_error(result, "is not https", "MOMO_PUBLIC_URL")
+        assert PATH_TOKEN not in result.output
+
     def test_register_without_a_public_url_names_the_variable(
         self, pull_env: dict[str, str | None], daraja: DarajaFake
     ) -> None:
