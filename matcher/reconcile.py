@@ -14,14 +14,16 @@ For one provider and a span of local days, ``reconcile`` says:
   payment booked under a request's reference whose receipt never came);
 - which receipts the two sides give different amounts (``conflicts``);
 - which payments an operator entered by hand under this provider's receipt that no
-  provider record has confirmed (``unconfirmed_manual``: mistyped or invented receipts);
+  provider record has confirmed (``unconfirmed_manual``: mistyped or invented receipts),
+  and which of those an operator has since taken off every balance (``set_aside``: they
+  claim no money, so they count on neither side);
 - which payments were reversed (``reversed``: momo marks a payment reversed only on the
   provider's word), and which reversals the provider's record lists for a payment momo
   still counts (``reversals_not_applied``);
 - totals on both sides per local day, reversals beside them.
 
-Everything but ``recovered`` and ``reversed`` is unexplained: a report with none of it
-explains every shilling of the span.
+Everything but ``recovered``, ``set_aside`` and ``reversed`` is unexplained: a report
+with none of it explains every shilling of the span.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from matcher.errors import InvalidInput
-from matcher.models import Payment, ProviderCoverage, ProviderRecord
+from matcher.models import ASSOCIATED, Payment, ProviderCoverage, ProviderRecord
 from matcher.money import format_minor
 from matcher.provider_records import PAYMENT_RECORD, REVERSAL_RECORD
 
@@ -93,6 +95,7 @@ class Report:
     missing_from_provider: list[Line] = field(default_factory=list)
     conflicts: list[Line] = field(default_factory=list)
     unconfirmed_manual: list[Line] = field(default_factory=list)
+    set_aside: list[Line] = field(default_factory=list)
     reversed: list[Line] = field(default_factory=list)
     reversals_not_applied: list[Line] = field(default_factory=list)
     days: list[Day] = field(default_factory=list)
@@ -199,15 +202,18 @@ def reconcile(
     # a payment whose record lies just outside the span (the two clocks differ) is held
     elsewhere = _recorded(session, provider, unknown)
     for payment in payments:
+        unknown_to_provider = payment.code not in known and payment.code not in elsewhere
+        if unknown_to_provider and payment.channel == MANUAL and payment.confirmed_at is None:
+            if payment.status != ASSOCIATED:
+                # taken off every balance by an operator: it claims no money, and is shown
+                report.set_aside.append(_line(payment))
+                continue
+            report.unconfirmed_manual.append(_line(payment))
+        elif unknown_to_provider and _within(payment.paid_at, report.covered):
+            report.missing_from_provider.append(_line(payment))
         day = days[payment.paid_at.astimezone(zone).date()]
         day.momo_count += 1
         day.momo_amount += payment.amount_minor
-        if payment.code in known or payment.code in elsewhere:
-            continue
-        if payment.channel == MANUAL and payment.confirmed_at is None:
-            report.unconfirmed_manual.append(_line(payment))
-        elif _within(payment.paid_at, report.covered):
-            report.missing_from_provider.append(_line(payment))
     _reversals(session, report, days, zone)
     report.days = list(days.values())
     return report
@@ -389,6 +395,7 @@ LISTS: Final = (
     "missing_from_provider",
     "conflicts",
     "unconfirmed_manual",
+    "set_aside",
     "reversed",
     "reversals_not_applied",
 )

@@ -472,6 +472,7 @@ _RECONCILIATION_LISTS = {
         "entered by hand, confirmed by no provider record",
         "check each receipt with the payer; a mistyped one is disassociated and entered again",
     ),
+    "set_aside": ("entered by hand, confirmed by no provider record, taken off every balance", ""),
     "reversed": ("reversed on the provider's word (their money is off the balances)", ""),
     "reversals_not_applied": (
         "reversed in the provider's record but still counted in momo",

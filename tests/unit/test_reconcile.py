@@ -14,7 +14,7 @@ from core.runtime import Runtime
 from ingest.providers import receipt_owner
 from ingest.providers.mpesa_statement import STATEMENT
 from matcher.notifications import Msisdn, PaymentNotification
-from matcher.payments import record_manual_payment
+from matcher.payments import disassociate, record_manual_payment
 from matcher.provider_records import note_coverage, note_payments, note_reversal
 from matcher.reconcile import reconcile
 from momo.cli import main
@@ -165,6 +165,34 @@ def test_an_unconfirmed_manual_entry_is_listed_and_a_confirmed_one_is_not(
 
     assert [line.code for line in made.unconfirmed_manual] == ["TKQ4A91ZZZ"]
     assert made.missing_from_provider == []
+
+
+def test_an_unconfirmed_entry_taken_off_every_balance_is_set_aside_and_counts_nowhere(
+    runtime: Runtime, customer: None
+) -> None:
+    with runtime.sessions.begin() as session:
+        invented = record_manual_payment(
+            session,
+            account_number="ACC1042",
+            amount=150000,
+            currency="KES",
+            reference="TKQ4A91ZZZ",
+            note=None,
+            actor="op",
+            receipt_owner=receipt_owner,
+        ).payment.id
+    with runtime.sessions.begin() as session:
+        disassociate(session, invented, reason="made up", actor="op")
+    today = datetime.now(NAIROBI).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=NAIROBI).astimezone(UTC)
+    covered(runtime, midnight, midnight + timedelta(days=1))
+
+    made = report(runtime, today, today)
+
+    assert made.unconfirmed_manual == []
+    assert [line.payment_id for line in made.set_aside] == [invented]
+    assert (made.days[0].momo_count, made.days[0].momo_amount) == (0, 0)
+    assert made.unexplained == 0
 
 
 def test_a_record_momo_could_not_store_is_missing_in_momo(runtime: Runtime, customer: None) -> None:
