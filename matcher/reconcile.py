@@ -34,10 +34,10 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from matcher.errors import InvalidInput
-from matcher.models import ASSOCIATED, Payment, ProviderCoverage, ProviderRecord
+from matcher.models import ASSOCIATED, Customer, Payment, ProviderCoverage, ProviderRecord
 from matcher.money import format_minor
 from matcher.provider_records import PAYMENT_RECORD, REVERSAL_RECORD
 
@@ -157,6 +157,25 @@ def coverage(
     return covered, gaps
 
 
+#: what the report reads of a payment (not its JSON and free text), and its customer's
+#: account number, loaded with it
+_SHOWN: Final = (
+    load_only(
+        Payment.id,
+        Payment.code,
+        Payment.amount_minor,
+        Payment.paid_at,
+        Payment.channel,
+        Payment.status,
+        Payment.confirmed_at,
+        Payment.inbox_id,
+        Payment.customer_id,
+        Payment.reversed_at,
+    ),
+    selectinload(Payment.customer).load_only(Customer.account_number),
+)
+
+
 def _within(moment: datetime, spans: list[Span]) -> bool:
     return any(span.starts_at <= moment < span.ends_at for span in spans)
 
@@ -197,6 +216,7 @@ def reconcile(
             Payment.paid_at < ends_at,
         )
         .order_by(Payment.paid_at, Payment.id)
+        .options(*_SHOWN)
     ).all()
     unknown = [p.code for p in payments if p.code not in known]
     # a payment whose record lies just outside the span (the two clocks differ) is held
@@ -236,6 +256,7 @@ def _records(
             record.paid_at < report.ends_at,
         )
         .order_by(record.paid_at, record.id)
+        .options(*_SHOWN)
     )
     return [(rec, payment) for rec, payment in rows]
 
