@@ -393,7 +393,7 @@ def pull_callback_url(settings: Settings) -> str:
             "MOMO_PUBLIC_URL is not set: Daraja needs the https address it reaches momo at"
         )
     token = MpesaAdapter().require_path_token(settings)
-    return f"{settings.public_url.rstrip('/')}{WEBHOOK_PREFIX}{URL_NAME}/{token}/{PULL}"
+    return settings.public_url.rstrip("/") + webhook_path(token, PULL)
 
 
 def _express(settings: Settings) -> Express:
@@ -519,7 +519,7 @@ class MpesaAdapter:
 
     def _result_urls(self, settings: Settings, what: str) -> tuple[str, str]:
         base = (settings.public_url or "").rstrip("/")
-        root = f"{base}{WEBHOOK_PREFIX}{URL_NAME}/{self.require_path_token(settings)}/{what}"
+        root = base + webhook_path(self.require_path_token(settings), what)
         return f"{root}/result", f"{root}/timeout"
 
     def look_up(self, settings: Settings, code: str) -> Accepted:
