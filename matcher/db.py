@@ -56,6 +56,16 @@ class Base(DeclarativeBase):
     pass
 
 
+def upsert_insert(session: Session, table: Any) -> Any:
+    """An INSERT on ``table`` that takes ON CONFLICT clauses, in the session's dialect
+    (PostgreSQL, or SQLite for the embedded default)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

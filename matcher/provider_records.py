@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from matcher.db import utcnow
+from matcher.db import upsert_insert, utcnow
 from matcher.models import ProviderCoverage, ProviderRecord
 from matcher.notifications import CALLBACK_SOURCE, PaymentNotification
 from matcher.text import fit
@@ -30,11 +30,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows``; a record already kept (same provider, kind and code) stays."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(ProviderRecord).on_conflict_do_nothing(
+    statement = upsert_insert(session, ProviderRecord).on_conflict_do_nothing(
         index_elements=["provider", "kind", "code"]
     )
     session.execute(statement, rows)

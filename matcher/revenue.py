@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import ARRAY, DateTime, Table, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from matcher.db import upsert_insert
 from matcher.models import RevenueDay, RevenueSlice
 
 SLICE = timedelta(minutes=15)
@@ -42,11 +43,7 @@ def day_of(moment: datetime) -> datetime:
 
 
 def _upsert(session: Session, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-    statement = upsert(table)
+    statement = upsert_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c[key]],
         set_={
