@@ -319,13 +319,10 @@ def _reversal_fields(doc: dict[str, str]) -> ReversalFields:
 
 def _compact_time(value: str) -> str:
     """``value`` as YYYYMMDDHHMMSS (what ``parse_local_time`` reads), or InvalidCallback."""
-    text = " ".join(value.split())
-    for fmt in _TIME_FORMATS:
-        try:
-            # naive on purpose: Nairobi wall-clock time, zoned by parse_local_time
-            return datetime.strptime(text, fmt).strftime("%Y%m%d%H%M%S")
-        except ValueError:
-            continue
+    # naive on purpose: Nairobi wall-clock time, zoned by parse_local_time
+    when = _naive_time(value)
+    if when is not None:
+        return when.strftime("%Y%m%d%H%M%S")
     raise InvalidCallback(
         f"{COMPLETION_TIME} {_show(value)} is not a time like '2025-11-03 14:30:15'",
         "invalid_time",
