@@ -242,6 +242,33 @@ def time_get(
     }
 
 
+def read_requests(
+    known: dict[str, Any], cursor: str | None
+) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each read an operator makes, by name: its path under /api/v1 and its parameters.
+    ``known`` is what ``seed`` returned; ``cursor`` a page 10,000 rows deep."""
+    phone = known["phone"]
+    return {
+        "first page": ("/payments", {}),
+        "page 10,000 deep": ("/payments", {"cursor": cursor} if cursor else {}),
+        "unassociated first page": ("/payments", {"status": "unassociated"}),
+        "search account": ("/payments", {"q": known["account"].lower()}),
+        "search phone +254": ("/payments", {"q": phone}),
+        "search phone 07..": ("/payments", {"q": "0" + phone[4:]}),
+        "search phone spaced": (
+            "/payments",
+            {"q": f"{phone[:4]} {phone[4:7]} {phone[7:10]} {phone[10:]}"},
+        ),
+        "search partial digits": ("/payments", {"q": phone[5:11]}),
+        "search code": ("/payments", {"q": known["code"].lower()}),
+        "search amount": ("/payments", {"q": known["amount"]}),
+        "customer dropdown": ("/customers", {"q": known["account"][:7]}),
+        "transactions first page": ("/transactions", {}),
+        "revenue month by day": ("/dashboard/revenue", {"period": "day"}),
+        "revenue year by month": ("/dashboard/revenue", {"period": "month"}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=1_000_000)
@@ -291,26 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 cursor = page["next_cursor"]
                 if cursor is None:
                     break
-            phone = known["phone"]
-            reads = {
-                "first page": ("/payments", {}),
-                "page 10,000 deep": ("/payments", {"cursor": cursor} if cursor else {}),
-                "unassociated first page": ("/payments", {"status": "unassociated"}),
-                "search account": ("/payments", {"q": known["account"].lower()}),
-                "search phone +254": ("/payments", {"q": phone}),
-                "search phone 07..": ("/payments", {"q": "0" + phone[4:]}),
-                "search phone spaced": (
-                    "/payments",
-                    {"q": f"{phone[:4]} {phone[4:7]} {phone[7:10]} {phone[10:]}"},
-                ),
-                "search partial digits": ("/payments", {"q": phone[5:11]}),
-                "search code": ("/payments", {"q": known["code"].lower()}),
-                "search amount": ("/payments", {"q": known["amount"]}),
-                "customer dropdown": ("/customers", {"q": known["account"][:7]}),
-                "transactions first page": ("/transactions", {}),
-                "revenue month by day": ("/dashboard/revenue", {"period": "day"}),
-                "revenue year by month": ("/dashboard/revenue", {"period": "month"}),
-            }
+            reads = read_requests(known, cursor)
             for name, (path, params) in reads.items():
                 time_get(http, f"{api}{path}", params, 2)  # warm
                 figures = time_get(http, f"{api}{path}", params, args.samples)
