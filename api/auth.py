@@ -7,17 +7,19 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
 from core.web import problem
 from matcher.audit import audit
-from matcher.db import utcnow
+from matcher.db import NoAnswer, utcnow
 from matcher.errors import InvalidInput
 from matcher.models import ApiToken
 
@@ -87,18 +89,60 @@ def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken | N
     return token
 
 
-def authenticate(session: Session, raw: str) -> ApiToken | None:
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
+@dataclass(frozen=True)
+class Bearer:
+    """Who sent a request: the token's id, name and role."""
+
+    id: int
+    name: str
+    role: str
+
+
+def authenticate(session: Session, raw: str) -> Bearer | None:
+    """The live token whose secret is ``raw``, read in ``session``'s transaction: a token
+    revoked by a committed transaction is refused by the next request."""
+    digest = hash_token(raw)
+    token = session.execute(
+        select(
+            ApiToken.id,
+            ApiToken.name,
+            ApiToken.role,
+            ApiToken.token_hash,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+        ).where(ApiToken.token_hash == digest)
+    ).first()
     # The lookup is by hash; comparing again in constant time costs nothing and
     # keeps the check honest if the lookup ever changes.
-    if token is None or not hmac.compare_digest(token.token_hash, hash_token(raw)):
+    if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     if token.revoked_at is not None:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-    return token
+        _note_use(session, token.id, now)
+    return Bearer(token.id, token.name, token.role)
+
+
+def _note_use(session: Session, token_id: int, now: datetime) -> None:
+    """Set ``last_used_at``, at most once per ``LAST_USED_RESOLUTION``. A request that
+    finds the row locked (another request of the same token is noting it, or it is being
+    revoked) skips it rather than wait: it is a hint for people, not a record."""
+    due = (
+        select(ApiToken.id)
+        .where(
+            ApiToken.id == token_id,
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at < now - LAST_USED_RESOLUTION,
+            ),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(
+        update(ApiToken).where(ApiToken.id.in_(due.scalar_subquery())).values(last_used_at=now),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _unauthorized(detail: str) -> Any:
@@ -107,8 +151,31 @@ def _unauthorized(detail: str) -> Any:
     return response
 
 
+def _authenticated(runtime: Runtime, raw: str) -> tuple[Session, Bearer | None]:
+    """The request's session, its transaction begun by the token check, and the token.
+
+    A pooled connection the database dropped (it restarted, or a failover ended it) is
+    found by the check, the first statement of the request: nothing has been done yet,
+    so the check runs once more, on a new connection. A database that does not answer
+    is not asked twice.
+    """
+    for attempt in (1, 2):
+        session = runtime.sessions()
+        try:
+            return session, authenticate(session, raw)
+        except DBAPIError as exc:
+            session.close()
+            if attempt == 2 or not exc.connection_invalidated or isinstance(exc.orig, NoAnswer):
+                raise
+    raise AssertionError("unreachable")
+
+
 def require(role: str) -> Callable[[F], F]:
-    """Only tokens with ``role`` or a higher one may call the view; sets ``g.actor``."""
+    """Only tokens with ``role`` or a higher one may call the view; sets ``g.actor``.
+
+    The token check and the view run in one session and one transaction (``g.db``),
+    committed when the view answers and rolled back when it raises.
+    """
     needed = ROLES.index(role)
 
     def decorator(view: F) -> F:
@@ -122,23 +189,32 @@ def require(role: str) -> Callable[[F], F]:
                     "(create one with `momo token create --name NAME --role operator`)."
                 )
             runtime: Runtime = current_app.extensions["momo"]
-            with runtime.sessions.begin() as session:
-                token = authenticate(session, raw.strip())
+            session, token = _authenticated(runtime, raw.strip())
+            try:
                 if token is None:
                     return _unauthorized("The token is unknown or revoked.")
-                name, token_role, token_id = token.name, token.role, token.id
-            if ROLES.index(token_role) < needed:
-                return problem(
-                    403,
-                    "forbidden",
-                    "Forbidden",
-                    f"This needs the {role} role; the token '{name}' has {token_role}.",
-                )
-            g.actor = f"token:{name}"
-            g.role = token_role
-            # Idempotency keys belong to one token, even where two tokens share a name.
-            g.token_scope = f"token-id:{token_id}"
-            return view(*args, **kwargs)
+                if ROLES.index(token.role) < needed:
+                    session.commit()
+                    return problem(
+                        403,
+                        "forbidden",
+                        "Forbidden",
+                        f"This needs the {role} role; the token '{token.name}' has {token.role}.",
+                    )
+                g.actor = f"token:{token.name}"
+                g.role = token.role
+                # Idempotency keys belong to one token, even where two tokens share a name.
+                g.token_scope = f"token-id:{token.id}"
+                g.db = session
+                answer = view(*args, **kwargs)
+                session.commit()
+                return answer
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                g.pop("db", None)
+                session.close()
 
         wrapper.required_role = role  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -7,7 +7,8 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,6 +63,13 @@ STATUS_FOR[MissingFields] = 400
 
 def runtime() -> Runtime:
     return current_app.extensions["momo"]
+
+
+@contextmanager
+def request_session() -> Iterator[Session]:
+    """The request's session. Its transaction began with the token check (``require``) and
+    is committed when the view answers, rolled back when it raises: the block ends nothing."""
+    yield g.db
 
 
 @bp.errorhandler(DomainError)
@@ -342,7 +350,8 @@ def _request_hash() -> str:
 
 
 def change(operation: Operation, *, secret: ShownOnce | None = None) -> tuple[Response, int]:
-    """Run a change in one transaction, honouring an ``Idempotency-Key`` header.
+    """Run a change in the request's transaction (the token check's), honouring an
+    ``Idempotency-Key`` header.
 
     The key is recorded (per token) in the same transaction as the change, before
     the change is made: a concurrent request with the same key waits for the
@@ -397,50 +406,54 @@ def _committed(
             "invalid_idempotency_key",
         )
     request_hash = _request_hash() if key else ""
+    session: Session = g.db
     for attempt in (1, 2):
         try:
-            with runtime().sessions.begin() as session:
-                record = None
-                if key:
-                    seen = session.scalar(
-                        select(IdempotencyRecord).where(
-                            IdempotencyRecord.actor == g.token_scope,
-                            IdempotencyRecord.key == key,
+            record = None
+            if key:
+                seen = session.scalar(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.actor == g.token_scope,
+                        IdempotencyRecord.key == key,
+                    )
+                )
+                if seen is not None:
+                    if seen.request_hash != request_hash:
+                        raise Unprocessable(
+                            "this Idempotency-Key was already used with a different "
+                            "request; use a new key for a new request",
+                            "idempotency_key_reused",
                         )
-                    )
-                    if seen is not None:
-                        if seen.request_hash != request_hash:
-                            raise Unprocessable(
-                                "this Idempotency-Key was already used with a different "
-                                "request; use a new key for a new request",
-                                "idempotency_key_reused",
-                            )
-                        if secret is not None and seen.status_code < 300:
-                            raise secret.replayed(seen.response)
-                        response = jsonify(seen.response)
-                        response.status_code = seen.status_code
-                        if seen.status_code >= 400:
-                            response.mimetype = PROBLEM_TYPE
-                        response.headers["Idempotent-Replayed"] = "true"
-                        return response
-                    record = IdempotencyRecord(
-                        actor=g.token_scope,
-                        key=key,
-                        request_hash=request_hash,
-                        status_code=0,
-                        response={},
-                    )
-                    session.add(record)
-                    session.flush()
-                body, status = operation(session)
-                if record is not None:
-                    kept = {k: v for k, v in body.items() if secret is None or k != secret.field}
-                    record.status_code, record.response = status, kept
-                record_id = record.id if record is not None else None
+                    if secret is not None and seen.status_code < 300:
+                        raise secret.replayed(seen.response)
+                    response = jsonify(seen.response)
+                    response.status_code = seen.status_code
+                    if seen.status_code >= 400:
+                        response.mimetype = PROBLEM_TYPE
+                    response.headers["Idempotent-Replayed"] = "true"
+                    return response
+                record = IdempotencyRecord(
+                    actor=g.token_scope,
+                    key=key,
+                    request_hash=request_hash,
+                    status_code=0,
+                    response={},
+                )
+                session.add(record)
+                session.flush()
+            body, status = operation(session)
+            if record is not None:
+                kept = {k: v for k, v in body.items() if secret is None or k != secret.field}
+                record.status_code, record.response = status, kept
+            record_id = record.id if record is not None else None
+            # committed here, not when the view answers: what follows (a provider's call)
+            # must see it done, and a twin's IntegrityError is caught below
+            session.commit()
             return body, status, record_id
         except IntegrityError:
             # A twin request (same key, or the same receipt by callback) committed first:
-            # look again, now that its row is visible.
+            # look again, in a new transaction, now that its row is visible.
+            session.rollback()
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

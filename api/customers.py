@@ -21,6 +21,7 @@ from api.common import (
     limit_arg,
     money,
     q_arg,
+    request_session,
     runtime,
     time_arg,
 )
@@ -102,7 +103,7 @@ def list_customers() -> Response:
     if cursor:
         (after,) = decode_cursor(cursor, str)
         query = query.where(Customer.account_key > after)
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         rows = list(session.scalars(query))
         page, more = rows[:limit], len(rows) > limit
         return jsonify(
@@ -116,7 +117,7 @@ def list_customers() -> Response:
 @bp.get("/customers/<path:account_number>/transactions")
 @require("viewer")
 def customer_transactions(account_number: str) -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         customer = get_customer(session, account_number)
         account = customer.account_number
     return transaction_page(
@@ -134,7 +135,7 @@ def customer_transactions(account_number: str) -> Response:
 @require("viewer")
 def customer_purchases(account_number: str) -> Response:
     limit = limit_arg()
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         customer = get_customer(session, account_number)
         query = (
             select(Purchase)
@@ -170,7 +171,7 @@ def purchase_json(bought: Purchase) -> dict[str, Any]:
 @bp.get("/customers/<path:account_number>")
 @require("viewer")
 def show_customer(account_number: str) -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         return jsonify(customer_json(get_customer(session, account_number)))
 
 

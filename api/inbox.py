@@ -18,6 +18,7 @@ from api.common import (
     json_body,
     limit_arg,
     path_id,
+    request_session,
     runtime,
 )
 from matcher.errors import InvalidInput, NotFound
@@ -65,7 +66,7 @@ def list_inbox() -> Response:
     if cursor:
         (before,) = decode_cursor(cursor, int)
         query = query.where(InboxItem.id < before)
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         rows = list(session.scalars(query))
     page, more = rows[:limit], len(rows) > limit
     return jsonify(
@@ -80,7 +81,7 @@ def list_inbox() -> Response:
 @require("admin")
 def show_inbox(inbox_id: str) -> Response:
     ident = path_id(inbox_id, "inbox row", "inbox_not_found")
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         item = session.get(InboxItem, ident)
         if item is None:
             raise NotFound(f"no inbox row has id {ident}", "inbox_not_found")

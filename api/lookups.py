@@ -21,6 +21,7 @@ from api.common import (
     path_id,
     payment_json,
     provider_problem,
+    request_session,
     runtime,
 )
 from ingest import lookups_reversals
@@ -100,7 +101,7 @@ def look_up_payment() -> tuple[Response, int]:
 @bp.get("/lookups/<lookup_id>")
 @require("viewer")
 def show_lookup(lookup_id: str) -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         ident = path_id(lookup_id, "lookup", "lookup_not_found")
         return jsonify(lookup_json(get_lookup(session, ident)))
 
@@ -141,7 +142,7 @@ def reverse_payment(payment_id: str) -> tuple[Response, int]:
 @require("viewer")
 def show_reversal(payment_id: str) -> Response:
     ident = path_id(payment_id, "payment", "payment_not_found")
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         payment = session.get(Payment, ident)
         if payment is None:
             raise NotFound(f"no payment has id {ident}", "payment_not_found")

@@ -20,6 +20,7 @@ from api.common import (
     money,
     path_id,
     provider_problem,
+    request_session,
     runtime,
 )
 from ingest import asking
@@ -120,7 +121,7 @@ def create_customer_payment_request(account_number: str) -> tuple[Response, int]
 @bp.get("/payment-requests/<request_id>")
 @require("viewer")
 def show_payment_request(request_id: str) -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         return jsonify(
             request_json(
                 get_request(
@@ -148,7 +149,7 @@ def list_payment_requests() -> Response:
     if cursor:
         (before,) = decode_cursor(cursor, int)
         query = query.where(PaymentRequest.id < before)
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         account = request.args.get("account")
         if account is not None:
             customer_id = session.scalar(

@@ -25,6 +25,7 @@ from api.common import (
     path_id,
     payment_json,
     q_arg,
+    request_session,
     runtime,
 )
 from ingest.providers import receipt_owner
@@ -79,7 +80,7 @@ def list_payments() -> Response:
     else:
         query = query.where(*filters)
     query = query.order_by(*newest_first).limit(limit + 1)
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         rows = list(session.scalars(query))
         page, more = rows[:limit], len(rows) > limit
         return jsonify(
@@ -119,7 +120,7 @@ def unconfirmed_payments() -> Response:
         .order_by(Payment.created_at, Payment.id)
         .limit(limit + 1)
     )
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         rows = list(session.scalars(query))
         page, more = rows[:limit], len(rows) > limit
         return jsonify(
@@ -135,7 +136,7 @@ def unconfirmed_payments() -> Response:
 def show_payment(payment_id: str) -> Response:
     """One payment with everything that happened to it: ledger entries and who did what."""
     ident = path_id(payment_id, "payment", "payment_not_found")
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         payment = session.get(Payment, ident, options=[selectinload(Payment.customer)])
         if payment is None:
             raise NotFound(f"no payment has id {ident}", "payment_not_found")

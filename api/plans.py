@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import require
-from api.common import Fields, bp, change, json_body, money, runtime
+from api.common import Fields, bp, change, json_body, money, request_session, runtime
 from matcher.errors import InvalidInput
 from matcher.models import Plan
 from matcher.plans import create_plan, get_plan, update_plan
@@ -58,7 +58,7 @@ def list_plans() -> Response:
     query = select(Plan).order_by(Plan.price_minor, Plan.code)
     if active is not None:
         query = query.where(Plan.active == (active == "true"))
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         return jsonify(
             {"items": [plan_json(p) for p in session.scalars(query)], "next_cursor": None}
         )
@@ -67,7 +67,7 @@ def list_plans() -> Response:
 @bp.get("/plans/<code>")
 @require("viewer")
 def show_plan(code: str) -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         return jsonify(plan_json(get_plan(session, code)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 
 from api.auth import require
-from api.common import bp, runtime
+from api.common import bp, request_session, runtime
 from api.reports import date_arg
 from ingest.providers import ADAPTERS
 from matcher.db import utcnow
@@ -25,7 +25,7 @@ def reconciliation() -> Response:
     first = date_arg("from") or last
     if first > last:
         raise InvalidInput("from must not be after to", "invalid_range")
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         provider = choose_provider(
             session,
             request.args.get("provider"),

@@ -8,7 +8,17 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from api.auth import require
-from api.common import bp, decode_cursor, encode_cursor, limit_arg, money, q_arg, runtime, time_arg
+from api.common import (
+    bp,
+    decode_cursor,
+    encode_cursor,
+    limit_arg,
+    money,
+    q_arg,
+    request_session,
+    runtime,
+    time_arg,
+)
 from ingest.providers import cancelled_codes
 from matcher.db import utcnow
 from matcher.errors import InvalidInput
@@ -62,7 +72,7 @@ def transaction_page(flt: TransactionFilter) -> Response:
         if source not in ("ledger", "attempt"):
             raise InvalidInput("cursor is not one this API gave out", "invalid_cursor")
         after = TransactionCursor(at, source, ident)
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         rows = transactions(
             session,
             flt,
@@ -140,7 +150,7 @@ def revenue() -> Response:
             first = period_start(first - timedelta(days=1), period)
     if first > last:
         raise InvalidInput("from must not be after to", "invalid_range")
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         totals = revenue_totals(session, zone=zone, now=utcnow())
         series = revenue_series(session, zone=zone, period=period, first=first, last=last)
     return jsonify(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import issue_token, require, revoke_token
-from api.common import Fields, ShownOnce, bp, change, json_body, path_id, runtime
+from api.common import Fields, ShownOnce, bp, change, json_body, path_id, request_session
 from matcher.errors import Conflict, DomainError, NotFound
 from matcher.models import ApiToken
 
@@ -54,7 +54,7 @@ def add_token() -> tuple[Response, int]:
 @bp.get("/tokens")
 @require("admin")
 def list_tokens() -> Response:
-    with runtime().sessions.begin() as session:
+    with request_session() as session:
         tokens = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
         return jsonify({"items": [token_json(t) for t in tokens], "next_cursor": None})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -75,11 +75,13 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(settings: Settings, *, providers: Mapping[str, ProviderAdapter]) -> Runtime:
+def build_runtime(
+    settings: Settings, *, providers: Mapping[str, ProviderAdapter], **engine_options: Any
+) -> Runtime:
     """A runtime on ``settings`` speaking ``providers`` (the registry itself, not a copy: a
-    provider registered later is spoken too)."""
+    provider registered later is spoken too); ``engine_options`` go to its engine."""
     deadlines = Deadlines.for_statements(settings.db_statement_timeout_seconds)
-    engine = make_engine(settings.database_url, deadlines=deadlines)
+    engine = make_engine(settings.database_url, deadlines=deadlines, **engine_options)
     return Runtime(
         settings=settings,
         engine=engine,

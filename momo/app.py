@@ -14,6 +14,7 @@ from api.app import api_app
 from api.views import bp as api_bp
 from core.config import Settings
 from core.runtime import Runtime
+from core.runtime import build_runtime as build_core_runtime
 from ingest.app import check_local_paths, require_path_tokens, webhook_app
 from ingest.providers import ADAPTERS, build_runtime, load_settings
 from ingest.spool import attach_spool
@@ -44,9 +45,16 @@ def create_web_app(settings: Settings | None = None, *, runtime: Runtime | None 
 
 
 def create_api_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    """The operator API alone (Procfile ``api``)."""
+    """The operator API alone (Procfile ``api``).
+
+    Its engine does not ping a pooled connection before each use: a request finds one the
+    database dropped at its first statement, the token check, and takes a new connection
+    (``api.auth``), so no request pays a round trip for the ping.
+    """
     if runtime is None:
-        runtime = build_runtime(settings)
+        runtime = build_core_runtime(
+            settings or load_settings(), providers=ADAPTERS, pool_pre_ping=False
+        )
         if runtime.settings.broker_url:
             # a replayed inbox row is worked at once instead of at the next sweep
             nudger = broker_nudger(runtime)
