@@ -23,7 +23,7 @@ from core.runtime import Runtime
 from core.web import problem
 from ingest.providers.outbound import ProviderError, ProviderRefused
 from matcher.errors import Conflict, DomainError, InvalidInput, NotFound
-from matcher.models import UNASSOCIATED, Customer, IdempotencyRecord, Payment
+from matcher.models import UNASSOCIATED, Customer, CustomerPhone, IdempotencyRecord, Payment
 from matcher.money import format_minor
 from matcher.text import unstorable_character
 
@@ -280,10 +280,27 @@ def money(amount: int) -> str:
 
 
 def customer_json(customer: Customer) -> dict[str, Any]:
+    return customer_item(customer, [phone.e164 for phone in customer.phones])
+
+
+#: the columns a customer's JSON shows but its phones; lists read them as rows
+CUSTOMER_COLUMNS = (
+    Customer.id,
+    Customer.account_number,
+    Customer.account_key,
+    Customer.name,
+    Customer.balance_minor,
+    Customer.created_at,
+    Customer.updated_at,
+)
+
+
+def customer_item(customer: Any, phones: list[str]) -> dict[str, Any]:
+    """A customer's JSON from a ``Customer`` or a row of ``CUSTOMER_COLUMNS``."""
     return {
         "account_number": customer.account_number,
         "name": customer.name,
-        "phones": [phone.e164 for phone in customer.phones],
+        "phones": phones,
         "balance": format_minor(customer.balance_minor),
         "currency": runtime().settings.currency,
         "created_at": customer.created_at.isoformat(),
@@ -291,13 +308,69 @@ def customer_json(customer: Customer) -> dict[str, Any]:
     }
 
 
+def phones_of(session: Session, customer_ids: list[int]) -> dict[int, list[str]]:
+    """Customer id -> its phones, in the order they were added (as ``Customer.phones``)."""
+    phones: dict[int, list[str]] = {ident: [] for ident in customer_ids}
+    if customer_ids:
+        rows = session.execute(
+            select(CustomerPhone.customer_id, CustomerPhone.e164)
+            .where(CustomerPhone.customer_id.in_(customer_ids))
+            .order_by(CustomerPhone.customer_id, CustomerPhone.id)
+        )
+        for customer_id, e164 in rows:
+            phones[customer_id].append(e164)
+    return phones
+
+
 def payment_json(payment: Payment) -> dict[str, Any]:
+    return payment_item(payment, payment.customer.account_number if payment.customer else None)
+
+
+#: the columns a payment's JSON shows, its customer's account number among them, for
+#: ``select(*PAYMENT_COLUMNS).select_from(PAYMENT_SOURCE)``: lists read rows, not objects
+PAYMENT_COLUMNS = (
+    Payment.id,
+    Payment.code,
+    Payment.provider,
+    Payment.channel,
+    Customer.account_number,
+    Payment.phone,
+    Payment.payer_name,
+    Payment.amount_minor,
+    Payment.currency,
+    Payment.paid_at,
+    Payment.status,
+    Payment.match_method,
+    Payment.account_reference,
+    Payment.reference,
+    Payment.confirmed_at,
+    Payment.confirmed_by,
+    Payment.reversed_at,
+    Payment.reversal_receipt,
+    Payment.reason,
+    Payment.candidates,
+    Payment.created_at,
+)
+
+
+def payments_with_accounts(*joins: tuple[Any, Any]) -> Any:
+    """``select(*PAYMENT_COLUMNS)`` from payments (joined to ``joins``, each a target and
+    its ON clause) and their customers, if any."""
+    query: Any = select(*PAYMENT_COLUMNS).select_from(Payment)
+    for target, on in joins:
+        query = query.join(target, on)
+    return query.outerjoin(Customer, Customer.id == Payment.customer_id)
+
+
+def payment_item(payment: Any, account_number: str | None) -> dict[str, Any]:
+    """A payment's JSON from a ``Payment`` or a row of ``PAYMENT_COLUMNS``."""
+    confirmed_at, reversed_at = payment.confirmed_at, payment.reversed_at
     item: dict[str, Any] = {
         "id": payment.id,
         "code": payment.code,
         "provider": payment.provider,
         "channel": payment.channel,
-        "account_number": payment.customer.account_number if payment.customer else None,
+        "account_number": account_number,
         "phone": payment.phone,
         "payer_name": payment.payer_name,
         "amount": format_minor(payment.amount_minor),
@@ -307,9 +380,9 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "match_method": payment.match_method,
         "account_reference": payment.account_reference,
         "reference": payment.reference,
-        "confirmed_at": payment.confirmed_at.isoformat() if payment.confirmed_at else None,
+        "confirmed_at": confirmed_at.isoformat() if confirmed_at else None,
         "confirmed_by": payment.confirmed_by,
-        "reversed_at": payment.reversed_at.isoformat() if payment.reversed_at else None,
+        "reversed_at": reversed_at.isoformat() if reversed_at else None,
         "reversal_receipt": payment.reversal_receipt,
     }
     if payment.status == UNASSOCIATED:

@@ -23,7 +23,9 @@ from api.common import (
     money,
     optional_text,
     path_id,
+    payment_item,
     payment_json,
+    payments_with_accounts,
     q_arg,
     request_session,
     runtime,
@@ -55,7 +57,6 @@ def list_payments() -> Response:
         paid_at, ident = decode_cursor(cursor, datetime, int)
         # a row comparison reads straight on along the (status, paid_at, id) index
         filters.append(tuple_(Payment.paid_at, Payment.id) < tuple_(paid_at, ident))
-    query = select(Payment).options(selectinload(Payment.customer))
     q = q_arg()
     if q:
         # One indexed, ordered, limited probe per meaning of q, merged: an OR across
@@ -76,16 +77,16 @@ def list_payments() -> Response:
             )
         ]
         found = union(*(select(probe.c.id) for probe in probes)).subquery()
-        query = query.join(found, found.c.id == Payment.id)
+        query = payments_with_accounts((found, found.c.id == Payment.id))
     else:
-        query = query.where(*filters)
+        query = payments_with_accounts().where(*filters)
     query = query.order_by(*newest_first).limit(limit + 1)
     with request_session() as session:
-        rows = list(session.scalars(query))
+        rows = session.execute(query).all()
         page, more = rows[:limit], len(rows) > limit
         return jsonify(
             {
-                "items": [payment_json(p) for p in page],
+                "items": [payment_item(p, p.account_number) for p in page],
                 "next_cursor": encode_cursor(page[-1].paid_at, page[-1].id) if more else None,
             }
         )
@@ -114,18 +115,17 @@ def unconfirmed_payments() -> Response:
         created_at, ident = decode_cursor(cursor, datetime, int)
         filters.append(tuple_(Payment.created_at, Payment.id) > tuple_(created_at, ident))
     query = (
-        select(Payment)
-        .options(selectinload(Payment.customer))
+        payments_with_accounts()
         .where(*filters)
         .order_by(Payment.created_at, Payment.id)
         .limit(limit + 1)
     )
     with request_session() as session:
-        rows = list(session.scalars(query))
+        rows = session.execute(query).all()
         page, more = rows[:limit], len(rows) > limit
         return jsonify(
             {
-                "items": [payment_json(p) for p in page],
+                "items": [payment_item(p, p.account_number) for p in page],
                 "next_cursor": encode_cursor(page[-1].created_at, page[-1].id) if more else None,
             }
         )

@@ -25,6 +25,15 @@ from matcher.migrate import upgrade
 from matcher.models import IdempotencyRecord
 from momo.app import create_api_app
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, mpesa_block
+from tests.reads_contract import (
+    as_sent,
+    expected_customers,
+    expected_payments,
+    items_bytes,
+    joined,
+    pages,
+    seed_varied,
+)
 from tests.unit.test_migrations import forgets_recorded_token_secrets
 
 pytestmark = pytest.mark.integration
@@ -146,3 +155,46 @@ def test_upgrading_postgresql_forgets_token_secrets_kept_with_idempotency_record
     fresh_pg_url: str,
 ) -> None:
     forgets_recorded_token_secrets(fresh_pg_url)
+
+
+@pytest.fixture
+def fresh_pg_api(fresh_pg_url: str) -> Iterator[tuple[FlaskClient, Runtime, dict[str, str]]]:
+    engine = make_engine(fresh_pg_url)
+    upgrade(engine)
+    engine.dispose()
+    runtime = build_runtime(Settings(database_url=fresh_pg_url, providers=mpesa_block(PATH_TOKEN)))
+    app = create_api_app(runtime=runtime)
+    app.config["TESTING"] = True
+    headers = {"Authorization": f"Bearer {make_token(runtime, 'viewer')}"}
+    yield app.test_client(), runtime, headers
+    runtime.close()
+
+
+@pytest.mark.parametrize("status", ["associated", "unassociated"])
+def test_a_payments_page_is_byte_for_byte_what_it_was_on_postgresql(
+    fresh_pg_api: tuple[FlaskClient, Runtime, dict[str, str]], status: str
+) -> None:
+    client, runtime, headers = fresh_pg_api
+    seed_varied(runtime)
+
+    bodies = pages(client, "/api/v1/payments", headers, status=status)
+
+    expected = expected_payments(runtime, status)
+    assert len(bodies) > 3
+    assert joined(bodies) == expected
+    for n, body in enumerate(bodies):
+        assert items_bytes(body) == items_bytes(as_sent(client, expected[2 * n : 2 * n + 2]))
+
+
+def test_the_customer_list_is_byte_for_byte_what_it_was_on_postgresql(
+    fresh_pg_api: tuple[FlaskClient, Runtime, dict[str, str]],
+) -> None:
+    client, runtime, headers = fresh_pg_api
+    seed_varied(runtime)
+
+    bodies = pages(client, "/api/v1/customers", headers)
+
+    expected = expected_customers(runtime)
+    assert joined(bodies) == expected
+    for n, body in enumerate(bodies):
+        assert items_bytes(body) == items_bytes(as_sent(client, expected[2 * n : 2 * n + 2]))
