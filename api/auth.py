@@ -17,9 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from core.web import problem
+from core.web import dropped_connection, problem
 from matcher.audit import audit
-from matcher.db import NoAnswer, utcnow
+from matcher.db import utcnow
 from matcher.errors import InvalidInput
 from matcher.models import ApiToken
 
@@ -165,7 +165,7 @@ def _authenticated(runtime: Runtime, raw: str) -> tuple[Session, Bearer | None]:
             return session, authenticate(session, raw)
         except DBAPIError as exc:
             session.close()
-            if attempt == 2 or not exc.connection_invalidated or isinstance(exc.orig, NoAnswer):
+            if attempt == 2 or not dropped_connection(exc):
                 raise
     raise AssertionError("unreachable")
 

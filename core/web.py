@@ -8,14 +8,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.providers import INTERNAL_ERROR, UNAVAILABLE, ProviderAdapter, adapter_for_path
 from core.redact import mask_logged_paths, mask_webhook_paths
 from core.runtime import Runtime
-from matcher.db import answer_within, describe_error, refuses_writes
+from matcher.db import NoAnswer, answer_within, describe_error, refuses_writes
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,18 @@ common = Blueprint("common", __name__)
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
+def dropped_connection(exc: BaseException) -> bool:
+    """``exc`` says a pooled connection was found closed (the database restarted, or a
+    failover ended it); SQLAlchemy has then discarded the pool's older connections, so
+    asking again, on a new one, is the answer. A database that did not answer in time
+    is not dropped: asking it again would only wait as long again."""
+    return (
+        isinstance(exc, DBAPIError)
+        and exc.connection_invalidated
+        and not isinstance(exc.orig, NoAnswer)
+    )
+
+
 @common.get("/healthz")
 def healthz() -> tuple[Any, int]:
     """200 when the database answers and takes writes, 503 otherwise (load balancers take
@@ -38,15 +50,20 @@ def healthz() -> tuple[Any, int]:
     """
     runtime: Runtime = current_app.extensions["momo"]
     extra = {"spool": runtime.spool.backlog()} if runtime.spool is not None else {}
-    try:
-        with (
-            answer_within(runtime.settings.db_write_timeout_seconds),
-            runtime.engine.connect() as connection,
-        ):
-            connection.execute(text("SELECT 1"))
-            read_only = refuses_writes(connection)
-    except SQLAlchemyError as exc:
-        return jsonify({"status": "unavailable", "database": type(exc).__name__, **extra}), 503
+    for attempt in (1, 2):
+        try:
+            with (
+                answer_within(runtime.settings.db_write_timeout_seconds),
+                runtime.engine.connect() as connection,
+            ):
+                connection.execute(text("SELECT 1"))
+                read_only = refuses_writes(connection)
+            break
+        except SQLAlchemyError as exc:
+            if attempt == 1 and dropped_connection(exc):
+                continue
+            body = {"status": "unavailable", "database": type(exc).__name__, **extra}
+            return jsonify(body), 503
     if read_only is not None:
         body = {"status": "unavailable", "database": "read_only", "detail": read_only}
         return jsonify({**body, **extra}), 503

@@ -71,6 +71,20 @@ def test_a_read_after_the_database_ended_the_pooled_connections_is_answered(
     assert response.get_json()["items"] == []
 
 
+def test_the_health_check_after_the_database_ended_the_pooled_connections_is_ok(
+    api: tuple[Flask, dict[str, str]], fresh_pg_url: str
+) -> None:
+    app, _ = api
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+
+    assert end_every_connection(fresh_pg_url) >= 1
+    response = client.get("/healthz")
+
+    assert response.status_code == 200, response.get_data()
+    assert response.get_json()["database"] == "ok"
+
+
 def test_a_change_after_the_database_ended_the_pooled_connections_is_made_once(
     api: tuple[Flask, dict[str, str]], fresh_pg_url: str
 ) -> None:
