@@ -225,6 +225,29 @@ def seed(url: str, *, customers: int, payments: int, seed_value: int) -> dict[st
     }
 
 
+def time_in_turn(
+    session: requests.Session,
+    bases: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    samples: int,
+) -> dict[str, dict[str, float]]:
+    """``time_get`` on each of ``bases`` (name -> API root), one request on each in turn."""
+    rounds = [
+        {name: time_get(session, f"{base}{path}", params, 1) for name, base in bases.items()}
+        for _ in range(samples)
+    ]
+    figures = {}
+    for name in bases:
+        timings = sorted(r[name]["p50_ms"] for r in rounds)
+        figures[name] = {
+            "p50_ms": statistics.median(timings),
+            "p95_ms": timings[max(0, int(len(timings) * 0.95) - 1)],
+            "items": rounds[-1][name]["items"],
+        }
+    return figures
+
+
 def time_get(
     session: requests.Session, url: str, params: dict[str, str], samples: int
 ) -> dict[str, float]:
@@ -278,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, to check the bench works (CI)"
     )
+    parser.add_argument(
+        "--compare-with",
+        metavar="DIR",
+        help="another checkout of momo (e.g. `git worktree add /tmp/before main`) whose API "
+        "serves the same database too: each read is timed on both, request by request in "
+        "turn, so before and after come from one run",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.payments, args.customers, args.samples = 3000, 300, 3
@@ -303,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
             .splitlines()[-1]
         )
         server, base = gunicorn("api", "momo.wsgi:api()", env, logdir)
+        other = None
+        if args.compare_with:
+            # gunicorn's --chdir puts that checkout first on sys.path
+            other_env = {**env, "GUNICORN_CMD_ARGS": f"--chdir {Path(args.compare_with).resolve()}"}
+            other = gunicorn("api-other", "momo.wsgi:api()", other_env, logdir)
         try:
             http = requests.Session()
             http.headers["Authorization"] = f"Bearer {token}"
@@ -319,17 +354,31 @@ def main(argv: list[str] | None = None) -> int:
                 if cursor is None:
                     break
             reads = read_requests(known, cursor)
+            bases = {"this": api, **({"other": f"{other[1]}/api/v1"} if other else {})}
             for name, (path, params) in reads.items():
-                time_get(http, f"{api}{path}", params, 2)  # warm
-                figures = time_get(http, f"{api}{path}", params, args.samples)
-                results["reads"][name] = figures
-                say(
-                    f"{name:26} p50 {figures['p50_ms']:7.1f} ms  "
-                    f"p95 {figures['p95_ms']:7.1f} ms  items {figures['items']}"
+                for where in bases.values():
+                    time_get(http, f"{where}{path}", params, 2)  # warm
+                both = time_in_turn(http, bases, path, params, args.samples)
+                results["reads"][name] = both["this"]
+                line = (
+                    f"{name:26} p50 {both['this']['p50_ms']:7.1f} ms  "
+                    f"p95 {both['this']['p95_ms']:7.1f} ms  items {both['this']['items']}"
                 )
+                if other:
+                    results.setdefault("other", {})[name] = both["other"]
+                    line += (
+                        f"  | other p50 {both['other']['p50_ms']:7.1f} ms  "
+                        f"p95 {both['other']['p95_ms']:7.1f} ms  "
+                        f"p95 this/other {both['this']['p95_ms'] / both['other']['p95_ms']:.2f}"
+                    )
+                say(line)
             results["api_peak_rss_mb"] = round(rss_mb(server.pids()), 1)
+            if other:
+                results["other_api_peak_rss_mb"] = round(rss_mb(other[0].pids()), 1)
         finally:
             server.stop()
+            if other:
+                other[0].stop()
     first = results["reads"]["first page"]["p95_ms"]
     deep = results["reads"]["page 10,000 deep"]["p95_ms"]
     results["deep_over_first_p95"] = round(deep / first, 2) if first else None
