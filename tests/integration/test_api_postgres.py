@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
 from matcher.db import make_engine
 from matcher.migrate import upgrade
-from matcher.models import IdempotencyRecord
+from matcher.models import ApiToken, IdempotencyRecord
 from momo.app import create_api_app
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, mpesa_block
 from tests.reads_contract import (
@@ -198,3 +198,26 @@ def test_the_customer_list_is_byte_for_byte_what_it_was_on_postgresql(
     assert joined(bodies) == expected
     for n, body in enumerate(bodies):
         assert items_bytes(body) == items_bytes(as_sent(client, expected[2 * n : 2 * n + 2]))
+
+
+def test_a_request_does_not_wait_for_a_token_row_another_transaction_holds(
+    fresh_pg_api: tuple[FlaskClient, Runtime, dict[str, str]],
+) -> None:
+    client, runtime, headers = fresh_pg_api
+    with runtime.engine.connect() as holder:
+        holder.execute(
+            text("SELECT id FROM api_tokens WHERE last_used_at IS NULL FOR UPDATE")
+        ).all()
+
+        # its last_used_at is due, but the row is locked: the request skips noting it
+        response = client.get("/api/v1/payments", headers=headers)
+
+        assert response.status_code == 200, response.get_data()
+        holder.rollback()
+    with runtime.sessions.begin() as session:
+        assert session.scalars(select(ApiToken.last_used_at)).all() == [None]
+
+    assert client.get("/api/v1/payments", headers=headers).status_code == 200
+
+    with runtime.sessions.begin() as session:
+        assert None not in session.scalars(select(ApiToken.last_used_at)).all()
