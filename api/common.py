@@ -356,10 +356,19 @@ PAYMENT_COLUMNS = (
 def payments_with_accounts(*joins: tuple[Any, Any]) -> Any:
     """``select(*PAYMENT_COLUMNS)`` from payments (joined to ``joins``, each a target and
     its ON clause) and their customers, if any."""
+    if not joins:
+        return _PAYMENTS_WITH_ACCOUNTS  # built once: a list's request only adds its filters
     query: Any = select(*PAYMENT_COLUMNS).select_from(Payment)
     for target, on in joins:
         query = query.join(target, on)
     return query.outerjoin(Customer, Customer.id == Payment.customer_id)
+
+
+_PAYMENTS_WITH_ACCOUNTS = (
+    select(*PAYMENT_COLUMNS)
+    .select_from(Payment)
+    .outerjoin(Customer, Customer.id == Payment.customer_id)
+)
 
 
 def payment_item(payment: Any, account_number: str | None) -> dict[str, Any]:
