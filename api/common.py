@@ -284,14 +284,17 @@ def customer_json(customer: Customer) -> dict[str, Any]:
 
 
 #: the columns a customer's JSON shows but its phones; lists read them as rows
-CUSTOMER_COLUMNS = (
-    Customer.id,
-    Customer.account_number,
-    Customer.account_key,
-    Customer.name,
-    Customer.balance_minor,
-    Customer.created_at,
-    Customer.updated_at,
+CUSTOMER_COLUMNS = tuple(
+    Customer.__table__.c[name]
+    for name in (
+        "id",
+        "account_number",
+        "account_key",
+        "name",
+        "balance_minor",
+        "created_at",
+        "updated_at",
+    )
 )
 
 
@@ -312,10 +315,11 @@ def phones_of(session: Session, customer_ids: list[int]) -> dict[int, list[str]]
     """Customer id -> its phones, in the order they were added (as ``Customer.phones``)."""
     phones: dict[int, list[str]] = {ident: [] for ident in customer_ids}
     if customer_ids:
+        phone = CustomerPhone.__table__.c
         rows = session.execute(
-            select(CustomerPhone.customer_id, CustomerPhone.e164)
-            .where(CustomerPhone.customer_id.in_(customer_ids))
-            .order_by(CustomerPhone.customer_id, CustomerPhone.id)
+            select(phone.customer_id, phone.e164)
+            .where(phone.customer_id.in_(customer_ids))
+            .order_by(phone.customer_id, phone.id)
         )
         for customer_id, e164 in rows:
             phones[customer_id].append(e164)
@@ -326,30 +330,39 @@ def payment_json(payment: Payment) -> dict[str, Any]:
     return payment_item(payment, payment.customer.account_number if payment.customer else None)
 
 
+#: payments' and customers' table columns: a statement made of these alone runs as plain
+#: SQL, without the ORM's compile and loading steps, and gives rows
+PAYMENTS, CUSTOMERS = Payment.__table__.c, Customer.__table__.c
+
 #: the columns a payment's JSON shows, its customer's account number among them, for
 #: ``select(*PAYMENT_COLUMNS).select_from(PAYMENT_SOURCE)``: lists read rows, not objects
 PAYMENT_COLUMNS = (
-    Payment.id,
-    Payment.code,
-    Payment.provider,
-    Payment.channel,
-    Customer.account_number,
-    Payment.phone,
-    Payment.payer_name,
-    Payment.amount_minor,
-    Payment.currency,
-    Payment.paid_at,
-    Payment.status,
-    Payment.match_method,
-    Payment.account_reference,
-    Payment.reference,
-    Payment.confirmed_at,
-    Payment.confirmed_by,
-    Payment.reversed_at,
-    Payment.reversal_receipt,
-    Payment.reason,
-    Payment.candidates,
-    Payment.created_at,
+    *(
+        PAYMENTS[name]
+        for name in (
+            "id",
+            "code",
+            "provider",
+            "channel",
+            "phone",
+            "payer_name",
+            "amount_minor",
+            "currency",
+            "paid_at",
+            "status",
+            "match_method",
+            "account_reference",
+            "reference",
+            "confirmed_at",
+            "confirmed_by",
+            "reversed_at",
+            "reversal_receipt",
+            "reason",
+            "candidates",
+            "created_at",
+        )
+    ),
+    CUSTOMERS.account_number,
 )
 
 
@@ -358,16 +371,16 @@ def payments_with_accounts(*joins: tuple[Any, Any]) -> Any:
     its ON clause) and their customers, if any."""
     if not joins:
         return _PAYMENTS_WITH_ACCOUNTS  # built once: a list's request only adds its filters
-    query: Any = select(*PAYMENT_COLUMNS).select_from(Payment)
+    query: Any = select(*PAYMENT_COLUMNS).select_from(Payment.__table__)
     for target, on in joins:
         query = query.join(target, on)
-    return query.outerjoin(Customer, Customer.id == Payment.customer_id)
+    return query.outerjoin(Customer.__table__, CUSTOMERS.id == PAYMENTS.customer_id)
 
 
 _PAYMENTS_WITH_ACCOUNTS = (
     select(*PAYMENT_COLUMNS)
-    .select_from(Payment)
-    .outerjoin(Customer, Customer.id == Payment.customer_id)
+    .select_from(Payment.__table__)
+    .outerjoin(Customer.__table__, CUSTOMERS.id == PAYMENTS.customer_id)
 )
 
 

@@ -75,7 +75,8 @@ def create_customer() -> tuple[Response, int]:
 def list_customers() -> Response:
     """Customers by account number, for the dropdown; ``q`` finds by account, name or phone."""
     limit = limit_arg()
-    query = select(*CUSTOMER_COLUMNS).order_by(Customer.account_key).limit(limit + 1)
+    customer = Customer.__table__.c
+    query = select(*CUSTOMER_COLUMNS).order_by(customer.account_key).limit(limit + 1)
     q = q_arg()
     if q:
         # lower(), not casefold(): the database lowers the stored name the same way
@@ -89,18 +90,18 @@ def list_customers() -> Response:
             for run in phone_digit_runs(q)
         )
         conditions: list[ColumnElement[bool]] = [
-            Customer.account_key.like(f"{like_escape(account_key(q))}%", escape="\\"),
-            func.lower(Customer.name).like(f"%{lowered}%", escape="\\"),
+            customer.account_key.like(f"{like_escape(account_key(q))}%", escape="\\"),
+            func.lower(customer.name).like(f"%{lowered}%", escape="\\"),
         ]
         if phone_matches:
             conditions.append(
-                exists().where(CustomerPhone.customer_id == Customer.id, or_(*phone_matches))
+                exists().where(CustomerPhone.customer_id == customer.id, or_(*phone_matches))
             )
         query = query.where(or_(*conditions))
     cursor = request.args.get("cursor")
     if cursor:
         (after,) = decode_cursor(cursor, str)
-        query = query.where(Customer.account_key > after)
+        query = query.where(customer.account_key > after)
     with request_session() as session:
         rows = session.execute(query).all()
         page, more = rows[:limit], len(rows) > limit

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from api.auth import require
 from api.common import (
+    PAYMENTS,
     Fields,
     bp,
     change,
@@ -50,13 +51,13 @@ def list_payments() -> Response:
             f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
         )
     limit = limit_arg()
-    newest_first = (Payment.paid_at.desc(), Payment.id.desc())
-    filters = [Payment.status == status]
+    newest_first = (PAYMENTS.paid_at.desc(), PAYMENTS.id.desc())
+    filters = [PAYMENTS.status == status]
     cursor = request.args.get("cursor")
     if cursor:
         paid_at, ident = decode_cursor(cursor, datetime, int)
         # a row comparison reads straight on along the (status, paid_at, id) index
-        filters.append(tuple_(Payment.paid_at, Payment.id) < tuple_(paid_at, ident))
+        filters.append(tuple_(PAYMENTS.paid_at, PAYMENTS.id) < tuple_(paid_at, ident))
     q = q_arg()
     if q:
         # One indexed, ordered, limited probe per meaning of q, merged: an OR across
@@ -77,7 +78,7 @@ def list_payments() -> Response:
             )
         ]
         found = union(*(select(probe.c.id) for probe in probes)).subquery()
-        query = payments_with_accounts((found, found.c.id == Payment.id))
+        query = payments_with_accounts((found, found.c.id == PAYMENTS.id))
     else:
         query = payments_with_accounts().where(*filters)
     query = query.order_by(*newest_first).limit(limit + 1)
@@ -109,15 +110,15 @@ def unconfirmed_payments() -> Response:
             "invalid_confirmed",
         )
     limit = limit_arg()
-    filters = [Payment.channel == MANUAL, Payment.confirmed_at.is_(None)]
+    filters = [PAYMENTS.channel == MANUAL, PAYMENTS.confirmed_at.is_(None)]
     cursor = request.args.get("cursor")
     if cursor:
         created_at, ident = decode_cursor(cursor, datetime, int)
-        filters.append(tuple_(Payment.created_at, Payment.id) > tuple_(created_at, ident))
+        filters.append(tuple_(PAYMENTS.created_at, PAYMENTS.id) > tuple_(created_at, ident))
     query = (
         payments_with_accounts()
         .where(*filters)
-        .order_by(Payment.created_at, Payment.id)
+        .order_by(PAYMENTS.created_at, PAYMENTS.id)
         .limit(limit + 1)
     )
     with request_session() as session:
