@@ -334,8 +334,8 @@ def payment_json(payment: Payment) -> dict[str, Any]:
 #: SQL, without the ORM's compile and loading steps, and gives rows
 PAYMENTS, CUSTOMERS = Payment.__table__.c, Customer.__table__.c
 
-#: the columns a payment's JSON shows, its customer's account number among them, for
-#: ``select(*PAYMENT_COLUMNS).select_from(PAYMENT_SOURCE)``: lists read rows, not objects
+#: the columns a payment's JSON shows (``payment_item``), its customer's account number
+#: among them, and the unconfirmed list's cursor: lists read rows, not objects
 PAYMENT_COLUMNS = (
     *(
         PAYMENTS[name]
