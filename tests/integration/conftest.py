@@ -154,7 +154,8 @@ def wait_healthy(base: str, timeout: float = 60.0) -> None:
     def healthy() -> bool:
         try:
             return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # not listening yet, or a worker still starting on a loaded machine
             return False
 
     wait_until(healthy, timeout=timeout)
