@@ -205,3 +205,15 @@ def test_the_revenue_backfill_on_postgresql_matches_what_the_writers_keep(
     finally:
         runtime.close()
         engine.dispose()
+
+
+def test_the_batch_path_and_the_row_by_row_path_come_to_the_same_books_on_postgresql() -> None:
+    from tests.batch_parity import check_parity
+    from tests.integration.conftest import migrated_runtime
+
+    batch_runtimes, row_runtimes = migrated_runtime(), migrated_runtime()
+    try:
+        check_parity(next(batch_runtimes), next(row_runtimes))
+    finally:
+        next(batch_runtimes, None)
+        next(row_runtimes, None)

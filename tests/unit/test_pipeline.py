@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
+from core.config import Settings
 from core.runtime import Runtime
+from ingest.providers import build_runtime
+from matcher.db import make_engine
 from matcher.inbox import stranded
 from matcher.ledger import ledger_sum
+from matcher.migrate import upgrade
 from matcher.models import (
     INBOX_DEAD,
     INBOX_PENDING,
@@ -423,3 +429,22 @@ def test_a_batch_with_repeats_and_conflicts_inside_it_records_each_once(runtime:
     result = drain_inbox(runtime)
     assert result.outcomes == {"credited": 1, "duplicate": 1, "conflict": 1, "unassociated": 1}
     assert balance(runtime, "ACC1042") == 150000
+
+
+def test_the_batch_path_and_the_row_by_row_path_come_to_the_same_books(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from tests.batch_parity import check_parity
+
+    runtimes = []
+    for name in ("batch", "rows"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        runtimes.append(build_runtime(replace(settings, database_url=url)))
+    try:
+        check_parity(*runtimes)
+    finally:
+        for rt in runtimes:
+            rt.close()
