@@ -7,9 +7,10 @@ session and never commit.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,17 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
-from sqlalchemy import BigInteger, DateTime, Integer, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -292,3 +303,101 @@ def refuses_writes(connection: Connection) -> str | None:
     if read_only == "on":
         return "its transactions are read-only (default_transaction_read_only is on)"
     return None
+
+
+def _array_type(column: Any, dialect: Dialect) -> str:
+    return f"{column.type.compile(dialect=dialect)}[]"
+
+
+def _arrays(columns: list[Any], rows: list[dict[str, Any]], dialect: Dialect) -> tuple[str, dict]:
+    """``unnest(...)`` over one typed array per column, and the arrays to bind.
+
+    The statement's text depends only on the columns, never on how many rows there
+    are: the driver converts it once and the server plans it once, whatever the batch.
+    """
+    casts = ", ".join(
+        f"CAST(:a{n} AS {_array_type(column, dialect)})" for n, column in enumerate(columns)
+    )
+    params = {}
+    for n, column in enumerate(columns):
+        values = [row[column.name] for row in rows]
+        if isinstance(column.type, JSON):
+            # sent as text, taken as JSON by the cast
+            values = [None if v is None else json.dumps(v) for v in values]
+        params[f"a{n}"] = values
+    return f"unnest({casts})", params
+
+
+def insert_rows(
+    session: Session, table: Any, rows: list[dict[str, Any]], returning: tuple[str, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (dicts with the same keys) into ``table``; the ``returning`` columns
+    of the rows inserted (in no promised order: map them by a key). All or none: a row
+    that breaks a constraint fails the statement.
+
+    On PostgreSQL one ``INSERT ... SELECT FROM unnest(...)`` whatever the count; SQLite
+    (the embedded default, one writer) takes them as one executemany.
+    """
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        if not returning:
+            session.execute(table.insert(), rows)
+            return []
+        statement = table.insert().returning(*(table.c[name] for name in returning))
+        return [tuple(session.execute(statement, row).one()) for row in rows]
+    columns = [table.c[name] for name in rows[0]]
+    source, params = _arrays(columns, rows, dialect)
+    names = ", ".join(column.name for column in columns)
+    answer = f" RETURNING {', '.join(returning)}" if returning else ""
+    statement = text(
+        f"INSERT INTO {table.name} ({names}) SELECT * FROM {source}{answer}"  # noqa: S608 - names from the model
+    )
+    result = session.execute(statement, params)
+    return [tuple(row) for row in result] if returning else []
+
+
+def update_rows(session: Session, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
+    """Set each row's columns (dicts with the same keys, ``key`` among them) on the row of
+    ``table`` whose ``key`` matches: one ``UPDATE ... FROM unnest(...)`` on PostgreSQL,
+    one executemany on SQLite. The caller holds the rows (or the order they lock in does
+    not matter)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    names = [name for name in rows[0] if name != key]
+    if dialect.name != "postgresql":
+        statement = (
+            table.update()
+            .where(table.c[key] == bindparam("k_" + key))
+            .values({name: bindparam("v_" + name) for name in names})
+        )
+        session.execute(
+            statement,
+            [{("k_" if n == key else "v_") + n: v for n, v in row.items()} for row in rows],
+        )
+        return
+    columns = [table.c[key], *(table.c[name] for name in names)]
+    source, params = _arrays(
+        columns, [{c.name: row[c.name] for c in columns} for row in rows], dialect
+    )
+    aliases = ", ".join(column.name for column in columns)
+    sets = ", ".join(f"{name} = v.{name}" for name in names)
+    statement = text(
+        f"UPDATE {table.name} SET {sets} FROM {source} AS v({aliases}) "  # noqa: S608 - names from the model
+        f"WHERE {table.name}.{key} = v.{key}"
+    )
+    session.execute(statement, params)
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """``column`` is one of ``values``: ``= ANY(array)`` on PostgreSQL, whose text is the
+    same for any count (converted and planned once, where ``IN (...)`` is new text for
+    each count), and ``IN (...)`` on SQLite."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from matcher.db import insert_rows, utcnow
 from matcher.models import Customer, LedgerEntry, Payment
 from matcher.revenue import apply_moves, slice_of
 
@@ -30,6 +31,31 @@ MOVE_BALANCE = (
     .where(_customers.c.id == bindparam("b_id"))
     .values(balance_minor=_customers.c.balance_minor + bindparam("b_amount"))
 )
+#: customers are locked in id order first: an UPDATE joined to a list locks rows in
+#: whatever order its plan meets them, and two batches must never wait on each other
+#: crosswise
+LOCK_CUSTOMERS = text(
+    "SELECT id FROM customers WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE"
+)
+MOVE_BALANCES = text(
+    "UPDATE customers SET balance_minor = customers.balance_minor + v.amount, updated_at = :now "
+    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:amounts AS BIGINT[])) AS v(id, amount) "
+    "WHERE customers.id = v.id"
+)
+
+
+def move_balances(session: Session, moves: list[tuple[int, int]]) -> None:
+    """Add each (customer id, amount) to that balance, customers taken in id order."""
+    if session.get_bind().dialect.name != "postgresql":
+        # one statement, many parameter sets, in the order given
+        session.execute(MOVE_BALANCE, [{"b_id": c, "b_amount": a} for c, a in moves])
+        return
+    ids = [customer_id for customer_id, _ in moves]
+    session.execute(LOCK_CUSTOMERS, {"ids": ids})
+    session.execute(
+        MOVE_BALANCES, {"ids": ids, "amounts": [amount for _, amount in moves], "now": utcnow()}
+    )
+
 
 PAYMENT_CREDIT = "payment_credit"
 MANUAL_PAYMENT = "manual_payment"
@@ -74,7 +100,11 @@ class Ledger:
         what was received and is not revenue, so the dashboard reads it from the slices.
         """
         for payment in payments:
-            self._received[slice_of(payment.paid_at)] += payment.amount_minor
+            self.receive(payment.paid_at, payment.amount_minor)
+
+    def receive(self, paid_at: datetime, amount: int) -> None:
+        """``received`` for one payment stored just now, given by its time and amount."""
+        self._received[slice_of(paid_at)] += amount
 
     def repaid(self, payment: Payment, paid_at: datetime, *, net: int, count: int) -> None:
         """Move a stored payment's revenue and received money from the slice of its
@@ -120,8 +150,10 @@ class Ledger:
         """Append many entries in one round trip; all or none, like ``post``."""
         if not postings:
             return
-        self.session.execute(
-            insert(LEDGER),
+        now = utcnow()
+        insert_rows(
+            self.session,
+            LEDGER,
             [
                 {
                     "customer_id": p.customer_id,
@@ -132,6 +164,7 @@ class Ledger:
                     "payment_id": p.payment_id,
                     "purchase_id": p.purchase_id,
                     "note": p.note,
+                    "created_at": now,
                 }
                 for p in postings
             ],
@@ -157,13 +190,12 @@ class Ledger:
 
     def settle(self) -> None:
         moves = [
-            {"b_id": customer_id, "b_amount": self._pending[customer_id]}
+            (customer_id, self._pending[customer_id])
             for customer_id in sorted(self._pending)
             if self._pending[customer_id]
         ]
         if moves:
-            # one statement, many parameter sets: a single pipelined round trip
-            self.session.execute(MOVE_BALANCE, moves)
+            move_balances(self.session, moves)
         self._pending = Counter()
         apply_moves(self.session, self._revenue, self._revenue_count, self._received)
         self._revenue, self._revenue_count, self._received = Counter(), Counter(), Counter()

@@ -20,6 +20,7 @@ from sqlalchemy import Integer, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from matcher.db import one_of
 from matcher.errors import NotFound
 from matcher.models import Customer, CustomerPhone
 from matcher.notifications import Msisdn
@@ -81,6 +82,10 @@ def usable_reference(account_reference: str | None) -> str | None:
 PHONE_LOCK = 0x4D4F4D50
 
 
+#: where a session keeps the phone locks its current transaction holds
+_HELD = "momo.held_phones"
+
+
 def _phone_key(sha256: str) -> int:
     return int.from_bytes(hashlib.sha256(sha256.lower().encode()).digest()[:4], signed=True)
 
@@ -96,8 +101,17 @@ def hold_phones(session: Session, sha256s: Iterable[str | None]) -> None:
     waits for the first to commit, then sees its row. SQLite lets one writer in at a
     time already.
     """
-    keys = sorted({_phone_key(d) for d in sha256s if d})
-    if not keys or session.get_bind().dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # Locks this transaction already holds are not asked for again (the worker holds a
+    # whole batch's phones, then records it). Only locks taken outside any savepoint are
+    # remembered: a savepoint rolled back gives its locks up.
+    transaction = session.get_transaction()
+    held: set[int] = session.info.get(_HELD, (None, set()))[1]
+    if session.info.get(_HELD, (None,))[0] is not transaction:
+        held = set()
+    keys = sorted({_phone_key(d) for d in sha256s if d} - held)
+    if not keys:
         return
     ordered = (
         select(func.unnest(bindparam("keys", keys, type_=ARRAY(Integer))).label("key"))
@@ -106,6 +120,8 @@ def hold_phones(session: Session, sha256s: Iterable[str | None]) -> None:
     )
     # the subquery's order is the order the locks are taken in
     session.execute(select(func.count(func.pg_advisory_xact_lock(PHONE_LOCK, ordered.c.key))))
+    if not session.in_nested_transaction():
+        session.info[_HELD] = (transaction, held | set(keys))
 
 
 def get_customer(session: Session, account_number: str, *, lock: bool = False) -> Customer:
@@ -138,7 +154,7 @@ def _owner_rows(session: Session, column: Any, values: Iterable[str]) -> list[tu
     rows = session.execute(
         select(column, Customer.id, Customer.account_number)
         .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .where(column.in_(list(values)))
+        .where(one_of(session, column, values))
         .distinct()
         .order_by(Customer.account_number)
     ).all()
@@ -177,7 +193,7 @@ class LoadedDirectory:
         if keys:
             for key, ident, account in session.execute(
                 select(Customer.account_key, Customer.id, Customer.account_number).where(
-                    Customer.account_key.in_(list(keys))
+                    one_of(session, Customer.account_key, keys)
                 )
             ):
                 self.accounts[key] = (ident, account)

@@ -6,13 +6,14 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Table, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from matcher import payment_requests
 from matcher.audit import audit
-from matcher.db import utcnow
+from matcher.db import insert_rows, one_of, utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import DISASSOCIATION, MANUAL_PAYMENT, PAYMENT_CREDIT, Ledger, Posting
 from matcher.matching import (
@@ -59,6 +60,8 @@ ReceiptOwner = Callable[[str], tuple[str, str] | None]
 RECEIPT_WINDOW = timedelta(minutes=15)
 ATTEMPT_RECORDED = "attempt_recorded"
 ATTEMPT_DUPLICATE = "attempt_duplicate"
+
+PAYMENTS: Table = Payment.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -127,45 +130,60 @@ def credit(ledger: Ledger, payment: Payment, customer_id: int, *, kind: str, act
     )
 
 
-def _apply_match(payment: Payment, match: Match) -> None:
+def match_values(match: Match) -> dict[str, Any]:
+    """A payment's columns that say whom it belongs to, or why no one."""
     if match.matched:
-        payment.status = ASSOCIATED
-        payment.customer_id = match.customer_id
-        payment.match_method = match.method
-        payment.reason = None
-        payment.candidates = []
-    else:
-        payment.status = UNASSOCIATED
-        payment.customer_id = None
-        payment.match_method = None
-        payment.reason = match.reason
-        payment.candidates = list(match.candidates)
+        return {
+            "status": ASSOCIATED,
+            "customer_id": match.customer_id,
+            "match_method": match.method,
+            "reason": None,
+            "candidates": [],
+        }
+    return {
+        "status": UNASSOCIATED,
+        "customer_id": None,
+        "match_method": None,
+        "reason": match.reason,
+        "candidates": list(match.candidates),
+    }
+
+
+def _apply_match(payment: Payment, match: Match) -> None:
+    for name, value in match_values(match).items():
+        setattr(payment, name, value)
+
+
+def payment_values(notification: PaymentNotification, inbox_id: int | None) -> dict[str, Any]:
+    """The columns of a new payment; the provider's free text is kept as its column can
+    hold it (the inbox keeps the exact body), so no text can stop money that moved from
+    being recorded."""
+    msisdn = notification.msisdn
+    return {
+        "provider": notification.provider,
+        "channel": notification.channel,
+        "code": notification.code,
+        "amount_minor": notification.amount,
+        "currency": notification.currency,
+        "paid_at": notification.paid_at,
+        "msisdn_raw": fit(msisdn.raw, Payment.msisdn_raw),
+        "msisdn_kind": msisdn.kind,
+        "phone": msisdn.e164,
+        "msisdn_sha256": msisdn.sha256,
+        "payer_name": fit(notification.payer_name, Payment.payer_name),
+        "account_reference": fit(notification.account_reference, Payment.account_reference),
+        "business_short_code": fit(notification.business_short_code, Payment.business_short_code),
+        "transaction_type": fit(notification.transaction_type, Payment.transaction_type),
+        "request_reference": fit(notification.request_reference, Payment.request_reference),
+        "inbox_id": inbox_id,
+        "created_by": notification.provider,
+        "candidates": [],
+    }
 
 
 def new_payment(notification: PaymentNotification, inbox_id: int | None) -> Payment:
-    """The payment row; the provider's free text is kept as its column can hold it (the
-    inbox keeps the exact body), so no text can stop money that moved from being recorded."""
-    msisdn = notification.msisdn
-    return Payment(
-        provider=notification.provider,
-        channel=notification.channel,
-        code=notification.code,
-        amount_minor=notification.amount,
-        currency=notification.currency,
-        paid_at=notification.paid_at,
-        msisdn_raw=fit(msisdn.raw, Payment.msisdn_raw),
-        msisdn_kind=msisdn.kind,
-        phone=msisdn.e164,
-        msisdn_sha256=msisdn.sha256,
-        payer_name=fit(notification.payer_name, Payment.payer_name),
-        account_reference=fit(notification.account_reference, Payment.account_reference),
-        business_short_code=fit(notification.business_short_code, Payment.business_short_code),
-        transaction_type=fit(notification.transaction_type, Payment.transaction_type),
-        request_reference=fit(notification.request_reference, Payment.request_reference),
-        inbox_id=inbox_id,
-        created_by=notification.provider,
-        candidates=[],
-    )
+    """The payment row (see ``payment_values``), not yet matched nor added."""
+    return Payment(**payment_values(notification, inbox_id))
 
 
 def repeated(
@@ -252,8 +270,12 @@ def record_payments(
 
     Same rules, same outcomes, in the batch's order: stored payments are read in
     one query, customers for every reference and payer in three, new payments and
-    their credits written in one statement each. A receipt that another worker
-    stores at the same moment makes the insert fail with IntegrityError; the caller
+    their credits written in one statement each (``insert_rows``); no ORM object is
+    made for a new payment. The batch's phones are held (``hold_phones``) before its
+    customers are read, as ``record_payment`` does for its one; a caller that already
+    holds them (the inbox worker, for its fallback) asks the database nothing more. A
+    receipt that another worker stores at the same moment makes the insert fail with
+    IntegrityError; the caller
     then records the batch one row at a time, where that race is handled row by row.
     Payments that answer a request momo made are recorded by ``record_payment``, after
     the others, each with its request.
@@ -268,66 +290,73 @@ def record_payments(
             else next(outcomes)
             for i, n in batch
         ]
-    by_provider: dict[str, set[str]] = {}
-    for _, n in batch:
-        by_provider.setdefault(n.provider, set()).add(n.code)
+    wanted = {(n.provider, n.code) for _, n in batch}
     stored = {
         (p.provider, p.code): p
-        for provider, codes in by_provider.items()
         for p in session.scalars(
-            select(Payment).where(Payment.provider == provider, Payment.code.in_(list(codes)))
+            select(Payment).where(one_of(session, Payment.code, {code for _, code in wanted}))
         )
+        if (p.provider, p.code) in wanted
     }
     fresh = [(inbox_id, n) for inbox_id, n in batch if (n.provider, n.code) not in stored]
     hold_phones(session, (n.msisdn.sha256 for _, n in fresh))
     directory = LoadedDirectory.for_payments(
         session, ((n.account_reference, n.msisdn) for _, n in fresh), region=region
     )
-    first: dict[tuple[str, str], Payment] = {}
-    created: list[tuple[Payment, Match]] = []
+    now = utcnow()
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for inbox_id, n in fresh:
-        if (n.provider, n.code) in first:
+        if (n.provider, n.code) in rows:
             continue
-        payment = new_payment(n, inbox_id)
         match = decide(
             directory, account_reference=n.account_reference, msisdn=n.msisdn, region=region
         )
-        _apply_match(payment, match)
-        first[(n.provider, n.code)] = payment
-        created.append((payment, match))
-    session.add_all(payment for payment, _ in created)
-    session.flush()
-    ledger.received(payment for payment, _ in created)
+        rows[(n.provider, n.code)] = {
+            **payment_values(n, inbox_id),
+            **match_values(match),
+            "created_at": now,
+            "updated_at": now,
+        }
+    ids = {
+        (provider, code): ident
+        for ident, provider, code in insert_rows(
+            session, PAYMENTS, list(rows.values()), returning=("id", "provider", "code")
+        )
+    }
+    for row in rows.values():
+        ledger.receive(row["paid_at"], row["amount_minor"])
     ledger.post_many(
         [
             Posting(
-                customer_id=match.customer_id,
-                amount=payment.amount_minor,
+                customer_id=row["customer_id"],
+                amount=row["amount_minor"],
                 kind=PAYMENT_CREDIT,
                 # a payment stored just now has no credits yet: this is its first
-                idempotency_key=f"payment:{payment.id}:credit:1",
-                created_by=payment.provider,
-                payment_id=payment.id,
-                revenue_at=payment.paid_at,
+                idempotency_key=f"payment:{ids[key]}:credit:1",
+                created_by=row["provider"],
+                payment_id=ids[key],
+                revenue_at=row["paid_at"],
             )
-            for payment, match in created
-            if match.customer_id is not None
+            for key, row in rows.items()
+            if row["customer_id"] is not None
         ]
     )
     results = []
-    claimed: set[int] = set()
+    claimed: set[tuple[str, str]] = set()
     for _, n in batch:
         key = (n.provider, n.code)
         if key in stored:
             results.append(repeated(session, ledger, stored[key], n))
-            continue
-        payment = first[key]
-        if id(payment) in claimed:
-            results.append(repeated(session, ledger, payment, n))
-            continue
-        claimed.add(id(payment))
-        credited = payment.customer_id is not None
-        results.append(Recorded(CREDITED if credited else UNMATCHED, payment.id))
+        elif key in claimed:
+            # a repeat inside the batch meets the payment its first stored, as it would
+            # row by row (rare: read back only then)
+            first = session.get(Payment, ids[key])
+            assert first is not None  # inserted above, in this transaction
+            results.append(repeated(session, ledger, first, n))
+        else:
+            claimed.add(key)
+            credited = rows[key]["customer_id"] is not None
+            results.append(Recorded(CREDITED if credited else UNMATCHED, ids[key]))
     return results
 
 
@@ -432,7 +461,7 @@ def awaiting_receipts(
     candidates = list(
         session.scalars(
             select(Payment).where(
-                Payment.msisdn_sha256.in_({n.msisdn.sha256 for n in wanted}),
+                one_of(session, Payment.msisdn_sha256, {n.msisdn.sha256 for n in wanted}),
                 Payment.request_reference.is_not(None),
                 Payment.code == Payment.request_reference,
             )
