@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.abc import PQGen
 from sqlalchemy import (
-    JSON,
     BigInteger,
     DateTime,
     Integer,
@@ -305,27 +304,17 @@ def refuses_writes(connection: Connection) -> str | None:
     return None
 
 
-def _array_type(column: Any, dialect: Dialect) -> str:
-    return f"{column.type.compile(dialect=dialect)}[]"
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} has no JSON form for a row")
 
 
-def _arrays(columns: list[Any], rows: list[dict[str, Any]], dialect: Dialect) -> tuple[str, dict]:
-    """``unnest(...)`` over one typed array per column, and the arrays to bind.
-
-    The statement's text depends only on the columns, never on how many rows there
-    are: the driver converts it once and the server plans it once, whatever the batch.
-    """
-    casts = ", ".join(
-        f"CAST(:a{n} AS {_array_type(column, dialect)})" for n, column in enumerate(columns)
-    )
-    params = {}
-    for n, column in enumerate(columns):
-        values = [row[column.name] for row in rows]
-        if isinstance(column.type, JSON):
-            # sent as text, taken as JSON by the cast
-            values = [None if v is None else json.dumps(v) for v in values]
-        params[f"a{n}"] = values
-    return f"unnest({casts})", params
+def _as_json(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON text: one parameter whatever the count, which the server reads
+    into the table's own row type (``json_populate_recordset``). Dumping one string is
+    far cheaper for the driver than one typed array per column."""
+    return json.dumps(rows, default=_json_value, separators=(",", ":"))
 
 
 def insert_rows(
@@ -335,39 +324,37 @@ def insert_rows(
     of the rows inserted (in no promised order: map them by a key). All or none: a row
     that breaks a constraint fails the statement.
 
-    On PostgreSQL one ``INSERT ... SELECT FROM unnest(...)`` whatever the count; SQLite
-    (the embedded default, one writer) takes them as one executemany.
+    On PostgreSQL one ``INSERT ... SELECT`` whose text is the same whatever the count (the
+    driver converts it once, the server plans it once); SQLite (the embedded default,
+    one writer) takes plain statements.
     """
     if not rows:
         return []
-    dialect = session.get_bind().dialect
-    if dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         if not returning:
             session.execute(table.insert(), rows)
             return []
         statement = table.insert().returning(*(table.c[name] for name in returning))
         return [tuple(session.execute(statement, row).one()) for row in rows]
-    columns = [table.c[name] for name in rows[0]]
-    source, params = _arrays(columns, rows, dialect)
-    names = ", ".join(column.name for column in columns)
+    names = ", ".join(table.c[name].name for name in rows[0])
     answer = f" RETURNING {', '.join(returning)}" if returning else ""
     statement = text(
-        f"INSERT INTO {table.name} ({names}) SELECT * FROM {source}{answer}"  # noqa: S608 - names from the model
+        f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608 - names from the model
+        f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)){answer}"
     )
-    result = session.execute(statement, params)
+    result = session.execute(statement, {"rows": _as_json(rows)})
     return [tuple(row) for row in result] if returning else []
 
 
 def update_rows(session: Session, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
     """Set each row's columns (dicts with the same keys, ``key`` among them) on the row of
-    ``table`` whose ``key`` matches: one ``UPDATE ... FROM unnest(...)`` on PostgreSQL,
-    one executemany on SQLite. The caller holds the rows (or the order they lock in does
-    not matter)."""
+    ``table`` whose ``key`` matches: one ``UPDATE ... FROM`` on PostgreSQL, one
+    executemany on SQLite. The caller holds the rows (or the order they lock in does not
+    matter)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect
-    names = [name for name in rows[0] if name != key]
-    if dialect.name != "postgresql":
+    names = [table.c[name].name for name in rows[0] if name != key]
+    if session.get_bind().dialect.name != "postgresql":
         statement = (
             table.update()
             .where(table.c[key] == bindparam("k_" + key))
@@ -378,17 +365,13 @@ def update_rows(session: Session, table: Any, key: str, rows: list[dict[str, Any
             [{("k_" if n == key else "v_") + n: v for n, v in row.items()} for row in rows],
         )
         return
-    columns = [table.c[key], *(table.c[name] for name in names)]
-    source, params = _arrays(
-        columns, [{c.name: row[c.name] for c in columns} for row in rows], dialect
-    )
-    aliases = ", ".join(column.name for column in columns)
     sets = ", ".join(f"{name} = v.{name}" for name in names)
     statement = text(
-        f"UPDATE {table.name} SET {sets} FROM {source} AS v({aliases}) "  # noqa: S608 - names from the model
+        f"UPDATE {table.name} SET {sets} "  # noqa: S608 - names from the model
+        f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) AS v "
         f"WHERE {table.name}.{key} = v.{key}"
     )
-    session.execute(statement, params)
+    session.execute(statement, {"rows": _as_json(rows)})
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:

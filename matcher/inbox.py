@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from matcher.audit import audit
-from matcher.db import describe_error, utcnow
+from matcher.db import describe_error, update_rows, utcnow
 from matcher.errors import Conflict, InvalidInput, NotFound
 from matcher.ledger import Ledger
 from matcher.lookups import record_lookup_result
@@ -99,8 +99,58 @@ PAYMENT_OUTCOMES = (CREDITED, UNMATCHED, DUPLICATE)
 SETTLED = "settled"
 
 
+@dataclass(eq=False)
+class Claimed:
+    """An inbox row claimed for processing: what parsing it needs, and what it came to.
+
+    Rows are read and written as plain values, not ORM objects: a batch's outcomes are
+    written back in one statement (``update_rows``) in the batch's transaction.
+    """
+
+    id: int
+    provider: str
+    kind: str
+    body: bytes
+    attempts: int
+    status: str
+    reason: str | None
+    detail: str | None
+    payment_id: int | None
+    processed_at: datetime | None
+    next_attempt_at: datetime | None
+
+    def outcome(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in _WRITTEN}
+
+
+#: the columns processing changes, written back per batch
+_WRITTEN = (
+    "id",
+    "attempts",
+    "status",
+    "reason",
+    "detail",
+    "payment_id",
+    "processed_at",
+    "next_attempt_at",
+)
+_CLAIMED = (
+    InboxItem.id,
+    InboxItem.provider,
+    InboxItem.kind,
+    InboxItem.body,
+    InboxItem.attempts,
+    InboxItem.status,
+    InboxItem.reason,
+    InboxItem.detail,
+    InboxItem.payment_id,
+    InboxItem.processed_at,
+    InboxItem.next_attempt_at,
+)
+INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
+
 #: turns an inbox row into what the provider said (adapters live in ingest/)
-Parser = Callable[[InboxItem], Callback]
+Parser = Callable[[Claimed], Callback]
 
 
 @dataclass
@@ -121,21 +171,22 @@ def due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def claim_pending(session: Session, limit: int) -> list[InboxItem]:
+def claim_pending(session: Session, limit: int) -> list[Claimed]:
     """Lock up to ``limit`` due pending rows, oldest first, skipping rows others hold."""
-    return list(
-        session.scalars(
-            select(InboxItem)
+    return [
+        Claimed(*row)
+        for row in session.execute(
+            select(*_CLAIMED)
             .where(due(utcnow()))
             .order_by(InboxItem.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-    )
+    ]
 
 
 def _record(
-    session: Session, ledger: Ledger, item: InboxItem, callback: Callback, region: str
+    session: Session, ledger: Ledger, item: Claimed, callback: Callback, region: str
 ) -> Recorded:
     if isinstance(callback, PaymentNotification):
         return record_payment(
@@ -163,7 +214,7 @@ def _record(
 
 
 def process_items(
-    session: Session, items: list[InboxItem], parse: Parser, *, region: str
+    session: Session, items: list[Claimed], parse: Parser, *, region: str
 ) -> BatchResult:
     """Record each claimed row; a bad row is marked, never allowed to sink the batch.
 
@@ -173,80 +224,91 @@ def process_items(
     of its own. Transient database errors propagate so the caller rolls back and
     retries the whole batch later. Any other error would recur on every try, so
     its row is dead at once, with the error, for an operator to see and replay.
+    Every row's outcome is written back in the same transaction, after its effects.
     """
     result = BatchResult(claimed=len(items))
     with Ledger(session) as ledger:
-        parsed: list[tuple[InboxItem, Callback]] = []
-        for item in items:
-            item.attempts += 1
-            try:
-                parsed.append((item, parse(item)))
-            except InvalidCallback as exc:
-                item.status, item.reason = INBOX_REJECTED, exc.reason
-                item.detail = storable(exc.message)
-                result.outcomes[INBOX_REJECTED] += 1
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                _dead(item, exc, result)
-        payments: list[tuple[InboxItem, PaymentNotification]] = [
-            (i, c) for i, c in parsed if isinstance(c, PaymentNotification)
-        ]
-        others: list[tuple[InboxItem, Callback]] = [
-            (i, c) for i, c in parsed if not isinstance(c, PaymentNotification)
-        ]
-        # the provider's own record, kept whatever recording it comes to
-        note_payments(session, ((item.id, callback) for item, callback in payments))
-        if payments:
-            # taken for the whole batch, outside the savepoint, so recording row by row
-            # below still holds them all, taken in one order
-            hold_phones(session, (callback.msisdn.sha256 for _, callback in payments))
-            try:
-                with ledger.savepoint():
-                    recorded = record_payments(
-                        session,
-                        ledger,
-                        [(item.id, callback) for item, callback in payments],
-                        region=region,
-                    )
-                for (item, _), outcome in zip(payments, recorded, strict=True):
-                    _finish(item, outcome, result)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                log.warning(
-                    "batch of %d recorded row by row (%s)", len(payments), describe_error(exc)
-                )
-                others = [*payments, *others]
-        for item, callback in others:
-            try:
-                with ledger.savepoint():
-                    outcome = _record(session, ledger, item, callback, region)
-            except IntegrityError as exc:
-                # Another transaction stored the same code first: a duplicate, or a conflict.
-                existing = (
-                    find_payment(session, callback.provider, callback.code)
-                    if isinstance(callback, PaymentNotification)
-                    else None
-                )
-                outcome = Recorded(DUPLICATE, existing.id if existing else None)
-                if isinstance(callback, PaymentNotification):
-                    if existing is None:
-                        # not the receipt's unique key: nothing is stored, and calling it
-                        # a duplicate would lose the payment without a trace
-                        _dead(item, exc, result)
-                        continue
-                    outcome = repeated(session, ledger, existing, callback)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                _dead(item, exc, result)
-                continue
-            _finish(item, outcome, result)
+        _record_all(session, ledger, items, parse, region, result)
+    update_rows(session, INBOX, "id", [item.outcome() for item in items])
     return result
 
 
-def _finish(item: InboxItem, recorded: Recorded, result: BatchResult) -> None:
+def _record_all(
+    session: Session,
+    ledger: Ledger,
+    items: list[Claimed],
+    parse: Parser,
+    region: str,
+    result: BatchResult,
+) -> None:
+    parsed: list[tuple[Claimed, Callback]] = []
+    for item in items:
+        item.attempts += 1
+        try:
+            parsed.append((item, parse(item)))
+        except InvalidCallback as exc:
+            item.status, item.reason = INBOX_REJECTED, exc.reason
+            item.detail = storable(exc.message)
+            result.outcomes[INBOX_REJECTED] += 1
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            _dead(item, exc, result)
+    payments: list[tuple[Claimed, PaymentNotification]] = [
+        (i, c) for i, c in parsed if isinstance(c, PaymentNotification)
+    ]
+    others: list[tuple[Claimed, Callback]] = [
+        (i, c) for i, c in parsed if not isinstance(c, PaymentNotification)
+    ]
+    # the provider's own record, kept whatever recording it comes to
+    note_payments(session, ((item.id, callback) for item, callback in payments))
+    if payments:
+        # taken for the whole batch, outside the savepoint, so recording row by row
+        # below still holds them all, taken in one order
+        hold_phones(session, (callback.msisdn.sha256 for _, callback in payments))
+        try:
+            with ledger.savepoint():
+                recorded = record_payments(
+                    session,
+                    ledger,
+                    [(item.id, callback) for item, callback in payments],
+                    region=region,
+                )
+            for (item, _), outcome in zip(payments, recorded, strict=True):
+                _finish(item, outcome, result)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("batch of %d recorded row by row (%s)", len(payments), describe_error(exc))
+            others = [*payments, *others]
+    for item, callback in others:
+        try:
+            with ledger.savepoint():
+                outcome = _record(session, ledger, item, callback, region)
+        except IntegrityError as exc:
+            # Another transaction stored the same code first: a duplicate, or a conflict.
+            existing = (
+                find_payment(session, callback.provider, callback.code)
+                if isinstance(callback, PaymentNotification)
+                else None
+            )
+            outcome = Recorded(DUPLICATE, existing.id if existing else None)
+            if isinstance(callback, PaymentNotification):
+                if existing is None:
+                    # not the receipt's unique key: nothing is stored, and calling it
+                    # a duplicate would lose the payment without a trace
+                    _dead(item, exc, result)
+                    continue
+                outcome = repeated(session, ledger, existing, callback)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            _dead(item, exc, result)
+            continue
+        _finish(item, outcome, result)
+
+
+def _finish(item: Claimed, recorded: Recorded, result: BatchResult) -> None:
     if recorded.outcome == CONFLICT:
         item.status, item.reason, item.detail = INBOX_CONFLICT, CONFLICT, recorded.detail
     else:
@@ -257,7 +319,7 @@ def _finish(item: InboxItem, recorded: Recorded, result: BatchResult) -> None:
     result.outcomes[recorded.outcome] += 1
 
 
-def _dead(item: InboxItem, exc: Exception, result: BatchResult) -> None:
+def _dead(item: Claimed, exc: Exception, result: BatchResult) -> None:
     """An error that recurs on this row whenever it is tried: give it up now, with why."""
     refused = isinstance(exc, DataError | UnicodeError)
     item.status, item.next_attempt_at = INBOX_DEAD, None

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 from core.runtime import Runtime
 from ingest.providers import ADAPTERS
-from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Parser, process_pending
-from matcher.models import InboxItem
+from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Claimed, Parser, process_pending
 from matcher.notifications import Callback, InvalidCallback
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class DrainResult:
 def parser_for(runtime: Runtime) -> Parser:
     ctx = runtime.parse_context
 
-    def parse(item: InboxItem) -> Callback:
+    def parse(item: Claimed) -> Callback:
         adapter = ADAPTERS.get(item.provider)
         if adapter is None:
             raise InvalidCallback(f"no adapter for provider {item.provider!r}", "unknown_provider")
