@@ -217,3 +217,47 @@ def test_the_batch_path_and_the_row_by_row_path_come_to_the_same_books_on_postgr
     finally:
         next(batch_runtimes, None)
         next(row_runtimes, None)
+
+
+def test_phones_held_are_asked_for_once_per_transaction_and_held_till_its_end(
+    pg_runtime,  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy import event, text
+
+    from matcher.matching import PHONE_LOCK, _phone_key, hold_phones
+
+    digest = "ab" * 32
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def free_elsewhere() -> bool:
+        with pg_runtime.engine.connect() as other:
+            got = other.execute(
+                text("SELECT pg_try_advisory_xact_lock(:a, :b)"),
+                {"a": PHONE_LOCK, "b": _phone_key(digest)},
+            ).scalar()
+            other.rollback()
+            return bool(got)
+
+    event.listen(pg_runtime.engine, "before_cursor_execute", seen)
+    try:
+        with pg_runtime.sessions.begin() as session:
+            hold_phones(session, [digest])
+            asked = len(statements)
+            hold_phones(session, [digest, None])
+            assert len(statements) == asked  # already held: nothing asked
+            assert not free_elsewhere()
+        assert free_elsewhere()
+        with pg_runtime.sessions.begin() as session:
+            before = len(statements)
+            hold_phones(session, [digest])
+            assert len(statements) == before + 1  # a new transaction holds nothing yet
+            with session.begin_nested():
+                hold_phones(session, ["cd" * 32])
+            nested = len(statements)
+            hold_phones(session, ["cd" * 32])  # taken in a savepoint: asked again
+            assert len(statements) > nested
+    finally:
+        event.remove(pg_runtime.engine, "before_cursor_execute", seen)
