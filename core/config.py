@@ -100,7 +100,7 @@ class Settings:
     #: how often beat (or the embedded worker) runs the sweeper
     sweep_interval_seconds: int = 15
     #: how many inbox rows one worker transaction claims
-    batch_size: int = 100
+    batch_size: int = 500
     #: `momo check` reports an inbox row still pending after this many processing attempts
     max_attempts: int = 5
     #: wrong-token or disallowed webhook requests one address may make per minute before 429
@@ -381,7 +381,7 @@ def load_settings(
         trusted_proxy_hops=_int(env, "MOMO_TRUSTED_PROXY_HOPS", 0),
         sweep_after_seconds=_int(env, "MOMO_SWEEP_AFTER_SECONDS", 30, minimum=1),
         sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
-        batch_size=_int(env, "MOMO_BATCH_SIZE", 100, minimum=1),
+        batch_size=_int(env, "MOMO_BATCH_SIZE", 500, minimum=1),
         max_attempts=_int(env, "MOMO_MAX_ATTEMPTS", 5, minimum=1),
         unauthenticated_per_minute=_int(env, "MOMO_UNAUTHENTICATED_PER_MINUTE", 60, minimum=1),
         instance_path=Path(env.get("MOMO_INSTANCE_PATH", "").strip() or "instance"),

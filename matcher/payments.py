@@ -275,8 +275,8 @@ def record_payments(
     customers are read, as ``record_payment`` does for its one; a caller that already
     holds them (the inbox worker, for its fallback) asks the database nothing more. A
     receipt that another worker stores at the same moment makes the insert fail with
-    IntegrityError; the caller
-    then records the batch one row at a time, where that race is handled row by row.
+    IntegrityError; the caller then records the batch one row at a time, where that
+    race is handled row by row.
     Payments that answer a request momo made are recorded by ``record_payment``, after
     the others, each with its request.
     """
