@@ -10,8 +10,8 @@ a mobile number is simply not a phone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
 import re
 
 import phonenumbers
@@ -30,7 +30,12 @@ _ACCEPTED_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_
 # keeping attacker-sized strings away from the parser.
 _MAX_RAW_LENGTH = 32
 
-_ASCII_DIGITS = "0123456789"
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]")
+#: a keyboard run ("0123456789", "987654321") is a stretch of one of these
+_RUN_UP = "0123456789"
+_RUN_DOWN = "9876543210"
+#: the same payers pay again and again: their numbers are checked once per process
+_REMEMBERED_NUMBERS = 16384
 
 # Separators people actually type between digit groups. Anything else (letters,
 # "*", "#", "/", non-ASCII digits) means the value is not a plain phone number:
@@ -47,7 +52,7 @@ _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 def digits_only(text: str) -> str:
     """Return the ASCII digits of ``text`` in order, dropping everything else."""
-    return "".join(char for char in text if char in _ASCII_DIGITS)
+    return _NOT_ASCII_DIGIT.sub("", text)
 
 
 def normalise_msisdn(raw: object, region: str = DEFAULT_REGION) -> str | None:
@@ -63,6 +68,12 @@ def normalise_msisdn(raw: object, region: str = DEFAULT_REGION) -> str | None:
     text = _as_phone_text(raw)
     if text is None:
         return None
+    return _normalise_text(text, region)
+
+
+@functools.lru_cache(maxsize=_REMEMBERED_NUMBERS)
+def _normalise_text(text: str, region: str) -> str | None:
+    """``normalise_msisdn`` of a spelling already known to be phone-like text."""
     compact = _SEPARATORS.sub("", text)
     if _is_placeholder(digits_only(compact)):
         return None
@@ -148,11 +159,10 @@ def _is_placeholder(digits: str) -> bool:
     """Whether ``digits`` is a stand-in people type when they have no number."""
     if len(digits) < 2:
         return False
-    if len(set(digits)) == 1:
+    if digits.count(digits[0]) == len(digits):
         return True
     # "0123456789", "987654321": a keyboard run, not a subscriber.
-    steps = {int(b) - int(a) for a, b in itertools.pairwise(digits)}
-    return steps == {1} or steps == {-1}
+    return digits in _RUN_UP or digits in _RUN_DOWN
 
 
 def _parse_mobile(candidate: str, region: str) -> str | None:
@@ -161,8 +171,8 @@ def _parse_mobile(candidate: str, region: str) -> str | None:
         number = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
+    # a number of a known type is a valid one (is_valid_number asks the same metadata
+    # whether its type is known): one question, not two
     if phonenumbers.number_type(number) not in _ACCEPTED_TYPES:
         return None
     # "777777777" is a valid Kenyan mobile number to phonenumbers, and so would a
