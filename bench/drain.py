@@ -43,7 +43,7 @@ from sqlalchemy.engine import make_url
 import matcher.inbox
 from bench.common import PATH_TOKEN, bench_database, say, write_json
 from bench.e2e import seed_customers
-from bench.load import SAMPLE, account, body_template
+from bench.load import account, body_template, payer
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
@@ -55,15 +55,10 @@ from tasks.work import drain_inbox
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-#: payers: a backlog's payments come from this many numbers, so nothing the worker keeps
-#: per number (the database's caches, or any of its own) is warm for all of them
-PAYERS = 50_000
-
-
 def put_backlog(dsn: str, prefix: str, rows: int, offset: int = 0) -> None:
     """``rows`` pending confirmations, each for one of the seeded customers (by account
-    reference), from one of ``PAYERS`` numbers."""
-    template = body_template().replace(SAMPLE["MSISDN"], "%s")
+    reference), from one of ``bench.load.PAYERS`` numbers."""
+    template = body_template()
     now = datetime.now(UTC)
     with (
         psycopg.connect(dsn) as conn,
@@ -75,8 +70,7 @@ def put_backlog(dsn: str, prefix: str, rows: int, offset: int = 0) -> None:
     ):
         for n in range(rows):
             code = f"{prefix}{n:08d}"
-            phone = f"2547{(offset + n) % PAYERS:08d}"
-            body = (template % (code, account(n), phone)).encode()
+            body = (template % (code, account(n), payer(offset + n))).encode()
             copy.write_row(("mpesa", "c2b/confirmation", body, "{}", "pending", code, 0, now))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE inbox")

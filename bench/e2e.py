@@ -51,7 +51,7 @@ from bench.common import (
     say,
     write_json,
 )
-from bench.load import ACCOUNTS, account, body_template, run_load
+from bench.load import ACCOUNTS, account, body_template, payer, run_load
 from ingest.providers import load_settings
 from tasks.celery_app import PROCESS_INBOX, make_producer
 
@@ -116,7 +116,8 @@ def paced(url: str, prefix: str, rate: float, seconds: float, threads: int = 8) 
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            body = template % (f"{prefix}{t:02d}{i:07d}", account(i * threads + t))
+            n = i * threads + t
+            body = template % (f"{prefix}{t:02d}{i:07d}", account(n), payer(n))
             conn.request("POST", parsed.path, body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             response.read()
@@ -147,12 +148,13 @@ def backlog(dsn: str, env: dict[str, str], prefix: str, rows: int) -> dict[str, 
     ):
         for n in range(rows):
             code = f"{prefix}{n:08d}"
-            body = (template % (code, account(n))).encode()
+            body = (template % (code, account(n), payer(n))).encode()
             copy.write_row(("mpesa", "c2b/confirmation", body, "{}", "pending", code, 0, now))
     producer = make_producer(load_settings(env))
+    nudged = datetime.now(UTC)
     for _ in range(4):
         producer.send_task(PROCESS_INBOX)
-    figures = drained(dsn, prefix, rows, timeout=600, from_first_processed=True)
+    figures = drained(dsn, prefix, rows, timeout=600, since=nudged)
     producer.close()
     return figures
 
@@ -163,13 +165,15 @@ def drained(
     expected: int,
     timeout: float,
     *,
-    from_first_processed: bool = False,
+    since: datetime | None = None,
     window: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """Wait until every callback of the phase is credited, then read the figures.
 
-    With ``window`` (when the load started and stopped), ``credited_per_s`` counts only
-    the payments credited within it: the rate the pipeline kept up while offered."""
+    ``credited_per_s`` is over the span from the first callback's arrival (or from
+    ``since``, when the workers were told of a backlog) to the last credit; with
+    ``window`` (when the load started and stopped) it counts only the payments credited
+    within it: the rate the pipeline kept up while offered."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
@@ -180,7 +184,7 @@ def drained(
             if done >= expected or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        start = "min(i.processed_at)" if from_first_processed else "min(i.received_at)"
+        start = "%s::timestamptz" if since else "min(i.received_at)"
         during = 0
         if window is not None:
             during = conn.execute(
@@ -192,7 +196,7 @@ def drained(
             f"SELECT count(*), {start}, max(i.processed_at) FROM inbox i "  # noqa: S608
             "JOIN payments p ON p.id = i.payment_id "
             "WHERE i.code LIKE %s AND i.reason = 'credited'",
-            (f"{prefix}%",),
+            (*([since] if since else []), f"{prefix}%"),
         ).fetchone()
         latencies = [
             r[0] * 1000

@@ -26,17 +26,26 @@ SAMPLE = json.loads(
 
 #: callbacks name accounts ACC000001..ACC{ACCOUNTS}, round robin, so credits spread out
 ACCOUNTS = 1000
+#: and are paid from this many numbers, so nothing kept per number (the database's caches,
+#: or any of momo's own) is warm for all of them
+PAYERS = 50_000
 
 
 def body_template() -> str:
-    """The sample confirmation with ``%s`` for the receipt code, then for the account."""
-    doc = {**SAMPLE, "TransID": "@@CODE@@", "BillRefNumber": "@@ACCOUNT@@"}
+    """The sample confirmation with ``%s`` for the receipt code, then for the account,
+    then for the payer's number."""
+    doc = {**SAMPLE, "TransID": "@@CODE@@", "BillRefNumber": "@@ACCOUNT@@", "MSISDN": "@@PAYER@@"}
     text = json.dumps(doc).replace("%", "%%")
-    return text.replace("@@CODE@@", "%s").replace("@@ACCOUNT@@", "%s")
+    return text.replace("@@CODE@@", "%s").replace("@@ACCOUNT@@", "%s").replace("@@PAYER@@", "%s")
 
 
 def account(n: int) -> str:
     return f"ACC{n % ACCOUNTS + 1:06d}"
+
+
+def payer(n: int) -> str:
+    """A Kenyan mobile number, one of ``PAYERS``, as M-PESA writes it."""
+    return f"2547{n % PAYERS:08d}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,8 @@ end
 request = function()
   counter = counter + 1
   local account = string.format("ACC%06d", counter % %ACCOUNTS% + 1)
-  local body = string.format(template, prefix .. string.format("%07d", counter), account)
+  local payer = string.format("2547%08d", counter % %PAYERS%)
+  local body = string.format(template, prefix .. string.format("%07d", counter), account, payer)
   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -90,7 +100,11 @@ def run_wrk(
     url: str, prefix: str, seconds: float, connections: int, threads: int = 2
 ) -> LoadResult:
     parsed = urlparse(url)
-    script = WRK_SCRIPT.replace("%TEMPLATE%", body_template()).replace("%ACCOUNTS%", str(ACCOUNTS))
+    script = (
+        WRK_SCRIPT.replace("%TEMPLATE%", body_template())
+        .replace("%ACCOUNTS%", str(ACCOUNTS))
+        .replace("%PAYERS%", str(PAYERS))
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
         path = f.name
@@ -153,7 +167,7 @@ def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadR
         mine: list[float] = []
         while time.monotonic() < stop:
             i += 1
-            body = template % (f"{prefix}{n:02d}{i:07d}", account(i))
+            body = template % (f"{prefix}{n:02d}{i:07d}", account(i), payer(n * 1000003 + i))
             started = time.perf_counter()
             try:
                 conn.request("POST", parsed.path, body, {"Content-Type": "application/json"})
