@@ -117,6 +117,9 @@ class Settings:
     #: most PostgreSQL connections one web process opens for webhook writes, whatever its
     #: threads; a write that finds them all busy for the write deadline goes to the spool
     db_write_connections: int = 4
+    #: most callbacks one inbox write commits together: callbacks stored at once on a
+    #: web process's threads share one INSERT and one commit (1: one write each)
+    db_write_batch: int = 64
     #: PostgreSQL cancels any other statement after this long; a database that does not
     #: answer at all is given up on a little later (API, workers, drainer, commands)
     db_statement_timeout_seconds: int = 20
@@ -269,6 +272,7 @@ VARIABLES = (
     "MOMO_SPOOL_DRAIN_SECONDS",
     "MOMO_DB_WRITE_TIMEOUT_SECONDS",
     "MOMO_DB_WRITE_CONNECTIONS",
+    "MOMO_DB_WRITE_BATCH",
     "MOMO_DB_STATEMENT_TIMEOUT_SECONDS",
     "MOMO_PUBLIC_URL",
     "MOMO_DEFAULT_PROVIDER",
@@ -392,6 +396,7 @@ def load_settings(
         spool_drain_seconds=_int(env, "MOMO_SPOOL_DRAIN_SECONDS", 5, minimum=1),
         db_write_timeout_seconds=_int(env, "MOMO_DB_WRITE_TIMEOUT_SECONDS", 3, minimum=1),
         db_write_connections=_int(env, "MOMO_DB_WRITE_CONNECTIONS", 4, minimum=1),
+        db_write_batch=_int(env, "MOMO_DB_WRITE_BATCH", 64, minimum=1),
         db_statement_timeout_seconds=_int(env, "MOMO_DB_STATEMENT_TIMEOUT_SECONDS", 20, minimum=1),
         public_url=_public_url(env.get("MOMO_PUBLIC_URL", "")),
         default_provider=env.get("MOMO_DEFAULT_PROVIDER", "").strip().lower() or None,

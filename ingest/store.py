@@ -13,12 +13,22 @@ at all gets no second try: past the write deadline the connection is dropped,
 and for a few seconds this process's writes go straight to the spool rather
 than each waiting out the deadline again. Other databases (the embedded
 SQLite) take the same row through SQLAlchemy Core.
+
+Group commit: callbacks served at once on a process's threads share a write. A write
+that finds none in flight goes at once (a quiet process waits for no company); rows
+that arrive while one is in flight queue, and when it returns the oldest of them leads
+the next write, which takes every queued row (up to MOMO_DB_WRITE_BATCH) in one
+INSERT: one round trip and one commit (one WAL flush) for all of them. Each caller
+still returns only once its own row is committed, or raises for its own row: a row the
+database refuses spoils the whole statement, so that write is done again row by row
+and only the bad row is refused.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import psycopg
@@ -42,6 +52,9 @@ SILENT_HOLD_SECONDS = 5.0
 SLOT_WAIT_SECONDS = 5.0
 #: how the writer's connections show in pg_stat_activity
 APPLICATION_NAME = "momo-webhook"
+#: most rows one inbox write commits together (MOMO_DB_WRITE_BATCH); 1: one row a write
+WRITE_BATCH = 64
+SILENT_MESSAGE = "the database did not answer a moment ago; not waiting on it again"
 
 
 def inbox_row(**values: Any) -> dict[str, Any]:
@@ -67,12 +80,18 @@ class InboxWriter:
 
     @classmethod
     def for_database(
-        cls, engine: Engine, *, timeout: float | None = None, connections: int = 4
+        cls,
+        engine: Engine,
+        *,
+        timeout: float | None = None,
+        connections: int = 4,
+        batch: int = WRITE_BATCH,
     ) -> InboxWriter:
         """The writer for ``engine``'s database. On PostgreSQL it opens at most
         ``connections`` connections, whatever the number of threads, and a write (a wait
         for a free connection, the connect, the INSERT) gives up after ``timeout`` seconds
-        when the server does not answer."""
+        when the server does not answer; rows stored at once on several threads are
+        committed together, up to ``batch`` in one statement (1: each on its own)."""
         if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
             url = engine.url.render_as_string(hide_password=False)
             deadlines = None
@@ -92,7 +111,11 @@ class InboxWriter:
                 connect_args=connect_args,
             )
             return PostgresInboxWriter(
-                own, owned=True, connections=connections, wait=timeout or SLOT_WAIT_SECONDS
+                own,
+                owned=True,
+                connections=connections,
+                wait=timeout or SLOT_WAIT_SECONDS,
+                batch=batch,
             )
         return cls(engine, owned=False)
 
@@ -123,7 +146,8 @@ class InboxWriter:
 
 class PostgresInboxWriter(InboxWriter):
     """At most ``connections`` autocommit psycopg connections, each with a prepared INSERT,
-    shared by every thread: a burst of callbacks on many threads never opens more."""
+    shared by every thread: a burst of callbacks on many threads never opens more, and
+    rows stored at once on several threads go in one statement and one commit."""
 
     def __init__(
         self,
@@ -132,10 +156,12 @@ class PostgresInboxWriter(InboxWriter):
         owned: bool,
         connections: int = 4,
         wait: float = SLOT_WAIT_SECONDS,
+        batch: int = WRITE_BATCH,
     ) -> None:
         super().__init__(engine, owned=owned)
         self.connections = connections
         self.wait = wait
+        self.batch = max(1, batch)
         #: one per connection this writer may use: taken for a write, given back after it
         self._slots = threading.BoundedSemaphore(connections)
         #: (pooled connection, cursor) pairs not in use; the last one given back goes first,
@@ -145,6 +171,15 @@ class PostgresInboxWriter(InboxWriter):
         self._closed = False
         #: until when (monotonic) writes skip a database that just failed to answer
         self._silent_until = 0.0
+        #: rows waiting for the write in flight to return, oldest first, and how many
+        #: writes are in flight (or handed to the thread that will lead them)
+        self._queue: deque[_Pending] = deque()
+        self._in_flight = 0
+        self._group_lock = threading.Lock()
+        #: how many writes committed, and how many rows they held (for benches and tests)
+        self.commits = 0
+        self.rows = 0
+        self._count_lock = threading.Lock()
         # the statement SQLAlchemy would send, compiled once, with positional parameters
         # (psycopg then skips mapping names to positions on every call)
         statement = insert(TABLE).values({c: bindparam(c) for c in COLUMNS}).inline()
@@ -152,6 +187,9 @@ class PostgresInboxWriter(InboxWriter):
         self.sql = str(compiled)
         self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
         assert sorted(self.order) == sorted(COLUMNS)
+        self._headers = self.order.index("headers")
+        #: the INSERT of n rows, by n (each prepared on first use, per connection)
+        self._batch_sql: dict[int, str] = {1: self.sql}
 
     def _take(self) -> tuple[Any, psycopg.Cursor[Any]]:
         """An idle connection, or a new one (the caller holds a slot, so one may open)."""
@@ -174,20 +212,139 @@ class PostgresInboxWriter(InboxWriter):
 
     def store(self, row: dict[str, Any]) -> None:
         if self._silent_until and time.monotonic() < self._silent_until:
-            raise StoreFailed("the database did not answer a moment ago; not waiting on it again")
+            raise StoreFailed(SILENT_MESSAGE)
         params = [row[c] for c in self.order]
-        params[self.order.index("headers")] = Json(row["headers"])
+        params[self._headers] = Json(row["headers"])
+        if self.batch > 1:
+            self._store_grouped(params)
+            return
         if not self._slots.acquire(timeout=self.wait):
-            raise StoreFailed(
-                f"all {self.connections} inbox connections (MOMO_DB_WRITE_CONNECTIONS) stayed "
-                f"busy for {self.wait:g}s"
-            )
+            raise StoreFailed(self._busy())
         try:
-            self._store(params)
+            self._execute(self.sql, params)
+        finally:
+            self._slots.release()
+        self._count(1)
+
+    def _busy(self) -> str:
+        return (
+            f"all {self.connections} inbox connections (MOMO_DB_WRITE_CONNECTIONS) stayed "
+            f"busy for {self.wait:g}s"
+        )
+
+    def _store_grouped(self, params: list[Any]) -> None:
+        """Lead a write at once when none is in flight (or a full batch waits and a
+        connection is free); otherwise queue behind it and either be taken into the next
+        write, be handed the lead of it, or give up at the write deadline."""
+        mine = _Pending(params)
+        deadline = time.monotonic() + self.wait
+        with self._group_lock:
+            if self._in_flight == 0 or (
+                len(self._queue) >= self.batch - 1 and self._in_flight < self.connections
+            ):
+                self._in_flight += 1
+                mine.state = _LEAD
+            else:
+                self._queue.append(mine)
+        if mine.state != _LEAD:
+            mine.done.wait(max(0.0, deadline - time.monotonic()))
+            with self._group_lock:
+                if mine.state == _QUEUED:
+                    self._queue.remove(mine)
+                    raise StoreFailed(
+                        f"the inbox writes ahead of this one kept every connection "
+                        f"(MOMO_DB_WRITE_CONNECTIONS) busy for {self.wait:g}s"
+                    )
+            if mine.state == _TAKEN:
+                # another thread's write carries this row; it has a deadline of its own
+                mine.done.wait()
+            if mine.state == _DONE:
+                if mine.error is not None:
+                    raise mine.error
+                return
+        self._lead(mine, deadline)
+
+    def _lead(self, mine: _Pending, deadline: float) -> None:
+        """Write this row and the oldest queued ones in one statement, tell each waiting
+        thread how its row fared, and hand the lead of the next write on."""
+        with self._group_lock:
+            batch = [mine]
+            while self._queue and len(batch) < self.batch:
+                other = self._queue.popleft()
+                other.state = _TAKEN
+                batch.append(other)
+            mine.state = _TAKEN
+        outcomes: list[BaseException | None] = [
+            StoreFailed("the write carrying this row was interrupted") for _ in batch
+        ]
+        try:
+            outcomes = self._write([p.params for p in batch], deadline)
+        finally:
+            with self._group_lock:
+                self._in_flight -= 1
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    pending.error = outcome
+                    pending.state = _DONE
+                following = None
+                if self._queue and (self._in_flight == 0 or len(self._queue) >= self.batch):
+                    following = self._queue.popleft()
+                    following.state = _LEAD
+                    self._in_flight += 1
+            if following is not None:
+                following.done.set()  # the next write first: its rows have waited longest
+            for pending in batch[1:]:
+                pending.done.set()
+        if outcomes[0] is not None:
+            raise outcomes[0]
+
+    def _write(self, rows: list[list[Any]], deadline: float) -> list[BaseException | None]:
+        """Commit ``rows`` in one statement; for each row, None or why it is not stored."""
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return [StoreFailed(SILENT_MESSAGE) for _ in rows]
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return [StoreFailed(self._busy()) for _ in rows]
+        try:
+            outcome = self._attempt(self._sql_for(len(rows)), [v for r in rows for v in r])
+            if outcome is None:
+                self._count(len(rows))
+                return [None for _ in rows]
+            if isinstance(outcome, RowRefused) and len(rows) > 1:
+                # one row's content spoilt the statement, which stored nothing: alone,
+                # each row is stored or refused on its own
+                return [self._one(row) for row in rows]
+            return [outcome, *(_again(outcome) for _ in rows[1:])]
         finally:
             self._slots.release()
 
-    def _store(self, params: list[Any]) -> None:
+    def _one(self, params: list[Any]) -> BaseException | None:
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return StoreFailed(SILENT_MESSAGE)
+        outcome = self._attempt(self.sql, params)
+        if outcome is None:
+            self._count(1)
+        return outcome
+
+    def _attempt(self, sql: str, params: list[Any]) -> RowRefused | StoreFailed | None:
+        try:
+            self._execute(sql, params)
+        except (RowRefused, StoreFailed) as exc:
+            return exc
+        return None
+
+    def _count(self, rows: int) -> None:
+        with self._count_lock:
+            self.commits += 1
+            self.rows += rows
+
+    def _sql_for(self, n: int) -> str:
+        sql = self._batch_sql.get(n)
+        if sql is None:
+            values = ", ".join(["(" + ", ".join(["%s"] * len(self.order)) + ")"] * n)
+            sql = self.sql[: self.sql.index(" VALUES ")] + " VALUES " + values
+            self._batch_sql[n] = sql
+        return sql
+
+    def _execute(self, sql: str, params: list[Any]) -> None:
         for attempt in (1, 2):
             try:
                 held, cursor = self._take()
@@ -196,7 +353,7 @@ class PostgresInboxWriter(InboxWriter):
                 self._note_silence(exc)
                 raise StoreFailed(f"cannot connect: {exc}") from exc
             try:
-                cursor.execute(self.sql, params, prepare=True)
+                cursor.execute(sql, params, prepare=True)
             except ValueError as exc:  # the driver could not encode a value (UnicodeError too)
                 self._give_back((held, cursor))
                 raise RowRefused(refusal_detail(exc)) from exc
@@ -246,6 +403,30 @@ class PostgresInboxWriter(InboxWriter):
         for held, _cursor in idle:
             held.close()
         super().close()
+
+
+# what became of a row handed to the group writer
+_QUEUED, _LEAD, _TAKEN, _DONE = range(4)
+
+
+class _Pending:
+    """One thread's row on its way through a shared write."""
+
+    __slots__ = ("done", "error", "params", "state")
+
+    def __init__(self, params: list[Any]) -> None:
+        self.params = params
+        #: set when this thread is handed the lead of the next write, or its row is done
+        self.done = threading.Event()
+        self.state = _QUEUED
+        self.error: BaseException | None = None
+
+
+def _again(exc: BaseException) -> StoreFailed:
+    """The same failure for another row of the write: each thread raises its own."""
+    again = StoreFailed(str(exc))
+    again.__cause__ = exc.__cause__
+    return again
 
 
 class StoreFailed(SQLAlchemyError):

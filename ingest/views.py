@@ -129,6 +129,7 @@ def writer_for(app: Flask) -> InboxWriter:
             rt.engine,
             timeout=rt.settings.db_write_timeout_seconds,
             connections=rt.settings.db_write_connections,
+            batch=rt.settings.db_write_batch,
         )
         rt.helpers.append(writer)
         app.extensions["momo_inbox_writer"] = writer
