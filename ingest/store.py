@@ -245,9 +245,11 @@ class PostgresInboxWriter(InboxWriter):
                 self._in_flight += 1
                 mine.state = _LEAD
             else:
+                mine.done = threading.Event()
                 self._queue.append(mine)
-        if mine.state != _LEAD:
+        if mine.done is not None:
             mine.done.wait(max(0.0, deadline - time.monotonic()))
+            # handed the lead, or done, or still queued at the deadline (so given up)
             with self._group_lock:
                 if mine.state == _QUEUED:
                     self._queue.remove(mine)
@@ -274,12 +276,13 @@ class PostgresInboxWriter(InboxWriter):
                 other.state = _TAKEN
                 batch.append(other)
             mine.state = _TAKEN
-        outcomes: list[BaseException | None] = [
-            StoreFailed("the write carrying this row was interrupted") for _ in batch
-        ]
+        outcomes: list[BaseException | None] | None = None
         try:
             outcomes = self._write([p.params for p in batch], deadline)
         finally:
+            if outcomes is None:  # interrupted (the leader's own exception is on its way)
+                interrupted = "the write carrying this row was interrupted"
+                outcomes = [StoreFailed(interrupted) for _ in batch]
             with self._group_lock:
                 self._in_flight -= 1
                 for pending, outcome in zip(batch, outcomes, strict=True):
@@ -291,9 +294,9 @@ class PostgresInboxWriter(InboxWriter):
                     following.state = _LEAD
                     self._in_flight += 1
             if following is not None:
-                following.done.set()  # the next write first: its rows have waited longest
+                following.wake()  # the next write first: its rows have waited longest
             for pending in batch[1:]:
-                pending.done.set()
+                pending.wake()
         if outcomes[0] is not None:
             raise outcomes[0]
 
@@ -304,7 +307,8 @@ class PostgresInboxWriter(InboxWriter):
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return [StoreFailed(self._busy()) for _ in rows]
         try:
-            outcome = self._attempt(self._sql_for(len(rows)), [v for r in rows for v in r])
+            params = rows[0] if len(rows) == 1 else [v for row in rows for v in row]
+            outcome = self._attempt(self._sql_for(len(rows)), params)
             if outcome is None:
                 self._count(len(rows))
                 return [None for _ in rows]
@@ -416,10 +420,15 @@ class _Pending:
 
     def __init__(self, params: list[Any]) -> None:
         self.params = params
-        #: set when this thread is handed the lead of the next write, or its row is done
-        self.done = threading.Event()
+        #: for a queued row: set when its thread is handed the lead of the next write, or
+        #: when the row is done (a thread that leads at once needs none)
+        self.done: threading.Event | None = None
         self.state = _QUEUED
         self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        assert self.done is not None  # only queued rows are woken, and they have one
+        self.done.set()
 
 
 def _again(exc: BaseException) -> StoreFailed:

@@ -43,9 +43,10 @@ def engine(fresh_pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def writer(engine: Engine) -> Iterator[PostgresInboxWriter]:
-    writer = InboxWriter.for_database(engine)
+@pytest.fixture(params=[1, 64], ids=["per-row", "group"])
+def writer(engine: Engine, request: pytest.FixtureRequest) -> Iterator[PostgresInboxWriter]:
+    """The writer with one commit per row, and with group commit (the default)."""
+    writer = InboxWriter.for_database(engine, batch=request.param)
     assert isinstance(writer, PostgresInboxWriter)
     yield writer
     writer.close()
