@@ -245,10 +245,11 @@ class PostgresInboxWriter(InboxWriter):
                 self._in_flight += 1
                 mine.state = _LEAD
             else:
-                mine.done = threading.Event()
+                mine.done = threading.Lock()
+                mine.done.acquire()  # released once: when handed the lead, or when done
                 self._queue.append(mine)
         if mine.done is not None:
-            mine.done.wait(max(0.0, deadline - time.monotonic()))
+            mine.done.acquire(timeout=max(0.0, deadline - time.monotonic()))
             # handed the lead, or done, or still queued at the deadline (so given up)
             with self._group_lock:
                 if mine.state == _QUEUED:
@@ -259,7 +260,7 @@ class PostgresInboxWriter(InboxWriter):
                     )
             if mine.state == _TAKEN:
                 # another thread's write carries this row; it has a deadline of its own
-                mine.done.wait()
+                mine.done.acquire()
             if mine.state == _DONE:
                 if mine.error is not None:
                     raise mine.error
@@ -420,15 +421,16 @@ class _Pending:
 
     def __init__(self, params: list[Any]) -> None:
         self.params = params
-        #: for a queued row: set when its thread is handed the lead of the next write, or
-        #: when the row is done (a thread that leads at once needs none)
-        self.done: threading.Event | None = None
+        #: for a queued row, a lock its thread waits on (cheaper than an Event): released
+        #: when the thread is handed the lead of the next write, or when the row is done
+        #: (a thread that leads at once needs none)
+        self.done: threading.Lock | None = None
         self.state = _QUEUED
         self.error: BaseException | None = None
 
     def wake(self) -> None:
         assert self.done is not None  # only queued rows are woken, and they have one
-        self.done.set()
+        self.done.release()
 
 
 def _again(exc: BaseException) -> StoreFailed:
