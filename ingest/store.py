@@ -255,8 +255,9 @@ class PostgresInboxWriter(InboxWriter):
                 if mine.state == _QUEUED:
                     self._queue.remove(mine)
                     raise StoreFailed(
-                        f"the inbox writes ahead of this one kept every connection "
-                        f"(MOMO_DB_WRITE_CONNECTIONS) busy for {self.wait:g}s"
+                        f"the inbox write ahead of this one had not returned within "
+                        f"{self.wait:g}s (MOMO_DB_WRITE_TIMEOUT_SECONDS): the database is "
+                        "slow, locked or not answering"
                     )
             if mine.state == _TAKEN:
                 # another thread's write carries this row; it has a deadline of its own
