@@ -225,6 +225,35 @@ class TestBatching:
         assert transactions_that_wrote(admin) == writer.commits
 
 
+class TestTheWriteDeadline:
+    def test_rows_still_queued_at_the_deadline_fail_to_the_spool_and_leave_no_trace(
+        self, engine: Engine, fresh_pg_url: str
+    ) -> None:
+        # no server-side timeouts: the write in flight waits on the lock for as long as
+        # the test holds it, and only the queued callers' deadline (0.5 s) can end theirs
+        writer = PostgresInboxWriter(make_engine(fresh_pg_url), owned=True, wait=0.5)
+        callers = Callers(writer)
+        try:
+            with held_inbox(fresh_pg_url):
+                callers.store(confirmation("TKGCLATE00"))
+                wait_until(lambda: writer._in_flight == 1)
+                for n in range(1, 6):
+                    callers.store(confirmation(f"TKGCLATE{n:02d}"))
+                wait_until(lambda: len(callers.outcomes) == 5, timeout=HANG)
+                assert queued(writer) == 0  # each took its row out of the queue
+            outcomes = callers.join()
+            writer.store(confirmation("TKGCLATE06"))  # nothing left behind in the writer
+        finally:
+            writer.close()
+
+        assert outcomes.pop("TKGCLATE00") is None
+        assert len(outcomes) == 5
+        for exc in outcomes.values():
+            assert isinstance(exc, StoreFailed)
+            assert "had not returned within 0.5s" in str(exc)
+        assert inbox_codes(engine) == ["TKGCLATE00", "TKGCLATE06"]
+
+
 class TestARefusedRowInABatch:
     @pytest.mark.parametrize(
         "change",
