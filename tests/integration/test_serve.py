@@ -124,6 +124,9 @@ def test_a_burst_of_callbacks_never_opens_more_than_the_bound_of_connections_and
         "MOMO_MPESA_PATH_TOKEN": PATH_TOKEN,
         "MOMO_INSTANCE_PATH": str(tmp_path / "instance"),
         "MOMO_DB_WRITE_CONNECTIONS": str(bound),
+        # one write per callback, so the burst takes every connection at once (group commit
+        # would queue it behind a single write in flight)
+        "MOMO_DB_WRITE_BATCH": "1",
         "MOMO_DB_WRITE_TIMEOUT_SECONDS": "2",
         "MOMO_SPOOL_DRAIN_SECONDS": "1",
     }
