@@ -118,39 +118,87 @@ def rss_mb(pids: list[int]) -> float:
 WEB_WORKERS = (os.cpu_count() or 1) + 1
 
 
-def gunicorn(
-    name: str,
-    target: str,
-    env: dict[str, str],
-    logdir: Path,
-    workers: int = WEB_WORKERS,
-    threads: int = 1,
-) -> tuple[Server, str]:
-    """gunicorn with ``workers`` sync workers, or gthread workers when ``threads`` > 1."""
-    port = free_port()
-    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
-    server = Server(
-        name,
-        [
+#: the WSGI servers a bench can serve a target under (bench.accept --servers)
+SERVERS = ("gunicorn-sync", "gunicorn-gthread", "granian")
+#: threads per worker for the threaded servers when a bench is not told otherwise
+SERVER_THREADS = 4
+BACKLOG = 2048
+
+
+def factory(target: str) -> tuple[str, bool]:
+    """gunicorn's ``module:call()`` spelling as granian's: the name, and whether to call it
+    (granian's --factory) rather than serve the object itself."""
+    if target.endswith("()"):
+        return target[:-2], True
+    return target, False
+
+
+def server_argv(
+    kind: str, target: str, port: int, *, workers: int, threads: int, backlog: int = BACKLOG
+) -> list[str]:
+    """The command line that serves the WSGI ``target`` under ``kind`` on 127.0.0.1:``port``.
+
+    ``threads`` is gthread's --threads and granian's --blocking-threads (the threads of
+    each worker that run the application); gunicorn-sync has one per worker."""
+    if kind in ("gunicorn-sync", "gunicorn-gthread"):
+        threaded = ["--worker-class", "gthread", "--threads", str(threads)]
+        return [
             str(BIN / "gunicorn"),
-            *threaded,
+            *(threaded if kind == "gunicorn-gthread" else []),
             "--workers",
             str(workers),
             "--bind",
             f"127.0.0.1:{port}",
             "--backlog",
-            "2048",
+            str(backlog),
             "--log-level",
             "warning",
             target,
-        ],
-        env,
-        logdir,
-    )
+        ]
+    if kind == "granian":
+        name, call = factory(target)
+        return [
+            str(BIN / "granian"),
+            "--interface",
+            "wsgi",
+            *(["--factory"] if call else []),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backlog",
+            str(backlog),
+            "--log-level",
+            "warning",
+            name,
+        ]
+    raise ValueError(f"unknown server {kind!r}: one of {', '.join(SERVERS)}")
+
+
+def serve(
+    kind: str,
+    name: str,
+    target: str,
+    env: dict[str, str],
+    logdir: Path,
+    workers: int = WEB_WORKERS,
+    threads: int = SERVER_THREADS,
+) -> tuple[Server, str]:
+    """``target`` under the server ``kind`` (one of SERVERS), answering: its Server and base
+    URL. Any answer to a POST counts as ready (the API answers it 404)."""
+    port = free_port()
+    argv = server_argv(kind, target, port, workers=workers, threads=threads)
+    server = Server(name, argv, env, logdir)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                break  # it stopped by itself (a target that cannot load): no use waiting
             try:
                 requests.post(f"{base}/warmup", data=b"{}", timeout=5)
                 return server, base
@@ -161,7 +209,20 @@ def gunicorn(
         server.stop()  # never leave a server behind the caller cannot stop
         raise
     server.stop()
-    raise RuntimeError(f"{name} did not start; see {server.log}")
+    raise RuntimeError(f"{name} ({kind}) did not start; see {server.log}")
+
+
+def gunicorn(
+    name: str,
+    target: str,
+    env: dict[str, str],
+    logdir: Path,
+    workers: int = WEB_WORKERS,
+    threads: int = 1,
+) -> tuple[Server, str]:
+    """gunicorn with ``workers`` sync workers, or gthread workers when ``threads`` > 1."""
+    kind = "gunicorn-gthread" if threads > 1 else "gunicorn-sync"
+    return serve(kind, name, target, env, logdir, workers=workers, threads=threads)
 
 
 def median(values: list[float]) -> float:

@@ -136,7 +136,11 @@ def run_wrk(
         raise RuntimeError(
             f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}"
         )
-    out = out.stdout  # type: ignore[assignment]
+    return read_wrk(out.stdout, seconds)
+
+
+def read_wrk(out: str, seconds: float) -> LoadResult:
+    """wrk's --latency report as a LoadResult."""
     total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -152,9 +156,21 @@ def run_wrk(
     )
 
 
-def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadResult:
-    """A slower stand-in for wrk: keep-alive connections on threads, one request at a time each."""
+def run_python(
+    url: str,
+    prefix: str,
+    seconds: float,
+    connections: int,
+    *,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    """A slower stand-in for wrk: keep-alive connections on threads, one request at a time
+    each; POSTs of confirmations, or the same GET of ``url`` (its query kept) with ``headers``."""
     parsed = urlparse(url)
+    target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+    sent = {"Content-Type": "application/json"} if method == "POST" else {}
+    sent.update(headers or {})
     template = body_template()
     latencies: list[float] = []
     counts = {"ok": 0, "non_2xx": 0, "errors": 0}
@@ -167,10 +183,14 @@ def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadR
         mine: list[float] = []
         while time.monotonic() < stop:
             i += 1
-            body = template % (f"{prefix}{n:02d}{i:07d}", account(i), payer(n * 1000003 + i))
+            body = (
+                template % (f"{prefix}{n:02d}{i:07d}", account(i), payer(n * 1000003 + i))
+                if method == "POST"
+                else None
+            )
             started = time.perf_counter()
             try:
-                conn.request("POST", parsed.path, body, {"Content-Type": "application/json"})
+                conn.request(method, target, body, sent)
                 response = conn.getresponse()
                 response.read()
                 status = response.status
@@ -206,6 +226,42 @@ def run_python(url: str, prefix: str, seconds: float, connections: int) -> LoadR
         p99_ms=latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
         generator="python",
     )
+
+
+def run_gets(
+    url: str,
+    headers: dict[str, str],
+    seconds: float,
+    connections: int,
+    *,
+    python: bool = False,
+    threads: int = 2,
+) -> LoadResult:
+    """The same GET (``url`` with its query, ``headers``) again and again, as a read load."""
+    if have_wrk() and not python:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{max(1, round(seconds))}s",
+                "--latency",
+                *(arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}"
+            )
+        return read_wrk(out.stdout, seconds)
+    return run_python(url, "", seconds, connections, method="GET", headers=headers)
 
 
 def run_load(
