@@ -1,12 +1,16 @@
-"""WSGI entry points for gunicorn (see Procfile): ``momo.wsgi:web()``, ``api()``, ``app()``.
+"""WSGI entry points (see Procfile): ``momo.wsgi:web()``, ``api()``, ``app()`` for gunicorn;
+granian calls the same functions with ``--factory``: ``granian --interface wsgi --factory
+momo.wsgi:web``.
 
-A setting that stops momo from starting (ConfigError) is reported to gunicorn as an
-application that cannot load: it prints the one-line message, without a traceback,
-and stops instead of booting workers again and again.
+A setting that stops momo from starting (ConfigError) stops the server with the one-line
+message, without a traceback, instead of booting workers again and again: gunicorn is told
+the application cannot load; under granian the worker exits with the message, and granian
+stops (a worker that dies while starting ends granian, respawn or not).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from flask import Flask
@@ -18,11 +22,16 @@ def _start(create_app: Callable[[], Flask]) -> Flask:
     try:
         return create_app()
     except ConfigError as exc:
-        try:
-            from gunicorn.errors import AppImportError
-        except ImportError:  # another WSGI server: its own error report
-            raise
-        raise AppImportError(f"momo cannot start: {exc}") from None
+        message = f"momo cannot start: {exc}"
+    if "granian" in sys.modules:
+        # granian loads the factory in a multiprocessing worker: SystemExit with a text is
+        # printed as that one line and ends the worker with status 1
+        raise SystemExit(message)
+    try:
+        from gunicorn.errors import AppImportError
+    except ImportError:  # another WSGI server: its own error report
+        raise SystemExit(message) from None
+    raise AppImportError(message)
 
 
 def web() -> Flask:
