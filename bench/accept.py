@@ -20,6 +20,7 @@ acknowledged under every server is in the inbox and that nothing answered other 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import string
 import subprocess
@@ -78,6 +79,21 @@ def viewer_token(env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes ``pids`` have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
 def stored_with(url: str, prefixes: list[str]) -> int:
     """Inbox rows whose receipt code starts with one of ``prefixes``."""
     engine = create_engine(url)
@@ -118,6 +134,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         }
         prefixes: dict[str, list[str]] = {kind: [] for kind in args.servers}
         peak = dict.fromkeys(runs, 0.0)
+        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
 
         def load(kind: str, name: str, base: str, seconds: float) -> LoadResult:
             if name == "api":
@@ -145,11 +162,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     try:
                         load(kind, name, base, min(2.0, args.seconds))  # warm-up, not counted
+                        pids = server.pids()
+                        used = cpu_seconds(pids)
                         result = load(kind, name, base, args.seconds)
+                        used = cpu_seconds(pids) - used
                         peak[kind, name] = max(peak[kind, name], rss_mb(server.pids()))
                     finally:
                         server.stop()
                     runs[kind, name].append(result)
+                    # the server's own CPU per answer: what the machine's other load cannot skew
+                    cpu[kind, name].append(1000 * used / max(1, result.requests))
                     say(
                         f"{kind} {name} run {n + 1}: {result.rps:.0f} req/s, "
                         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
@@ -166,6 +188,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "non_2xx": sum(r.non_2xx for r in done),
                     "errors": sum(r.errors for r in done),
                     "peak_rss_mb": round(peak[kind, name], 1),
+                    "cpu_ms_per_request": median(cpu[kind, name]),
                     "generator": done[0].generator if done else None,
                     "runs": [r.__dict__ for r in done],
                 }
@@ -205,13 +228,15 @@ def report(results: dict[str, Any]) -> str:
         "p99 ms",
         "x naive",
         "x n same",
+        "CPU ms",
         "RSS MB",
         "non-2xx",
         "errors",
     )
     lines = [
         f"x naive: naive under {base_kind} (the one baseline); x n same: naive under the same "
-        f"server; api: x naive is x api under {base_kind}",
+        f"server; api: x naive is x api under {base_kind}; CPU ms: the server's processes' "
+        "CPU time per answer",
         f"{header[0]:17} {header[1]:6} " + " ".join(f"{h:>8}" for h in header[2:]),
     ]
     for kind, entries in servers.items():
@@ -227,7 +252,8 @@ def report(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"{kind:17} {name:6} {t['rps']:8.0f} {t['p50_ms']:8.1f} {t['p99_ms']:8.1f} "
-                f"{first:8.2f} {second:8.2f} {t['peak_rss_mb']:8.1f} {t['non_2xx']:8d} "
+                f"{first:8.2f} {second:8.2f} {t['cpu_ms_per_request']:8.2f} "
+                f"{t['peak_rss_mb']:8.1f} {t['non_2xx']:8d} "
                 f"{t['errors']:8d}"
             )
     for kind, entries in servers.items():
