@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         args.servers.insert(0, "gunicorn-sync")
     if args.smoke:
         args.seconds, args.runs, args.connections = 1.0, 1, 4
+        # one worker each: twelve servers start and stop, and starting is most of the time
+        args.web_workers, args.threads = 1, 2
         args.api_payments, args.api_customers = 2000, 200
     results = measure(args)
     print(report(results))

@@ -73,6 +73,8 @@ class Server:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
         self.name = name
         self.log = logdir / f"{name}.log"
+        #: where this process's lines begin in a log an earlier one of the same name wrote
+        self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -172,11 +174,19 @@ def server_argv(
             str(port),
             "--backlog",
             str(backlog),
+            # info: its lifecycle lines only (no access log), which serve() waits on
             "--log-level",
-            "warning",
+            "info",
             name,
         ]
     raise ValueError(f"unknown server {kind!r}: one of {', '.join(SERVERS)}")
+
+
+def started_workers(server: Server) -> int:
+    """How many of granian's workers have said they started."""
+    with server.log.open("rb") as log:
+        log.seek(server.log_start)
+        return log.read().count(b"Started worker-")
 
 
 def serve(
@@ -201,7 +211,11 @@ def serve(
                 break  # it stopped by itself (a target that cannot load): no use waiting
             try:
                 requests.post(f"{base}/warmup", data=b"{}", timeout=5)
-                return server, base
+                if kind != "granian" or started_workers(server) >= workers:
+                    # granian ignores a SIGTERM that finds a worker still loading the
+                    # application, so a server it may have to stop must be fully up
+                    return server, base
+                time.sleep(0.2)
             except (requests.ConnectionError, requests.Timeout):
                 # not listening yet, or a worker still busy starting (a loaded machine)
                 time.sleep(0.2)
