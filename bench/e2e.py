@@ -1,10 +1,11 @@
 """End to end: callbacks in over HTTP, credited balances out, with 1 and 2 worker processes.
 
-    python -m bench.e2e [--seconds 60] [--rate N] [--workers 1 2]
+    python -m bench.e2e [--seconds 60] [--rate N] [--workers 1 2] [--servers gunicorn-sync granian]
 
 First measures the naive handler (parse + one ORM insert per request, bench.baselines)
 under the same gunicorn setup: its accept rate is what the whole pipeline is compared
-with. Then, for each worker count, on a fresh database with the workers running:
+with. Then, for each web server (``--servers``, see bench.common.SERVERS) and each worker
+count, on a fresh database with the workers running:
 
 - sustained: callbacks offered as fast as the load generator can for ``--seconds``
   (60 by default); the figure is the payments credited *while* they were offered, per
@@ -43,12 +44,14 @@ from bench.common import (
     BIN,
     PATH_TOKEN,
     REDIS_URL,
+    SERVERS,
     Server,
     bench_database,
     gunicorn,
     momo_env,
     rss_mb,
     say,
+    serve,
     write_json,
 )
 from bench.load import ACCOUNTS, account, body_template, payer, run_load
@@ -221,7 +224,7 @@ def drained(
     }
 
 
-def run(workers: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def run(server: str, workers: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     with bench_database() as url:
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         env = momo_env(url, MOMO_SWEEP_AFTER_SECONDS="5", MOMO_SWEEP_INTERVAL_SECONDS="2")
@@ -230,7 +233,7 @@ def run(workers: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
         )
         seed_customers(dsn)
         redis.Redis.from_url(REDIS_URL).flushdb()
-        web, base = gunicorn(f"web-{workers}w", "momo.wsgi:web()", env, logdir)
+        web, base = serve(server, f"web-{server}-{workers}w", "momo.wsgi:web()", env, logdir)
         worker = Server(
             f"worker-{workers}w",
             [
@@ -324,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["gunicorn-sync"],
+        choices=SERVERS,
+        help="what serves the webhook (naive is always under gunicorn sync)",
+    )
     parser.add_argument("--backlog", type=int, default=20000, help="callbacks in the backlog phase")
     parser.add_argument("--python-load", action="store_true")
     parser.add_argument(
@@ -332,17 +342,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.rate, args.workers, args.connections = 2.0, 50.0, [1], 4
-        args.baseline_seconds = 2.0
+        args.baseline_seconds, args.servers = 2.0, ["gunicorn-sync", "granian"]
         args.backlog, args.baseline_runs = 300, 1
     logdir = Path(tempfile.mkdtemp(prefix="momo-bench-e2e-"))
     naive = naive_baseline(args, logdir)
     say(f"naive baseline {naive:.0f} req/s")
     results: dict[str, Any] = {"config": vars(args), "naive_rps": naive, "workers": {}}
-    for workers in args.workers:
-        results["workers"][str(workers)] = run(workers, args, logdir)
+    for server in args.servers:
+        for workers in args.workers:
+            results["workers"][f"{server}/{workers}"] = run(server, workers, args, logdir)
     print(f"naive handler (same gunicorn setup, this run): {naive:.0f} req/s")
     print(
-        f"{'workers':8} {'offered/s':>10} {'credited/s':>11} {'x naive':>8} "
+        f"{'server/workers':20} {'offered/s':>10} {'credited/s':>11} {'x naive':>8} "
         f"{'p50 ms':>8} {'p99 ms':>8}  phase"
     )
     for workers, r in results["workers"].items():
@@ -353,11 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             f["x_naive"] = round(f["credited_per_s"] / naive, 2) if ratio else None
             shown = f"{f['x_naive']:8.2f}" if ratio else f"{'-':>8}"
             print(
-                f"{workers:8} {f['offered_per_s']:10.0f} {f['credited_per_s']:11.0f} {shown} "
+                f"{workers:20} {f['offered_per_s']:10.0f} {f['credited_per_s']:11.0f} {shown} "
                 f"{f['p50_ms']:8.0f} {f['p99_ms']:8.0f}  {phase}"
             )
         print(
-            f"{'':8} sustained: {r['sustained']['credited']} of {r['sustained']['offered']} "
+            f"{'':20} sustained: {r['sustained']['credited']} of {r['sustained']['offered']} "
             f"acknowledged callbacks credited, {r['sustained']['answered_5xx']} non-2xx; "
             f"peak RSS: web {r['peak_rss_mb']['web']} MB, worker {r['peak_rss_mb']['worker']} MB"
         )
