@@ -32,7 +32,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from sqlalchemy.engine import make_url
 import matcher.inbox
 from bench.common import PATH_TOKEN, bench_database, say, write_json
 from bench.e2e import seed_customers
-from bench.load import account, body_template, payer
+from bench.load import put_backlog
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
@@ -53,27 +52,6 @@ from matcher.migrate import upgrade
 from tasks.work import drain_inbox
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def put_backlog(dsn: str, prefix: str, rows: int, offset: int = 0) -> None:
-    """``rows`` pending confirmations, each for one of the seeded customers (by account
-    reference), from one of ``bench.load.PAYERS`` numbers."""
-    template = body_template()
-    now = datetime.now(UTC)
-    with (
-        psycopg.connect(dsn) as conn,
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY inbox (provider, kind, body, headers, status, code, attempts, received_at) "
-            "FROM STDIN"
-        ) as copy,
-    ):
-        for n in range(rows):
-            code = f"{prefix}{n:08d}"
-            body = (template % (code, account(n), payer(offset + n))).encode()
-            copy.write_row(("mpesa", "c2b/confirmation", body, "{}", "pending", code, 0, now))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE inbox")
 
 
 def backend_cpu(dsn: str) -> float:

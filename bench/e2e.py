@@ -54,7 +54,7 @@ from bench.common import (
     serve,
     write_json,
 )
-from bench.load import ACCOUNTS, account, body_template, payer, run_load
+from bench.load import ACCOUNTS, account, body_template, payer, put_backlog, run_load
 from ingest.providers import load_settings
 from tasks.celery_app import PROCESS_INBOX, make_producer
 
@@ -139,20 +139,7 @@ def paced(url: str, prefix: str, rate: float, seconds: float, threads: int = 8) 
 
 def backlog(dsn: str, env: dict[str, str], prefix: str, rows: int) -> dict[str, Any]:
     """The workers' own capacity: ``rows`` callbacks already in the inbox, drained flat out."""
-    template = body_template()
-    now = datetime.now(UTC)
-    with (
-        psycopg.connect(dsn) as conn,
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY inbox (provider, kind, body, headers, status, code, attempts, received_at) "
-            "FROM STDIN"
-        ) as copy,
-    ):
-        for n in range(rows):
-            code = f"{prefix}{n:08d}"
-            body = (template % (code, account(n), payer(n))).encode()
-            copy.write_row(("mpesa", "c2b/confirmation", body, "{}", "pending", code, 0, now))
+    put_backlog(dsn, prefix, rows)
     producer = make_producer(load_settings(env))
     nudged = datetime.now(UTC)
     for _ in range(4):

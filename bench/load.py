@@ -14,8 +14,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
+
+import psycopg
 
 from bench.common import ROOT, have_wrk
 
@@ -270,3 +273,24 @@ def run_load(
     if have_wrk() and not python:
         return run_wrk(url, prefix, seconds, connections)
     return run_python(url, prefix, seconds, connections)
+
+
+def put_backlog(dsn: str, prefix: str, rows: int, offset: int = 0) -> None:
+    """``rows`` pending confirmations, each for one of the seeded customers (by account
+    reference), from one of ``bench.load.PAYERS`` numbers."""
+    template = body_template()
+    now = datetime.now(UTC)
+    with (
+        psycopg.connect(dsn) as conn,
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY inbox (provider, kind, body, headers, status, code, attempts, received_at) "
+            "FROM STDIN"
+        ) as copy,
+    ):
+        for n in range(rows):
+            code = f"{prefix}{n:08d}"
+            body = (template % (code, account(n), payer(offset + n))).encode()
+            copy.write_row(("mpesa", "c2b/confirmation", body, "{}", "pending", code, 0, now))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE inbox")
