@@ -170,6 +170,9 @@ def test_a_burst_under_granian_never_opens_more_writer_connections_than_the_boun
             tmp_path,
             *("--workers", "1", "--blocking-threads", str(2 * callbacks)),
             MOMO_DB_WRITE_CONNECTIONS=str(bound),
+            # one write per callback, so the burst takes every connection at once (group
+            # commit would queue it behind a single write in flight)
+            MOMO_DB_WRITE_BATCH="1",
             MOMO_DB_WRITE_TIMEOUT_SECONDS="2",
             MOMO_SPOOL_DRAIN_SECONDS="1",
         ) as web,
