@@ -20,7 +20,6 @@ acknowledged under every server is in the inbox and that nothing answered other 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import string
 import subprocess
@@ -41,6 +40,7 @@ from bench.common import (
     SERVERS,
     WEB_WORKERS,
     bench_database,
+    cpu_seconds,
     median,
     momo_env,
     rss_mb,
@@ -77,21 +77,6 @@ def viewer_token(env: dict[str, str]) -> str:
         text=True,
     )
     return done.stdout.strip().splitlines()[-1]
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes ``pids`` have used so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def stored_with(url: str, prefixes: list[str]) -> int:

@@ -115,6 +115,21 @@ def rss_mb(pids: list[int]) -> float:
     return largest / 1024
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far (those gone count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
 #: a sync worker waits on its commit about as long as it computes, so one worker more than
 #: cores keeps the CPUs busy (the same default as the Procfile's WEB_CONCURRENCY advice)
 WEB_WORKERS = (os.cpu_count() or 1) + 1

@@ -26,13 +26,11 @@ import argparse
 import cProfile
 import logging
 import multiprocessing
-import os
 import pstats
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -40,7 +38,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 import matcher.inbox
-from bench.common import PATH_TOKEN, bench_database, say, write_json
+from bench.common import PATH_TOKEN, bench_database, cpu_seconds, say, write_json
 from bench.e2e import seed_customers
 from bench.load import put_backlog
 from core.config import Settings
@@ -50,8 +48,6 @@ from ingest.providers.mpesa import MpesaSettings
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 from tasks.work import drain_inbox
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def backend_cpu(dsn: str) -> float:
@@ -65,14 +61,7 @@ def backend_cpu(dsn: str) -> float:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ]
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
+    return cpu_seconds(pids)
 
 
 @contextmanager

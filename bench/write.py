@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.common import bench_database, say, write_json
+from bench.common import bench_database, cpu_seconds, say, write_json
 from ingest.store import WRITE_BATCH, InboxWriter, PostgresInboxWriter, inbox_row
 from matcher.db import make_engine
 from matcher.migrate import upgrade
 
-TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 4
 DEADLINE_SECONDS = 3
 
@@ -78,18 +75,6 @@ class Run:
 
     def us_per_row(self, cpu: float) -> float:
         return cpu / self.rows * 1e6 if self.rows else float("nan")
-
-
-def backend_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far (those gone count 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def writer_backends(admin: psycopg.Connection[Any]) -> list[int]:
@@ -159,7 +144,7 @@ def one_run(url: str, threads: int, batch: int, seconds: float, tag: str) -> Run
         elapsed = time.perf_counter() - began
         bench_cpu = time.process_time() - cpu_before
         # the writer's backends opened during the run: their CPU since they started
-        postgres_cpu = backend_cpu(writer_backends(admin))
+        postgres_cpu = cpu_seconds(writer_backends(admin))
         writer.close()
         engine.dispose()
         # a backend reports its transactions to pg_stat_database by the time it exits
