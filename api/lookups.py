@@ -143,7 +143,12 @@ def reverse_payment(payment_id: str) -> tuple[Response, int]:
 def show_reversal(payment_id: str) -> Response:
     ident = path_id(payment_id, "payment", "payment_not_found")
     with request_session() as session:
+        # The reversal first: each statement reads what is committed when it starts, and a
+        # result marks the reversal done and reverses the payment in one commit, so a
+        # payment read after a done reversal is always the reversed one (the other order
+        # could show a done reversal beside a payment not yet reversed).
+        reversal = latest_reversal(session, ident)
         payment = session.get(Payment, ident)
         if payment is None:
             raise NotFound(f"no payment has id {ident}", "payment_not_found")
-        return jsonify(reversal_state(payment, latest_reversal(session, ident)))
+        return jsonify(reversal_state(payment, reversal))

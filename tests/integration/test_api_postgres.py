@@ -15,14 +15,17 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from core.config import Settings
 from core.runtime import Runtime
 from ingest.providers import build_runtime
 from matcher.db import make_engine
+from matcher.ledger import Ledger
 from matcher.migrate import upgrade
-from matcher.models import ApiToken, IdempotencyRecord
+from matcher.models import REVERSAL_SENT, ApiToken, IdempotencyRecord, Payment, Reversal
+from matcher.notifications import ReversalResult
+from matcher.reversals import record_reversal_result
 from momo.app import create_api_app
 from tests.conftest import PATH_TOKEN, add_customer, assert_problem, make_token, mpesa_block
 from tests.reads_contract import (
@@ -221,3 +224,75 @@ def test_a_request_does_not_wait_for_a_token_row_another_transaction_holds(
 
     with runtime.sessions.begin() as session:
         assert None not in session.scalars(select(ApiToken.last_used_at)).all()
+
+
+def test_a_done_reversal_is_never_shown_beside_a_payment_not_yet_reversed(
+    pg_api: tuple[FlaskClient, Runtime, dict[str, str]],
+) -> None:
+    """A reversal's result marks the request done and reverses the payment in one commit;
+    the view reads two rows, each with the commit it starts under. Here the result is
+    committed right after the view's first read of either row."""
+    client, runtime, headers = pg_api
+    account = f"REV-{uuid.uuid4().hex[:8]}"
+    made = client.post(
+        "/api/v1/customers", json={"account_number": account, "name": "R"}, headers=headers
+    )
+    assert made.status_code == 201, made.get_data()
+    paid = client.post(
+        "/api/v1/payments", json={"account_number": account, "amount": "700"}, headers=headers
+    )
+    assert paid.status_code == 201, paid.get_data()
+    payment_id = paid.get_json()["id"]
+    conversation = f"AG_{uuid.uuid4().hex}"
+    with runtime.sessions.begin() as session:
+        provider = session.get_one(Payment, payment_id).provider
+        session.add(
+            Reversal(
+                payment_id=payment_id,
+                provider=provider,
+                status=REVERSAL_SENT,
+                conversation_id=conversation,
+                created_by="test",
+            )
+        )
+
+    def result_arrives() -> None:
+        with runtime.sessions.begin() as session, Ledger(session) as ledger:
+            recorded = record_reversal_result(
+                session,
+                ledger,
+                ReversalResult(
+                    provider=provider,
+                    state="reversed",
+                    result_code="0",
+                    result_description="done",
+                    conversation_id=conversation,
+                    receipt="RVX0000001",
+                ),
+            )
+        assert recorded.outcome == "reversed"
+
+    arrived: list[bool] = []
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not arrived and ("FROM payments" in statement or "FROM reversals" in statement):
+            arrived.append(True)
+            result_arrives()
+
+    event.listen(runtime.engine, "after_cursor_execute", after)
+    try:
+        shown = client.get(f"/api/v1/payments/{payment_id}/reversal", headers=headers)
+    finally:
+        event.remove(runtime.engine, "after_cursor_execute", after)
+
+    assert arrived == [True]
+    assert shown.status_code == 200, shown.get_data()
+    state = shown.get_json()
+    if state["reversal"]["status"] == "reversed":
+        assert state["payment"]["reversal_receipt"] == "RVX0000001"
+    # and a fresh read shows both done
+    again = client.get(f"/api/v1/payments/{payment_id}/reversal", headers=headers).get_json()
+    assert (again["reversal"]["status"], again["payment"]["reversal_receipt"]) == (
+        "reversed",
+        "RVX0000001",
+    )
