@@ -1,6 +1,7 @@
 """End to end: callbacks in over HTTP, credited balances out, with 1 and 2 worker processes.
 
     python -m bench.e2e [--seconds 60] [--rate N] [--workers 1 2] [--servers gunicorn-sync granian]
+        [--write-batches 1 64] [--backlog N]
 
 First measures the naive handler (parse + one ORM insert per request, bench.baselines)
 under the same gunicorn setup: its accept rate is what the whole pipeline is compared
@@ -211,16 +212,21 @@ def drained(
     }
 
 
-def run(server: str, workers: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def run(
+    server: str, workers: int, write_batch: int | None, args: argparse.Namespace, logdir: Path
+) -> dict[str, Any]:
     with bench_database() as url:
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         env = momo_env(url, MOMO_SWEEP_AFTER_SECONDS="5", MOMO_SWEEP_INTERVAL_SECONDS="2")
+        if write_batch is not None:
+            env["MOMO_DB_WRITE_BATCH"] = str(write_batch)
         subprocess.run(
             [str(BIN / "momo"), "db", "upgrade"], env=env, check=True, capture_output=True
         )
         seed_customers(dsn)
         redis.Redis.from_url(REDIS_URL).flushdb()
-        web, base = serve(server, f"web-{server}-{workers}w", "momo.wsgi:web()", env, logdir)
+        name = f"web-{server}-{workers}w" + (f"-wb{write_batch}" if write_batch else "")
+        web, base = serve(server, name, "momo.wsgi:web()", env, logdir)
         worker = Server(
             f"worker-{workers}w",
             [
@@ -281,10 +287,13 @@ def run(server: str, workers: int, args: argparse.Namespace, logdir: Path) -> di
                 f"  credited {half['credited_per_s']:.0f}/s, p50 {half['p50_ms']:.0f} ms, "
                 f"p99 {half['p99_ms']:.0f} ms"
             )
-            say(f"{workers} worker process(es): draining a backlog of {args.backlog} callbacks")
-            drain = backlog(dsn, env, "EBKL", args.backlog)
-            drain["offered_per_s"] = float("nan")
-            say(f"  credited {drain['credited_per_s']:.0f}/s")
+            drain = {"offered_per_s": float("nan"), "credited_per_s": float("nan")}
+            drain |= {"p50_ms": float("nan"), "p99_ms": float("nan"), "complete": True}
+            if args.backlog:
+                say(f"{workers} worker process(es): draining a backlog of {args.backlog}")
+                drain |= backlog(dsn, env, "EBKL", args.backlog)
+                drain["offered_per_s"] = float("nan")
+                say(f"  credited {drain['credited_per_s']:.0f}/s")
         finally:
             stop.set()
             for server in (beat, worker, web):
@@ -321,7 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=SERVERS,
         help="what serves the webhook (naive is always under gunicorn sync)",
     )
-    parser.add_argument("--backlog", type=int, default=20000, help="callbacks in the backlog phase")
+    parser.add_argument(
+        "--backlog", type=int, default=20000, help="callbacks in the backlog phase (0: none)"
+    )
+    parser.add_argument(
+        "--write-batches",
+        type=int,
+        nargs="+",
+        default=[None],
+        metavar="N",
+        help="run each server once per MOMO_DB_WRITE_BATCH given (default: momo's own)",
+    )
     parser.add_argument("--python-load", action="store_true")
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds, to check the bench works (CI)"
@@ -337,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"config": vars(args), "naive_rps": naive, "workers": {}}
     for server in args.servers:
         for workers in args.workers:
-            results["workers"][f"{server}/{workers}"] = run(server, workers, args, logdir)
+            for batch in args.write_batches:
+                key = f"{server}/{workers}" + (f"/wb{batch}" if batch else "")
+                results["workers"][key] = run(server, workers, batch, args, logdir)
     print(f"naive handler (same gunicorn setup, this run): {naive:.0f} req/s")
     print(
         f"{'server/workers':20} {'offered/s':>10} {'credited/s':>11} {'x naive':>8} "
@@ -346,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for workers, r in results["workers"].items():
         for phase in ("sustained", "half", "backlog"):
             f = r[phase]
+            if phase == "backlog" and not args.backlog:
+                continue
             # a ratio says something where the pipeline ran flat out, not at a set rate
             ratio = phase != "half" and naive
             f["x_naive"] = round(f["credited_per_s"] / naive, 2) if ratio else None

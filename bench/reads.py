@@ -3,8 +3,9 @@
     python -m bench.reads [--payments 1000000] [--customers 100000] [--samples 50]
 
 Seeds its own database on the PostgreSQL server with COPY (progress shown), then
-times each read through the real API (gunicorn ``momo.wsgi:api()``) and reports
-p50/p95 per read, the deep page against the first, and the API process's RSS.
+times each read through the real API (``momo.wsgi:api()`` under ``--server``, granian by
+default, as the Procfile runs it) and reports p50/p95 per read, the deep page against
+the first, and the API process's RSS.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import psycopg
 import requests
 from sqlalchemy.engine import make_url
 
-from bench.common import BIN, bench_database, gunicorn, momo_env, rss_mb, say, write_json
+from bench.common import BIN, SERVERS, bench_database, momo_env, rss_mb, say, serve, write_json
 from matcher.revenue import fold_days, slice_of
 
 BATCH = 50_000
@@ -308,7 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         "serves the same database too: each read is timed on both, request by request in "
         "turn, so before and after come from one run",
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="granian",
+        help="what serves the API (default: the Procfile's, granian)",
+    )
     args = parser.parse_args(argv)
+    if args.compare_with and args.server == "granian":
+        parser.error(
+            "--compare-with serves the other checkout with gunicorn's --chdir: "
+            "add --server gunicorn-sync (or gunicorn-gthread)"
+        )
     if args.smoke:
         args.payments, args.customers, args.samples = 3000, 300, 3
     logdir = Path(tempfile.mkdtemp(prefix="momo-bench-reads-"))
@@ -332,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             .stdout.strip()
             .splitlines()[-1]
         )
-        server, base = gunicorn("api", "momo.wsgi:api()", env, logdir)
+        server, base = serve(args.server, "api", "momo.wsgi:api()", env, logdir)
         other = None
         if args.compare_with:
             # gunicorn's --chdir puts that checkout first on sys.path
             other_env = {**env, "GUNICORN_CMD_ARGS": f"--chdir {Path(args.compare_with).resolve()}"}
-            other = gunicorn("api-other", "momo.wsgi:api()", other_env, logdir)
+            other = serve(args.server, "api-other", "momo.wsgi:api()", other_env, logdir)
         try:
             http = requests.Session()
             http.headers["Authorization"] = f"Bearer {token}"
