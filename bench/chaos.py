@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.chaos [--callbacks N] [--short] [--seed S] [--json PATH] [--keep]
 
-It starts its own PostgreSQL, Redis, gunicorn (``momo.wsgi:app()``, 2 workers, on a
-listening socket the run opens once and holds, handed over as systemd's socket activation
-does: deploy/momo-web.socket), two Celery worker processes (``momo worker --concurrency
+It starts its own PostgreSQL, Redis, gunicorn (``momo.wsgi:app()``, 2 workers, otherwise
+with deploy/momo-web.service's options: threaded workers), on a listening socket the run
+opens once and holds, handed over as systemd's socket activation does:
+deploy/momo-web.socket), two Celery worker processes (``momo worker --concurrency
 1``, so one can be killed while the other keeps working, like two hosts) and beat, all on
 free loopback ports with their data under a temporary directory; it never touches the
 machine's shared services. It seeds customers, then sends a paced stream of C2B
@@ -105,6 +106,7 @@ import redis
 import requests
 import urllib3
 
+from tests.deploy_units import server_options
 from tests.silent_proxy import SilentProxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -452,6 +454,8 @@ class Stack:
                 SOCKET_ACTIVATE,
                 str(fd),
                 str(VENV_BIN / "gunicorn"),
+                *server_options("momo-web"),
+                # the run's own: fewer workers, a shorter stop, webhooks and API on one port
                 "--workers",
                 "2",
                 "--graceful-timeout",
@@ -546,7 +550,8 @@ class Stack:
         token = self.momo("token", "create", "--name", "chaos", "--role", "admin")
         self.admin_token = token.stdout.strip().splitlines()[-1]
         self.start_web()
-        say(f"gunicorn momo.wsgi:app() on {self.base} (2 workers)")
+        options = " ".join(server_options("momo-web"))
+        say(f"gunicorn {options} momo.wsgi:app() on {self.base} (2 workers)")
         for name in self.worker_names():
             self.start_worker(name, wait=False)
         for name in self.worker_names():

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from core.runtime import Runtime
 from ingest.providers import build_runtime, load_settings
+from tests.deploy_units import server_options
 
 ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -332,6 +333,8 @@ def running_stack(
             "web",
             [
                 str(VENV_BIN / "gunicorn"),
+                # as deploy/ serves (threaded workers), with the stack's own sizes
+                *server_options("momo-web"),
                 "--workers",
                 "2",
                 "--bind",

@@ -1,4 +1,7 @@
-"""The webhook edge under gunicorn with several workers, as Procfile runs it, on real Redis."""
+"""The webhook edge under gunicorn with several workers, on real Redis: limits shared across
+worker processes, and gunicorn's own logs. Sync workers (deploy/ runs threaded ones): a
+request held open keeps its sync worker busy, which is how a test decides which process
+answers the next."""
 
 from __future__ import annotations
 

@@ -5,31 +5,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.deploy_units import DEPLOY, unit
 
-DEPLOY = ROOT / "deploy"
 #: the servers and the addresses nginx (deploy/README.md) is pointed at
 SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
-
-
-def unit(path: Path) -> dict[str, list[str]]:
-    """``Section.Key`` -> every value it is given (systemd lets a key repeat)."""
-    values: dict[str, list[str]] = {}
-    section = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        values.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return values
 
 
 def words(values: list[str]) -> list[str]:
