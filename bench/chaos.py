@@ -635,13 +635,17 @@ class Send:
     at: float  # when the answer (or the failure) came
     started: float = 0.0
     #: why an unanswered one got no answer: refused (no connection), cut (the connection
-    #: closed or reset without an answer), timeout, or error
+    #: closed or reset without an answer, or before its body), timeout, or error
     cause: str = ""
 
 
 def unanswered_cause(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timeout"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        # the answer's head came and the connection closed before its body: a threaded
+        # worker writes the two apart, and a crash can fall between them
+        return "cut"
     if isinstance(exc, requests.ConnectionError):
         reason = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError names its cause
