@@ -231,8 +231,8 @@ def _write_secret(path: Path, text: str) -> None:
 def serve(host: str, port: int, threads: int, timeout: int) -> None:
     """Run webhooks and operator API (and, with no broker, the worker in-process).
 
-    For the embedded default and trying momo out; production runs the Procfile's gunicorn
-    lines.
+    For the embedded default and trying momo out; production runs the Procfile's granian
+    lines or deploy/'s gunicorn units.
     """
     from core.redact import MASK
     from momo.app import create_app

@@ -5,8 +5,8 @@ its socket forever, so a few dozen half-sent requests hold as many threads (and,
 PostgreSQL, as many inbox connections) for as long as their senders like. Here every
 read and write on a connection gives up after ``timeout`` seconds, and at most
 ``threads`` requests are served at once: further connections wait in the listen
-backlog until a thread is free. Production runs gunicorn (see Procfile); this is for
-the embedded default and for trying momo out, and must not fall over doing that.
+backlog until a thread is free. Production runs granian (Procfile) or gunicorn (deploy/); this is
+for the embedded default and for trying momo out, and must not fall over doing that.
 """
 
 from __future__ import annotations

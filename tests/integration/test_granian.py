@@ -23,7 +23,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from ingest.store import APPLICATION_NAME
-from tests.conftest import sample_bytes
+from tests.conftest import ROOT, sample_bytes
 from tests.integration.conftest import (
     PATH_TOKEN,
     VENV_BIN,
@@ -395,7 +395,8 @@ def test_a_setting_that_stops_momo_stops_granian_with_one_line_and_no_traceback(
     )
     try:
         done = subprocess.run(
-            granian_argv(free_port(), "--workers", "2"),
+            # respawn on, as the Procfile runs it: a worker that fails to start still ends it
+            granian_argv(free_port(), "--workers", "2", "--respawn-failed-workers"),
             env=env,
             cwd=tmp_path,
             capture_output=True,
@@ -541,3 +542,62 @@ def test_granian_tells_systemd_it_is_ready(
             except TimeoutError:
                 pass
         assert b"READY=1" in received
+
+
+# --- the Procfile's own line -----------------------------------------------------------------
+
+
+def procfile_line(process: str) -> str:
+    (line,) = [
+        text.partition(":")[2].strip()
+        for text in (ROOT / "Procfile").read_text().splitlines()
+        if text.startswith(f"{process}:")
+    ]
+    return line
+
+
+def worker_pids(pid: int) -> set[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in children.read_text().split()} if children.exists() else set()
+
+
+def test_the_procfiles_web_line_serves_brings_back_a_dead_worker_and_stops_gracefully(
+    fresh_pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """As a platform runs it: the line through a shell, PORT and WEB_CONCURRENCY set."""
+    migrate(fresh_pg_url, tmp_path)
+    port = free_port()
+    env = momo_env(fresh_pg_url, redis_url, tmp_path, PORT=str(port), WEB_CONCURRENCY="2")
+    env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
+    log = tmp_path / "web.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["sh", "-c", f"exec {procfile_line('web')}"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    web = Granian(f"http://127.0.0.1:{port}", proc, log, fresh_pg_url)
+    try:
+        wait_healthy(web.base, timeout=90)
+        wait_until(lambda: web.output().count("Started worker-") >= 2, timeout=90)
+        assert web.post(confirmation("TKGPROC001")).status_code == 200
+
+        first = worker_pids(proc.pid)
+        assert len(first) == 2, web.output()
+        os.kill(min(first), signal.SIGKILL)  # a worker dies (the OOM killer, a segfault)
+
+        wait_until(lambda: len(worker_pids(proc.pid) - first) == 1, timeout=60)
+        wait_until(lambda: web.output().count("Started worker-") >= 3, timeout=60)
+        answers = [web.post(confirmation(f"TKGPROC1{n:02d}")).status_code for n in range(20)]
+        assert answers == [200] * 20
+
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert {f"TKGPROC1{n:02d}" for n in range(20)} | {"TKGPROC001"} <= set(web.inbox())
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
