@@ -205,6 +205,7 @@ def require(role: str) -> Callable[[F], F]:
                     )
                 g.actor = f"token:{token.name}"
                 g.role = token.role
+                g.bearer = token
                 # Idempotency keys belong to one token, even where two tokens share a name.
                 g.token_scope = f"token-id:{token.id}"
                 g.db = session

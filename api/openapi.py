@@ -963,6 +963,29 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "PlanPage": _page("Plan"),
         "TransactionPage": _page("Transaction"),
         "TokenPage": _page("Token"),
+        "Me": {
+            "type": "object",
+            "required": ["id", "name", "role", "timezone", "currency"],
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "role": {"type": "string", "enum": list(ROLES)},
+                "timezone": {
+                    "type": "string",
+                    "description": "MOMO_TIMEZONE: the zone the business reads times in.",
+                    "examples": [settings.timezone],
+                },
+                "currency": {"type": "string", "examples": [settings.currency]},
+            },
+        },
+        "PaymentCount": {
+            "type": "object",
+            "required": ["status", "count"],
+            "properties": {
+                "status": {"type": "string", "enum": [ASSOCIATED, UNASSOCIATED]},
+                "count": {"type": "integer", "minimum": 0},
+            },
+        },
         "InboxItem": {
             "type": "object",
             "required": [
@@ -1279,6 +1302,37 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 problems=(404, 502),
                 description="As POST /payment-requests, with the account in the path.",
             )
+        },
+        f"{API}/payments/count": {
+            "get": _operation(
+                "count_payments",
+                "viewer",
+                "How many payments the associated (default) or unassociated list holds",
+                parameters=(
+                    _query(
+                        "status",
+                        {
+                            "type": "string",
+                            "enum": [ASSOCIATED, UNASSOCIATED],
+                            "default": ASSOCIATED,
+                        },
+                        "Which list.",
+                    ),
+                ),
+                answers={200: _answer("The list's size.", _ref("PaymentCount"))},
+            ),
+        },
+        f"{API}/me": {
+            "get": _operation(
+                "show_me",
+                "viewer",
+                "The calling token's name and role, and the business's time zone and currency",
+                answers={200: _answer("Who is asking.", _ref("Me"))},
+                description=(
+                    "Read-only: lets a screen offer only the actions the token's role may take "
+                    "and show times and money as the business reads them."
+                ),
+            ),
         },
         f"{API}/payments/{{payment_id}}": {
             "get": _operation(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request
-from sqlalchemy import select, tuple_, union
+from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.orm import Session, selectinload
 
 from api.auth import require
@@ -91,6 +91,22 @@ def list_payments() -> Response:
                 "next_cursor": encode_cursor(page[-1].paid_at, page[-1].id) if more else None,
             }
         )
+
+
+@bp.get("/payments/count")
+@require("viewer")
+def count_payments() -> Response:
+    """How many payments one list holds (the number on the Unassociated button)."""
+    status = request.args.get("status", ASSOCIATED)
+    if status not in (ASSOCIATED, UNASSOCIATED):
+        raise InvalidInput(
+            f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
+        )
+    with request_session() as session:
+        count = session.execute(
+            select(func.count()).select_from(Payment).where(Payment.status == status)
+        ).scalar_one()
+    return jsonify({"status": status, "count": count})
 
 
 def unconfirmed_payments() -> Response:

@@ -9,7 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import issue_token, require, revoke_token
-from api.common import Fields, ShownOnce, bp, change, json_body, path_id, request_session
+from api.common import (
+    Fields,
+    ShownOnce,
+    bp,
+    change,
+    json_body,
+    path_id,
+    request_session,
+    runtime,
+)
 from matcher.errors import Conflict, DomainError, NotFound
 from matcher.models import ApiToken
 
@@ -57,6 +66,25 @@ def list_tokens() -> Response:
     with request_session() as session:
         tokens = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
         return jsonify({"items": [token_json(t) for t in tokens], "next_cursor": None})
+
+
+@bp.get("/me")
+@require("viewer")
+def show_me() -> Response:
+    """The calling token's own name and role, and the business's time zone and currency:
+    what a screen needs to offer only the actions the token may take and to show times and
+    money as the business reads them. It changes nothing and shows no secret."""
+    settings = runtime().settings
+    bearer = g.bearer
+    return jsonify(
+        {
+            "id": bearer.id,
+            "name": bearer.name,
+            "role": bearer.role,
+            "timezone": settings.zone.key,
+            "currency": settings.currency,
+        }
+    )
 
 
 @bp.delete("/tokens/<token_id>")
