@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 
 from api.app import api_app
+from api.console import console
 from api.views import bp as api_bp
 from core.config import Settings
 from core.runtime import Runtime
@@ -63,5 +64,5 @@ def create_api_app(settings: Settings | None = None, *, runtime: Runtime | None 
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    """Webhooks and operator API in one app: what ``momo serve`` runs."""
-    return create_webhook_app(api_bp, settings=settings, runtime=runtime)
+    """Webhooks, operator API and console in one app: what ``momo serve`` runs."""
+    return create_webhook_app(api_bp, console, settings=settings, runtime=runtime)

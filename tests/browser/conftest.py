@@ -163,7 +163,10 @@ def shot(request: pytest.FixtureRequest) -> Shots:
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
     """A fresh browser profile: nothing kept from another test."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    # a zone far from the business's (Africa/Nairobi): times must follow the business
+    ctx = browser.new_context(
+        viewport={"width": 1280, "height": 800}, timezone_id="America/New_York"
+    )
     try:
         yield ctx
     finally:

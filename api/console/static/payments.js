@@ -1,0 +1,201 @@
+// The Payments page: the associated list (Regular) or the unassociated one, newest first,
+// a page at a time; Disassociate for roles that may change things.
+
+import { call, newKey } from "./api.js";
+import { dateTime, money, reason } from "./format.js";
+
+const ASSOCIATED = "associated";
+const UNASSOCIATED = "unassociated";
+const PAGE = 50;
+
+const COLUMNS = {
+  [ASSOCIATED]: [
+    ["#", (p) => String(p.id)],
+    ["Customer", (p) => p.account_number || ""],
+    ["Code", (p) => p.code],
+    ["Phone", (p) => p.phone || ""],
+    ["Amount", (p, me) => money(p.amount, p.currency || me.currency), "amount"],
+    ["Date Paid", (p, me) => dateTime(p.paid_at, me.timezone)],
+  ],
+  [UNASSOCIATED]: [
+    ["#", (p) => String(p.id)],
+    ["Name", (p) => p.payer_name || ""],
+    ["Amount", (p, me) => money(p.amount, p.currency || me.currency), "amount"],
+    ["Code", (p) => p.code],
+    ["Date Paid", (p, me) => dateTime(p.paid_at, me.timezone)],
+    ["Why", (p) => reason(p.reason, p.candidates)],
+  ],
+};
+
+const $ = (id) => document.getElementById(id);
+
+export class PaymentsPage {
+  constructor(me, onRefused) {
+    this.me = me;
+    this.onRefused = onRefused;
+    this.canChange = me.role === "operator" || me.role === "admin";
+    this.view = ASSOCIATED;
+    this.cursor = null;
+    // each load carries a number; an answer to an older load is dropped, never shown
+    this.generation = 0;
+    this.section = $("payments");
+    this.table = $("payments-table");
+    this.regular = $("show-regular");
+    this.unassociated = $("show-unassociated");
+    this.more = $("more");
+    this.regular.onclick = () => this.show(ASSOCIATED);
+    this.unassociated.onclick = () => this.show(UNASSOCIATED);
+    this.more.onclick = () => this.load(false);
+  }
+
+  async open() {
+    this.section.hidden = false;
+    await Promise.all([this.show(ASSOCIATED), this.count()]);
+  }
+
+  close() {
+    this.generation += 1;
+    this.section.hidden = true;
+    this.table.tHead.replaceChildren();
+    this.table.tBodies[0].replaceChildren();
+  }
+
+  async show(view) {
+    this.view = view;
+    this.regular.setAttribute("aria-pressed", String(view === ASSOCIATED));
+    this.unassociated.setAttribute("aria-pressed", String(view === UNASSOCIATED));
+    $("payments-caption").textContent =
+      view === ASSOCIATED ? "Associated payments, newest first" : "Unassociated payments, newest first";
+    this.header();
+    await this.load(true);
+  }
+
+  header() {
+    const row = document.createElement("tr");
+    const columns = COLUMNS[this.view].map(([name, , kind]) => [name, kind]);
+    if (this.canChange && this.view === ASSOCIATED) columns.push(["Action"]);
+    for (const [name, kind] of columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      if (kind) th.className = kind;
+      th.textContent = name;
+      row.append(th);
+    }
+    this.table.tHead.replaceChildren(row);
+  }
+
+  async load(fresh) {
+    const generation = ++this.generation;
+    const body = this.table.tBodies[0];
+    const params = new URLSearchParams({ status: this.view, limit: String(PAGE) });
+    if (!fresh && this.cursor) params.set("cursor", this.cursor);
+    $("loading").hidden = false;
+    this.more.disabled = true;
+    try {
+      const page = await call("GET", `/payments?${params}`);
+      if (generation !== this.generation) return;
+      if (fresh) body.replaceChildren();
+      for (const payment of page.items) body.append(this.row(payment));
+      this.cursor = page.next_cursor;
+      this.more.hidden = !page.next_cursor;
+      $("empty").hidden = body.rows.length > 0;
+      this.clearError();
+    } catch (error) {
+      if (generation === this.generation) this.fail("The payments could not be loaded", error);
+    } finally {
+      if (generation === this.generation) {
+        $("loading").hidden = true;
+        this.more.disabled = false;
+      }
+    }
+  }
+
+  row(payment) {
+    const tr = document.createElement("tr");
+    tr.dataset.paymentId = String(payment.id);
+    for (const [name, value, kind] of COLUMNS[this.view]) {
+      const td = document.createElement("td");
+      td.dataset.label = name;
+      if (kind) td.className = kind;
+      td.textContent = value(payment, this.me);
+      tr.append(td);
+    }
+    if (this.canChange && this.view === ASSOCIATED) {
+      const td = document.createElement("td");
+      td.dataset.label = "Action";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "danger";
+      button.textContent = "Disassociate";
+      button.setAttribute("aria-label", `Disassociate payment ${payment.id}`);
+      button.onclick = () => this.disassociate(payment, button);
+      td.append(button);
+      tr.append(td);
+    }
+    return tr;
+  }
+
+  async count() {
+    const label = $("unassociated-count");
+    try {
+      const answer = await call("GET", `/payments/count?status=${UNASSOCIATED}`);
+      label.textContent = String(answer.count);
+      this.unassociated.setAttribute("aria-label", `Unassociated: ${answer.count} payments`);
+    } catch (error) {
+      label.textContent = "?";
+      this.fail("The unassociated count could not be loaded", error);
+    }
+  }
+
+  async disassociate(payment, button) {
+    const dialog = $("confirm");
+    $("confirm-text").textContent =
+      `Disassociate payment #${payment.id} (${payment.code}, ` +
+      `${money(payment.amount, payment.currency || this.me.currency)}) from ` +
+      `${payment.account_number}? The amount is taken off the customer's balance.`;
+    dialog.returnValue = "";
+    dialog.showModal();
+    const choice = await new Promise((resolve) =>
+      dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true }),
+    );
+    if (choice !== "ok") {
+      button.focus();
+      return;
+    }
+    button.disabled = true;
+    try {
+      const answer = await call("POST", `/payments/${payment.id}/disassociate`, { body: {}, key: newKey() });
+      const balance = money(answer.balance, answer.payment.currency || this.me.currency);
+      this.notice(
+        answer.message ||
+          `Payment #${payment.id} was disassociated from ${payment.account_number}; ` +
+            `their balance is now ${balance}.`,
+      );
+      this.clearError();
+    } catch (error) {
+      button.disabled = false;
+      this.fail(`Payment #${payment.id} was not disassociated`, error);
+      return;
+    }
+    await Promise.all([this.load(true), this.count()]);
+    $("payments-title").focus?.();
+  }
+
+  notice(text) {
+    $("notice").textContent = text;
+  }
+
+  clearError() {
+    $("error").hidden = true;
+    $("error").textContent = "";
+  }
+
+  fail(what, error) {
+    if (error.status === 401) {
+      this.onRefused(error.message);
+      return;
+    }
+    $("error").textContent = `${what}: ${error.message}`;
+    $("error").hidden = false;
+  }
+}

@@ -1,0 +1,341 @@
+"""The console's sign-in and Payments page, in Chromium, against a seeded `momo serve`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Server, Shots
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.browser
+
+ASSOCIATED_HEADERS = ["#", "Customer", "Code", "Phone", "Amount", "Date Paid"]
+UNASSOCIATED_HEADERS = ["#", "Name", "Amount", "Code", "Date Paid", "Why"]
+
+
+def c2b(code: str, when: str, amount: str, reference: str, msisdn: str, name: str) -> dict:
+    return {
+        "TransactionType": "Pay Bill",
+        "TransID": code,
+        "TransTime": when,
+        "TransAmount": amount,
+        "BusinessShortCode": "4130669",
+        "BillRefNumber": reference,
+        "MSISDN": msisdn,
+        "FirstName": name,
+    }
+
+
+@dataclass
+class Seeded:
+    server: Server
+    tokens: dict[str, str]
+
+    def count(self, status: str) -> int:
+        answer = self.server.api(self.tokens["admin"], "GET", f"/payments/count?status={status}")
+        return int(answer.json()["count"])
+
+
+@pytest.fixture
+def seeded(server: Server) -> Seeded:
+    """Three customers (two sharing a phone), three associated payments and two
+    unassociated ones (no match; a phone two customers share), and a token per role."""
+    admin = server.token("admin")
+    tokens = {"admin": admin}
+    for role in ("operator", "viewer"):
+        made = server.api(admin, "POST", "/tokens", json={"name": f"{role}-1", "role": role})
+        assert made.status_code == 201, made.text
+        tokens[role] = made.json()["token"]
+    for account, name, phones in (
+        ("ACC1042", "Wanjiku Kamau", ["0712 345 678"]),
+        ("ACC2001", "Otieno Shop", ["0722 000 111"]),
+        ("ACC2002", "Otieno Home", ["0722000111"]),
+    ):
+        made = server.api(
+            admin,
+            "POST",
+            "/customers",
+            json={"account_number": account, "name": name, "phones": phones},
+        )
+        assert made.status_code == 201, made.text
+    for body in (
+        c2b("TKQ0000001", "20251101090000", "100.00", "ACC1042", "254712345678", "WANJIKU"),
+        c2b("TKQ0000002", "20251102100000", "250.00", "ACC1042", "254712345678", "WANJIKU"),
+        c2b("TKQ4A91B2C", "20251103143015", "1500.00", "ACC1042", "254712345678", "WANJIKU"),
+        c2b("TKQ0000004", "20251104080000", "75.00", "NOBODY", "254733999888", "ALICE"),
+        c2b("TKQ0000005", "20251105120000", "300.00", "", "254722000111", "OTIENO"),
+    ):
+        server.callback(body)
+    seeded = Seeded(server, tokens)
+    wait_until(lambda: (seeded.count("associated"), seeded.count("unassociated")) == (3, 2))
+    return seeded
+
+
+def sign_in(page: Page, server: Server, token: str) -> None:
+    page.goto(f"{server.base}/console")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#payments")).to_be_visible()
+
+
+def headers(page: Page) -> list[str]:
+    return [h.strip() for h in page.locator("#payments-table thead th").all_inner_texts()]
+
+
+def column(page: Page, index: int) -> list[str]:
+    return page.locator(f"#payments-table tbody tr td:nth-child({index})").all_inner_texts()
+
+
+def unassociated_button(page: Page) -> Any:
+    return page.locator("#show-unassociated")
+
+
+class TestSignIn:
+    def test_an_operator_signs_in_and_sees_the_associated_list_newest_first(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        page.goto(f"{seeded.server.base}/console")
+        expect(page.get_by_label("API token")).to_be_focused()
+        shot(page, "sign-in")
+
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+
+        expect(page.locator("#who")).to_have_text("operator-1 (operator)")
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+        assert headers(page) == [*ASSOCIATED_HEADERS, "Action"]
+        assert column(page, 3) == ["TKQ4A91B2C", "TKQ0000002", "TKQ0000001"]
+        first = page.locator("#payments-table tbody tr").first
+        # TransTime is Nairobi time: shown as paid there, though the browser is in New York
+        expect(first.locator("td").nth(5)).to_have_text("3 Nov 2025, 14:30")
+        expect(first.locator("td").nth(4)).to_have_text("KES 1,500.00")
+        expect(first.locator("td").nth(1)).to_have_text("ACC1042")
+        expect(first.locator("td").nth(3)).to_have_text("+254712345678")
+        shot(page, "payments")
+
+    def test_a_wrong_token_is_refused_with_a_message_and_nothing_is_kept(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        page.goto(f"{seeded.server.base}/console")
+
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text("Paste an API token to sign in.")
+
+        page.get_by_label("API token").fill("momo_not-a-token-anyone-made")
+        page.get_by_label("API token").press("Enter")
+
+        alert = page.locator("#sign-in-error")
+        expect(alert).to_contain_text("That token was refused: it is unknown or revoked.")
+        expect(page.locator("#payments")).to_be_hidden()
+        expect(page.get_by_label("API token")).to_have_value("")
+        assert page.evaluate("sessionStorage.length") == 0
+        shot(page, "refused")
+
+    def test_the_token_lasts_as_long_as_the_tab(self, seeded: Seeded, context: Any) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+
+        page.reload()
+        expect(page.locator("#who")).to_have_text("viewer-1 (viewer)")
+
+        other_tab = context.new_page()
+        other_tab.goto(f"{seeded.server.base}/console")
+        expect(other_tab.get_by_label("API token")).to_be_visible()
+        expect(other_tab.locator("#payments")).to_be_hidden()
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_label("API token")).to_be_visible()
+        assert page.evaluate("sessionStorage.length") == 0
+
+    def test_a_token_revoked_while_signed_in_is_asked_for_again(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        me = seeded.server.api(seeded.tokens["operator"], "GET", "/me").json()
+        revoked = seeded.server.api(seeded.tokens["admin"], "DELETE", f"/tokens/{me['id']}")
+        assert revoked.status_code == 200
+
+        unassociated_button(page).click()
+
+        expect(page.locator("#sign-in-error")).to_contain_text("sign in again")
+        expect(page.locator("#payments")).to_be_hidden()
+
+
+class TestViews:
+    def test_unassociated_shows_its_count_and_regular_switches_back(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        expect(unassociated_button(page)).to_contain_text("2")
+        expect(page.locator("#show-regular")).to_have_attribute("aria-pressed", "true")
+
+        unassociated_button(page).click()
+
+        expect(unassociated_button(page)).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+        assert headers(page) == UNASSOCIATED_HEADERS
+        assert column(page, 4) == ["TKQ0000005", "TKQ0000004"]
+        assert column(page, 2) == ["OTIENO", "ALICE"]
+        assert column(page, 6) == ["Shared phone (ACC2001, ACC2002)", "No match"]
+        expect(page.get_by_role("button", name="Disassociate")).to_have_count(0)
+        shot(page, "unassociated")
+
+        page.locator("#show-regular").click()
+
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+        assert headers(page) == [*ASSOCIATED_HEADERS, "Action"]
+
+    def test_more_fetches_the_next_cursor_page(self, seeded: Seeded, context: Any) -> None:
+        operator = seeded.tokens["operator"]
+        for n in range(50):
+            made = seeded.server.api(
+                operator,
+                "POST",
+                "/payments",
+                json={"account_number": "ACC2001", "amount": f"{n + 1}.00"},
+            )
+            assert made.status_code == 201, made.text
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        rows = page.locator("#payments-table tbody tr")
+        expect(rows).to_have_count(50)
+        expect(page.get_by_role("button", name="More")).to_be_visible()
+
+        page.get_by_role("button", name="More").click()
+
+        expect(rows).to_have_count(53)
+        expect(page.get_by_role("button", name="More")).to_be_hidden()
+        ids = [int(i) for i in column(page, 1)]
+        assert len(set(ids)) == 53
+        # the seeded callbacks were paid in 2025, the hand-made payments now: they come last
+        assert column(page, 3)[-3:] == ["TKQ4A91B2C", "TKQ0000002", "TKQ0000001"]
+
+
+class TestDisassociate:
+    def test_cancel_changes_nothing(self, seeded: Seeded, context: Any, shot: Shots) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        requests_sent: list[str] = []
+        page.on("request", lambda r: requests_sent.append(f"{r.method} {r.url}"))
+
+        page.get_by_role("button", name="Disassociate payment").first.click()
+        dialog = page.locator("#confirm")
+        expect(dialog).to_be_visible()
+        expect(dialog.get_by_role("heading")).to_have_text("Are you sure?")
+        expect(dialog).to_contain_text("TKQ4A91B2C")
+        shot(page, "confirm")
+        dialog.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_be_hidden()
+
+        # the keyboard's way out: Escape cancels too
+        page.get_by_role("button", name="Disassociate payment").first.focus()
+        page.keyboard.press("Enter")
+        expect(dialog).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+
+        assert not [r for r in requests_sent if r.startswith("POST")]
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+        expect(unassociated_button(page)).to_contain_text("2")
+        assert (seeded.count("associated"), seeded.count("unassociated")) == (3, 2)
+
+    def test_confirm_moves_the_payment_and_refreshes_lists_and_count_in_place(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        page.evaluate("window.sameDocument = true")
+
+        page.get_by_role("button", name="Disassociate payment").first.click()
+        page.locator("#confirm").get_by_role("button", name="Disassociate").click()
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was disassociated from ACC1042; their balance is now KES 350.00"
+        )
+        expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+        assert column(page, 3) == ["TKQ0000002", "TKQ0000001"]
+        expect(unassociated_button(page)).to_contain_text("3")
+        assert page.evaluate("window.sameDocument") is True
+        assert (seeded.count("associated"), seeded.count("unassociated")) == (2, 3)
+        shot(page, "disassociated")
+
+        unassociated_button(page).click()
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+        assert "Disassociated" in column(page, 6)
+
+    def test_a_refusal_is_shown_with_the_api_s_words(self, seeded: Seeded, context: Any) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        # another operator moves the payment first; this screen still shows it associated
+        shown = page.locator("#payments-table tbody tr").first.get_attribute("data-payment-id")
+        moved = seeded.server.api(
+            seeded.tokens["admin"], "POST", f"/payments/{shown}/disassociate", json={}
+        )
+        assert moved.status_code == 200
+
+        page.get_by_role("button", name="Disassociate payment").first.click()
+        page.locator("#confirm").get_by_role("button", name="Disassociate").click()
+
+        expect(page.locator("#error")).to_contain_text(f"Payment #{shown} was not disassociated:")
+        expect(page.locator("#error")).not_to_contain_text("undefined")
+
+
+class TestRoles:
+    def test_a_viewer_sees_no_change_buttons(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+        assert headers(page) == ASSOCIATED_HEADERS
+        expect(page.get_by_role("button", name="Disassociate")).to_have_count(0)
+        unassociated_button(page).click()
+        expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+        expect(page.locator("#payments-table button")).to_have_count(0)
+        shot(page, "viewer")
+
+
+class TestKeyboardAndPhone:
+    def test_a_phone_width_reads_without_sideways_scrolling_and_the_keyboard_works(
+        self, seeded: Seeded, browser: Any, shot: Shots
+    ) -> None:
+        phone = browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        try:
+            page = phone.new_page()
+            page.goto(f"{seeded.server.base}/console")
+            expect(page.get_by_label("API token")).to_be_focused()
+            page.keyboard.type(seeded.tokens["operator"])
+            page.keyboard.press("Enter")
+            expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+
+            page.locator("#show-regular").focus()
+            page.keyboard.press("Tab")
+            expect(unassociated_button(page)).to_be_focused()
+            page.keyboard.press("Enter")
+            expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+            page.keyboard.press("Shift+Tab")
+            page.keyboard.press("Space")
+            expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0
+            # a card per payment, each line labelled
+            label = page.evaluate(
+                "getComputedStyle(document.querySelector('tbody td'), '::before').content"
+            )
+            assert label == '"#"'
+            shot(page, "phone")
+        finally:
+            phone.close()
