@@ -152,6 +152,23 @@ class TestSignIn:
         expect(page.get_by_label("API token")).to_be_visible()
         assert page.evaluate("sessionStorage.length") == 0
 
+    def test_a_server_that_does_not_answer_keeps_the_tab_s_token(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        page.route("**/api/v1/me", lambda route: route.abort())
+
+        page.reload()
+
+        expect(page.locator("#sign-in-error")).to_contain_text(
+            "momo did not answer: check that the server is running"
+        )
+        expect(page.locator("#sign-in-error")).to_contain_text("Reload the page to try again.")
+        page.unroute("**/api/v1/me")
+        page.reload()
+        expect(page.locator("#who")).to_have_text("operator-1 (operator)")
+
     def test_a_token_revoked_while_signed_in_is_asked_for_again(
         self, seeded: Seeded, context: Any
     ) -> None:

@@ -6,10 +6,10 @@ import { PaymentsPage } from "./payments.js";
 const $ = (id) => document.getElementById(id);
 let page = null;
 
-function askForToken(message) {
+function askForToken(message, { keepToken = false } = {}) {
   if (page) page.close();
   page = null;
-  tokenStore.clear();
+  if (!keepToken) tokenStore.clear();
   $("who").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
@@ -64,11 +64,12 @@ $("sign-out").addEventListener("click", () => askForToken(""));
 const saved = tokenStore.get();
 if (saved) {
   enter(saved).catch((refusal) =>
-    askForToken(
-      refusal.status === 401
-        ? "The token this tab kept is no longer accepted; sign in again."
-        : `Could not sign in: ${refusal.message}`,
-    ),
+    refusal.status === 401
+      ? askForToken("The token this tab kept is no longer accepted; sign in again.")
+      : // momo restarting is no reason to forget the token: reloading tries it again
+        askForToken(`Could not sign in: ${refusal.message} Reload the page to try again.`, {
+          keepToken: true,
+        }),
   );
 } else {
   askForToken("");
