@@ -90,6 +90,14 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+#: ``status`` on the payments lists and their count: which list
+_WHICH_LIST = _query(
+    "status",
+    {"type": "string", "enum": [ASSOCIATED, UNASSOCIATED], "default": ASSOCIATED},
+    "Which list.",
+)
+
+
 def _path(name: str, schema: dict[str, Any], description: str, example: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -1180,15 +1188,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "viewer",
                 "The associated (default) or unassociated list, newest first",
                 parameters=(
-                    _query(
-                        "status",
-                        {
-                            "type": "string",
-                            "enum": [ASSOCIATED, UNASSOCIATED],
-                            "default": ASSOCIATED,
-                        },
-                        "Which list.",
-                    ),
+                    _WHICH_LIST,
                     _query(
                         "confirmed",
                         {"type": "string", "enum": ["false"]},
@@ -1308,17 +1308,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "count_payments",
                 "viewer",
                 "How many payments the associated (default) or unassociated list holds",
-                parameters=(
-                    _query(
-                        "status",
-                        {
-                            "type": "string",
-                            "enum": [ASSOCIATED, UNASSOCIATED],
-                            "default": ASSOCIATED,
-                        },
-                        "Which list.",
-                    ),
-                ),
+                parameters=(_WHICH_LIST,),
                 answers={200: _answer("The list's size.", _ref("PaymentCount"))},
             ),
         },

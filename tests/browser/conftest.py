@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import VENV_BIN, free_port, wait_until
+from tests.integration.conftest import VENV_BIN, momo_serve
 
 CHROMIUM = Path(os.environ.get("MOMO_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -95,47 +94,15 @@ class Server:
 def server(tmp_path: Path, browser: Any) -> Iterator[Server]:
     """`momo serve` (SQLite, in-process worker) on a free port, stopped by its pid whatever
     the test does."""
-    port = free_port()
     workdir = tmp_path / "serve"
     workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
+    with momo_serve(
+        workdir,
         MOMO_INSTANCE_PATH=str(workdir / "instance"),
         MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
         MOMO_SWEEP_INTERVAL_SECONDS="1",
-    )
-    with (workdir / "serve.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "momo"), "serve", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                log_text = (workdir / "serve.log").read_text()
-                raise AssertionError(f"momo serve exited:\n{log_text}")
-            try:
-                return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_until(healthy, timeout=60, interval=0.2)
+    ) as (base, env, proc):
         yield Server(base, env, workdir, proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 class Shots:
