@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,31 @@ class Seeded:
     def count(self, status: str) -> int:
         answer = self.server.api(self.tokens["admin"], "GET", f"/payments/count?status={status}")
         return int(answer.json()["count"])
+
+    def balance(self, account: str) -> str:
+        answer = self.server.api(self.tokens["admin"], "GET", f"/customers/{account}")
+        return str(answer.json()["balance"])
+
+    def payment(self, code: str) -> dict[str, Any]:
+        for status in ("associated", "unassociated"):
+            answer = self.server.api(
+                self.tokens["admin"], "GET", "/payments", params={"status": status, "q": code}
+            )
+            items = [p for p in answer.json()["items"] if p["code"] == code]
+            if items:
+                return dict(items[0])
+        raise AssertionError(f"no payment {code}")
+
+    def hand_payments(self, count: int) -> None:
+        """``count`` payments made by hand for ACC2001, paid now: newer than the callbacks."""
+        for n in range(count):
+            made = self.server.api(
+                self.tokens["operator"],
+                "POST",
+                "/payments",
+                json={"account_number": "ACC2001", "amount": f"{n + 1}.00"},
+            )
+            assert made.status_code == 201, made.text
 
 
 @pytest.fixture
@@ -92,6 +118,14 @@ def column(page: Page, index: int) -> list[str]:
 
 def unassociated_button(page: Page) -> Any:
     return page.locator("#show-unassociated")
+
+
+def rows(page: Page) -> Any:
+    return page.locator("#payments-table tbody tr")
+
+
+def row_of(page: Page, code: str) -> Any:
+    return rows(page).filter(has_text=code)
 
 
 class TestSignIn:
@@ -197,7 +231,7 @@ class TestViews:
 
         expect(unassociated_button(page)).to_have_attribute("aria-pressed", "true")
         expect(page.locator("#payments-table tbody tr")).to_have_count(2)
-        assert headers(page) == UNASSOCIATED_HEADERS
+        assert headers(page) == [*UNASSOCIATED_HEADERS, "Action"]
         assert column(page, 4) == ["TKQ0000005", "TKQ0000004"]
         assert column(page, 2) == ["OTIENO", "ALICE"]
         assert column(page, 6) == ["Shared phone (ACC2001, ACC2002)", "No match"]
@@ -210,15 +244,7 @@ class TestViews:
         assert headers(page) == [*ASSOCIATED_HEADERS, "Action"]
 
     def test_more_fetches_the_next_cursor_page(self, seeded: Seeded, context: Any) -> None:
-        operator = seeded.tokens["operator"]
-        for n in range(50):
-            made = seeded.server.api(
-                operator,
-                "POST",
-                "/payments",
-                json={"account_number": "ACC2001", "amount": f"{n + 1}.00"},
-            )
-            assert made.status_code == 201, made.text
+        seeded.hand_payments(50)
         page = context.new_page()
         sign_in(page, seeded.server, seeded.tokens["viewer"])
         rows = page.locator("#payments-table tbody tr")
@@ -316,7 +342,9 @@ class TestRoles:
         expect(page.get_by_role("button", name="Disassociate")).to_have_count(0)
         unassociated_button(page).click()
         expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+        assert headers(page) == UNASSOCIATED_HEADERS
         expect(page.locator("#payments-table button")).to_have_count(0)
+        expect(page.get_by_role("button", name=re.compile("^Associate"))).to_have_count(0)
         shot(page, "viewer")
 
 
@@ -356,3 +384,121 @@ class TestKeyboardAndPhone:
             shot(page, "phone")
         finally:
             phone.close()
+
+
+class TestAssociate:
+    def test_associate_through_the_dropdown_moves_the_payment_and_refreshes_in_place(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        page.evaluate("window.sameDocument = true")
+        unassociated_button(page).click()
+        expect(rows(page)).to_have_count(2)
+
+        row_of(page, "TKQ0000004").get_by_role("button", name="Associate").click()
+
+        dialog = page.locator("#associate")
+        expect(dialog).to_be_visible()
+        expect(dialog.get_by_role("heading")).to_have_text(re.compile(r"^Associate payment #\d+$"))
+        expect(dialog).to_contain_text("TKQ0000004: KES 75.00 from ALICE")
+        customer = dialog.get_by_role("combobox", name="Customer")
+        expect(customer).to_be_focused()
+        customer.press_sequentially("wanj")
+        options = dialog.get_by_role("option")
+        expect(options).to_have_count(1)
+        expect(options.first).to_contain_text("ACC1042 Wanjiku Kamau")
+        shot(page, "dropdown")
+        options.first.click()
+        expect(customer).to_have_value("ACC1042 Wanjiku Kamau")
+        dialog.get_by_role("button", name="Associate", exact=True).click()
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was associated with ACC1042; their balance is now KES 1,925.00"
+        )
+        expect(dialog).to_be_hidden()
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 4) == ["TKQ0000005"]
+        expect(page.locator("#unassociated-count")).to_have_text("1")
+        assert page.evaluate("window.sameDocument") is True
+        assert (seeded.count("associated"), seeded.count("unassociated")) == (4, 1)
+        assert seeded.payment("TKQ0000004")["account_number"] == "ACC1042"
+        assert seeded.balance("ACC1042") == "1925.00"
+        shot(page, "associated")
+
+        page.locator("#show-regular").click()
+        expect(rows(page)).to_have_count(4)
+        assert "TKQ0000004" in column(page, 3)
+
+    def test_a_shared_phone_payment_offers_its_candidates_first(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        unassociated_button(page).click()
+
+        row_of(page, "TKQ0000005").get_by_role("button", name="Associate").click()
+
+        dialog = page.locator("#associate")
+        customer = dialog.get_by_role("combobox", name="Customer")
+        expect(customer).to_be_focused()
+        options = dialog.get_by_role("option")
+        # the two customers who share the payer's phone, then everyone else
+        expect(options).to_have_count(3)
+        expect(options.nth(0)).to_contain_text("ACC2001 Otieno Shop")
+        expect(options.nth(0)).to_contain_text("shares this phone")
+        expect(options.nth(1)).to_contain_text("ACC2002 Otieno Home")
+        expect(options.nth(1)).to_contain_text("shares this phone")
+        expect(options.nth(2)).to_contain_text("ACC1042 Wanjiku Kamau")
+        expect(options.nth(2)).not_to_contain_text("shares this phone")
+        shot(page, "candidates")
+
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+        expect(customer).to_have_attribute(
+            "aria-activedescendant", options.nth(1).get_attribute("id") or ""
+        )
+        page.keyboard.press("Enter")
+        expect(customer).to_have_value("ACC2002 Otieno Home")
+        expect(dialog).to_be_visible()
+        page.keyboard.press("Enter")
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was associated with ACC2002; their balance is now KES 300.00"
+        )
+        expect(rows(page)).to_have_count(1)
+        expect(page.locator("#unassociated-count")).to_have_text("1")
+        assert seeded.payment("TKQ0000005")["account_number"] == "ACC2002"
+        assert (seeded.balance("ACC2002"), seeded.balance("ACC2001")) == ("300.00", "0.00")
+
+    def test_a_refusal_is_shown_in_the_dialog_in_the_api_s_words(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        unassociated_button(page).click()
+        # another operator associates the payment first; this screen still offers it
+        shown = row_of(page, "TKQ0000004").get_attribute("data-payment-id")
+        path = f"/payments/{shown}/associate"
+        moved = seeded.server.api(
+            seeded.tokens["admin"], "POST", path, json={"account_number": "ACC2001"}
+        )
+        assert moved.status_code == 200, moved.text
+        again = seeded.server.api(
+            seeded.tokens["admin"], "POST", path, json={"account_number": "ACC1042"}
+        )
+        assert again.status_code == 409
+
+        row_of(page, "TKQ0000004").get_by_role("button", name="Associate").click()
+        dialog = page.locator("#associate")
+        dialog.get_by_role("combobox", name="Customer").press_sequentially("ACC1042")
+        expect(dialog.get_by_role("option")).to_have_count(1)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+
+        expect(dialog.get_by_role("alert")).to_have_text(again.json()["detail"])
+        expect(dialog).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        assert seeded.balance("ACC1042") == "1850.00"

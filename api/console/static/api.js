@@ -26,7 +26,12 @@ export function newKey() {
 }
 
 /** The JSON answer of `method path`, or an ApiError saying what went wrong. */
-export async function call(method, path, { token = tokenStore.get(), body, key } = {}) {
+export async function call(method, path, options = {}) {
+  return (await request(method, path, options)).answer;
+}
+
+/** `{status, answer}` of `method path` (201 made, 200 found), or an ApiError. */
+export async function request(method, path, { token = tokenStore.get(), body, key } = {}) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -53,5 +58,5 @@ export async function call(method, path, { token = tokenStore.get(), body, key }
     const detail = answer && answer.detail ? answer.detail : `momo answered ${response.status} ${response.statusText}.`;
     throw new ApiError(response.status, answer && answer.code ? answer.code : "error", detail);
   }
-  return answer;
+  return { status: response.status, answer };
 }

@@ -1,7 +1,9 @@
 // The Payments page: the associated list (Regular) or the unassociated one, newest first,
-// a page at a time; Disassociate for roles that may change things.
+// a page at a time; Associate and Disassociate for roles that may change things. After
+// every change the lists and the count are read again.
 
 import { call, newKey } from "./api.js";
+import { AssociateDialog, dialog } from "./actions.js";
 import { dateTime, money, reason } from "./format.js";
 
 const ASSOCIATED = "associated";
@@ -35,6 +37,8 @@ export class PaymentsPage {
     this.onRefused = onRefused;
     this.canChange = me.role === "operator" || me.role === "admin";
     this.view = ASSOCIATED;
+    // the list as paged in, and its next page
+    this.items = [];
     this.cursor = null;
     // each load carries a number; an answer to an older load is dropped, never shown
     this.generation = 0;
@@ -46,6 +50,10 @@ export class PaymentsPage {
     this.regular.onclick = () => this.show(ASSOCIATED);
     this.unassociated.onclick = () => this.show(UNASSOCIATED);
     this.more.onclick = () => this.load(false);
+    if (this.canChange) {
+      const onRefused = (detail) => this.onRefused(detail);
+      this.associating = dialog(AssociateDialog, me, { onRefused, done: (answer) => this.associated(answer) });
+    }
   }
 
   async open() {
@@ -58,6 +66,7 @@ export class PaymentsPage {
     this.section.hidden = true;
     this.table.tHead.replaceChildren();
     this.table.tBodies[0].replaceChildren();
+    for (const shown of [$("associate"), $("confirm")]) if (shown.open) shown.close();
   }
 
   async show(view) {
@@ -73,7 +82,7 @@ export class PaymentsPage {
   header() {
     const row = document.createElement("tr");
     const columns = COLUMNS[this.view].map(([name, , kind]) => [name, kind]);
-    if (this.canChange && this.view === ASSOCIATED) columns.push(["Action"]);
+    if (this.canChange) columns.push(["Action"]);
     for (const [name, kind] of columns) {
       const th = document.createElement("th");
       th.scope = "col";
@@ -86,7 +95,6 @@ export class PaymentsPage {
 
   async load(fresh) {
     const generation = ++this.generation;
-    const body = this.table.tBodies[0];
     const params = new URLSearchParams({ status: this.view, limit: String(PAGE) });
     if (!fresh && this.cursor) params.set("cursor", this.cursor);
     $("loading").hidden = false;
@@ -94,11 +102,9 @@ export class PaymentsPage {
     try {
       const page = await call("GET", `/payments?${params}`);
       if (generation !== this.generation) return;
-      if (fresh) body.replaceChildren();
-      for (const payment of page.items) body.append(this.row(payment));
+      this.items = fresh ? page.items : [...this.items, ...page.items];
       this.cursor = page.next_cursor;
-      this.more.hidden = !page.next_cursor;
-      $("empty").hidden = body.rows.length > 0;
+      this.render();
       this.clearError();
     } catch (error) {
       if (generation === this.generation) this.fail("The payments could not be loaded", error);
@@ -108,6 +114,12 @@ export class PaymentsPage {
         this.more.disabled = false;
       }
     }
+  }
+
+  render() {
+    this.table.tBodies[0].replaceChildren(...this.items.map((payment) => this.row(payment)));
+    $("empty").hidden = this.items.length > 0;
+    this.more.hidden = !this.cursor;
   }
 
   row(payment) {
@@ -120,15 +132,21 @@ export class PaymentsPage {
       td.textContent = value(payment, this.me);
       tr.append(td);
     }
-    if (this.canChange && this.view === ASSOCIATED) {
+    if (this.canChange) {
       const td = document.createElement("td");
       td.dataset.label = "Action";
       const button = document.createElement("button");
       button.type = "button";
-      button.className = "danger";
-      button.textContent = "Disassociate";
-      button.setAttribute("aria-label", `Disassociate payment ${payment.id}`);
-      button.onclick = () => this.disassociate(payment, button);
+      if (this.view === ASSOCIATED) {
+        button.className = "danger";
+        button.textContent = "Disassociate";
+        button.setAttribute("aria-label", `Disassociate payment ${payment.id}`);
+        button.onclick = () => this.disassociate(payment, button);
+      } else {
+        button.textContent = "Associate";
+        button.setAttribute("aria-label", `Associate payment ${payment.id}`);
+        button.onclick = () => this.associating.open(payment, button);
+      }
       td.append(button);
       tr.append(td);
     }
@@ -145,6 +163,24 @@ export class PaymentsPage {
       label.textContent = "?";
       this.fail("The unassociated count could not be loaded", error);
     }
+  }
+
+  /** Everything on the screen read again after a change: the list and the count. */
+  async refresh() {
+    await Promise.all([this.load(true), this.count()]);
+  }
+
+  async associated(answer) {
+    const payment = answer.payment;
+    const currency = payment.currency || this.me.currency;
+    this.notice(
+      `Payment #${payment.id} (${payment.code}, ${money(payment.amount, currency)}) was associated ` +
+        `with ${payment.account_number}; their balance is now ${money(answer.balance, currency)}.` +
+        (answer.message ? ` ${answer.message}.` : ""),
+    );
+    this.clearError();
+    await this.refresh();
+    $("payments-title").focus();
   }
 
   async disassociate(payment, button) {
@@ -177,7 +213,7 @@ export class PaymentsPage {
       this.fail(`Payment #${payment.id} was not disassociated`, error);
       return;
     }
-    await Promise.all([this.load(true), this.count()]);
+    await this.refresh();
     $("payments-title").focus?.();
   }
 

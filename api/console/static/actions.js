@@ -1,0 +1,135 @@
+// The Payments page's changes that take a form: Associate. Each opening
+// of a dialog is one Idempotency-Key, and Submit is disabled while it is being sent, so a
+// double click, a retried Submit after a lost answer, or Enter held down records one change.
+
+import { newKey, request } from "./api.js";
+import { dateTime, money, reason } from "./format.js";
+import { CustomerPicker } from "./picker.js";
+
+const $ = (id) => document.getElementById(id);
+
+// One of each for the document's life, whoever signs in: listeners are added once.
+const made = new Map();
+
+/** The page's dialog of ``kind``, answering to this sign-in's ``me`` and callbacks. */
+export function dialog(kind, me, { onRefused, done }) {
+  if (!made.has(kind)) made.set(kind, new kind());
+  return Object.assign(made.get(kind), { me, onRefused, done });
+}
+
+class FormDialog {
+  /** ``name`` prefixes the dialog's element ids. Its ``done(answer, status)`` runs once
+   * the change is made, even if the dialog was closed while it was being sent. */
+  constructor(dialogId, name) {
+    this.dialog = $(dialogId);
+    this.form = $(`${name}-form`);
+    this.error = $(`${name}-error`);
+    this.sending = false;
+    this.submit = this.form.querySelector('button[type="submit"]');
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.send();
+    });
+    $(`${name}-cancel`).addEventListener("click", () => this.dialog.close());
+    this.dialog.addEventListener("close", () => {
+      if (this.opener && this.opener.isConnected) this.opener.focus();
+    });
+  }
+
+  /** Open the dialog for a new change, with its own Idempotency-Key. */
+  show(opener) {
+    this.opener = opener;
+    this.opening = (this.opening || 0) + 1;
+    this.key = newKey();
+    this.sending = false;
+    this.submit.disabled = false;
+    this.submit.removeAttribute("aria-busy");
+    this.say("");
+    this.dialog.showModal();
+    this.first().focus();
+  }
+
+  /** The token is no longer accepted: close, and let the page ask for another. */
+  refused(detail) {
+    if (this.dialog.open) this.dialog.close();
+    this.onRefused(detail);
+  }
+
+  say(problem) {
+    this.error.textContent = problem;
+    this.error.hidden = !problem;
+  }
+
+  async send() {
+    if (this.sending) return;
+    const body = this.body();
+    if (typeof body === "string") {
+      this.say(body);
+      return;
+    }
+    // a dialog closed while this was sent and opened again is another change: what comes
+    // back for this one leaves that one's form alone
+    const opening = this.opening;
+    const current = () => opening === this.opening;
+    this.sending = true;
+    this.submit.disabled = true;
+    this.submit.setAttribute("aria-busy", "true");
+    this.say("");
+    let sent;
+    try {
+      sent = await request("POST", this.path(), { body, key: this.key });
+    } catch (refusal) {
+      if (refusal.status === 401) {
+        this.refused(refusal.message);
+      } else if (current()) {
+        // the API's words as they are: they say what was wrong and what to do
+        this.say(refusal.message);
+      }
+      return;
+    } finally {
+      if (current()) {
+        this.sending = false;
+        this.submit.disabled = false;
+        this.submit.removeAttribute("aria-busy");
+      }
+    }
+    if (current() && this.dialog.open) this.dialog.close();
+    await this.done(sent.answer, sent.status);
+  }
+}
+
+export class AssociateDialog extends FormDialog {
+  constructor() {
+    super("associate", "associate");
+    this.picker = new CustomerPicker($("associate-customer"), $("associate-options"), {
+      onRefused: (detail) => this.refused(detail),
+    });
+  }
+
+  /** Ask which customer ``payment`` belongs to; a shared phone's candidates come first. */
+  open(payment, opener) {
+    this.payment = payment;
+    $("associate-title").textContent = `Associate payment #${payment.id}`;
+    const payer = payment.payer_name || payment.phone || "an unknown payer";
+    $("associate-text").textContent =
+      `${payment.code}: ${money(payment.amount, payment.currency || this.me.currency)} from ${payer}, ` +
+      `paid ${dateTime(payment.paid_at, this.me.timezone)}. ${reason(payment.reason, payment.candidates)}.`;
+    const pinned = payment.reason === "shared_phone" ? payment.candidates || [] : [];
+    this.picker.reset(pinned);
+    this.show(opener);
+  }
+
+  first() {
+    return this.picker.input;
+  }
+
+  path() {
+    return `/payments/${this.payment.id}/associate`;
+  }
+
+  body() {
+    const account = this.picker.value();
+    if (!account) return "Choose the customer this payment belongs to: type an account, a name or a phone and pick one.";
+    return { account_number: account };
+  }
+}
