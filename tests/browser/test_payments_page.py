@@ -340,6 +340,7 @@ class TestRoles:
         expect(page.locator("#payments-table tbody tr")).to_have_count(3)
         assert headers(page) == ASSOCIATED_HEADERS
         expect(page.get_by_role("button", name="Disassociate")).to_have_count(0)
+        expect(page.get_by_role("button", name="Make Payment")).to_have_count(0)
         unassociated_button(page).click()
         expect(page.locator("#payments-table tbody tr")).to_have_count(2)
         assert headers(page) == UNASSOCIATED_HEADERS
@@ -502,3 +503,195 @@ class TestAssociate:
         page.keyboard.press("Escape")
         expect(dialog).to_be_hidden()
         assert seeded.balance("ACC1042") == "1850.00"
+
+
+def open_make_payment(page: Page) -> Any:
+    page.get_by_role("button", name="Make Payment").click()
+    dialog = page.locator("#make")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("combobox", name="Customer")).to_be_focused()
+    return dialog
+
+
+def pick(dialog: Any, typed: str, account: str) -> None:
+    dialog.get_by_role("combobox", name="Customer").press_sequentially(typed)
+    dialog.get_by_role("option", name=re.compile(f"^{account}")).click()
+
+
+class TestMakePayment:
+    def test_a_double_clicked_submit_records_one_payment(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        posts: list[Any] = []
+        page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
+
+        dialog = open_make_payment(page)
+        pick(dialog, "ACC2001", "ACC2001")
+        dialog.get_by_label("Amount").fill("120.50")
+        dialog.get_by_label("Receipt code").fill("cash-0042")
+        shot(page, "make-payment")
+        dialog.get_by_role("button", name="Submit").dblclick()
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was recorded for ACC2001; their balance is now KES 120.50"
+        )
+        expect(dialog).to_be_hidden()
+        # the new payment is in the list without a reload
+        expect(rows(page)).to_have_count(4)
+        expect(rows(page).first.locator("td").nth(4)).to_have_text("KES 120.50")
+        assert seeded.balance("ACC2001") == "120.50"
+        assert seeded.count("associated") == 4
+        assert [r.url for r in posts] == [f"{seeded.server.base}/api/v1/payments"]
+        assert posts[0].headers.get("idempotency-key")
+        shot(page, "made")
+
+    def test_submit_again_after_a_lost_answer_records_one_payment(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        keys: list[str | None] = []
+        page.on(
+            "request",
+            lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" else None,
+        )
+
+        def making(url: str) -> bool:
+            return url.endswith("/api/v1/payments")
+
+        def lose_the_answer(route: Any) -> None:
+            # momo records the payment; its answer never reaches the page
+            if route.request.method != "POST":
+                route.continue_()
+                return
+            route.fetch()
+            route.abort()
+
+        page.route(making, lose_the_answer)
+        dialog = open_make_payment(page)
+        pick(dialog, "Otieno S", "ACC2001")
+        dialog.get_by_label("Amount").fill("120.50")
+        dialog.get_by_role("button", name="Submit").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("momo did not answer")
+        expect(dialog).to_be_visible()
+        assert seeded.balance("ACC2001") == "120.50"
+
+        page.unroute(making, lose_the_answer)
+        dialog.get_by_role("button", name="Submit").click()
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was recorded for ACC2001; their balance is now KES 120.50"
+        )
+        assert seeded.balance("ACC2001") == "120.50"
+        assert seeded.count("associated") == 4
+        assert len(keys) == 2 and keys[0] is not None and keys[0] == keys[1]
+
+    def test_the_api_s_refusals_are_shown_as_they_are_and_a_corrected_submit_goes_through(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        admin = seeded.tokens["admin"]
+        dialog = open_make_payment(page)
+        alert = dialog.get_by_role("alert")
+
+        dialog.get_by_role("button", name="Submit").click()
+        expect(alert).to_contain_text("Choose the customer who paid")
+
+        unknown = {"account_number": "NOSUCH", "amount": "10.00"}
+        refused = seeded.server.api(admin, "POST", "/payments", json=unknown)
+        assert refused.status_code == 404
+        dialog.get_by_role("combobox", name="Customer").fill("NOSUCH")
+        dialog.get_by_label("Amount").fill("10.00")
+        dialog.get_by_role("button", name="Submit").click()
+        expect(alert).to_have_text(refused.json()["detail"])
+
+        too_precise = {"account_number": "ACC2001", "amount": "12.345"}
+        refused = seeded.server.api(admin, "POST", "/payments", json=too_precise)
+        assert refused.status_code == 400, refused.text
+        dialog.get_by_role("combobox", name="Customer").fill("")
+        pick(dialog, "ACC2001", "ACC2001")
+        dialog.get_by_label("Amount").fill("12.345")
+        dialog.get_by_role("button", name="Submit").click()
+        expect(alert).to_have_text(refused.json()["detail"])
+
+        dialog.get_by_label("Amount").fill("12.34")
+        dialog.get_by_role("button", name="Submit").click()
+        expect(page.locator("#notice")).to_contain_text("their balance is now KES 12.34")
+        assert seeded.balance("ACC2001") == "12.34"
+
+    def test_keyboard_only_through_make_payment(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        page = context.new_page()
+        page.goto(f"{seeded.server.base}/console")
+        expect(page.get_by_label("API token")).to_be_focused()
+        page.keyboard.type(seeded.tokens["operator"])
+        page.keyboard.press("Enter")
+        expect(rows(page)).to_have_count(3)
+        make = page.get_by_role("button", name="Make Payment")
+        for _ in range(20):
+            if make.evaluate("button => button === document.activeElement"):
+                break
+            page.keyboard.press("Tab")
+        expect(make).to_be_focused()
+
+        # Enter opens, Escape closes and gives the focus back
+        page.keyboard.press("Enter")
+        dialog = page.locator("#make")
+        customer = dialog.get_by_role("combobox", name="Customer")
+        expect(customer).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(make).to_be_focused()
+
+        page.keyboard.press("Enter")
+        expect(customer).to_be_focused()
+        page.keyboard.type("Otieno Shop")
+        options = dialog.get_by_role("option")
+        expect(options).to_have_count(1)
+        # the first Escape closes the list only; an arrow opens it again
+        page.keyboard.press("Escape")
+        expect(page.locator("#make-options")).to_be_hidden()
+        expect(dialog).to_be_visible()
+        page.keyboard.press("ArrowDown")
+        expect(options.first).to_have_attribute("aria-selected", "true")
+        page.keyboard.press("Enter")
+        expect(customer).to_have_value("ACC2001 Otieno Shop")
+        page.keyboard.press("Tab")
+        expect(dialog.get_by_label("Amount")).to_be_focused()
+        page.keyboard.type("250")
+        page.keyboard.press("Tab")
+        expect(dialog.get_by_label("Receipt code")).to_be_focused()
+        page.keyboard.type("cash-0043")
+        shot(page, "keyboard")
+        page.keyboard.press("Enter")
+
+        expect(page.locator("#notice")).to_contain_text(
+            "was recorded for ACC2001; their balance is now KES 250.00"
+        )
+        expect(dialog).to_be_hidden()
+        expect(make).to_be_focused()
+        assert seeded.balance("ACC2001") == "250.00"
+
+    def test_the_dialog_fits_a_phone(self, seeded: Seeded, browser: Any, shot: Shots) -> None:
+        phone = browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        try:
+            page = phone.new_page()
+            sign_in(page, seeded.server, seeded.tokens["operator"])
+            dialog = open_make_payment(page)
+            page.keyboard.press("ArrowDown")
+            expect(dialog.get_by_role("option")).to_have_count(3)
+            box = dialog.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0
+            shot(page, "phone-make-payment")
+        finally:
+            phone.close()

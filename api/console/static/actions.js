@@ -1,4 +1,4 @@
-// The Payments page's changes that take a form: Associate. Each opening
+// The Payments page's changes that take a form: Associate and Make Payment. Each opening
 // of a dialog is one Idempotency-Key, and Submit is disabled while it is being sent, so a
 // double click, a retried Submit after a lost answer, or Enter held down records one change.
 
@@ -131,5 +131,40 @@ export class AssociateDialog extends FormDialog {
     const account = this.picker.value();
     if (!account) return "Choose the customer this payment belongs to: type an account, a name or a phone and pick one.";
     return { account_number: account };
+  }
+}
+
+export class MakePaymentDialog extends FormDialog {
+  constructor() {
+    super("make", "make");
+    this.picker = new CustomerPicker($("make-customer"), $("make-options"), {
+      onRefused: (detail) => this.refused(detail),
+    });
+  }
+
+  open(opener) {
+    this.picker.reset();
+    $("make-amount").value = "";
+    $("make-reference").value = "";
+    this.show(opener);
+  }
+
+  first() {
+    return this.picker.input;
+  }
+
+  path() {
+    return "/payments";
+  }
+
+  body() {
+    const account = this.picker.value();
+    if (!account) return "Choose the customer who paid: type an account, a name or a phone and pick one.";
+    const amount = $("make-amount").value.trim();
+    if (!amount) return "Type the amount paid, e.g. 1500.00.";
+    const reference = $("make-reference").value.trim();
+    const body = { account_number: account, amount };
+    if (reference) body.reference = reference;
+    return body;
   }
 }

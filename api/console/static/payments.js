@@ -1,9 +1,9 @@
 // The Payments page: the associated list (Regular) or the unassociated one, newest first,
-// a page at a time; Associate and Disassociate for roles that may change things. After
-// every change the lists and the count are read again.
+// a page at a time; and, for roles that may change things, Make Payment, Associate and
+// Disassociate. After every change the lists and the count are read again.
 
 import { call, newKey } from "./api.js";
-import { AssociateDialog, dialog } from "./actions.js";
+import { AssociateDialog, dialog, MakePaymentDialog } from "./actions.js";
 import { dateTime, money, reason } from "./format.js";
 
 const ASSOCIATED = "associated";
@@ -47,12 +47,19 @@ export class PaymentsPage {
     this.regular = $("show-regular");
     this.unassociated = $("show-unassociated");
     this.more = $("more");
+    this.make = $("make-payment");
     this.regular.onclick = () => this.show(ASSOCIATED);
     this.unassociated.onclick = () => this.show(UNASSOCIATED);
     this.more.onclick = () => this.load(false);
+    this.make.hidden = !this.canChange;
     if (this.canChange) {
       const onRefused = (detail) => this.onRefused(detail);
       this.associating = dialog(AssociateDialog, me, { onRefused, done: (answer) => this.associated(answer) });
+      this.making = dialog(MakePaymentDialog, me, {
+        onRefused,
+        done: (answer, status) => this.made(answer, status),
+      });
+      this.make.onclick = () => this.making.open(this.make);
     }
   }
 
@@ -64,9 +71,11 @@ export class PaymentsPage {
   close() {
     this.generation += 1;
     this.section.hidden = true;
+    this.make.hidden = true;
+    this.make.onclick = null;
     this.table.tHead.replaceChildren();
     this.table.tBodies[0].replaceChildren();
-    for (const shown of [$("associate"), $("confirm")]) if (shown.open) shown.close();
+    for (const shown of [$("associate"), $("make"), $("confirm")]) if (shown.open) shown.close();
   }
 
   async show(view) {
@@ -181,6 +190,21 @@ export class PaymentsPage {
     this.clearError();
     await this.refresh();
     $("payments-title").focus();
+  }
+
+  async made(answer, status) {
+    const currency = answer.currency || this.me.currency;
+    const amount = money(answer.amount, currency);
+    const balance = money(answer.balance, currency);
+    this.notice(
+      status === 201
+        ? `Payment #${answer.id} (${answer.code}, ${amount}) was recorded for ` +
+            `${answer.account_number}; their balance is now ${balance}.`
+        : `Receipt ${answer.code} was already known as payment #${answer.id} (${amount}); it is ` +
+            `with ${answer.account_number}, whose balance is ${balance}.`,
+    );
+    this.clearError();
+    await this.refresh();
   }
 
   async disassociate(payment, button) {
