@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +128,15 @@ def rows(page: Page) -> Any:
 
 def row_of(page: Page, code: str) -> Any:
     return rows(page).filter(has_text=code)
+
+
+def pump_until(page: Page, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``check`` while Playwright delivers the page's events (a plain sleep would
+    hold them back)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        page.wait_for_timeout(25)
 
 
 class TestSignIn:
@@ -695,3 +706,121 @@ class TestMakePayment:
             shot(page, "phone-make-payment")
         finally:
             phone.close()
+
+
+def search_requests(seen: list[str]) -> list[str]:
+    return [url for url in seen if "/api/v1/payments?" in url and "q=" in url]
+
+
+class TestSearch:
+    def test_typing_a_ten_letter_query_makes_one_server_request(
+        self, seeded: Seeded, context: Any, shot: Shots
+    ) -> None:
+        # fifty newer payments: the one searched for is not on the first page
+        seeded.hand_payments(50)
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        expect(rows(page)).to_have_count(50)
+        seen: list[str] = []
+        page.on("request", lambda r: seen.append(r.url) if "/api/v1/" in r.url else None)
+
+        page.get_by_label("Search").focus()
+        # a key every 80 ms: no pause of 300 ms until the last one
+        page.keyboard.type("TKQ0000001", delay=80)
+
+        # at once: no loaded row matches
+        expect(rows(page)).to_have_count(0)
+        # then the server's older match
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 3) == ["TKQ0000001"]
+        expect(page.locator("#search-status")).to_have_text(
+            "1 payment matches, older ones included."
+        )
+        page.wait_for_timeout(600)
+        assert len(seen) == 1, seen
+        assert search_requests(seen) == seen
+        assert "q=TKQ0000001" in seen[0] and "status=associated" in seen[0]
+        shot(page, "older-match")
+
+    def test_typing_filters_the_loaded_rows_before_the_server_answers(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        held: list[Any] = []
+        page.route(lambda url: "/api/v1/payments?" in url and "q=" in url, lambda r: held.append(r))
+        answered: list[str] = []
+        page.on("response", lambda r: answered.append(r.url))
+        box = page.get_by_label("Search")
+
+        box.press_sequentially("250")
+        expect(rows(page)).to_have_count(1)
+        expect(rows(page).first.locator("td").nth(4)).to_have_text("KES 250.00")
+        expect(page.locator("#search-status")).to_contain_text("looking for older ones")
+        box.fill("")
+        expect(rows(page)).to_have_count(3)
+        box.press_sequentially("0712 345")
+        expect(rows(page)).to_have_count(3)
+        box.fill("tkq0000001")
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 3) == ["TKQ0000001"]
+        # none of it waited for the server: its search is asked after the pause, and held
+        pump_until(page, lambda: len(held) >= 1)
+        assert "q=tkq0000001" in held[-1].request.url
+        assert search_requests(answered) == []
+        for route in held:
+            route.continue_()
+
+    def test_a_stale_answer_never_overwrites_a_newer_one(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        seeded.hand_payments(50)
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        expect(rows(page)).to_have_count(50)
+        held: list[Any] = []
+        page.route(lambda url: "/api/v1/payments?" in url and "q=" in url, lambda r: held.append(r))
+        box = page.get_by_label("Search")
+
+        box.fill("TKQ0000001")
+        pump_until(page, lambda: len(held) == 1)
+        box.fill("TKQ0000002")
+        pump_until(page, lambda: len(held) == 2)
+        assert "q=TKQ0000001" in held[0].request.url and "q=TKQ0000002" in held[1].request.url
+
+        # the newer answer first, then the older one, late
+        held[1].continue_()
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 3) == ["TKQ0000002"]
+        with page.expect_response(lambda r: "q=TKQ0000001" in r.url):
+            held[0].continue_()
+        page.wait_for_timeout(200)
+
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 3) == ["TKQ0000002"]
+        expect(page.locator("#search-status")).to_have_text(
+            "1 payment matches, older ones included."
+        )
+
+    def test_an_action_while_searching_shows_fresh_matches(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        unassociated_button(page).click()
+        page.get_by_label("Search").fill("TKQ0000004")
+        expect(rows(page)).to_have_count(1)
+        expect(page.locator("#search-status")).to_contain_text("older ones included")
+
+        rows(page).first.get_by_role("button", name="Associate").click()
+        dialog = page.locator("#associate")
+        pick(dialog, "ACC1042", "ACC1042")
+        dialog.get_by_role("button", name="Associate", exact=True).click()
+
+        expect(page.locator("#notice")).to_contain_text("was associated with ACC1042")
+        expect(rows(page)).to_have_count(0)
+        expect(page.locator("#no-match")).to_be_visible()
+        expect(page.locator("#unassociated-count")).to_have_text("1")
+        page.locator("#show-regular").click()
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 3) == ["TKQ0000004"]
