@@ -39,17 +39,23 @@ from matcher.payments import MANUAL, associate, disassociate, record_manual_paym
 from matcher.search import text_matches
 
 
+def list_arg() -> str:
+    """``status``: which list, associated (the default) or unassociated."""
+    status = request.args.get("status", ASSOCIATED)
+    if status not in (ASSOCIATED, UNASSOCIATED):
+        raise InvalidInput(
+            f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
+        )
+    return status
+
+
 @bp.get("/payments")
 @require("viewer")
 def list_payments() -> Response:
     """Newest first (by time paid), keyset-paginated: a deep page costs what the first does."""
     if "confirmed" in request.args:
         return unconfirmed_payments()
-    status = request.args.get("status", ASSOCIATED)
-    if status not in (ASSOCIATED, UNASSOCIATED):
-        raise InvalidInput(
-            f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
-        )
+    status = list_arg()
     limit = limit_arg()
     newest_first = (PAYMENTS.paid_at.desc(), PAYMENTS.id.desc())
     filters = [PAYMENTS.status == status]
@@ -97,11 +103,7 @@ def list_payments() -> Response:
 @require("viewer")
 def count_payments() -> Response:
     """How many payments one list holds (the number on the Unassociated button)."""
-    status = request.args.get("status", ASSOCIATED)
-    if status not in (ASSOCIATED, UNASSOCIATED):
-        raise InvalidInput(
-            f"status must be '{ASSOCIATED}' or '{UNASSOCIATED}', not {status!r}", "invalid_status"
-        )
+    status = list_arg()
     with request_session() as session:
         count = session.execute(
             select(func.count()).select_from(Payment).where(Payment.status == status)
