@@ -287,12 +287,13 @@ def run(
                 f"  credited {half['credited_per_s']:.0f}/s, p50 {half['p50_ms']:.0f} ms, "
                 f"p99 {half['p99_ms']:.0f} ms"
             )
-            drain = {"offered_per_s": float("nan"), "credited_per_s": float("nan")}
-            drain |= {"p50_ms": float("nan"), "p99_ms": float("nan"), "complete": True}
+            # no offered rate: the backlog is in the inbox before the workers are told
+            none = float("nan")
+            drain = {"offered_per_s": none, "credited_per_s": none, "complete": True}
+            drain |= {"p50_ms": none, "p99_ms": none}
             if args.backlog:
                 say(f"{workers} worker process(es): draining a backlog of {args.backlog}")
                 drain |= backlog(dsn, env, "EBKL", args.backlog)
-                drain["offered_per_s"] = float("nan")
                 say(f"  credited {drain['credited_per_s']:.0f}/s")
         finally:
             stop.set()
