@@ -3,111 +3,17 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Server, Shots
-from tests.integration.conftest import wait_until
+from tests.browser.conftest import Seeded, Shots, pump_until, sign_in
 
 pytestmark = pytest.mark.browser
 
 ASSOCIATED_HEADERS = ["#", "Customer", "Code", "Phone", "Amount", "Date Paid"]
 UNASSOCIATED_HEADERS = ["#", "Name", "Amount", "Code", "Date Paid", "Why"]
-
-
-def c2b(code: str, when: str, amount: str, reference: str, msisdn: str, name: str) -> dict:
-    return {
-        "TransactionType": "Pay Bill",
-        "TransID": code,
-        "TransTime": when,
-        "TransAmount": amount,
-        "BusinessShortCode": "4130669",
-        "BillRefNumber": reference,
-        "MSISDN": msisdn,
-        "FirstName": name,
-    }
-
-
-@dataclass
-class Seeded:
-    server: Server
-    tokens: dict[str, str]
-
-    def count(self, status: str) -> int:
-        answer = self.server.api(self.tokens["admin"], "GET", f"/payments/count?status={status}")
-        return int(answer.json()["count"])
-
-    def balance(self, account: str) -> str:
-        answer = self.server.api(self.tokens["admin"], "GET", f"/customers/{account}")
-        return str(answer.json()["balance"])
-
-    def payment(self, code: str) -> dict[str, Any]:
-        for status in ("associated", "unassociated"):
-            answer = self.server.api(
-                self.tokens["admin"], "GET", "/payments", params={"status": status, "q": code}
-            )
-            items = [p for p in answer.json()["items"] if p["code"] == code]
-            if items:
-                return dict(items[0])
-        raise AssertionError(f"no payment {code}")
-
-    def hand_payments(self, count: int) -> None:
-        """``count`` payments made by hand for ACC2001, paid now: newer than the callbacks."""
-        for n in range(count):
-            made = self.server.api(
-                self.tokens["operator"],
-                "POST",
-                "/payments",
-                json={"account_number": "ACC2001", "amount": f"{n + 1}.00"},
-            )
-            assert made.status_code == 201, made.text
-
-
-@pytest.fixture
-def seeded(server: Server) -> Seeded:
-    """Three customers (two sharing a phone), three associated payments and two
-    unassociated ones (no match; a phone two customers share), and a token per role."""
-    admin = server.token("admin")
-    tokens = {"admin": admin}
-    for role in ("operator", "viewer"):
-        made = server.api(admin, "POST", "/tokens", json={"name": f"{role}-1", "role": role})
-        assert made.status_code == 201, made.text
-        tokens[role] = made.json()["token"]
-    for account, name, phones in (
-        ("ACC1042", "Wanjiku Kamau", ["0712 345 678"]),
-        ("ACC2001", "Otieno Shop", ["0722 000 111"]),
-        ("ACC2002", "Otieno Home", ["0722000111"]),
-    ):
-        made = server.api(
-            admin,
-            "POST",
-            "/customers",
-            json={"account_number": account, "name": name, "phones": phones},
-        )
-        assert made.status_code == 201, made.text
-    for body in (
-        c2b("TKQ0000001", "20251101090000", "100.00", "ACC1042", "254712345678", "WANJIKU"),
-        c2b("TKQ0000002", "20251102100000", "250.00", "ACC1042", "254712345678", "WANJIKU"),
-        c2b("TKQ4A91B2C", "20251103143015", "1500.00", "ACC1042", "254712345678", "WANJIKU"),
-        c2b("TKQ0000004", "20251104080000", "75.00", "NOBODY", "254733999888", "ALICE"),
-        c2b("TKQ0000005", "20251105120000", "300.00", "", "254722000111", "OTIENO"),
-    ):
-        server.callback(body)
-    seeded = Seeded(server, tokens)
-    wait_until(lambda: (seeded.count("associated"), seeded.count("unassociated")) == (3, 2))
-    return seeded
-
-
-def sign_in(page: Page, server: Server, token: str) -> None:
-    page.goto(f"{server.base}/console")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#payments")).to_be_visible()
 
 
 def headers(page: Page) -> list[str]:
@@ -128,15 +34,6 @@ def rows(page: Page) -> Any:
 
 def row_of(page: Page, code: str) -> Any:
     return rows(page).filter(has_text=code)
-
-
-def pump_until(page: Page, check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for ``check`` while Playwright delivers the page's events (a plain sleep would
-    hold them back)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting"
-        page.wait_for_timeout(25)
 
 
 class TestSignIn:

@@ -1,16 +1,44 @@
-// The console's frame: sign in with a token, learn its role, open the Payments page.
+// The console's frame: sign in with a token, learn its role, and show the page the address
+// names (#/payments, #/customers/ACC1042, ...); Payments when it names none.
 
 import { call, tokenStore } from "./api.js";
+import { CustomersPage } from "./customers.js";
+import { DashboardPage } from "./dashboard.js";
 import { PaymentsPage } from "./payments.js";
+import { RequestsPage } from "./requests.js";
+import { TransactionsPage } from "./transactions.js";
+
+const PAGES = {
+  dashboard: DashboardPage,
+  payments: PaymentsPage,
+  customers: CustomersPage,
+  transactions: TransactionsPage,
+  requests: RequestsPage,
+};
+const FIRST = "payments";
 
 const $ = (id) => document.getElementById(id);
+let me = null;
 let page = null;
+// each navigation carries a number: a page opened by an older one is closed at once
+let shown = 0;
 
-function askForToken(message, { keepToken = false } = {}) {
+function refused(detail) {
+  askForToken(`momo no longer accepts this token (${detail}); sign in again.`);
+}
+
+function leave() {
+  shown += 1;
   if (page) page.close();
   page = null;
+}
+
+function askForToken(message, { keepToken = false } = {}) {
+  leave();
+  me = null;
   if (!keepToken) tokenStore.clear();
   $("who").hidden = true;
+  $("nav").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
   const error = $("sign-in-error");
@@ -20,19 +48,42 @@ function askForToken(message, { keepToken = false } = {}) {
   $("token").focus();
 }
 
+/** ``#/customers/ACC%201042`` -> ["customers", "ACC 1042"]; an unknown name -> Payments. */
+function where() {
+  const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  if (!Object.hasOwn(PAGES, name)) return [FIRST, ""];
+  return [name, rest.map(decodeURIComponent).join("/")];
+}
+
+async function go() {
+  if (!me) return;
+  leave();
+  const mine = shown;
+  const [name, arg] = where();
+  for (const link of $("nav").querySelectorAll("a")) {
+    if (link.dataset.page === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const opened = new PAGES[name](me, refused);
+  page = opened;
+  await opened.open(arg);
+  if (mine !== shown) opened.close();
+}
+
 async function enter(token) {
-  const me = await call("GET", "/me", { token });
+  const answer = await call("GET", "/me", { token });
   tokenStore.set(token);
+  me = answer;
   $("sign-in").hidden = true;
   $("who").textContent = `${me.name} (${me.role})`;
   $("who").hidden = false;
+  $("nav").hidden = false;
   $("sign-out").hidden = false;
   document.body.dataset.role = me.role;
-  page = new PaymentsPage(me, (detail) =>
-    askForToken(`momo no longer accepts this token (${detail}); sign in again.`),
-  );
-  await page.open();
+  await go();
 }
+
+window.addEventListener("hashchange", () => go());
 
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();

@@ -5,6 +5,7 @@
 import { call, newKey } from "./api.js";
 import { AssociateDialog, dialog, MakePaymentDialog } from "./actions.js";
 import { dateTime, money, reason } from "./format.js";
+import { moreOnScroll } from "./more.js";
 import { matches, Pause } from "./search.js";
 
 const ASSOCIATED = "associated";
@@ -69,6 +70,7 @@ export class PaymentsPage {
     this.unassociated.onclick = () => this.show(UNASSOCIATED);
     this.more.onclick = () => (this.q ? this.search(this.q, this.foundCursor) : this.load(false));
     this.box.oninput = () => this.typed();
+    this.unwatch = moreOnScroll(this.more);
     this.make.hidden = !this.canChange;
     if (this.canChange) {
       const onRefused = (detail) => this.onRefused(detail);
@@ -89,6 +91,7 @@ export class PaymentsPage {
   }
 
   close() {
+    this.unwatch();
     this.generation += 1;
     this.asked += 1;
     this.pause.cancel();
