@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Seeded, Shots, sign_in
+from tests.browser.conftest import Seeded, Shots, c2b, pump_until, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -100,3 +100,22 @@ def test_scrolling_to_the_end_of_the_payments_loads_the_next_page(
 
     expect(rows).to_have_count(53)
     expect(page.get_by_role("button", name="More")).to_be_hidden()
+
+
+def test_the_link_of_the_page_shown_reads_it_again(seeded: Seeded, context: Any) -> None:
+    page = context.new_page()
+    sign_in(page, seeded.server, seeded.tokens["viewer"])
+    bar = nav(page)
+    bar.get_by_role("link", name="Payments").click()
+    expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+    page.evaluate("window.sameDocument = true")
+    seeded.server.callback(
+        c2b("TKQ0000009", "20251106090000", "40.00", "ACC1042", "254712345678", "WANJIKU")
+    )
+    pump_until(page, lambda: seeded.count("associated") == 4)
+
+    bar.get_by_role("link", name="Payments").click()
+
+    expect(page.locator("#payments-table tbody tr")).to_have_count(4)
+    expect(page.locator("#payments-table tbody tr").first).to_contain_text("TKQ0000009")
+    assert page.evaluate("window.sameDocument") is True

@@ -84,6 +84,14 @@ async function enter(token) {
 }
 
 window.addEventListener("hashchange", () => go());
+// the link of the page already shown reads it again (a payment may have come since)
+$("nav").addEventListener("click", (event) => {
+  const link = event.target.closest("a");
+  if (link && link.hash === location.hash) {
+    event.preventDefault();
+    go();
+  }
+});
 
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
