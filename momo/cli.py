@@ -109,6 +109,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands)
+@click.version_option(package_name="momo", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """momo: mobile-money payments in, matched and credited balances out."""
@@ -281,7 +282,15 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
         app.extensions["momo"].close()
 
 
-def _exec_celery(args: list[str]) -> NoReturn:
+def _exec_celery(args: list[str], *, help_asked: bool = False) -> NoReturn:
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", *args]
+    if help_asked:
+        # Celery's own options, which every `momo worker`/`momo beat` argument goes to;
+        # reading them needs no broker
+        shown = " ".join(arg for arg in args if arg not in HELP)
+        click.echo(f"momo {args[0]} runs `celery -A tasks {shown} ...`, which takes these options:")
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "tasks", args[0], "--help"])  # noqa: S606
     settings = _settings()
     if not settings.broker_url:
         raise click.ClickException(
@@ -289,22 +298,39 @@ def _exec_celery(args: list[str]) -> NoReturn:
             "MOMO_BROKER_URL=redis://127.0.0.1:6379/0 (without one, `momo serve` works the "
             "queue in-process)"
         )
-    argv = [sys.executable, "-m", "celery", "-A", "tasks", *args]
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with celery, by design
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+#: worker and beat hand every argument to Celery, --help included
+CELERY_ARGS = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": [],
+}
+
+
+HELP = ("--help", "-h")
+
+
+def _help_asked(args: list[str]) -> bool:
+    return any(arg in HELP for arg in args)
+
+
+@main.command(context_settings=CELERY_ARGS)
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run a Celery worker (extra arguments go to `celery worker`)."""
-    _exec_celery(["worker", "--loglevel", "INFO", "-E", *ctx.args])
+    """Run a Celery worker (every argument goes to `celery worker`; --help lists them)."""
+    _exec_celery(
+        ["worker", "--loglevel", "INFO", "-E", *ctx.args], help_asked=_help_asked(ctx.args)
+    )
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings=CELERY_ARGS)
 @click.pass_context
 def beat(ctx: click.Context) -> None:
-    """Run Celery beat, which schedules the inbox sweeper."""
-    _exec_celery(["beat", "--loglevel", "INFO", *ctx.args])
+    """Run Celery beat, which schedules the inbox sweeper (every argument goes to `celery
+    beat`; --help lists them)."""
+    _exec_celery(["beat", "--loglevel", "INFO", *ctx.args], help_asked=_help_asked(ctx.args))
 
 
 # --- checks and the inbox -----------------------------------------------------------------
