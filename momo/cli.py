@@ -9,6 +9,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -633,6 +634,92 @@ def inbox_settle(inbox_id: int, note: str) -> None:
     finally:
         runtime.close()
     click.echo(f"inbox row {inbox_id}: conflict settled")
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+#: a line of progress on stderr every this many rows
+EXPORT_PROGRESS_EVERY = 10_000
+
+
+@main.command("export")
+@click.argument("what", type=click.Choice(["payments", "ledger"]))
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="First local day (YYYY-MM-DD, in MOMO_TIMEZONE); default: --to.",
+)
+@click.option(
+    "--to",
+    "last",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Last local day, included (YYYY-MM-DD); default: today.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the CSV to this file (default: standard output).",
+)
+def export(what: str, first: Any, last: Any, output: Path | None) -> None:
+    """Write payments (by the local day they were paid) or ledger entries (by the local day
+    they were made) as CSV for accountants, oldest first, all read in one snapshot."""
+    from ingest.providers import build_runtime
+    from matcher.db import snapshot, utcnow
+    from matcher.export import LEDGER_COLUMNS, PAYMENT_COLUMNS, ledger_rows, payment_rows
+
+    settings = _settings()
+    zone = settings.zone
+    last_day = last.date() if last is not None else utcnow().astimezone(zone).date()
+    first_day = first.date() if first is not None else last_day
+    if first_day > last_day:
+        raise click.UsageError(
+            f"--from {first_day} is after --to {last_day}: give the earlier day first"
+        )
+    columns = PAYMENT_COLUMNS if what == "payments" else LEDGER_COLUMNS
+    # a file is written beside its name and renamed when whole: an export that fails
+    # half-way never leaves a file that looks complete
+    partial = output.with_name(f".{output.name}.partial") if output is not None else None
+    runtime = build_runtime(settings)
+    written = 0
+    try:
+        with (
+            snapshot(runtime.engine) as session,
+            (
+                partial.open("w", newline="", encoding="utf-8")
+                if partial is not None
+                else nullcontext(sys.stdout)
+            ) as out,
+        ):
+            rows = (
+                payment_rows(session, first_day, last_day, zone)
+                if what == "payments"
+                else ledger_rows(session, first_day, last_day, zone, settings.currency)
+            )
+            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+                written += 1
+                if output is not None and written % EXPORT_PROGRESS_EVERY == 0:
+                    click.echo(f"{written:,} {what} rows written...", err=True)
+        if partial is not None and output is not None:
+            partial.replace(output)
+    except BaseException:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise
+    finally:
+        runtime.close()
+    entries = "payments" if what == "payments" else "ledger entries"
+    span = f"{first_day} to {last_day}" if first_day != last_day else str(first_day)
+    where = f" to {output}" if output is not None else ""
+    click.echo(f"wrote {written:,} {entries} of {span} ({zone.key}){where}", err=True)
 
 
 # --- spool --------------------------------------------------------------------------------
