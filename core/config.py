@@ -278,6 +278,8 @@ VARIABLES = (
     "MOMO_DEFAULT_PROVIDER",
     "MOMO_REQUEST_QUERY_AFTER_SECONDS",
     "MOMO_REQUEST_EXPIRE_AFTER_SECONDS",
+    "MOMO_LOG_FORMAT",
+    "MOMO_LOG_LEVEL",
 )
 #: MOMO_* names read by momo's own tests, benches and CI, not by momo: no warning for them
 NOT_SETTINGS = ("MOMO_REQUIRE_SERVICES", "MOMO_SAMPLES_DIR", "MOMO_TEST_", "MOMO_BENCH_")

@@ -14,12 +14,19 @@ from api.app import api_app
 from api.console import console
 from api.views import bp as api_bp
 from core.config import Settings
+from core.logs import AccessLog
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
 from ingest.app import check_local_paths, require_path_tokens, webhook_app
 from ingest.providers import ADAPTERS, build_runtime, load_settings
 from ingest.spool import attach_spool
 from tasks.embedded import attach_queue, broker_nudger
+
+
+def logged(app: Flask) -> Flask:
+    """``app`` with the access log outermost, so the fast webhook path is logged too."""
+    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
+    return app
 
 
 def create_webhook_app(
@@ -37,7 +44,7 @@ def create_webhook_app(
         runtime = build_runtime(settings)
         attach_queue(runtime)
         attach_spool(runtime)
-    return webhook_app(runtime, *blueprints)
+    return logged(webhook_app(runtime, *blueprints))
 
 
 def create_web_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
@@ -60,7 +67,7 @@ def create_api_app(settings: Settings | None = None, *, runtime: Runtime | None 
             # a replayed inbox row is worked at once instead of at the next sweep
             nudger = broker_nudger(runtime)
             runtime.nudge, runtime.queue = nudger.nudge, nudger
-    return api_app(runtime)
+    return logged(api_app(runtime))
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:

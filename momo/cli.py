@@ -114,12 +114,12 @@ class _Commands(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """momo: mobile-money payments in, matched and credited balances out."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    from core.logs import configure_logging
+
+    try:
+        configure_logging(level="DEBUG" if verbose else None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- database -----------------------------------------------------------------------------

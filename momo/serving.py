@@ -31,7 +31,13 @@ class BoundedWSGIServer(ThreadedWSGIServer):
         self, host: str, port: int, app: Any, *, threads: int, timeout: float, **kwargs: Any
     ) -> None:
         # a class of its own, so the timeout stays with this server
-        handler = type("TimedRequestHandler", (WSGIRequestHandler,), {"timeout": timeout})
+        handler = type(
+            "TimedRequestHandler",
+            (WSGIRequestHandler,),
+            # momo's own access log (core.logs) writes each request, its query string left
+            # out: Werkzeug's line would repeat it with the query (a searched phone) in it
+            {"timeout": timeout, "log_request": lambda self, code="-", size="-": None},
+        )
         super().__init__(host, port, app, handler=handler, **kwargs)
         self.threads = threads
         self._slots = threading.BoundedSemaphore(threads)

@@ -19,7 +19,10 @@ from core.config import ConfigError
 
 
 def _start(create_app: Callable[[], Flask]) -> Flask:
+    from core.logs import configure_logging
+
     try:
+        configure_logging()
         return create_app()
     except ConfigError as exc:
         message = f"momo cannot start: {exc}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
 from core.config import Settings
+from core.logs import bind_ids, unbind_ids
 from ingest.providers.mpesa import pull_every
 from tasks.runtime import process_runtime, set_process_runtime
 
@@ -79,3 +81,29 @@ app.add_defaults(lambda: celery_config(process_runtime().settings))
 def _fresh_runtime_after_fork(**_: Any) -> None:
     # Connections opened in the parent must never be used by a child.
     set_process_runtime(None)
+
+
+@setup_logging.connect
+def _momo_logging(loglevel: Any = None, **_: Any) -> None:
+    # connected, Celery leaves logging to momo: the worker's and beat's lines take
+    # MOMO_LOG_FORMAT like every other process's
+    from core.logs import configure_logging
+
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    configure_logging(level=str(level).upper() if level else None)
+
+
+_task_ids: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def _bind_task_id(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _task_ids[task_id] = bind_ids(task_id=task_id)
+
+
+@task_postrun.connect
+def _unbind_task_id(task_id: str | None = None, **_: Any) -> None:
+    token = _task_ids.pop(task_id, None) if task_id else None
+    if token is not None:
+        unbind_ids(token)

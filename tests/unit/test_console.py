@@ -46,7 +46,11 @@ class TestServed:
         with client.get("/console") as answer:
             page = answer.text
         named = re.findall(r'(?:src|href)="(/console/static/[^"]+)"', page)
-        assert sorted(named) == ["/console/static/console.css", "/console/static/console.js"]
+        assert "/console/static/console.js" in named
+        # every style sheet shipped is linked (a page's own one forgotten would show unstyled)
+        assert {p for p in named if p.endswith(".css")} == {
+            f"/console/static/{sheet.name}" for sheet in STATIC.glob("*.css")
+        }
         for path in named:
             with client.get(path) as answer:
                 assert answer.data

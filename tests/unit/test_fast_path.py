@@ -23,6 +23,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
 from core.config import Settings
+from core.logs import AccessLog
 from core.runtime import Runtime
 from ingest.fast import FastAccept
 from ingest.providers import ADAPTERS, build_runtime
@@ -141,9 +142,11 @@ def watch(edge: Edge, *, fast_path: bool) -> None:
     setattr(fast, "_accept", watched_accept)  # noqa: B010 (mypy refuses assigning a method)
     fast.inner = watched_inner
     if not fast_path:
-        # install() replaced app.wsgi_app (no ProxyFix here): put Flask's own callable back
-        assert edge.app.wsgi_app is fast
-        setattr(edge.app, "wsgi_app", watched_inner)  # noqa: B010
+        # install() replaced app.wsgi_app (no ProxyFix here), inside the access log: put
+        # Flask's own callable back there
+        outer = edge.app.wsgi_app
+        assert isinstance(outer, AccessLog) and outer.app is fast
+        outer.app = watched_inner
 
 
 @pytest.fixture
@@ -239,7 +242,7 @@ class TestParityWithFlask:
         fast = make_edge("fast", **settings)
         flask_only = make_edge("flask", **settings)
         # with ProxyFix installed the fast path sits inside it; bypass it there instead
-        proxy_fix: Any = flask_only.app.wsgi_app
+        proxy_fix: Any = flask_only.app.wsgi_app.app  # inside the access log
         fast_accept = flask_only.app.extensions["momo_fast_accept"]
         assert proxy_fix.app is fast_accept
         proxy_fix.app = fast_accept.inner
