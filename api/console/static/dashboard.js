@@ -69,6 +69,7 @@ export class DashboardPage {
     // each load carries a number; an answer to an older load is dropped, never shown
     this.generation = 0;
     this.watcher = null;
+    this.closed = false;
     // what could not be read, by what: the revenue and the count fail and recover apart
     this.errors = new Map();
   }
@@ -95,6 +96,7 @@ export class DashboardPage {
   }
 
   close() {
+    this.closed = true;
     this.generation += 1;
     if (this.watcher) this.watcher.disconnect();
     this.section.hidden = true;
@@ -207,7 +209,9 @@ export class DashboardPage {
     // the address names the period and the dates, so a reload shows the same chart
     const kept = this.query();
     if (period === "day") kept.delete("period");
-    const hash = kept.size ? `#/dashboard/${encodeURIComponent(kept.toString())}` : "#/dashboard";
+    // (URLSearchParams.size is too new for some browsers still in use: the text tells)
+    const text = kept.toString();
+    const hash = text ? `#/dashboard/${encodeURIComponent(text)}` : "#/dashboard";
     if (location.hash !== hash) history.replaceState(null, "", hash);
     await this.load();
   }
@@ -245,9 +249,11 @@ export class DashboardPage {
   async count() {
     try {
       const answer = await call("GET", "/payments/count?status=unassociated");
+      if (this.closed) return;
       this.waiting.textContent = `${payments(answer.count)} waiting`;
       this.fail("count", null);
     } catch (error) {
+      if (this.closed) return;
       this.waiting.textContent = "? payments";
       this.fail("count", error, "The unassociated count could not be loaded");
     }
@@ -277,7 +283,14 @@ export class DashboardPage {
       width: this.figure.clientWidth || 600,
       title: `${caption}; the same figures are in the table below`,
     });
+    const nothing = answer.series.every((bucket) => bucket.count === 0);
+    const plural = { day: "days", week: "weeks", month: "months" }[answer.period];
     this.figure.replaceChildren(chart);
+    if (nothing) {
+      this.figure.append(
+        element("figcaption", { class: "hint", text: `No payments on these ${plural}: pick other dates above.` }),
+      );
+    }
 
     const head = element("tr");
     for (const [words, kind] of [[PERIODS[answer.period].heading], ["Revenue", "amount"], ["Payments", "amount"]]) {

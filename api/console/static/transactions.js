@@ -206,7 +206,9 @@ export class TransactionsPage {
       const value = this.controls[name].value.trim();
       if (value) kept.set(name, value);
     }
-    const hash = kept.size ? `#/transactions/${encodeURIComponent(kept.toString())}` : "#/transactions";
+    // (URLSearchParams.size is too new for some browsers still in use: the text tells)
+    const text = kept.toString();
+    const hash = text ? `#/transactions/${encodeURIComponent(text)}` : "#/transactions";
     if (location.hash !== hash) history.replaceState(null, "", hash);
   }
 
