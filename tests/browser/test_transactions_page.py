@@ -230,6 +230,33 @@ class TestFilters:
         expect(rows(page)).to_have_count(EVERY_ROW)
 
 
+class TestKeyboard:
+    def test_the_filters_work_from_the_keyboard(self, busy: Seeded, context: Any) -> None:
+        page = context.new_page()
+        open_log(page, busy)
+        expect(rows(page)).to_have_count(EVERY_ROW)
+
+        log_on(page).get_by_label("Kind").focus()
+        page.keyboard.press("ArrowDown")
+        expect(cells(page, "Kind")).to_have_text(["Payment received"] * 3)
+        # Status, the dates (a stop for each of their parts) and Account come first
+        search = log_on(page).get_by_label("Search")
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            if search.evaluate("box => box === document.activeElement"):
+                break
+        expect(search).to_be_focused()
+        page.keyboard.type("TKQ4A91B2C")
+        page.keyboard.press("Enter")
+        expect(cells(page, "Code")).to_have_text(["TKQ4A91B2C"])
+
+        page.keyboard.press("Tab")
+        expect(log_on(page).get_by_role("button", name="Clear filters")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(rows(page)).to_have_count(EVERY_ROW)
+        expect(log_on(page).get_by_label("Kind")).to_be_focused()
+
+
 class TestRefusals:
     def test_a_filter_the_api_refuses_is_shown_in_its_words(
         self, seeded: Seeded, context: Any, shot: Shots
