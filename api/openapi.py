@@ -1194,14 +1194,21 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         {"type": "string", "enum": ["false"]},
                         "`false`: payments recorded by hand that no provider record has "
                         "confirmed yet, of any status, oldest first (the list to check for "
-                        "mistyped or invented receipts). Not combined with status or q.",
+                        "mistyped or invented receipts). Not combined with status, q or "
+                        "account.",
+                    ),
+                    _query(
+                        "account",
+                        {"type": "string"},
+                        "Only this customer's payments (account number, in any letter case); "
+                        "404 when no customer has it.",
                     ),
                     SEARCH,
                     LIMIT,
                     CURSOR,
                 ),
                 answers={200: _answer("A page of payments.", _ref("PaymentPage"))},
-                problems=(400,),
+                problems=(400, 404),
             ),
             "post": _operation(
                 "make_payment",

@@ -33,6 +33,7 @@ from api.common import (
 )
 from ingest.providers import receipt_owner
 from matcher.errors import InvalidInput, NotFound
+from matcher.matching import get_customer
 from matcher.models import ASSOCIATED, UNASSOCIATED, AuditEvent, Customer, LedgerEntry, Payment
 from matcher.money import parse_money
 from matcher.payments import MANUAL, associate, disassociate, record_manual_payment
@@ -59,6 +60,12 @@ def list_payments() -> Response:
     limit = limit_arg()
     newest_first = (PAYMENTS.paid_at.desc(), PAYMENTS.id.desc())
     filters = [PAYMENTS.status == status]
+    account = request.args.get("account")
+    if account is not None:
+        # exactly this customer's, along the (customer_id, paid_at, id) index; q would also
+        # find payments whose code, phone or amount reads like the account number
+        with request_session() as session:
+            filters.append(PAYMENTS.customer_id == get_customer(session, account).id)
     cursor = request.args.get("cursor")
     if cursor:
         paid_at, ident = decode_cursor(cursor, datetime, int)

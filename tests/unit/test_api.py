@@ -442,6 +442,50 @@ class TestListPayments:
         assert item["account_number"] is None
         assert list_payments(client, viewer_headers).get_json()["items"] == []
 
+    def test_account_lists_exactly_that_customer_s_payments(
+        self, client: FlaskClient, runtime: Runtime, viewer_headers: dict[str, str]
+    ) -> None:
+        # an account number that reads as an amount: q=1500 would find the other's too
+        add_customer(runtime, "1500", ["0712345678"])
+        add_customer(runtime, "ACC2", ["0722000000"])
+        post_payment(client, code="TKH0000001", ref="1500", amount="20.00")
+        post_payment(client, code="TKH0000002", msisdn="254722000000", ref="ACC2")
+        post_payment(client, code="TKH0000003", msisdn="254712345678", ref="", amount="30.00")
+        drain_inbox(runtime)
+
+        mine = list_payments(client, viewer_headers, account="1500").get_json()["items"]
+        searched = list_payments(client, viewer_headers, q="1500").get_json()["items"]
+
+        assert [p["code"] for p in mine] == ["TKH0000003", "TKH0000001"]
+        assert "TKH0000002" in [p["code"] for p in searched]
+
+    def test_account_is_read_in_any_letter_case_and_pages_with_the_cursor(
+        self, client: FlaskClient, runtime: Runtime, viewer_headers: dict[str, str]
+    ) -> None:
+        add_customer(runtime, "ACC1042", ["0712345678"])
+        add_customer(runtime, "ACC2", ["0722000000"])
+        for n in range(3):
+            post_payment(client, code=f"TKJ000000{n}", when=f"2025110{n + 1}100000", ref="ACC1042")
+        post_payment(client, code="TKJ0000009", msisdn="254722000000", ref="ACC2")
+        drain_inbox(runtime)
+
+        first = list_payments(client, viewer_headers, account="acc1042", limit="2").get_json()
+        rest = list_payments(
+            client, viewer_headers, account="acc1042", limit="2", cursor=first["next_cursor"]
+        ).get_json()
+
+        codes = [p["code"] for p in first["items"] + rest["items"]]
+        assert codes == ["TKJ0000002", "TKJ0000001", "TKJ0000000"]
+        assert rest["next_cursor"] is None
+
+    def test_an_account_no_customer_has_answers_404(
+        self, client: FlaskClient, viewer_headers: dict[str, str]
+    ) -> None:
+        response = list_payments(client, viewer_headers, account="NOSUCH")
+
+        body = assert_problem(response, 404, "customer_not_found")
+        assert "NOSUCH" in body["detail"]
+
     @pytest.mark.parametrize("status", ["all", "ASSOCIATED", "pending", ""])
     def test_an_unknown_status_answers_400(
         self, client: FlaskClient, viewer_headers: dict[str, str], status: str
