@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -216,14 +217,14 @@ class TestAskToPay:
         wait_until(lambda: nothing_waiting(seeded))
         assert seeded.balance("ACC1042") == "3350.00"
 
-    def test_a_failed_and_a_cancelled_prompt_are_shown_with_the_provider_s_words(
+    def test_failed_cancelled_and_short_paid_prompts_are_shown_in_the_provider_s_words(
         self, seeded: Seeded, daraja: DarajaFake, context: Any, shot: Shots
     ) -> None:
         page = context.new_page()
         sign_in(page, seeded.server, seeded.tokens["operator"])
         open_requests(page)
         made = []
-        for account, amount in (("ACC2001", "250"), ("ACC1042", "40")):
+        for account, amount in (("ACC2001", "250"), ("ACC1042", "40"), ("ACC2002", "1500")):
             dialog = open_ask(page)
             pick(dialog, account, account)
             dialog.get_by_label("Amount").fill(amount)
@@ -231,15 +232,17 @@ class TestAskToPay:
             expect(dialog).to_be_hidden()
             expect(rows(page)).to_have_count(len(made) + 1)
             made.append(shown_request(seeded, page))
-        short, cancelled = made
+        short, cancelled, underpaid = made
         for item in made:
             expect(status_of(page, item["id"])).to_have_text("Pending")
 
         settle(daraja, short, StkResult(code=INSUFFICIENT_FUNDS, callback=HELD))
         settle(daraja, cancelled, StkResult(code=CANCELLED, callback=HELD))
+        settle(daraja, underpaid, StkResult(amount=Decimal("1000"), callback=HELD))
 
         expect(status_of(page, short["id"])).to_have_text("Failed")
         expect(status_of(page, cancelled["id"])).to_have_text("Cancelled")
+        expect(status_of(page, underpaid["id"])).to_have_text("Paid")
         notice = page.locator("#requests-notice")
         expect(notice).to_contain_text(
             f"Request #{short['id']} (KES 250.00 from ACC2001) failed: "
@@ -249,19 +252,34 @@ class TestAskToPay:
             f"Request #{cancelled['id']} (KES 40.00 from ACC1042) was cancelled: "
             f"{RESULT_DESCS[CANCELLED]}"
         )
+        # another amount than asked is paid, and not credited: an operator decides
+        payment_id = seeded.server.api(
+            seeded.tokens["admin"], "GET", f"/payment-requests/{underpaid['id']}"
+        ).json()["payment_id"]
+        payment = seeded.server.api(seeded.tokens["admin"], "GET", f"/payments/{payment_id}")
+        assert payment.json()["account_number"] is None
+        expect(notice).to_contain_text(
+            f"Request #{underpaid['id']} was paid with KES 1,000.00, not the KES 1,500.00 "
+            f"asked: payment #{payment_id} ({payment.json()['code']}) waits among the "
+            "unassociated payments"
+        )
         expect(row_of(page, short["id"]).locator("td").last).to_have_text(
             RESULT_DESCS[INSUFFICIENT_FUNDS]
         )
-        assert (seeded.balance("ACC2001"), seeded.balance("ACC1042")) == ("0.00", "1850.00")
-        shot(page, "failed-and-cancelled")
+        expect(row_of(page, underpaid["id"]).locator("td").last).to_contain_text(
+            f"Payment #{payment_id}: paid 1000.00, not the amount asked"
+        )
+        balances = [seeded.balance(a) for a in ("ACC2001", "ACC1042", "ACC2002")]
+        assert balances == ["0.00", "1850.00", "0.00"]
+        shot(page, "settled")
 
         # each status a list of its own
         page.get_by_label("Status").select_option("cancelled")
         expect(rows(page)).to_have_count(1)
         expect(status_of(page, cancelled["id"])).to_have_text("Cancelled")
-        page.get_by_label("Status").select_option("paid")
+        page.get_by_label("Status").select_option("expired")
         expect(rows(page)).to_have_count(0)
-        expect(page.locator("#requests-empty")).to_have_text("No paid payment requests.")
+        expect(page.locator("#requests-empty")).to_have_text("No expired payment requests.")
 
     def test_a_double_clicked_submit_prompts_the_customer_once(
         self, seeded: Seeded, daraja: DarajaFake, context: Any, shot: Shots
@@ -295,6 +313,47 @@ class TestAskToPay:
         assert posts[0].headers.get("idempotency-key")
         listed = seeded.server.api(seeded.tokens["admin"], "GET", "/payment-requests")
         assert len(listed.json()["items"]) == 1
+
+    def test_submit_again_after_a_lost_answer_prompts_the_customer_once(
+        self, seeded: Seeded, daraja: DarajaFake, context: Any
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        open_requests(page)
+        keys: list[str | None] = []
+        page.on(
+            "request",
+            lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" else None,
+        )
+
+        def asking(url: str) -> bool:
+            return url.endswith("/api/v1/payment-requests")
+
+        def lose_the_answer(route: Any) -> None:
+            # momo asks Daraja; its answer never reaches the page
+            if route.request.method != "POST":
+                route.continue_()
+                return
+            route.fetch()
+            route.abort()
+
+        page.route(asking, lose_the_answer)
+        dialog = open_ask(page)
+        pick(dialog, "Wanjiku", "ACC1042")
+        dialog.get_by_label("Amount").fill("700")
+        dialog.get_by_role("button", name="Submit").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("momo did not answer")
+        expect(dialog).to_be_visible()
+        assert len(daraja.calls(PAY)) == 1
+
+        page.unroute(asking, lose_the_answer)
+        dialog.get_by_role("button", name="Submit").click()
+
+        expect(dialog).to_be_hidden()
+        expect(rows(page)).to_have_count(1)
+        expect(rows(page).first.locator("td.status")).to_have_text("Pending")
+        assert len(daraja.calls(PAY)) == 1
+        assert len(keys) == 2 and keys[0] is not None and keys[0] == keys[1]
 
     def test_a_refusal_is_shown_in_the_dialog_and_a_corrected_submit_is_a_new_request(
         self, seeded: Seeded, daraja: DarajaFake, context: Any, shot: Shots

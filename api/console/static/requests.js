@@ -17,6 +17,9 @@ const STATUSES = ["pending", "paid", "failed", "cancelled", "expired"];
 const PROVIDERS = { mpesa: "M-PESA", airtel: "Airtel Money", mtn: "MTN MoMo" };
 // the request was made and the provider did not take it: it is kept as failed, and a new
 // Submit is a new request (the key of the refused one would only replay the refusal)
+// a request paid with another amount than asked: the payment is not credited, it waits
+// unassociated for an operator
+const AMOUNT_DIFFERS = "amount_differs";
 const MADE_AND_REFUSED = new Set(["provider_refused", "provider_unavailable", "provider_error"]);
 
 const COLUMNS = [
@@ -26,13 +29,17 @@ const COLUMNS = [
   ["Amount", (r, me) => money(r.amount, r.currency || me.currency), "amount"],
   ["Provider", (r) => PROVIDERS[r.provider] || r.provider],
   ["Status", null, "status"],
-  ["Asked at", (r, me) => dateTime(r.created_at, me.timezone)],
+  ["Asked at", (r, me) => dateTime(r.created_at, me.timezone), "when"],
   ["Result", (r) => result(r)],
 ];
 
 /** What came of a request, in words: its payment, or the provider's description. */
 function result(r) {
-  if (r.status === "paid") return r.payment_id ? `Payment #${r.payment_id}` : "";
+  if (r.status === "paid") {
+    const payment = r.payment_id ? `Payment #${r.payment_id}` : "";
+    // another amount than asked: the description says where the money waits
+    return r.result_code === AMOUNT_DIFFERS ? [payment, r.result_description].filter(Boolean).join(": ") : payment;
+  }
   if (r.status === "pending") return "Waiting for the customer…";
   return r.result_description || (r.result_code ? `Result code ${r.result_code}` : "");
 }
@@ -308,21 +315,22 @@ export class RequestsPage {
     const asked = money(r.amount, r.currency || this.me.currency);
     const why = r.result_description || (r.result_code ? `result code ${r.result_code}` : "");
     let text;
+    let good = false;
     if (r.status === "paid") {
-      text = `Request #${r.id} was paid: ${asked} credited to ${r.account_number}.`;
+      const differs = r.result_code === AMOUNT_DIFFERS;
+      good = !differs;
+      text = differs
+        ? `Request #${r.id} was paid, but not the ${asked} asked: ${why}`
+        : `Request #${r.id} was paid: ${asked} credited to ${r.account_number}.`;
       if (r.payment_id) {
         try {
           const payment = await call("GET", `/payments/${r.payment_id}`);
           const paid = money(payment.amount, payment.currency || r.currency || this.me.currency);
-          if (!payment.account_number) {
-            // another amount than asked: momo leaves it for an operator to decide
-            text =
-              `Request #${r.id} was paid with ${paid}, not the ${asked} asked: payment ` +
-              `#${payment.id} (${payment.code}) waits among the unassociated payments for an ` +
-              `operator to associate it.`;
-          } else {
-            text = `Request #${r.id} was paid: ${paid} credited to ${payment.account_number} (receipt ${payment.code}).`;
-          }
+          good = Boolean(payment.account_number);
+          text = good
+            ? `Request #${r.id} was paid: ${paid} credited to ${payment.account_number} (receipt ${payment.code}).`
+            : `Request #${r.id} was paid with ${paid}, not the ${asked} asked: payment #${payment.id} ` +
+              `(${payment.code}) waits among the unassociated payments for an operator to associate it.`;
         } catch (error) {
           if (error.status === 401) this.onRefused(error.message);
           // the request's own words are still true
@@ -338,7 +346,7 @@ export class RequestsPage {
         "the customer's phone in time.";
     }
     if (!/[.!?…]$/.test(text)) text += ".";
-    this.notice(text, r.status === "paid" ? "good" : "bad");
+    this.notice(text, good ? "good" : "bad");
   }
 
   notice(text, kind = "good") {
