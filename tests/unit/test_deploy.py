@@ -1,17 +1,33 @@
-"""The systemd units in deploy/: a restart or an upgrade of a server never refuses a
-connection, and a stop lets the requests in hand finish."""
+"""deploy/ and the Procfile as written: the systemd units (a restart or an upgrade of a
+server never refuses a connection, a stop lets the requests in hand finish, migrations run
+once before everything, every process runs as momo with its state in /var/lib/momo), checked
+by `systemd-analyze verify`; and the Procfile's lines as a platform and honcho run them.
+
+`systemd-analyze` comes from Debian (`apt-get install systemd`): without it that test
+skips, and fails under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
 
-#: the servers and the addresses nginx (deploy/README.md) is pointed at
+#: the servers and the addresses nginx (deploy/nginx/momo.conf) is pointed at
 SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
+#: every long-running service; each needs the schema current but Flower (broker only)
+SERVICES = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-flower")
+NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat")
+VENV = "/srv/momo/.venv/bin/"
 
 
 def words(values: list[str]) -> list[str]:
@@ -63,3 +79,226 @@ def test_the_deploy_steps_enable_the_sockets() -> None:
     enable = next(line for line in readme.splitlines() if "systemctl enable" in line)
     for name in SERVERS:
         assert f"{name}.socket" in enable, enable
+
+
+def needs_tool(name: str, install: str) -> str:
+    """The path of the program ``name``; skipped with how to install it when missing, or
+    failed when the environment says every tool must be there (MOMO_REQUIRE_SERVICES=1)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    message = f"`{name}` is not installed: {install}"
+    if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+# --- systemd ------------------------------------------------------------------------------
+
+
+def test_migrations_run_once_in_a_unit_of_their_own() -> None:
+    migrate = unit(DEPLOY / "momo-migrate.service")
+    assert migrate["Service.Type"] == ["oneshot"]
+    # active once done: a service restarting later does not migrate again
+    assert migrate["Service.RemainAfterExit"] == ["yes"]
+    assert migrate["Service.ExecStart"] == [f"{VENV}momo db upgrade"]
+    for path in sorted(DEPLOY.glob("momo-*.service")):
+        if path.stem == "momo-migrate":
+            continue
+        service = unit(path)
+        for start in service.get("Service.ExecStartPre", []) + service["Service.ExecStart"]:
+            assert "db upgrade" not in start, f"{path.name} migrates too: {start}"
+
+
+@pytest.mark.parametrize("name", NEEDS_SCHEMA)
+def test_a_service_starts_only_after_the_migrations(name: str) -> None:
+    service = unit(DEPLOY / f"{name}.service")
+    assert "momo-migrate.service" in words(service["Unit.Requires"])
+    assert "momo-migrate.service" in words(service["Unit.After"])
+
+
+@pytest.mark.parametrize("name", ["momo-migrate", *SERVICES])
+def test_every_process_runs_as_momo_in_its_state_directory(name: str) -> None:
+    service = unit(DEPLOY / f"{name}.service")
+    assert service["Service.User"] == ["momo"]
+    assert service.get("Service.DynamicUser", ["no"]) == ["no"]
+    # systemd makes /var/lib/momo and hands it to momo before the process starts
+    assert "momo" in words(service["Service.StateDirectory"])
+    assert service["Service.WorkingDirectory"] == ["/var/lib/momo"]
+    assert service["Service.EnvironmentFile"] == ["/etc/momo/momo.env"]
+    (start,) = service["Service.ExecStart"]
+    assert start.startswith(VENV), start
+
+
+def test_beat_keeps_its_schedule_in_the_state_directory() -> None:
+    argv = shlex.split(unit(DEPLOY / "momo-beat.service")["Service.ExecStart"][0])
+    assert argv[argv.index("--schedule") + 1].startswith("/var/lib/momo/")
+
+
+def env_example() -> dict[str, str]:
+    lines = (DEPLOY / "momo.env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_the_spool_is_state_systemd_gives_the_web_user() -> None:
+    # state, not runtime: spooled callbacks were acknowledged and must outlive a reboot
+    spool = env_example()["MOMO_SPOOL_DIR"]
+    web = unit(DEPLOY / "momo-web.service")
+    assert spool == "/var/lib/momo/spool"
+    assert "momo/spool" in words(web["Service.StateDirectory"])
+    assert env_example()["MOMO_INSTANCE_PATH"] == "/var/lib/momo"
+
+
+def test_flower_listens_on_localhost_with_its_api_open_to_it() -> None:
+    flower = unit(DEPLOY / "momo-flower.service")
+    argv = shlex.split(flower["Service.ExecStart"][0])
+    assert "--address=127.0.0.1" in argv
+    assert "FLOWER_UNAUTHENTICATED_API=true" in flower["Service.Environment"]
+
+
+def test_the_deploy_steps_make_what_the_units_need() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    steps = [
+        "useradd --system",
+        "createuser momo",
+        "install -d -m 750 -o root -g momo /etc/momo",
+        "install -m 640 -o root -g momo deploy/momo.env.example /etc/momo/momo.env",
+        "python3 -m venv /srv/momo/.venv",
+        "cp deploy/momo-*.service deploy/momo-*.socket /etc/systemd/system/",
+        "systemctl enable --now",
+    ]
+    at = [readme.find(step) for step in steps]
+    assert -1 not in at, dict(zip(steps, at, strict=True))
+    assert at == sorted(at), "the steps are out of order"
+    enable = next(line for line in readme.splitlines() if "systemctl enable" in line)
+    for name in SERVICES:
+        assert name in enable, enable
+
+
+def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
+    """systemd's own check (keys, values, dependencies, programs): the units as written,
+    their programs looked up in this checkout's venv instead of /srv/momo/.venv."""
+    analyze = needs_tool("systemd-analyze", "apt-get install systemd")
+    venv = Path(sys.executable).parent
+    names = sorted(p.name for p in DEPLOY.glob("momo-*.*") if p.suffix in (".service", ".socket"))
+    assert "momo-migrate.service" in names
+    for name in names:
+        text = (DEPLOY / name).read_text().replace(VENV, f"{venv}/")
+        (tmp_path / name).write_text(text)
+    checked = subprocess.run(
+        [analyze, "verify", "--man=no", *(str(tmp_path / n) for n in names)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+# --- Procfile -----------------------------------------------------------------------------
+
+#: what README tells honcho to start: every Procfile process but the one-shot `release`
+LONG_RUNNING = ("web", "api", "worker", "beat", "flower")
+#: what a platform's processes bind (read back from the Procfile here, never bound)
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104
+
+
+def procfile() -> dict[str, str]:
+    """Process type -> command, read as honcho and Heroku read it."""
+    found: dict[str, str] = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line):
+            found[match[1]] = match[2]
+    return found
+
+
+@dataclass
+class Ran:
+    returncode: int
+    output: str
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def option(self, name: str) -> str:
+        return self.argv[self.argv.index(name) + 1]
+
+
+def run_line(name: str, tmp_path: Path, exit_code: int = 0, **env: str) -> Ran:
+    """The Procfile's ``name`` line run by sh, as honcho and platforms run it, with stand-ins
+    for granian, celery and momo that keep the arguments and environment they were given."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    for program in ("granian", "celery", "momo"):
+        stub = stubs / program
+        stub.write_text(
+            '#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\nenv > "$STUB_ENV"\nexit "$STUB_EXIT"\n'
+        )
+        stub.chmod(0o755)
+    args, environ = tmp_path / f"{name}.args", tmp_path / f"{name}.env"
+    ran = subprocess.run(
+        ["/bin/sh", "-c", procfile()[name]],
+        env={
+            "PATH": f"{stubs}:/usr/bin:/bin",
+            "STUB_ARGS": str(args),
+            "STUB_ENV": str(environ),
+            "STUB_EXIT": str(exit_code),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    result = Ran(ran.returncode, ran.stdout + ran.stderr)
+    if args.exists():
+        result.argv = args.read_text().splitlines()
+        result.env = dict(
+            line.split("=", 1) for line in environ.read_text().splitlines() if "=" in line
+        )
+    return result
+
+
+def test_the_procfile_has_the_processes_readme_names() -> None:
+    assert list(procfile()) == ["release", *LONG_RUNNING]
+
+
+@pytest.mark.parametrize(
+    ("name", "port", "variable"), [("web", 8000, "WEB_PORT"), ("api", 8001, "API_PORT")]
+)
+class TestServerLines:
+    def test_a_platform_gets_its_port_bound_on_every_address(
+        self, name: str, port: int, variable: str, tmp_path: Path
+    ) -> None:
+        ran = run_line(name, tmp_path, PORT="5123")
+        assert ran.returncode == 0, ran.output
+        assert (ran.option("--host"), ran.option("--port")) == (EVERY_ADDRESS, "5123")
+
+    def test_under_honcho_the_port_readme_names_on_loopback(
+        self, name: str, port: int, variable: str, tmp_path: Path
+    ) -> None:
+        # honcho's own PORT for the second process started
+        ran = run_line(name, tmp_path, PORT="5100", HONCHO_PROCESS_NAME=f"{name}.1")
+        assert (ran.option("--host"), ran.option("--port")) == ("127.0.0.1", str(port))
+        moved = run_line(
+            name, tmp_path, PORT="5100", HONCHO_PROCESS_NAME=f"{name}.1", **{variable: "9100"}
+        )
+        assert moved.option("--port") == "9100"
+
+
+def test_flower_listens_on_loopback_with_its_api_open_to_the_host(tmp_path: Path) -> None:
+    # FLOWER_ADDRESS, Flower's own variable, does not move it: the option wins
+    ran = run_line("flower", tmp_path, PORT="5400", FLOWER_ADDRESS=EVERY_ADDRESS)
+    assert "--address=127.0.0.1" in ran.argv
+    assert "--port=5555" in ran.argv
+    assert ran.env["FLOWER_UNAUTHENTICATED_API"] == "true"
+    closed = run_line("flower", tmp_path, FLOWER_UNAUTHENTICATED_API="false", FLOWER_PORT="6555")
+    assert closed.env["FLOWER_UNAUTHENTICATED_API"] == "false"
+    assert "--port=6555" in closed.argv
+
+
+def test_release_migrates_and_under_honcho_says_what_to_start(tmp_path: Path) -> None:
+    platform = run_line("release", tmp_path)
+    assert (platform.returncode, platform.argv, platform.output) == (0, ["db", "upgrade"], "")
+    honcho = run_line("release", tmp_path, HONCHO_PROCESS_NAME="release.1")
+    assert honcho.returncode == 0
+    assert f"honcho start {' '.join(LONG_RUNNING)}" in honcho.output
+    # a failed migration fails the release phase, so the platform keeps the old release
+    assert run_line("release", tmp_path, exit_code=1).returncode == 1
