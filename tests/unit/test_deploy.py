@@ -1,23 +1,32 @@
 """deploy/ and the Procfile as written: the systemd units (a restart or an upgrade of a
 server never refuses a connection, a stop lets the requests in hand finish, migrations run
 once before everything, every process runs as momo with its state in /var/lib/momo), checked
-by `systemd-analyze verify`; and the Procfile's lines as a platform and honcho run them.
+by `systemd-analyze verify`; the nginx site, checked by `nginx -t` and served for real in
+front of stand-in servers; and the Procfile's lines as a platform and honcho run them.
 
-`systemd-analyze` comes from Debian (`apt-get install systemd`): without it that test
-skips, and fails under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets)."""
+`systemd-analyze` and `nginx` come from Debian (`apt-get install systemd nginx`): without
+them those tests skip, and fail under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
@@ -28,6 +37,7 @@ SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
 SERVICES = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-flower")
 NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat")
 VENV = "/srv/momo/.venv/bin/"
+SITE = DEPLOY / "nginx" / "momo.conf"
 
 
 def words(values: list[str]) -> list[str]:
@@ -302,3 +312,217 @@ def test_release_migrates_and_under_honcho_says_what_to_start(tmp_path: Path) ->
     assert f"honcho start {' '.join(LONG_RUNNING)}" in honcho.output
     # a failed migration fails the release phase, so the platform keeps the old release
     assert run_line("release", tmp_path, exit_code=1).returncode == 1
+
+
+# --- nginx --------------------------------------------------------------------------------
+
+#: the site's paths on a server, which the tests point at their own files
+CERTIFICATES = "/etc/letsencrypt/live/pay.example.com/"
+LOGS = "/var/log/nginx/"
+#: a path token as a provider would post it
+TOKEN = "pathtoken-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def site_in(folder: Path, **replacements: str) -> Path:
+    """deploy/nginx/momo.conf with its certificates and logs in ``folder`` (and each of
+    ``replacements``, which must all be in it), inside an http block of a whole nginx
+    configuration of its own; the configuration's path."""
+    text = SITE.read_text()
+    for old, new in {CERTIFICATES: f"{folder}/", LOGS: f"{folder}/", **replacements}.items():
+        assert old in text, f"{SITE} no longer holds {old!r}"
+        text = text.replace(old, new)
+    (folder / "momo.conf").write_text(text)
+    subprocess.run(
+        [
+            needs_tool("openssl", "apt-get install openssl"),
+            *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=pay.example.com"),
+            *("-addext", "subjectAltName=DNS:pay.example.com,IP:127.0.0.1"),
+            *("-keyout", str(folder / "privkey.pem"), "-out", str(folder / "fullchain.pem")),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{ }}\n"
+        f"http {{\n    access_log {folder}/access.log;\n    include {folder}/momo.conf;\n}}\n"
+    )
+    return conf
+
+
+def nginx_argv(conf: Path) -> list[str]:
+    nginx = needs_tool("nginx", "apt-get install nginx (or nginx-light)")
+    return [nginx, "-p", f"{conf.parent}/", "-c", str(conf), "-e", str(conf.parent / "error.log")]
+
+
+def test_nginx_takes_the_site(tmp_path: Path) -> None:
+    checked = subprocess.run(
+        [*nginx_argv(site_in(tmp_path)), "-t"], capture_output=True, text=True, timeout=60
+    )
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 0, output
+    assert "[warn]" not in output, output
+
+
+class Upstream(ThreadingHTTPServer):
+    """A stand-in for momo-web or momo-api: answers every request with its own name and
+    keeps what it was sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(("127.0.0.1", 0), Recorder)
+        self.name = name
+        self.seen: list[dict[str, object]] = []
+
+
+class Recorder(BaseHTTPRequestHandler):
+    server: Upstream
+
+    def answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.server.seen.append(
+            {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
+        )
+        body = json.dumps({"upstream": self.server.name}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def upstream(name: str) -> Iterator[Upstream]:
+    server = Upstream(name)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def nginx_serving(folder: Path, web: Upstream, api: Upstream) -> Iterator[tuple[int, int]]:
+    """nginx running the site (its https and http ports moved to free ones on loopback)
+    in front of ``web`` and ``api``; the two ports. Stopped on leaving."""
+    https, http = free_port(), free_port()
+    conf = site_in(
+        folder,
+        **{
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
+            "listen [::]:443 ssl http2;": "",
+            "listen 80;": f"listen 127.0.0.1:{http};",
+            "listen [::]:80;": "",
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{web.server_address[1]};",
+            "server 127.0.0.1:8001;": f"server 127.0.0.1:{api.server_address[1]};",
+        },
+    )
+    with (folder / "nginx.out").open("wb") as out:
+        proc = subprocess.Popen(
+            [*nginx_argv(conf), "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        for port in (https, http):
+            for _ in range(200):
+                assert proc.poll() is None, (folder / "nginx.out").read_text()
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                proc_wait(proc, 0.05)
+        yield https, http
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        if not proc_wait(proc, 10):
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def proc_wait(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether ``proc`` ended within ``seconds``."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def test_nginx_puts_tls_in_front_and_logs_no_path_token(tmp_path: Path) -> None:
+    hook = f"/webhooks/daraja/{TOKEN}/c2b/confirmation"
+    with (
+        upstream("web") as web,
+        upstream("api") as api,
+        nginx_serving(tmp_path, web, api) as (https, http),
+    ):
+        base = f"https://127.0.0.1:{https}"
+
+        def call(method: str, path: str, **kwargs: object) -> requests.Response:
+            return requests.request(
+                method,
+                f"{base}{path}",
+                verify=str(tmp_path / "fullchain.pem"),
+                timeout=10,
+                **kwargs,
+            )
+
+        callback = call("POST", hook, data=b'{"TransID": "TKQ4A91B2C"}')
+        assert callback.json() == {"upstream": "web"}
+        got = web.seen[-1]
+        assert (got["path"], got["body"]) == (hook, b'{"TransID": "TKQ4A91B2C"}')
+        headers = got["headers"]
+        assert isinstance(headers, dict)
+        # what momo reads with MOMO_TRUSTED_PROXY_HOPS=1
+        assert headers["X-Forwarded-For"] == "127.0.0.1"
+        assert headers["X-Forwarded-Proto"] == "https"
+        # the same token spelt otherwise (doubled slashes, a letter percent-escaped) or
+        # where no provider's name is (a URL registered wrong)
+        escaped = f"{TOKEN[:-1]}%{ord(TOKEN[-1]):02X}"
+        odd = (
+            f"//webhooks//daraja/{TOKEN}/c2b/confirmation",
+            f"/webhooks/daraja/{escaped}/stk",
+            f"/webhooks/{TOKEN}",
+        )
+        for path in odd:
+            assert call("POST", path, data=b"{}").json() == {"upstream": "web"}, path
+
+        # over momo's 64 KiB: refused by nginx, never sent on
+        sent = len(web.seen)
+        assert call("POST", hook, data=b"x" * (64 * 1024 + 1)).status_code == 413
+        assert call("POST", hook, data=b"x" * (64 * 1024)).status_code == 200
+        assert len(web.seen) == sent + 1
+
+        for path in ("/api/v1/customers?q=0712345678", "/console", "/console/static/app.js"):
+            assert call("GET", path).json() == {"upstream": "api"}, path
+        assert call("GET", "/healthz").json() == {"upstream": "web"}
+        assert call("GET", "/admin").status_code == 404
+        plain = requests.post(f"http://127.0.0.1:{http}{hook}", allow_redirects=False, timeout=10)
+        assert plain.status_code == 301
+        assert plain.headers["Location"].startswith("https://")
+
+    access = (tmp_path / "momo.access.log").read_text()
+    assert '"POST /webhooks/daraja/***/c2b/confirmation HTTP/1.1" 200' in access, access
+    assert '"POST /webhooks/daraja/***/stk HTTP/1.1" 200' in access, access
+    assert '"POST /webhooks/*** HTTP/1.1" 200' in access, access
+    assert " 413 " in access
+    assert '"GET /api/v1/customers HTTP/1.1" 200' in access, access
+    for log in tmp_path.glob("*.log"):
+        text = log.read_text()
+        assert TOKEN[:-1] not in text, f"{log.name} holds the path token:\n{text}"
+        assert "0712345678" not in text, f"{log.name} holds a searched phone number:\n{text}"
