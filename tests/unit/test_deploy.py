@@ -233,8 +233,9 @@ class Ran:
 
 
 def run_line(name: str, tmp_path: Path, exit_code: int = 0, **env: str) -> Ran:
-    """The Procfile's ``name`` line run by sh, as honcho and platforms run it, with stand-ins
-    for granian, celery and momo that keep the arguments and environment they were given."""
+    """The Procfile's ``name`` line run by sh, as honcho and platforms run it (a
+    long-running one as ``exec LINE``), with stand-ins for granian, celery and momo that keep
+    the arguments and environment they were given."""
     stubs = tmp_path / "bin"
     stubs.mkdir(exist_ok=True)
     for program in ("granian", "celery", "momo"):
@@ -245,7 +246,8 @@ def run_line(name: str, tmp_path: Path, exit_code: int = 0, **env: str) -> Ran:
         stub.chmod(0o755)
     args, environ = tmp_path / f"{name}.args", tmp_path / f"{name}.env"
     ran = subprocess.run(
-        ["/bin/sh", "-c", procfile()[name]],
+        # a process line is one command: `exec LINE` works (test_granian runs the web line so)
+        ["/bin/sh", "-c", procfile()[name] if name == "release" else f"exec {procfile()[name]}"],
         env={
             "PATH": f"{stubs}:/usr/bin:/bin",
             "STUB_ARGS": str(args),
