@@ -353,9 +353,14 @@ def site_in(folder: Path, **replacements: str) -> Path:
         timeout=60,
     )
     conf = folder / "nginx.conf"
+    # everything nginx writes in ``folder``, so it runs as any user
+    temp = "".join(
+        f"    {kind}_temp_path {folder}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     conf.write_text(
         f"pid {folder}/nginx.pid;\nerror_log {folder}/error.log;\nevents {{ }}\n"
-        f"http {{\n    access_log {folder}/access.log;\n    include {folder}/momo.conf;\n}}\n"
+        f"http {{\n{temp}    access_log {folder}/access.log;\n    include {folder}/momo.conf;\n}}\n"
     )
     return conf
 
