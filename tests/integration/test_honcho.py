@@ -2,8 +2,8 @@
 `honcho start web api worker beat flower` in a folder holding the Procfile and a `.env`,
 against a fresh PostgreSQL database and Redis database 7 (flushed first). A C2B
 confirmation posted to the web process is credited, the balance is read from the api
-process, Flower's API shows the task that credited it, and a SIGTERM to honcho stops every
-process it started.
+process, Flower's API (with the login it asks for) shows the task that credited it, and a
+SIGTERM to honcho stops every process it started.
 
 honcho gives each process a PORT of its own (5000, 5100, ... in the order started); the
 Procfile ignores it under honcho and binds the ports README names, here moved to free ones
@@ -44,6 +44,8 @@ pytestmark = pytest.mark.integration
 PROCESSES = ("web", "api", "worker", "beat", "flower")
 #: a Redis database no other test uses: honcho's worker must not take their tasks
 REDIS_DB = 7
+#: Flower's login (FLOWER_BASIC_AUTH), which its API asks for
+FLOWER_LOGIN = ("it-ops", "flower-password-4e1d9c27b8a3")
 
 
 @pytest.fixture
@@ -133,7 +135,10 @@ class Honcho:
 
     def flower_tasks(self, name: str) -> list[dict[str, Any]]:
         response = requests.get(
-            f"{self.base('flower')}/api/tasks", params={"taskname": name}, timeout=10
+            f"{self.base('flower')}/api/tasks",
+            params={"taskname": name},
+            auth=FLOWER_LOGIN,
+            timeout=10,
         )
         assert response.status_code == 200, response.text
         return list(response.json().values())
@@ -214,6 +219,7 @@ def test_honcho_runs_the_procfile_and_credits_a_payment(
                 f"WEB_PORT={ports['web']}",
                 f"API_PORT={ports['api']}",
                 f"FLOWER_PORT={ports['flower']}",
+                "FLOWER_BASIC_AUTH={}:{}".format(*FLOWER_LOGIN),
                 f"BEAT_SCHEDULE={tmp_path / 'beat-schedule'}",
                 "WEB_CONCURRENCY=1",
                 "API_CONCURRENCY=1",
@@ -245,6 +251,8 @@ def test_honcho_runs_the_procfile_and_credits_a_payment(
 
         # beat queued a sweep, the worker ran it and Flower's API saw it succeed
         wait_until(swept, timeout=90, interval=0.5)
+        anonymous = requests.get(f"{honcho.base('flower')}/api/tasks", timeout=10)
+        assert anonymous.status_code == 401, anonymous.text
 
         made = honcho.api(
             "POST",

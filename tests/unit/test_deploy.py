@@ -159,11 +159,13 @@ def test_the_spool_is_state_systemd_gives_the_web_user() -> None:
     assert env_example()["MOMO_INSTANCE_PATH"] == "/var/lib/momo"
 
 
-def test_flower_listens_on_localhost_with_its_api_open_to_it() -> None:
+def test_flower_listens_on_localhost_and_its_api_asks_for_the_login() -> None:
     flower = unit(DEPLOY / "momo-flower.service")
     argv = shlex.split(flower["Service.ExecStart"][0])
     assert "--address=127.0.0.1" in argv
-    assert "FLOWER_UNAUTHENTICATED_API=true" in flower["Service.Environment"]
+    # without a login Flower's API answers every origin: any page a browser opens could use it
+    assert not [e for e in flower.get("Service.Environment", []) if "UNAUTHENTICATED" in e]
+    assert "FLOWER_BASIC_AUTH=ops:$(openssl rand" in (DEPLOY / "README.md").read_text()
 
 
 def test_the_deploy_steps_make_what_the_units_need() -> None:
@@ -295,15 +297,14 @@ class TestServerLines:
         assert moved.option("--port") == "9100"
 
 
-def test_flower_listens_on_loopback_with_its_api_open_to_the_host(tmp_path: Path) -> None:
+def test_flower_listens_on_loopback_whatever_its_environment_says(tmp_path: Path) -> None:
     # FLOWER_ADDRESS, Flower's own variable, does not move it: the option wins
     ran = run_line("flower", tmp_path, PORT="5400", FLOWER_ADDRESS=EVERY_ADDRESS)
     assert "--address=127.0.0.1" in ran.argv
     assert "--port=5555" in ran.argv
-    assert ran.env["FLOWER_UNAUTHENTICATED_API"] == "true"
-    closed = run_line("flower", tmp_path, FLOWER_UNAUTHENTICATED_API="false", FLOWER_PORT="6555")
-    assert closed.env["FLOWER_UNAUTHENTICATED_API"] == "false"
-    assert "--port=6555" in closed.argv
+    # its API is opened by a login (FLOWER_BASIC_AUTH), never for everyone
+    assert "FLOWER_UNAUTHENTICATED_API" not in ran.env
+    assert "--port=6555" in run_line("flower", tmp_path, FLOWER_PORT="6555").argv
 
 
 def test_release_migrates_and_under_honcho_says_what_to_start(tmp_path: Path) -> None:
