@@ -10,8 +10,10 @@ them those tests skip, and fail under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -28,6 +30,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ingest.providers import load_settings
 from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
 
@@ -157,6 +160,18 @@ def test_the_spool_is_state_systemd_gives_the_web_user() -> None:
     assert spool == "/var/lib/momo/spool"
     assert "momo/spool" in words(web["Service.StateDirectory"])
     assert env_example()["MOMO_INSTANCE_PATH"] == "/var/lib/momo"
+
+
+def test_the_example_settings_are_taken_once_the_token_is_made(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = env_example() | {"MOMO_MPESA_PATH_TOKEN": secrets.token_hex(24)}
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings(env)
+    # no variable momo does not read, no relative path
+    assert [r.getMessage() for r in caplog.records] == []
+    assert settings.spool_path == Path("/var/lib/momo/spool")
+    assert settings.database_url.startswith("postgresql")
 
 
 def test_flower_listens_on_localhost_and_its_api_asks_for_the_login() -> None:
