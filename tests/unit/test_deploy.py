@@ -445,8 +445,8 @@ def nginx_serving(folder: Path, web: Upstream, api: Upstream) -> Iterator[tuple[
     conf = site_in(
         folder,
         **{
-            "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
-            "listen [::]:443 ssl http2;": "",
+            "listen 443 ssl;": f"listen 127.0.0.1:{https} ssl;",
+            "listen [::]:443 ssl;": "",
             "listen 80;": f"listen 127.0.0.1:{http};",
             "listen [::]:80;": "",
             "server 127.0.0.1:8000;": f"server 127.0.0.1:{web.server_address[1]};",
