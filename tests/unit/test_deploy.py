@@ -535,6 +535,8 @@ def test_nginx_puts_tls_in_front_and_logs_no_path_token(tmp_path: Path) -> None:
             assert call("GET", path).json() == {"upstream": "api"}, path
         assert call("GET", "/healthz").json() == {"upstream": "web"}
         assert call("GET", "/admin").status_code == 404
+        # a path nginx sends nowhere may still hold the token
+        assert call("POST", f"/Webhooks/daraja/{TOKEN}/stk", data=b"{}").status_code == 404
         plain = requests.post(f"http://127.0.0.1:{http}{hook}", allow_redirects=False, timeout=10)
         assert plain.status_code == 301
         assert plain.headers["Location"].startswith("https://")
