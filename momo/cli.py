@@ -260,7 +260,7 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     _ensure_schema(settings, apply=settings.is_embedded or settings.is_sqlite)
     app = _fail_on_config(lambda: create_app(settings))
     base = f"http://{host}:{port}"
-    click.echo(f"momo serving on {base}  (database: {hide_passwords(settings.database_url)})")
+    click.echo(f"momo serving on {base}  (database: {_database_shown(settings)})")
     click.echo(
         "queue: in-process worker (no MOMO_BROKER_URL)"
         if settings.is_embedded
@@ -273,6 +273,7 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
             click.echo(f"  {base}{path}")
         click.echo(f"  ({origin}; logs show it as {MASK})")
     click.echo(f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)")
+    click.echo(f"operator console: {base}/console  (sign in with such a token)")
     server = serving.make_server(host, port, app, threads=threads, timeout=timeout)
     try:
         server.serve_forever()
@@ -281,6 +282,19 @@ def serve(host: str, port: int, threads: int, timeout: int) -> None:
     finally:
         server.server_close()
         app.extensions["momo"].close()
+
+
+def _database_shown(settings: Settings) -> str:
+    """The database URL with its password hidden; for SQLite, with the file it opened,
+    since a relative path is read from the folder momo was started in."""
+    from sqlalchemy.engine import make_url
+
+    shown = hide_passwords(settings.database_url)
+    if settings.is_sqlite:
+        name = make_url(settings.database_url).database
+        if name and name != ":memory:":
+            return f"{shown}, the file {Path(name).resolve()}"
+    return shown
 
 
 def _exec_celery(args: list[str], *, help_asked: bool = False) -> NoReturn:

@@ -655,7 +655,20 @@ class TestServe:
             f"  {base}/webhooks/daraja/{token}/reversal/timeout\n"
             f"  (the path token is kept in {kept}; shown this once; logs show it as ***)\n"
             f"operator API: {base}/api/v1  (tokens: momo token create --name NAME --role admin)\n"
+            f"operator console: {base}/console  (sign in with such a token)\n"
         ) in result.output
+
+    def test_the_sqlite_file_opened_is_named_whatever_folder_momo_started_in(
+        self, serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        started_in = tmp_path / "elsewhere"
+        started_in.mkdir()
+        monkeypatch.chdir(started_in)
+
+        result = serve(MOMO_DATABASE_URL="sqlite:///momo.db")
+
+        assert result.exit_code == 0, result.output
+        assert f"(database: sqlite:///momo.db, the file {started_in / 'momo.db'})" in result.output
 
     def test_a_generated_token_is_48_characters_readable_by_its_owner_only(
         self, serve: Any, tmp_path: Path
