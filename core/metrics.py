@@ -136,7 +136,15 @@ def observe_request(environ: Mapping[str, Any], status: int, seconds: float) -> 
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROC_VARIABLE) or None
+    """PROMETHEUS_MULTIPROC_DIR; ConfigError naming it when it is set to no writable
+    directory: every request would fail counting itself, so the process must not start."""
+    folder = os.environ.get(MULTIPROC_VARIABLE) or None
+    if folder is not None and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        raise ConfigError(
+            f"{MULTIPROC_VARIABLE}={folder!r} is not a directory this process can write: "
+            "create it (empty, one server's alone) or leave the variable unset"
+        )
+    return folder
 
 
 def process_metrics() -> bytes:
@@ -267,6 +275,7 @@ def instrument(app: Flask) -> Flask:
     scrape target each, so no number is reported twice. No token is asked: nothing shown
     names a customer, a payer or a path; keep it off the public listener (deploy/nginx).
     """
+    multiprocess_dir()  # a wrong one stops the start, not every request
     runtime: Runtime = app.extensions["momo"]
     database = "api" in app.blueprints
     registry = CollectorRegistry()

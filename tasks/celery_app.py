@@ -120,12 +120,13 @@ def _serve_metrics(**_: Any) -> Any:
 
     from core.metrics import metrics_listen, multiprocess_dir, worker_registry
 
+    shared = multiprocess_dir()  # a wrong one stops the worker here, not each task
     listen = metrics_listen()
     if listen is None:
         return None
     host, port = listen
     log = logging.getLogger(__name__)
-    if multiprocess_dir() is None:
+    if shared is None:
         log.warning(
             "MOMO_METRICS_PORT is set without PROMETHEUS_MULTIPROC_DIR: only this process's "
             "counts are shown, not the pool processes' that do the work (set it to an empty "

@@ -286,6 +286,14 @@ def test_under_a_multiprocess_dir_metrics_adds_up_every_process(
     assert found[("momo_database_up", ())] == 1  # the app's own gauges are there too
 
 
+def test_a_multiprocess_dir_that_is_not_there_stops_the_start(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
+        create_api_app(runtime=runtime)
+
+
 # --- the worker's listener ------------------------------------------------------------------
 
 
