@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.runtime import Runtime
 from momo.app import create_api_app
 from tasks.work import drain_inbox
-from tests.integration.conftest import migrated_runtime
+from tests.integration.conftest import free_port, migrated_runtime, stack_of_its_own, wait_until
 from tests.integration.test_granian import confirmation, granian
 from tests.unit.test_pipeline import put
 
@@ -79,3 +79,34 @@ def test_under_granians_workers_metrics_adds_up_every_worker(
     assert found[("momo_callbacks_total", accepted)] == posted
     fast = (("method", "POST"), ("route", "webhook_fast"), ("status", "200"))
     assert found[("momo_http_request_duration_seconds_count", fast)] == posted
+
+
+def test_a_workers_metrics_port_shows_the_credit_its_pool_made(
+    redis_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "worker-metrics"
+    folder.mkdir()
+    port = free_port()
+    with stack_of_its_own(redis_url, tmp_path, lambda _: {}) as stack:
+        # a worker of the stack's, but with its own listener and multiprocess directory
+        stack.stop("worker")
+        stack.env = {
+            **stack.env,
+            "MOMO_METRICS_PORT": str(port),
+            "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        }
+        stack.start_worker("metrics-worker", concurrency=2)
+        stack.add_customer("ACC1042", "0799000111")
+        assert stack.post("c2b/confirmation", confirmation("TKWORKER01")).status_code == 200
+
+        def credited() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            found = samples(text)
+            key = ("momo_callback_to_credit_seconds_count", (("provider", "mpesa"),))
+            return found if found.get(key) == 1 else None
+
+        found = wait_until(credited, timeout=60)
+        assert stack.balance("ACC1042") != "0.00"
+        # observed in a pool process, shown by the main one: through the shared directory
+        inf = (("le", "+Inf"), ("provider", "mpesa"))
+        assert found[("momo_callback_to_credit_seconds_bucket", inf)] == 1
