@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,6 +14,7 @@ from core.runtime import Runtime
 from momo.app import create_app
 from tasks.work import drain_inbox
 from tests.conftest import ROOT, add_customer, sample_bytes
+from tests.deploy_units import DEPLOY, unit
 from tests.unit.test_metrics import FakeSpool, post, scrape
 
 
@@ -59,3 +61,13 @@ def test_every_dashboard_panel_names_metrics_that_exist(runtime: Runtime) -> Non
     for expr in exprs:
         for metric in metric_names(expr):
             assert metric in shown, f"the dashboard reads {metric}, which momo does not show"
+
+
+@pytest.mark.parametrize("name", ["momo-web", "momo-api"])
+def test_the_pre_forking_units_count_in_a_directory_of_their_own_made_at_each_start(
+    name: str,
+) -> None:
+    service = unit(DEPLOY / f"{name}.service")
+    [directory] = service["Service.RuntimeDirectory"]
+    assert f"PROMETHEUS_MULTIPROC_DIR=/run/{directory}" in service["Service.Environment"]
+    assert directory == f"{name}-metrics"  # web and api never share one
