@@ -12,9 +12,9 @@ Counted as it happens, in the process it happens in:
   the commit that credited its customer, observed by the worker.
 
 Read from the database and the disk when ``/metrics`` is asked (a ``StateCollector``), so
-every process reports the same truth and none keeps it in memory: the age of the oldest
-pending inbox row, pending and dead rows, unassociated payments and their money, what
-waits in the spool, and the last ``momo check``.
+they are the database's numbers at that moment, kept in no process's memory: the age of
+the oldest pending inbox row, pending and dead rows, unassociated payments and their
+money, what waits in the spool, and the last ``momo check``.
 
 Under a pre-forking server (gunicorn, granian's workers, Celery's prefork pool) each
 process counts on its own: with ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client keeps
@@ -98,14 +98,31 @@ CREDIT_SECONDS = Histogram(
 )
 
 
+_failed_once: list[str] = []
+
+
+def _counting_failed(what: str) -> None:
+    # Counting never fails the work it counts (a callback stored, a request answered, a
+    # batch committed): said once per process, then left to the scrape's gaps to show.
+    if what not in _failed_once:
+        _failed_once.append(what)
+        log.exception("could not count %s (metrics); the work itself went on", what)
+
+
 def count_callback(provider: str, kind: str, outcome: str) -> None:
-    CALLBACKS.labels(provider, kind, outcome).inc()
+    try:
+        CALLBACKS.labels(provider, kind, outcome).inc()
+    except Exception:
+        _counting_failed("a callback")
 
 
 def observe_credits(credited: Iterable[tuple[str, float]]) -> None:
     """``(provider, seconds since the callback arrived)`` of each payment credited."""
-    for provider, seconds in credited:
-        CREDIT_SECONDS.labels(provider).observe(max(seconds, 0.0))
+    try:
+        for provider, seconds in credited:
+            CREDIT_SECONDS.labels(provider).observe(max(seconds, 0.0))
+    except Exception:
+        _counting_failed("a credit")
 
 
 # --- requests -----------------------------------------------------------------------------
@@ -127,9 +144,12 @@ def observe_request(environ: Mapping[str, Any], status: int, seconds: float) -> 
     """One answered request, under its route's template (given to ``core.logs.AccessLog``,
     which times every request already)."""
     method = environ.get("REQUEST_METHOD", "")
-    REQUEST_SECONDS.labels(
-        _route(environ), method if method in METHODS else "other", str(status)
-    ).observe(seconds)
+    try:
+        REQUEST_SECONDS.labels(
+            _route(environ), method if method in METHODS else "other", str(status)
+        ).observe(seconds)
+    except Exception:
+        _counting_failed("a request")
 
 
 # --- what /metrics shows ------------------------------------------------------------------

@@ -154,6 +154,26 @@ def test_a_malformed_callback_is_counted_as_rejected(client: FlaskClient) -> Non
     assert (callbacks("accepted") - before[0], callbacks("rejected") - before[1]) == (0, 1)
 
 
+class BrokenMetric:
+    """A metric whose storage is gone (a full disk under PROMETHEUS_MULTIPROC_DIR)."""
+
+    def labels(self, *_: str) -> BrokenMetric:
+        raise OSError("No space left on device")
+
+
+def test_a_callback_is_stored_and_acknowledged_when_counting_fails(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.metrics
+
+    monkeypatch.setattr(core.metrics, "CALLBACKS", BrokenMetric())
+    monkeypatch.setattr(core.metrics, "REQUEST_SECONDS", BrokenMetric())
+    assert post(client, json.dumps(confirmation(TransID="TKM0000009")).encode()) == 200
+    assert client.get("/healthz").status_code == 200
+    found = samples(scrape(create_api_app(runtime=runtime).test_client()))
+    assert found[("momo_inbox_pending", ())] == 1  # stored all the same
+
+
 # --- credits --------------------------------------------------------------------------------
 
 
