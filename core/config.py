@@ -280,6 +280,7 @@ VARIABLES = (
     "MOMO_REQUEST_EXPIRE_AFTER_SECONDS",
     "MOMO_LOG_FORMAT",
     "MOMO_LOG_LEVEL",
+    "MOMO_METRICS_PORT",
 )
 #: MOMO_* names read by momo's own tests, benches and CI, not by momo: no warning for them
 NOT_SETTINGS = ("MOMO_REQUIRE_SERVICES", "MOMO_SAMPLES_DIR", "MOMO_TEST_", "MOMO_BENCH_")

@@ -28,6 +28,7 @@ from flask import Flask, Response
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import EnvironHeaders
 
+from core.metrics import FAST_ROUTE, ROUTE_KEY
 from core.providers import INTERNAL_ERROR, NOT_ACCEPTED, ProviderAdapter
 from core.runtime import Runtime
 from core.web import NOSNIFF, framing_problem
@@ -87,6 +88,7 @@ class FastAccept:
         if environ.get("REQUEST_METHOD") == "POST" and path.startswith(PREFIX):
             answer = self._accept(environ, path)
             if answer is not None:
+                environ[ROUTE_KEY] = FAST_ROUTE  # answered here, below Flask's routing
                 status, body = answer
                 headers = [
                     ("Content-Type", "application/json"),

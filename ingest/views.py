@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, reque
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
+from core import metrics
 from core.config import Settings
 from core.providers import (
     FORBIDDEN,
@@ -144,7 +145,28 @@ def store_callback(app: Flask, row: dict[str, Any]) -> str | None:
     (the callback is kept, but it is not processed). None: stored as sent.
     Raises only when neither the inbox nor the spool can take it: then the provider
     must not be acknowledged.
+
+    Both the Flask view and the fast path store here, so each callback is counted here
+    once, by its outcome (``momo_callbacks_total``).
     """
+    try:
+        why, spooled = _store_callback(app, row)
+    except Exception:
+        metrics.count_callback(row["provider"], row["kind"], metrics.FAILED)
+        raise
+    if why is not None or row.get("status") == INBOX_REJECTED:
+        outcome = metrics.REJECTED
+    elif row.get("status") == INBOX_PROCESSED:
+        outcome = metrics.VALIDATION
+    else:
+        outcome = metrics.SPOOLED if spooled else metrics.ACCEPTED
+    metrics.count_callback(row["provider"], row["kind"], outcome)
+    return why
+
+
+def _store_callback(app: Flask, row: dict[str, Any]) -> tuple[str | None, bool]:
+    """``store_callback``'s work: why the row was kept as rejected (or None), and whether
+    it went to the spool."""
     rt: Runtime = app.extensions["momo"]
     why = unstorable(row)  # the usual case: known before the INSERT
     if why is not None:
@@ -169,14 +191,14 @@ def store_callback(app: Flask, row: dict[str, Any]) -> str | None:
         log.error("inbox write failed (%s); spooling the callback", type(exc).__name__)
     else:
         _log_refused(row, why)
-        return why
+        return why, False
     try:
         rt.spool.append(InboxItem(**row))
     except (OSError, SpoolError) as exc:
         log.exception("neither the database nor the spool could take a callback")
         raise CannotStore(str(exc)) from exc
     _log_refused(row, why)
-    return why
+    return why, True
 
 
 def _log_refused(row: dict[str, Any], why: str | None) -> None:

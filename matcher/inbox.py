@@ -118,6 +118,8 @@ class Claimed:
     payment_id: int | None
     processed_at: datetime | None
     next_attempt_at: datetime | None
+    #: when the callback reached the inbox (how long a credit took is measured from it)
+    received_at: datetime | None = None
 
     def outcome(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in _WRITTEN}
@@ -146,6 +148,7 @@ _CLAIMED = (
     InboxItem.payment_id,
     InboxItem.processed_at,
     InboxItem.next_attempt_at,
+    InboxItem.received_at,
 )
 INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
 
@@ -157,6 +160,8 @@ Parser = Callable[[Claimed], Callback]
 class BatchResult:
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: (provider, seconds from the callback's arrival) of each payment this batch credited
+    credited_after: list[tuple[str, float]] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
@@ -317,6 +322,9 @@ def _finish(item: Claimed, recorded: Recorded, result: BatchResult) -> None:
     item.payment_id = recorded.payment_id
     item.processed_at = utcnow()
     result.outcomes[recorded.outcome] += 1
+    if recorded.outcome == CREDITED and item.received_at is not None:
+        waited = (item.processed_at - item.received_at).total_seconds()
+        result.credited_after.append((item.provider, waited))
 
 
 def _dead(item: Claimed, exc: Exception, result: BatchResult) -> None:

@@ -15,6 +15,7 @@ from api.console import console
 from api.views import bp as api_bp
 from core.config import Settings
 from core.logs import AccessLog
+from core.metrics import instrument, observe_request
 from core.runtime import Runtime
 from core.runtime import build_runtime as build_core_runtime
 from ingest.app import check_local_paths, require_path_tokens, webhook_app
@@ -24,8 +25,10 @@ from tasks.embedded import attach_queue, broker_nudger
 
 
 def logged(app: Flask) -> Flask:
-    """``app`` with the access log outermost, so the fast webhook path is logged too."""
-    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
+    """``app`` with the access log outermost, so the fast webhook path is logged too (and
+    measured by its clock, and answering ``/metrics``: ``core.metrics``)."""
+    instrument(app)
+    app.wsgi_app = AccessLog(app.wsgi_app, measure=observe_request)  # type: ignore[method-assign]
     return app
 
 

@@ -400,7 +400,10 @@ def check(stuck_after: int | None) -> None:
     """Verify the books: balances equal their ledgers, payments net their amounts and
     purchases their prices, no receipt twice, no payment unmatched whose phone has one owner,
     no inbox row dead, stuck, in unsettled conflict or processed without its payment, no
-    spool left undrained. Reads one snapshot. Exits 1 on any violation."""
+    spool left undrained. Reads one snapshot. Exits 1 on any violation.
+
+    The result is left in MOMO_INSTANCE_PATH/metrics/momo_check.prom for Prometheus
+    (the api's /metrics shows it; node_exporter's textfile collector can read it too)."""
     from datetime import timedelta
 
     from ingest.providers import build_runtime
@@ -421,6 +424,7 @@ def check(stuck_after: int | None) -> None:
     finally:
         runtime.close()
     violations += spool_violations(settings)
+    _record_check(settings, len(violations))
     for violation in violations:
         click.echo(f"VIOLATION [{violation.check}] {violation.message}")
     if violations:
@@ -1313,3 +1317,15 @@ def mpesa_pull_register(nominated_number: str) -> None:
         raise click.ClickException(f"Daraja refused the registration: {exc.message}") from None
     words = answer.get("ResponseDescription") or "registered"
     click.echo(f"shortcode {client.shortcode} is registered for pulling: {words}")
+
+
+def _record_check(settings: Settings, violations: int) -> None:
+    """Leave ``momo check``'s result where /metrics reads it; a check that cannot write it
+    still reports (an alert on its age says no result came)."""
+    from core.metrics import check_file, write_check_result
+
+    path = check_file(settings.instance_path)
+    try:
+        write_check_result(path, violations)
+    except OSError as exc:
+        click.echo(f"could not record the result in {path}: {exc}", err=True)

@@ -107,3 +107,49 @@ def _unbind_task_id(task_id: str | None = None, **_: Any) -> None:
     token = _task_ids.pop(task_id, None) if task_id else None
     if token is not None:
         unbind_ids(token)
+
+
+# --- the worker's metrics (core.metrics) ---------------------------------------------------
+
+
+def _serve_metrics(**_: Any) -> Any:
+    """In the worker's main process, before the pool starts: with MOMO_METRICS_PORT set,
+    answer Prometheus there, with every pool process's counts when PROMETHEUS_MULTIPROC_DIR
+    is set (a prefork pool needs it: each child counts apart)."""
+    from prometheus_client import start_http_server
+
+    from core.metrics import metrics_listen, multiprocess_dir, worker_registry
+
+    shared = multiprocess_dir()  # a wrong one stops the worker here, not each task
+    listen = metrics_listen()
+    if listen is None:
+        return None
+    host, port = listen
+    log = logging.getLogger(__name__)
+    if shared is None:
+        log.warning(
+            "MOMO_METRICS_PORT is set without PROMETHEUS_MULTIPROC_DIR: only this process's "
+            "counts are shown, not the pool processes' that do the work (set it to an empty "
+            "directory of the worker's own)"
+        )
+    served = start_http_server(port, addr=host, registry=worker_registry())
+    log.info("worker metrics on http://%s:%d/metrics", host, port)
+    return served
+
+
+def _pool_process_gone(pid: int | None = None, **_: Any) -> None:
+    import os
+
+    from core.metrics import process_gone
+
+    process_gone(pid or os.getpid())
+
+
+def _connect_metrics() -> None:
+    from celery.signals import worker_init, worker_process_shutdown
+
+    worker_init.connect(_serve_metrics, weak=False)
+    worker_process_shutdown.connect(_pool_process_gone, weak=False)
+
+
+_connect_metrics()

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from core.metrics import observe_credits
 from core.runtime import Runtime
 from ingest.providers import ADAPTERS
 from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Claimed, Parser, process_pending
@@ -84,6 +85,8 @@ def drain_inbox(runtime: Runtime, *, time_budget: float = 20.0) -> DrainResult:
     started = time.monotonic()
     while True:
         batch = _one_batch(runtime, parse)
+        # committed: the customers are credited now
+        observe_credits(batch.credited_after)
         if batch.claimed:
             result.batches += 1
             result.claimed += batch.claimed
