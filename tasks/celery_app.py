@@ -158,22 +158,32 @@ def _fresh_runtime_after_fork(**_: Any) -> None:
 
 #: tasks this process has in hand (between prerun and postrun)
 _in_hand = 0
+#: what a pool process did on SIGTERM before momo's handler (billiard's: exit at once)
+_idle_sigterm: Any = signal.SIG_DFL
 
 
-def _finish_the_task_in_hand(signum: int, _frame: Any) -> None:
+def _finish_the_task_in_hand(signum: int, frame: Any) -> None:
     """A pool process's SIGTERM: with a task in hand, finish it (an inbox drain ends after
     the batch in hand) and leave the rest to the next worker; idle, stop at once."""
     work.stopping.set()
-    if not _in_hand:
+    if _in_hand:
+        return
+    if callable(_idle_sigterm):
+        _idle_sigterm(signum, frame)
+    else:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
 
-@worker_process_init.connect
-def _sigterm_finishes_the_task_in_hand(**_: Any) -> None:
-    # Celery resets a pool process's SIGTERM to its default, which ends it mid-batch when
-    # the whole group is signalled (systemd's default KillMode, a terminal, honcho)
-    signal.signal(signal.SIGTERM, _finish_the_task_in_hand)
+def _sigterm_finishes_the_task_in_hand() -> None:
+    # In a pool process SIGTERM otherwise ends the task mid-batch when the whole group is
+    # signalled (systemd's default KillMode, a terminal, honcho). Installed at the first
+    # task: billiard sets its own handler after the process's start-up signals run.
+    global _idle_sigterm
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _finish_the_task_in_hand:
+        _idle_sigterm = current
+        signal.signal(signal.SIGTERM, _finish_the_task_in_hand)
 
 
 @worker_shutting_down.connect
@@ -197,6 +207,8 @@ def _stop_after_the_batch_in_hand(**_: Any) -> None:
 def _take_in_hand(**_: Any) -> None:
     global _in_hand
     _in_hand += 1
+    if _main_pid is not None and os.getpid() != _main_pid:
+        _sigterm_finishes_the_task_in_hand()
 
 
 @task_postrun.connect
