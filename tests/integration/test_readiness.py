@@ -25,6 +25,7 @@ from tests.conftest import sample
 from tests.integration.conftest import (
     VENV_BIN,
     Stack,
+    momo_serve,
     other_redis_db,
     running_stack,
     wait_until,
@@ -58,6 +59,24 @@ def test_readyz_is_200_with_a_worker_and_503_naming_the_worker_once_it_stopped(
         assert body["worker"].startswith("not seen since ")
         # liveness is not readiness: the node still takes callbacks
         assert requests.get(f"{stack.base}/healthz", timeout=20).status_code == 200
+
+
+def test_momo_serve_on_the_embedded_default_is_ready_once_its_own_worker_drained(
+    tmp_path: Path,
+) -> None:
+    """No broker, no services: the in-process worker notes its heartbeat as it sweeps."""
+    with momo_serve(tmp_path, MOMO_SWEEP_INTERVAL_SECONDS="1") as (base, _env, _proc):
+
+        def ready() -> dict[str, Any] | None:
+            answer = requests.get(f"{base}/readyz", timeout=20)
+            return answer.json() if answer.status_code == 200 else None
+
+        assert wait_until(ready) == {
+            "status": "ready",
+            "database": "ok",
+            "broker": "embedded",
+            "worker": "ok",
+        }
 
 
 BACKLOG = 3000
