@@ -178,6 +178,28 @@ class TestNotReady:
         assert body["broker"].endswith("Error")
         assert body["worker"] == "ok"
 
+    @pytest.mark.parametrize("scheme", ["redis", "amqp"])
+    def test_a_broker_that_takes_the_connection_and_never_answers_is_given_up_on(
+        self,
+        client_on: Callable[..., tuple[FlaskClient, Runtime]],
+        runtime: Runtime,
+        scheme: str,
+    ) -> None:
+        seen(runtime, timedelta(0))
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)  # the kernel takes the connection; nobody ever answers
+            port = silent.getsockname()[1]
+            client, _ = client_on(
+                broker_url=f"{scheme}://127.0.0.1:{port}/0", db_write_timeout_seconds=1
+            )
+
+            body = client.get("/readyz").get_json()
+
+        assert body["status"] == "not_ready"
+        assert body["broker"] in ("TimeoutError", "OperationalError")
+        assert body["worker"] == "ok"
+
     def test_a_database_without_the_heartbeats_table_names_the_worker_unknown(
         self, client: FlaskClient, runtime: Runtime
     ) -> None:
