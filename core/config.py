@@ -99,6 +99,8 @@ class Settings:
     sweep_after_seconds: int = 30
     #: how often beat (or the embedded worker) runs the sweeper
     sweep_interval_seconds: int = 15
+    #: /readyz says no worker is working when none finished a task for this long
+    worker_seen_within_seconds: int = 60
     #: how many inbox rows one worker transaction claims
     batch_size: int = 500
     #: `momo check` reports an inbox row still pending after this many processing attempts
@@ -263,6 +265,7 @@ VARIABLES = (
     "MOMO_TRUSTED_PROXY_HOPS",
     "MOMO_SWEEP_AFTER_SECONDS",
     "MOMO_SWEEP_INTERVAL_SECONDS",
+    "MOMO_WORKER_SEEN_WITHIN_SECONDS",
     "MOMO_BATCH_SIZE",
     "MOMO_MAX_ATTEMPTS",
     "MOMO_UNAUTHENTICATED_PER_MINUTE",
@@ -379,6 +382,7 @@ def load_settings(
             "leave it unset to work the queue in-process"
         )
     database_url = _database_url_or_default(env, broker, known)
+    sweep_interval = _int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1)
     settings = Settings(
         database_url=database_url,
         broker_url=broker,
@@ -387,7 +391,8 @@ def load_settings(
         currency=currency,
         trusted_proxy_hops=_int(env, "MOMO_TRUSTED_PROXY_HOPS", 0),
         sweep_after_seconds=_int(env, "MOMO_SWEEP_AFTER_SECONDS", 30, minimum=1),
-        sweep_interval_seconds=_int(env, "MOMO_SWEEP_INTERVAL_SECONDS", 15, minimum=1),
+        sweep_interval_seconds=sweep_interval,
+        worker_seen_within_seconds=_worker_seen_within(env, sweep_interval),
         batch_size=_int(env, "MOMO_BATCH_SIZE", 500, minimum=1),
         max_attempts=_int(env, "MOMO_MAX_ATTEMPTS", 5, minimum=1),
         unauthenticated_per_minute=_int(env, "MOMO_UNAUTHENTICATED_PER_MINUTE", 60, minimum=1),
@@ -416,6 +421,21 @@ def load_settings(
         )
     blocks = {provider.name: provider.read_settings(env, settings) for provider in providers}
     return settings.with_overrides(providers=blocks)
+
+
+def _worker_seen_within(env: Mapping[str, str], sweep_interval: int) -> int:
+    """MOMO_WORKER_SEEN_WITHIN_SECONDS: by default a minute, or four sweep intervals when
+    that is longer; given, at least two (a worker notes its heartbeat at most every half
+    interval, and an idle one has only the sweeper's task every interval to note)."""
+    least = 2 * sweep_interval
+    seen_within = _int(env, "MOMO_WORKER_SEEN_WITHIN_SECONDS", max(60, 4 * sweep_interval))
+    if seen_within < least:
+        raise ConfigError(
+            f"MOMO_WORKER_SEEN_WITHIN_SECONDS={seen_within} must be at least {least}, twice "
+            f"MOMO_SWEEP_INTERVAL_SECONDS ({sweep_interval}): an idle worker is heard of "
+            "once per sweep interval"
+        )
+    return seen_within
 
 
 def _public_url(raw: str) -> str | None:

@@ -1,13 +1,19 @@
-"""What every momo Flask surface shares: size limit, proxy handling, health, error bodies."""
+"""What every momo Flask surface shares: size limit, proxy handling, health, readiness,
+error bodies."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import kombu
+import redis
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -15,7 +21,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from core.providers import INTERNAL_ERROR, UNAVAILABLE, ProviderAdapter, adapter_for_path
 from core.redact import mask_logged_paths, mask_webhook_paths
 from core.runtime import Runtime
-from matcher.db import NoAnswer, answer_within, describe_error, refuses_writes
+from matcher.db import NoAnswer, answer_within, describe_error, refuses_writes, utcnow
+from matcher.heartbeats import last_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,69 @@ def healthz() -> tuple[Any, int]:
     """
     runtime: Runtime = current_app.extensions["momo"]
     extra = {"spool": runtime.spool.backlog()} if runtime.spool is not None else {}
+    database = _ask_database(runtime)
+    if database.problem == "read_only":
+        body: dict[str, Any] = {"status": "unavailable", "database": "read_only"}
+        return jsonify({**body, "detail": database.detail, **extra}), 503
+    if database.problem is not None:
+        return jsonify({"status": "unavailable", "database": database.problem, **extra}), 503
+    return jsonify({"status": "ok", "database": "ok", **extra}), 200
+
+
+@common.get("/readyz")
+def readyz() -> tuple[Any, int]:
+    """200 when payments would be worked end to end now, 503 naming each part that fails:
+
+    - ``database``: answers and takes writes within MOMO_DB_WRITE_TIMEOUT_SECONDS, as
+      ``/healthz`` asks (else the error's class, or ``read_only``);
+    - ``broker``: a Redis broker answers PING, an AMQP one takes a connection, within the
+      same deadline (else the error's class); ``embedded`` without a broker, where
+      ``momo serve`` works the queue itself;
+    - ``worker``: some worker finished a task within MOMO_WORKER_SEEN_WITHIN_SECONDS.
+      Each worker notes when it does (``worker_heartbeats``, at most every half sweep
+      interval), and beat sends the sweeper every MOMO_SWEEP_INTERVAL_SECONDS, so an
+      idle stack is heard of too: a recent note says that beat, the broker, a worker and
+      the database all work. Else ``not seen since <UTC time>``, or ``not seen yet``.
+
+    ``/healthz`` stays the load balancer's question: a web node whose workers are down
+    still stores and acknowledges callbacks (the workers catch up), so it must stay in.
+    Ask this one when a deploy is done, and from monitoring.
+    """
+    runtime: Runtime = current_app.extensions["momo"]
+    settings = runtime.settings
+    database = _ask_database(runtime, also=last_heartbeat)
+    body: dict[str, Any] = {"status": "ready", "database": database.problem or "ok"}
+    if database.detail:
+        body["detail"] = database.detail
+    body["broker"] = broker_state(settings.broker_url, float(settings.db_write_timeout_seconds))
+    if database.problem is not None and database.problem != "read_only":
+        body["worker"] = "unknown: the database did not answer"
+    elif database.also_problem is not None:
+        body["worker"] = f"unknown: {database.also_problem}"
+    else:
+        body["worker"] = worker_state(database.also, settings.worker_seen_within_seconds)
+    ready = all(body[part] in ("ok", "embedded") for part in ("database", "broker", "worker"))
+    body["status"] = "ready" if ready else "not_ready"
+    return jsonify(body), 200 if ready else 503
+
+
+@dataclass
+class DatabaseAnswer:
+    #: None when the database answers and takes writes; else the error's class or
+    #: ``read_only`` (with ``detail``)
+    problem: str | None = None
+    detail: str | None = None
+    #: what ``also`` found, asked on the same connection; or its error's class
+    also: Any = None
+    also_problem: str | None = None
+
+
+def _ask_database(
+    runtime: Runtime, also: Callable[[Connection], Any] | None = None
+) -> DatabaseAnswer:
+    """Whether the database answers and takes writes within the write deadline (a pooled
+    connection found dropped is replaced once), and then what ``also`` finds on it."""
+    answer = DatabaseAnswer()
     for attempt in (1, 2):
         try:
             with (
@@ -58,16 +128,51 @@ def healthz() -> tuple[Any, int]:
             ):
                 connection.execute(text("SELECT 1"))
                 read_only = refuses_writes(connection)
+                if also is not None:
+                    try:
+                        answer.also = also(connection)
+                    except SQLAlchemyError as exc:
+                        answer.also_problem = type(exc).__name__
             break
         except SQLAlchemyError as exc:
             if attempt == 1 and dropped_connection(exc):
                 continue
-            body = {"status": "unavailable", "database": type(exc).__name__, **extra}
-            return jsonify(body), 503
+            answer.problem = type(exc).__name__
+            return answer
     if read_only is not None:
-        body = {"status": "unavailable", "database": "read_only", "detail": read_only}
-        return jsonify({**body, **extra}), 503
-    return jsonify({"status": "ok", "database": "ok", **extra}), 200
+        answer.problem, answer.detail = "read_only", read_only
+    return answer
+
+
+def broker_state(url: str | None, timeout: float) -> str:
+    """``ok`` when the broker at ``url`` answers within ``timeout`` seconds, else the
+    error's class; ``embedded`` without one."""
+    if not url:
+        return "embedded"
+    try:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        else:
+            with kombu.Connection(url, connect_timeout=timeout) as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except Exception as exc:  # whatever it is, the broker is not usable
+        return type(exc).__name__
+    return "ok"
+
+
+def worker_state(seen: datetime | None, within_seconds: int) -> str:
+    """``ok`` when a worker was last seen (``seen``) within ``within_seconds``."""
+    if seen is None:
+        return "not seen yet"
+    if (utcnow() - seen).total_seconds() > within_seconds:
+        return f"not seen since {seen.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return "ok"
 
 
 def framing_problem(environ: Mapping[str, Any]) -> str | None:

@@ -523,3 +523,13 @@ class Reversal(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """When a worker last finished a task (a Celery worker's node name, or the embedded
+    worker of ``momo serve`` on its host): ``/readyz`` asks whether any did so recently."""
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,11 +14,18 @@ from core.runtime import Runtime
 from ingest.providers import ADAPTERS
 from matcher.inbox import TRANSIENT_ERRORS, BatchResult, Claimed, Parser, process_pending
 from matcher.notifications import Callback, InvalidCallback
+from tasks import heartbeat
 
 log = logging.getLogger(__name__)
 
 #: a batch is tried this often on transient database errors before the task's own retry
 BATCH_TRIES = 3
+#: how long one drain goes on claiming batches before it hands the rest to a fresh task
+DRAIN_BUDGET_SECONDS = 20.0
+
+#: set when this process is asked to stop (a worker's SIGTERM): a drain ends after the
+#: batch in hand, committed, and leaves the rest to the next worker
+stopping = threading.Event()
 
 
 @dataclass
@@ -73,12 +81,20 @@ def _one_batch(runtime: Runtime, parse: Parser) -> BatchResult:
     raise AssertionError("unreachable")
 
 
-def drain_inbox(runtime: Runtime, *, time_budget: float = 20.0) -> DrainResult:
-    """Process pending inbox rows batch by batch until none are left or the budget is spent.
+def drain_inbox(runtime: Runtime, *, time_budget: float = DRAIN_BUDGET_SECONDS) -> DrainResult:
+    """Process pending inbox rows batch by batch until none are left, the budget is spent
+    or this process is ``stopping``; then note the worker's heartbeat (a drain that
+    failed notes none).
 
     Each batch commits on its own: a crash loses at most the batch in hand,
     whose rows stay pending and are claimed again.
     """
+    result = _drain(runtime, time_budget)
+    heartbeat.beat(runtime)
+    return result
+
+
+def _drain(runtime: Runtime, time_budget: float) -> DrainResult:
     parse = parser_for(runtime)
     settings = runtime.settings
     result = DrainResult()
@@ -93,6 +109,10 @@ def drain_inbox(runtime: Runtime, *, time_budget: float = 20.0) -> DrainResult:
             result.outcomes.update(batch.outcomes)
             log.info("inbox batch done: %s", batch)
         if batch.claimed < settings.batch_size:
+            return result
+        if stopping.is_set():
+            log.info("stopping: the batch in hand is done; the rest is left to the next worker")
+            result.more = True
             return result
         if time.monotonic() - started > time_budget:
             result.more = True
