@@ -35,7 +35,10 @@ def rabbitmq_options(broker_url: str | None) -> dict[str, Any]:
     RabbitMQ closes a channel whose delivery stays unacknowledged past its
     ``consumer_timeout`` (30 minutes by default): the message goes back to the queue and
     runs again. momo's tasks are short (a drain hands over to a fresh task after 20
-    seconds), so only a task time limit set above that timeout could meet it.
+    seconds), so only a task time limit set above that timeout could meet it. From
+    RabbitMQ 4.0 a quorum queue drops a message delivered 20 times (its default
+    ``delivery-limit``): momo's messages carry no payment, whose row stays pending in
+    the inbox until the sweeper queues it again.
     """
     if not broker_url or not broker_url.startswith(("amqp://", "amqps://")):
         return {}

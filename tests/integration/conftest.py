@@ -49,7 +49,7 @@ BROKER_URL = os.environ.get("MOMO_TEST_BROKER", "").strip() or REDIS_URL
 ON_RABBITMQ = BROKER_URL.startswith(("amqp://", "amqps://"))
 #: for a test of Redis itself or of a Redis set-up of its own, which the run on Redis covers
 redis_only = pytest.mark.skipif(
-    ON_RABBITMQ, reason="tests Redis itself (the run on Redis covers it), not the broker named"
+    ON_RABBITMQ, reason="runs on a Redis of its own whatever the broker; the run on Redis covers it"
 )
 PATH_TOKEN = "it-path-token-5f1c2d8e9a0b7c6d4e3f2a1b"
 VENV_BIN = Path(sys.executable).parent
