@@ -8,10 +8,10 @@ does not resend a refused confirmation.
 
 The budget is per address, not per process: with a Redis broker it is counted
 in Redis, where every web process of every host using that Redis sees it; with
-any other set-up, in a small file under the instance folder, which every web
-process of the host sees. When that shared count cannot be reached, a process
-counts on its own until it can again (the brake loosens; a request never fails
-for it).
+any other set-up (RabbitMQ, or no broker), in a small file under the instance
+folder, which every web process of the host sees (each host then has a budget of
+its own). When that shared count cannot be reached, a process counts on its own
+until it can again (the brake loosens; a request never fails for it).
 """
 
 from __future__ import annotations

@@ -85,6 +85,36 @@ def visibility_timeout(settings: Settings) -> int:
     return int(2 * longest)
 
 
+def rabbitmq_options(broker_url: str | None) -> dict[str, Any]:
+    """The Celery settings RabbitMQ (an amqp:// or amqps:// broker) takes beyond Redis's.
+
+    The queue is a quorum queue: durable and replicated, so a task survives a broker
+    node's restart. Celery then turns off global QoS on its own
+    (``worker_detect_quorum_queues``), and a retry's countdown goes through RabbitMQ's
+    native delayed delivery, which needs a topic exchange (with a direct one the
+    waiting task would sit in a worker slot until its time comes). An existing classic
+    ``momo`` queue or direct ``momo`` exchange must be deleted once before momo
+    declares them anew.
+
+    With ``task_acks_late`` a task holds its message unacknowledged while it runs, and
+    RabbitMQ closes a channel whose delivery stays unacknowledged past its
+    ``consumer_timeout`` (30 minutes by default): the message goes back to the queue and
+    runs again. momo's tasks are short (a drain hands over to a fresh task after 20
+    seconds), so only a task time limit set above that timeout could meet it. From
+    RabbitMQ 4.0 a quorum queue drops a message delivered 20 times (its default
+    ``delivery-limit``): momo's messages carry no payment, whose row stays pending in
+    the inbox until the sweeper queues it again.
+    """
+    if not broker_url or not broker_url.startswith(("amqp://", "amqps://")):
+        return {}
+    return {
+        "task_default_queue_type": "quorum",
+        "task_default_exchange_type": "topic",
+        "worker_detect_quorum_queues": True,
+        "broker_native_delayed_delivery_queue_type": "quorum",
+    }
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     schedule: dict[str, Any] = {
         "sweep-inbox": {
@@ -105,6 +135,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url or "memory://",
         "broker_connection_retry_on_startup": True,
+        **rabbitmq_options(settings.broker_url),
         "task_default_queue": QUEUE,
         # A task is acknowledged after it ran; a worker killed mid-task gets its
         # message redelivered. Safe because processing is idempotent.

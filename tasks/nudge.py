@@ -1,4 +1,14 @@
-"""Sparing the broker a message per burst: the flag that says a task is already queued."""
+"""Sparing the broker a message per burst: the flag that says a task is already queued.
+
+The flag lives in Redis, so only a Redis broker has it. With RabbitMQ every burst of
+callbacks sends its ``momo.process_inbox``: each web process's nudge sends at most one
+message per 20 ms (the Nudger's ``min_interval``), and a task that finds the inbox
+already drained costs a worker one claim query that claims nothing. Sending more
+tasks than needed is safe: rows are claimed by the batch that locks them and
+processing is idempotent, so two tasks never credit one payment twice. A flag kept
+in the database instead would cost a write per burst, as much as the message it
+spares.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +38,7 @@ class QueuedFlag:
 
     @classmethod
     def for_broker(cls, broker_url: str | None) -> QueuedFlag | None:
-        """The flag on a Redis broker; None for other brokers (every burst sends a message)."""
+        """The flag on a Redis broker; None for RabbitMQ (every burst sends a message)."""
         if not broker_url or not broker_url.startswith(("redis://", "rediss://", "unix://")):
             return None
         return cls(redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2))

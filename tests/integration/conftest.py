@@ -3,6 +3,10 @@
 Services come from MOMO_TEST_POSTGRES_URL (default the machine's PostgreSQL,
 database ``postgres`` for admin) and MOMO_TEST_REDIS_URL. Each test session
 gets its own database, created and dropped here, and its own Redis db number.
+With MOMO_TEST_BROKER set to an amqp:// URL (say
+``amqp://guest:guest@127.0.0.1:5672/momo_test``) the whole suite runs on that
+RabbitMQ instead: its vhost and a second one for stacks of their own are made
+afresh for the session with ``rabbitmqctl``, and Redis-only tests skip.
 Without the services the tests skip with a message; with MOMO_REQUIRE_SERVICES=1
 (as .ci/run sets) they fail instead, so CI can never pass by skipping them.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,11 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import redis
 import requests
+from kombu import Connection
 from sqlalchemy.engine import make_url
 
 from core.runtime import Runtime
@@ -37,6 +44,13 @@ ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("MOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+#: the broker every stack uses: Redis unless MOMO_TEST_BROKER names another
+BROKER_URL = os.environ.get("MOMO_TEST_BROKER", "").strip() or REDIS_URL
+ON_RABBITMQ = BROKER_URL.startswith(("amqp://", "amqps://"))
+#: for a test of Redis itself or of a Redis set-up of its own, which the run on Redis covers
+redis_only = pytest.mark.skipif(
+    ON_RABBITMQ, reason="runs on a Redis of its own whatever the broker; the run on Redis covers it"
+)
 PATH_TOKEN = "it-path-token-5f1c2d8e9a0b7c6d4e3f2a1b"
 VENV_BIN = Path(sys.executable).parent
 
@@ -97,8 +111,37 @@ def fresh_pg_url() -> Iterator[str]:
     yield from _database()
 
 
+def _rabbitmq_vhost(url: str) -> None:
+    """The vhost of ``url`` made afresh, as ``flushdb`` empties a Redis database."""
+    vhost = amqp_vhost(url)
+    user = urlsplit(url).username or "guest"
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is not None and vhost != "/":  # the default vhost is never deleted
+        for args in (
+            ["delete_vhost", vhost],
+            ["add_vhost", vhost],
+            ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+        ):
+            subprocess.run([ctl, "-q", *args], capture_output=True, timeout=60)
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # kombu raises the transport's own errors
+        _unavailable(f"RabbitMQ (vhost {vhost!r})", exc)
+
+
+def amqp_vhost(url: str) -> str:
+    """The vhost an amqp:// URL names (``/`` when it names none)."""
+    return unquote(urlsplit(url).path[1:]) or "/"
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
+    """The session's broker: Redis, or RabbitMQ when MOMO_TEST_BROKER says so."""
+    if ON_RABBITMQ:
+        _rabbitmq_vhost(BROKER_URL)
+        _rabbitmq_vhost(other_redis_db(BROKER_URL))
+        return BROKER_URL
     try:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
         client.ping()
@@ -367,8 +410,11 @@ def running_stack(
 
 
 def other_redis_db(url: str) -> str:
-    """The same Redis, another database: a stack's worker must not take the session
-    stack's tasks."""
+    """The same Redis, another database (the same RabbitMQ, another vhost): a stack's
+    worker must not take the session stack's tasks."""
+    if url.startswith(("amqp://", "amqps://")):
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path="/" + quote(f"{amqp_vhost(url)}-other", "")))
     base, _, db = url.rpartition("/")
     return f"{base}/{(int(db or 0) + 1) % 16}"
 

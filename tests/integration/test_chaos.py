@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.integration.conftest import redis_only
 
-pytestmark = pytest.mark.integration
+# its faults include Redis stopped and flushed, on a Redis of its own
+pytestmark = [pytest.mark.integration, redis_only]
 
 FAULTS = (
     "worker_kill",

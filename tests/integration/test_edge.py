@@ -22,7 +22,7 @@ import redis
 import requests
 
 from tests.conftest import sample_bytes
-from tests.integration.conftest import PATH_TOKEN, VENV_BIN, free_port, wait_until
+from tests.integration.conftest import ON_RABBITMQ, PATH_TOKEN, VENV_BIN, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +117,8 @@ def answers(url: str) -> bool:
 
 def a_fresh_address(redis_url: str) -> str:
     address = f"203.0.113.{random.randrange(1, 255)}"
+    if ON_RABBITMQ:
+        return address  # counted in the instance folder's file, which is the test's own
     with redis.Redis.from_url(redis_url) as client:
         client.delete(f"momo:unauthenticated:{address}")
     return address

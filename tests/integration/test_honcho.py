@@ -34,11 +34,13 @@ from tests.integration.conftest import (
     VENV_BIN,
     _unavailable,
     free_port,
+    redis_only,
     wait_healthy,
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+# README's Procfile set-up, on Redis whatever the broker under test
+pytestmark = [pytest.mark.integration, redis_only]
 
 #: what README tells an operator to start (every Procfile process but `release`)
 PROCESSES = ("web", "api", "worker", "beat", "flower")
