@@ -142,3 +142,12 @@ def post_confirmation(
         webhook_url("c2b/confirmation"), data=json.dumps(doc), content_type="application/json"
     )
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Said before any test runs: the integration suite empties a Redis database."""
+    url = os.environ.get("MOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    return (
+        f"integration tests empty the Redis database {url} (FLUSHDB) when they start and "
+        "use the next one for stacks of their own; MOMO_TEST_REDIS_URL picks another"
+    )
