@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -437,21 +437,34 @@ def check(stuck_after: int | None) -> None:
     )
 
 
+def local_days(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--from DAY --to DAY``: local days in MOMO_TIMEZONE, both included (``day_span``)."""
+    command = click.option(
+        "--to",
+        "last",
+        type=click.DateTime(["%Y-%m-%d"]),
+        default=None,
+        help="Last local day, included (YYYY-MM-DD); default: today.",
+    )(command)
+    return click.option(
+        "--from",
+        "first",
+        type=click.DateTime(["%Y-%m-%d"]),
+        default=None,
+        help="First local day (YYYY-MM-DD, in MOMO_TIMEZONE); default: --to.",
+    )(command)
+
+
+def day_span(first: datetime | None, last: datetime | None, zone: Any) -> tuple[date, date]:
+    """The days ``local_days`` read: --to defaults to today in ``zone``, --from to --to."""
+    from matcher.db import utcnow
+
+    last_day = last.date() if last is not None else utcnow().astimezone(zone).date()
+    return (first.date() if first is not None else last_day), last_day
+
+
 @main.command()
-@click.option(
-    "--from",
-    "first",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="First local day (YYYY-MM-DD); default: --to.",
-)
-@click.option(
-    "--to",
-    "last",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="Last local day, included (YYYY-MM-DD); default: today.",
-)
+@local_days
 @click.option(
     "--provider",
     default=None,
@@ -466,15 +479,14 @@ def reconcile(first: Any, last: Any, provider: str | None, as_json: bool) -> Non
     import json
 
     from ingest.providers import build_runtime
-    from matcher.db import snapshot, utcnow
+    from matcher.db import snapshot
     from matcher.errors import InvalidInput
     from matcher.reconcile import choose_provider, report_dict
     from matcher.reconcile import reconcile as make_report
 
     settings = _settings()
     zone = settings.zone
-    last_day = last.date() if last is not None else utcnow().astimezone(zone).date()
-    first_day = first.date() if first is not None else last_day
+    first_day, last_day = day_span(first, last, zone)
     runtime = build_runtime(settings)
     try:
         with snapshot(runtime.engine) as session:
@@ -663,20 +675,7 @@ EXPORT_PROGRESS_EVERY = 10_000
 
 @main.command("export")
 @click.argument("what", type=click.Choice(["payments", "ledger"]))
-@click.option(
-    "--from",
-    "first",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="First local day (YYYY-MM-DD, in MOMO_TIMEZONE); default: --to.",
-)
-@click.option(
-    "--to",
-    "last",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="Last local day, included (YYYY-MM-DD); default: today.",
-)
+@local_days
 @click.option(
     "--output",
     "-o",
@@ -688,13 +687,12 @@ def export(what: str, first: Any, last: Any, output: Path | None) -> None:
     """Write payments (by the local day they were paid) or ledger entries (by the local day
     they were made) as CSV for accountants, oldest first, all read in one snapshot."""
     from ingest.providers import build_runtime
-    from matcher.db import snapshot, utcnow
+    from matcher.db import snapshot
     from matcher.export import LEDGER_COLUMNS, PAYMENT_COLUMNS, ledger_rows, payment_rows
 
     settings = _settings()
     zone = settings.zone
-    last_day = last.date() if last is not None else utcnow().astimezone(zone).date()
-    first_day = first.date() if first is not None else last_day
+    first_day, last_day = day_span(first, last, zone)
     if first_day > last_day:
         raise click.UsageError(
             f"--from {first_day} is after --to {last_day}: give the earlier day first"
