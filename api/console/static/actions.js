@@ -2,7 +2,7 @@
 // of a dialog is one Idempotency-Key, and Submit is disabled while it is being sent, so a
 // double click, a retried Submit after a lost answer, or Enter held down records one change.
 
-import { newKey, request } from "./api.js";
+import { SendingDialog } from "./form-dialog.js";
 import { dateTime, money, reason } from "./format.js";
 import { CustomerPicker } from "./picker.js";
 
@@ -17,84 +17,21 @@ export function dialog(kind, me, { onRefused, done }) {
   return Object.assign(made.get(kind), { me, onRefused, done });
 }
 
-class FormDialog {
-  /** ``name`` prefixes the dialog's element ids. Its ``done(answer, status)`` runs once
-   * the change is made, even if the dialog was closed while it was being sent. */
+class FormDialog extends SendingDialog {
+  /** ``name`` prefixes the dialog's element ids (index.html holds the dialog). */
   constructor(dialogId, name) {
+    super();
     this.dialog = $(dialogId);
     this.form = $(`${name}-form`);
     this.error = $(`${name}-error`);
-    this.sending = false;
     this.submit = this.form.querySelector('button[type="submit"]');
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send();
-    });
-    $(`${name}-cancel`).addEventListener("click", () => this.dialog.close());
-    this.dialog.addEventListener("close", () => {
-      if (this.opener && this.opener.isConnected) this.opener.focus();
-    });
-  }
-
-  /** Open the dialog for a new change, with its own Idempotency-Key. */
-  show(opener) {
-    this.opener = opener;
-    this.opening = (this.opening || 0) + 1;
-    this.key = newKey();
-    this.sending = false;
-    this.submit.disabled = false;
-    this.submit.removeAttribute("aria-busy");
-    this.say("");
-    this.dialog.showModal();
-    this.first().focus();
+    this.listen($(`${name}-cancel`));
   }
 
   /** The token is no longer accepted: close, and let the page ask for another. */
   refused(detail) {
-    if (this.dialog.open) this.dialog.close();
+    this.close();
     this.onRefused(detail);
-  }
-
-  say(problem) {
-    this.error.textContent = problem;
-    this.error.hidden = !problem;
-  }
-
-  async send() {
-    if (this.sending) return;
-    const body = this.body();
-    if (typeof body === "string") {
-      this.say(body);
-      return;
-    }
-    // a dialog closed while this was sent and opened again is another change: what comes
-    // back for this one leaves that one's form alone
-    const opening = this.opening;
-    const current = () => opening === this.opening;
-    this.sending = true;
-    this.submit.disabled = true;
-    this.submit.setAttribute("aria-busy", "true");
-    this.say("");
-    let sent;
-    try {
-      sent = await request("POST", this.path(), { body, key: this.key });
-    } catch (refusal) {
-      if (refusal.status === 401) {
-        this.refused(refusal.message);
-      } else if (current()) {
-        // the API's words as they are: they say what was wrong and what to do
-        this.say(refusal.message);
-      }
-      return;
-    } finally {
-      if (current()) {
-        this.sending = false;
-        this.submit.disabled = false;
-        this.submit.removeAttribute("aria-busy");
-      }
-    }
-    if (current() && this.dialog.open) this.dialog.close();
-    await this.done(sent.answer, sent.status);
   }
 }
 

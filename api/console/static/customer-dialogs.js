@@ -3,25 +3,24 @@
 // it is being sent, so a double click or Enter held down makes one change; a refusal is
 // shown in the dialog in the API's words, and the dialog stays open to be corrected.
 
-import { call, newKey, request } from "./api.js";
+import { call } from "./api.js";
 import { duration, el, phonesTyped } from "./customer-dom.js";
+import { SendingDialog } from "./form-dialog.js";
 import { money } from "./format.js";
 
 let dialogs = 0;
 
-class FormDialog {
+class FormDialog extends SendingDialog {
   /** ``fields`` go between the title and the error line; ``done(answer, status)`` runs
    * once the change is made, even if the dialog was closed while it was being sent. */
   constructor({ title, submit, onRefused }) {
+    super();
     this.prefix = `customer-dialog${++dialogs}`;
     this.onRefused = onRefused;
-    this.sending = false;
-    this.opening = 0;
     this.title = el("h2", { id: `${this.prefix}-title` }, title);
     this.error = el("p", { className: "error", hidden: true, attrs: { role: "alert" } });
     this.submit = el("button", { type: "submit" }, submit);
     this.cancel = el("button", { type: "button" }, "Cancel");
-    this.cancel.onclick = () => this.dialog.close();
     this.form = el(
       "form",
       { noValidate: true },
@@ -30,18 +29,12 @@ class FormDialog {
       this.error,
       el("div", { className: "actions" }, this.cancel, this.submit),
     );
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send();
-    });
     this.dialog = el(
       "dialog",
       { className: "customer-dialog", attrs: { "aria-labelledby": this.title.id } },
       this.form,
     );
-    this.dialog.addEventListener("close", () => {
-      if (this.opener && this.opener.isConnected) this.opener.focus();
-    });
+    this.listen(this.cancel);
   }
 
   /** A labelled input (or textarea) with an optional hint, as [label, input, hint]. */
@@ -57,68 +50,10 @@ class FormDialog {
     return [input, parts];
   }
 
-  /** Open for a new change, with its own Idempotency-Key. */
-  show(opener) {
-    this.opener = opener;
-    this.opening += 1;
-    this.key = newKey();
-    this.sending = false;
-    this.submit.disabled = false;
-    this.submit.removeAttribute("aria-busy");
-    this.say("");
-    this.dialog.showModal();
-    this.first().focus();
-  }
-
-  close() {
-    if (this.dialog.open) this.dialog.close();
-  }
-
-  say(problem) {
-    this.error.textContent = problem;
-    this.error.hidden = !problem;
-  }
-
-  method() {
-    return "POST";
-  }
-
-  async send() {
-    if (this.sending) return;
-    const body = this.body();
-    if (typeof body === "string") {
-      this.say(body);
-      return;
-    }
-    // a dialog closed while this was sent and opened again is another change: what comes
-    // back for this one leaves that one's form alone
-    const opening = this.opening;
-    const current = () => opening === this.opening;
-    this.sending = true;
-    this.submit.disabled = true;
-    this.submit.setAttribute("aria-busy", "true");
-    this.say("");
-    let sent;
-    try {
-      sent = await request(this.method(), this.path(), { body, key: this.key });
-    } catch (refusal) {
-      if (refusal.status === 401) {
-        this.close();
-        this.onRefused(refusal.message);
-      } else if (current()) {
-        // the API's words as they are: they say what was wrong and what to do
-        this.say(refusal.message);
-      }
-      return;
-    } finally {
-      if (current()) {
-        this.sending = false;
-        this.submit.disabled = false;
-        this.submit.removeAttribute("aria-busy");
-      }
-    }
-    if (current()) this.close();
-    await this.done(sent.answer, sent.status);
+  /** The token is no longer accepted: close, and let the page ask for another. */
+  refused(detail) {
+    this.close();
+    this.onRefused(detail);
   }
 }
 

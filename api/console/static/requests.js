@@ -3,7 +3,8 @@
 // a request on the screen is pending the page asks momo about it every two seconds and
 // says, where the screen reader hears it too, when it is paid, failed or cancelled.
 
-import { call, newKey, request } from "./api.js";
+import { call, newKey } from "./api.js";
+import { SendingDialog } from "./form-dialog.js";
 import { dateTime, money } from "./format.js";
 import { moreOnScroll } from "./more.js";
 import { CustomerPicker } from "./picker.js";
@@ -393,11 +394,10 @@ export class RequestsPage {
 /** Ask a customer to pay: customer, phone (their first one unless another is typed) and
  * amount. Each opening is one Idempotency-Key and Submit is disabled while it is sent, so
  * a double click, or Submit again after a lost answer, prompts the customer once. */
-class AskDialog {
+class AskDialog extends SendingDialog {
   constructor(page) {
+    super();
     this.page = page;
-    this.sending = false;
-    this.opening = 0;
     this.phoneHint = el("p", { id: "ask-phone-hint", className: "hint" });
     this.customer = el("input", {
       id: "ask-customer",
@@ -466,30 +466,20 @@ class AskDialog {
     });
     // typing over a picked customer un-picks it: the hint no longer names their phone
     this.customer.addEventListener("input", () => this.hint(null));
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send();
-    });
-    cancel.addEventListener("click", () => this.dialog.close());
-    this.dialog.addEventListener("close", () => {
-      if (this.opener && this.opener.isConnected) this.opener.focus();
-    });
+    this.listen(cancel);
   }
 
   /** Open for a new request, with its own Idempotency-Key. */
   open(opener) {
-    this.opener = opener;
-    this.opening += 1;
-    this.key = newKey();
-    this.sending = false;
-    this.busy(false);
-    this.say("");
     this.picker.reset();
     this.phone.value = "";
     this.amount.value = "";
     this.hint(null);
-    this.dialog.showModal();
-    this.customer.focus();
+    this.show(opener);
+  }
+
+  first() {
+    return this.customer;
   }
 
   /** Which phone an empty Phone asks on: the customer's first, named once one is picked. */
@@ -510,17 +500,6 @@ class AskDialog {
     this.page.onRefused(detail);
   }
 
-  say(problem) {
-    this.error.textContent = problem;
-    this.error.hidden = !problem;
-  }
-
-  busy(sending) {
-    this.submit.disabled = sending;
-    if (sending) this.submit.setAttribute("aria-busy", "true");
-    else this.submit.removeAttribute("aria-busy");
-  }
-
   body() {
     const account = this.picker.value();
     if (!account) return "Choose the customer to ask: type an account, a name or a phone and pick one.";
@@ -532,43 +511,20 @@ class AskDialog {
     return body;
   }
 
-  async send() {
-    if (this.sending) return;
-    const body = this.body();
-    if (typeof body === "string") {
-      this.say(body);
-      return;
+  path() {
+    return "/payment-requests";
+  }
+
+  refusedChange(refusal, current) {
+    if (MADE_AND_REFUSED.has(refusal.code)) {
+      // the refused request is kept (failed): it shows in the list, and Submit again
+      // after a correction is a new request
+      if (current) this.key = newKey();
+      this.page.newer();
     }
-    // closed while this was sent and opened again: what comes back leaves the new form alone
-    const opening = this.opening;
-    const current = () => opening === this.opening;
-    this.sending = true;
-    this.busy(true);
-    this.say("");
-    let sent;
-    try {
-      sent = await request("POST", "/payment-requests", { body, key: this.key });
-    } catch (refusal) {
-      if (refusal.status === 401) {
-        this.refused(refusal.message);
-        return;
-      }
-      if (MADE_AND_REFUSED.has(refusal.code)) {
-        // the refused request is kept (failed): it shows in the list, and Submit again
-        // after a correction is a new request
-        if (current()) this.key = newKey();
-        this.page.newer();
-      }
-      // the API's words as they are: they say what was wrong and what to do
-      if (current()) this.say(refusal.message);
-      return;
-    } finally {
-      if (current()) {
-        this.sending = false;
-        this.busy(false);
-      }
-    }
-    if (current() && this.dialog.open) this.dialog.close();
-    this.page.asked(sent.answer);
+  }
+
+  done(answer) {
+    this.page.asked(answer);
   }
 }
