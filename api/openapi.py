@@ -1048,6 +1048,24 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 },
             },
         },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "database", "broker", "worker"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not_ready"]},
+                "database": {"type": "string", "description": "`ok`, or what failed."},
+                "detail": {"type": "string"},
+                "broker": {
+                    "type": "string",
+                    "description": "`ok`, `embedded` (no broker: `momo serve`), or what failed.",
+                },
+                "worker": {
+                    "type": "string",
+                    "description": "`ok`, `not seen since <UTC time>`, `not seen yet`, or "
+                    "`unknown: ...` when the database did not answer.",
+                },
+            },
+        },
     }
 
 
@@ -1165,6 +1183,20 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         "The database does not answer, or takes no writes (read_only).",
                         _ref("Health"),
                     ),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Whether payments would be worked end to end now (for monitoring)",
+                "security": [],
+                "responses": {
+                    "200": _answer(
+                        "The database, the broker and a recently seen worker all work.",
+                        _ref("Readiness"),
+                    ),
+                    "503": _answer("Each part that does not work is named.", _ref("Readiness")),
                 },
             }
         },
