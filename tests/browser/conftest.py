@@ -239,3 +239,19 @@ def pump_until(page: Page, check: Callable[[], bool], timeout: float = 10.0) -> 
     while not check():
         assert time.monotonic() < deadline, "timed out waiting"
         page.wait_for_timeout(25)
+
+
+@pytest.fixture
+def phone(browser: Any) -> Iterator[Any]:
+    """A fresh browser profile the size of a phone (390x844, touch), in a zone far from
+    the business's, as ``context`` is."""
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        timezone_id="America/New_York",
+    )
+    try:
+        yield ctx
+    finally:
+        ctx.close()

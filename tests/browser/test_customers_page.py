@@ -497,44 +497,37 @@ class TestRoles:
 
 class TestPhone:
     def test_a_phone_width_reads_without_sideways_scrolling(
-        self, seeded: Seeded, browser: Any, shot: Shots
+        self, seeded: Seeded, phone: Any, shot: Shots
     ) -> None:
         add_plans(seeded)
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
-        )
-        try:
-            page = phone.new_page()
+        page = phone.new_page()
 
-            def overflow() -> int:
-                return int(
-                    page.evaluate(
-                        "document.documentElement.scrollWidth"
-                        " - document.documentElement.clientWidth"
-                    )
+        def overflow() -> int:
+            return int(
+                page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
-
-            sign_in(page, seeded.server, seeded.tokens["operator"])
-            open_customers(page)
-            expect(rows(page)).to_have_count(3)
-            assert overflow() <= 0
-            shot(page, "phone-customers")
-
-            page.get_by_role("link", name="ACC1042").click()
-            expect(part(page, "transactions")).to_have_count(3)
-            expect(part(page, "payments")).to_have_count(3)
-            assert overflow() <= 0
-            # a card per transaction, each line labelled
-            label = page.evaluate(
-                "getComputedStyle(document.querySelector('#customer-transactions tbody td'),"
-                " '::before').content"
             )
-            assert label == '"Date"'
-            shot(page, "phone-customer")
 
-            dialog = open_buy(page)
-            box = dialog.bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
-            shot(page, "phone-buy")
-        finally:
-            phone.close()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        open_customers(page)
+        expect(rows(page)).to_have_count(3)
+        assert overflow() <= 0
+        shot(page, "phone-customers")
+
+        page.get_by_role("link", name="ACC1042").click()
+        expect(part(page, "transactions")).to_have_count(3)
+        expect(part(page, "payments")).to_have_count(3)
+        assert overflow() <= 0
+        # a card per transaction, each line labelled
+        label = page.evaluate(
+            "getComputedStyle(document.querySelector('#customer-transactions tbody td'),"
+            " '::before').content"
+        )
+        assert label == '"Date"'
+        shot(page, "phone-customer")
+
+        dialog = open_buy(page)
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        shot(page, "phone-buy")

@@ -238,36 +238,27 @@ class TestChart:
 
 class TestPhone:
     def test_a_phone_reads_the_cards_and_the_chart_without_sideways_scrolling(
-        self, seeded: Seeded, browser: Any, shot: Shots
+        self, seeded: Seeded, phone: Any, shot: Shots
     ) -> None:
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844},
-            is_mobile=True,
-            has_touch=True,
-            timezone_id="America/New_York",
+        page = phone.new_page()
+        open_dashboard(page, seeded)
+        answer = revenue(seeded)
+        for name in CARDS:
+            expect(card(page, name)).to_have_text(money(answer[name]))
+        expect(bars(page)).to_have_count(len(answer["series"]))
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        try:
-            page = phone.new_page()
-            open_dashboard(page, seeded)
-            answer = revenue(seeded)
-            for name in CARDS:
-                expect(card(page, name)).to_have_text(money(answer[name]))
-            expect(bars(page)).to_have_count(len(answer["series"]))
-            overflow = page.evaluate(
+        assert overflow <= 0
+        chart = page.locator("#dashboard svg").bounding_box()
+        assert chart is not None and chart["width"] <= 390
+        board(page).get_by_label("From", exact=True).fill("2025-11-01")
+        board(page).get_by_label("To", exact=True).fill("2025-11-05")
+        expect(bars(page)).to_have_count(5)
+        assert (
+            page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
-            assert overflow <= 0
-            chart = page.locator("#dashboard svg").bounding_box()
-            assert chart is not None and chart["width"] <= 390
-            board(page).get_by_label("From", exact=True).fill("2025-11-01")
-            board(page).get_by_label("To", exact=True).fill("2025-11-05")
-            expect(bars(page)).to_have_count(5)
-            assert (
-                page.evaluate(
-                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-                )
-                <= 0
-            )
-            shot(page, "phone")
-        finally:
-            phone.close()
+            <= 0
+        )
+        shot(page, "phone")

@@ -259,40 +259,34 @@ class TestRoles:
 
 class TestKeyboardAndPhone:
     def test_a_phone_width_reads_without_sideways_scrolling_and_the_keyboard_works(
-        self, seeded: Seeded, browser: Any, shot: Shots
+        self, seeded: Seeded, phone: Any, shot: Shots
     ) -> None:
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        page = phone.new_page()
+        page.goto(f"{seeded.server.base}/console")
+        expect(page.get_by_label("API token")).to_be_focused()
+        page.keyboard.type(seeded.tokens["operator"])
+        page.keyboard.press("Enter")
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+
+        page.locator("#show-regular").focus()
+        page.keyboard.press("Tab")
+        expect(unassociated_button(page)).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("#payments-table tbody tr")).to_have_count(2)
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Space")
+        expect(page.locator("#payments-table tbody tr")).to_have_count(3)
+
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        try:
-            page = phone.new_page()
-            page.goto(f"{seeded.server.base}/console")
-            expect(page.get_by_label("API token")).to_be_focused()
-            page.keyboard.type(seeded.tokens["operator"])
-            page.keyboard.press("Enter")
-            expect(page.locator("#payments-table tbody tr")).to_have_count(3)
-
-            page.locator("#show-regular").focus()
-            page.keyboard.press("Tab")
-            expect(unassociated_button(page)).to_be_focused()
-            page.keyboard.press("Enter")
-            expect(page.locator("#payments-table tbody tr")).to_have_count(2)
-            page.keyboard.press("Shift+Tab")
-            page.keyboard.press("Space")
-            expect(page.locator("#payments-table tbody tr")).to_have_count(3)
-
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0
-            # a card per payment, each line labelled
-            label = page.evaluate(
-                "getComputedStyle(document.querySelector('tbody td'), '::before').content"
-            )
-            assert label == '"#"'
-            shot(page, "phone")
-        finally:
-            phone.close()
+        assert overflow <= 0
+        # a card per payment, each line labelled
+        label = page.evaluate(
+            "getComputedStyle(document.querySelector('tbody td'), '::before').content"
+        )
+        assert label == '"#"'
+        shot(page, "phone")
 
 
 class TestAssociate:
@@ -584,25 +578,19 @@ class TestMakePayment:
         expect(make).to_be_focused()
         assert seeded.balance("ACC2001") == "250.00"
 
-    def test_the_dialog_fits_a_phone(self, seeded: Seeded, browser: Any, shot: Shots) -> None:
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    def test_the_dialog_fits_a_phone(self, seeded: Seeded, phone: Any, shot: Shots) -> None:
+        page = phone.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        dialog = open_make_payment(page)
+        page.keyboard.press("ArrowDown")
+        expect(dialog.get_by_role("option")).to_have_count(3)
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        try:
-            page = phone.new_page()
-            sign_in(page, seeded.server, seeded.tokens["operator"])
-            dialog = open_make_payment(page)
-            page.keyboard.press("ArrowDown")
-            expect(dialog.get_by_role("option")).to_have_count(3)
-            box = dialog.bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0
-            shot(page, "phone-make-payment")
-        finally:
-            phone.close()
+        assert overflow <= 0
+        shot(page, "phone-make-payment")
 
 
 def search_requests(seen: list[str]) -> list[str]:

@@ -488,7 +488,7 @@ class TestWatching:
 
 class TestLooks:
     def test_the_list_pages_on_with_more_and_reads_on_a_phone(
-        self, seeded: Seeded, daraja: DarajaFake, browser: Any, shot: Shots
+        self, seeded: Seeded, daraja: DarajaFake, phone: Any, shot: Shots
     ) -> None:
         daraja.refuse_next(PAY, "invalid_amount", times=52)
         for n in range(52):
@@ -500,39 +500,33 @@ class TestLooks:
             )
             assert made.status_code == 422, made.text
         item = ask(seeded, "ACC1042", "1500")
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        page = phone.new_page()
+        sign_in(page, seeded.server, seeded.tokens["operator"])
+        open_requests(page)
+        expect(rows(page)).to_have_count(50)
+        expect(status_of(page, item["id"])).to_have_text("Pending")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        try:
-            page = phone.new_page()
-            sign_in(page, seeded.server, seeded.tokens["operator"])
-            open_requests(page)
-            expect(rows(page)).to_have_count(50)
-            expect(status_of(page, item["id"])).to_have_text("Pending")
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0
-            label = page.evaluate(
-                "getComputedStyle(document.querySelector('#requests-table tbody td'), "
-                "'::before').content"
-            )
-            assert label == '"#"'
+        assert overflow <= 0
+        label = page.evaluate(
+            "getComputedStyle(document.querySelector('#requests-table tbody td'), "
+            "'::before').content"
+        )
+        assert label == '"#"'
 
-            page.get_by_role("button", name="More").click()
-            expect(rows(page)).to_have_count(53)
-            expect(page.get_by_role("button", name="More")).to_be_hidden()
-            ids = [int(r.get_attribute("data-request-id") or "0") for r in rows(page).all()]
-            assert ids == sorted(ids, reverse=True) and len(set(ids)) == 53
+        page.get_by_role("button", name="More").click()
+        expect(rows(page)).to_have_count(53)
+        expect(page.get_by_role("button", name="More")).to_be_hidden()
+        ids = [int(r.get_attribute("data-request-id") or "0") for r in rows(page).all()]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 53
 
-            page.get_by_label("Status").select_option("pending")
-            expect(rows(page)).to_have_count(1)
-            shot(page, "phone-pending")
-            dialog = open_ask(page)
-            pick(dialog, "ACC1042", "ACC1042")
-            dialog.get_by_label("Amount").fill("500")
-            box = dialog.bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
-            shot(page, "phone-ask")
-        finally:
-            phone.close()
+        page.get_by_label("Status").select_option("pending")
+        expect(rows(page)).to_have_count(1)
+        shot(page, "phone-pending")
+        dialog = open_ask(page)
+        pick(dialog, "ACC1042", "ACC1042")
+        dialog.get_by_label("Amount").fill("500")
+        box = dialog.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        shot(page, "phone-ask")

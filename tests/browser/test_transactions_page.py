@@ -284,26 +284,17 @@ class TestRefusals:
 
 class TestPhone:
     def test_a_phone_width_reads_without_sideways_scrolling(
-        self, busy: Seeded, browser: Any, shot: Shots
+        self, busy: Seeded, phone: Any, shot: Shots
     ) -> None:
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844},
-            is_mobile=True,
-            has_touch=True,
-            timezone_id="America/New_York",
+        page = phone.new_page()
+        open_log(page, busy)
+        expect(rows(page)).to_have_count(EVERY_ROW)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        try:
-            page = phone.new_page()
-            open_log(page, busy)
-            expect(rows(page)).to_have_count(EVERY_ROW)
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0
-            label = page.evaluate(
-                "getComputedStyle(document.querySelector('#tx-table tbody td'), '::before').content"
-            )
-            assert label == '"When"'
-            shot(page, "phone")
-        finally:
-            phone.close()
+        assert overflow <= 0
+        label = page.evaluate(
+            "getComputedStyle(document.querySelector('#tx-table tbody td'), '::before').content"
+        )
+        assert label == '"When"'
+        shot(page, "phone")
