@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,27 @@ def post_confirmation(
         webhook_url("c2b/confirmation"), data=json.dumps(doc), content_type="application/json"
     )
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+#: ``build_client(**overrides)``: a test client and its runtime
+BuildClient = Callable[..., tuple[FlaskClient, Runtime]]
+
+
+@pytest.fixture
+def build_client(runtime: Runtime) -> Iterator[BuildClient]:
+    """An app on the same migrated database as ``runtime``, with some settings changed."""
+    built: list[Runtime] = []
+
+    def build(**overrides: object) -> tuple[FlaskClient, Runtime]:
+        rt = build_runtime(runtime.settings.with_overrides(**overrides))
+        built.append(rt)
+        app = create_app(runtime=rt)
+        app.config["TESTING"] = True
+        return app.test_client(), rt
+
+    yield build
+    for rt in built:
+        rt.close()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

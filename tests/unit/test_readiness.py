@@ -23,7 +23,7 @@ from ingest.providers import build_runtime
 from matcher.db import Base, utcnow
 from matcher.heartbeats import FORGET_AFTER, last_heartbeat, record_heartbeat
 from matcher.models import InboxItem, WorkerHeartbeat
-from momo.app import create_api_app, create_app, create_web_app
+from momo.app import create_api_app, create_web_app
 from tasks import heartbeat, work
 from tasks.celery_app import (
     PROCESS_INBOX,
@@ -34,7 +34,7 @@ from tasks.celery_app import (
     time_limits,
     visibility_timeout,
 )
-from tests.conftest import sample_bytes
+from tests.conftest import BuildClient, sample_bytes
 
 HEARTBEATS = Base.metadata.tables["worker_heartbeats"]
 
@@ -44,23 +44,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def client_on(runtime: Runtime) -> Iterator[Callable[..., tuple[FlaskClient, Runtime]]]:
-    """A test client of momo serve's app on the test database with ``overrides``."""
-    built: list[Runtime] = []
-
-    def build(**overrides: object) -> tuple[FlaskClient, Runtime]:
-        rt = build_runtime(runtime.settings.with_overrides(**overrides))
-        built.append(rt)
-        app = create_app(runtime=rt)
-        app.config["TESTING"] = True
-        return app.test_client(), rt
-
-    yield build
-    for rt in built:
-        rt.close()
 
 
 def seen(runtime: Runtime, ago: timedelta, hostname: str = "worker@host") -> None:
@@ -142,10 +125,10 @@ class TestNotReady:
         assert client.get("/readyz").status_code == 200
 
     def test_an_unreachable_database_answers_503_naming_it_and_the_worker_unknown(
-        self, client_on: Callable[..., tuple[FlaskClient, Runtime]]
+        self, build_client: BuildClient
     ) -> None:
         url = f"postgresql+psycopg://momo@127.0.0.1:{closed_port()}/momo"
-        client, _ = client_on(database_url=url)
+        client, _ = build_client(database_url=url)
 
         response = client.get("/readyz")
 
@@ -161,12 +144,12 @@ class TestNotReady:
     @pytest.mark.parametrize("scheme", ["redis", "amqp"])
     def test_a_broker_on_a_closed_port_answers_503_naming_the_broker(
         self,
-        client_on: Callable[..., tuple[FlaskClient, Runtime]],
+        build_client: BuildClient,
         runtime: Runtime,
         scheme: str,
     ) -> None:
         seen(runtime, timedelta(0))
-        client, _ = client_on(broker_url=f"{scheme}://127.0.0.1:{closed_port()}/0")
+        client, _ = build_client(broker_url=f"{scheme}://127.0.0.1:{closed_port()}/0")
 
         response = client.get("/readyz")
 
@@ -181,7 +164,7 @@ class TestNotReady:
     @pytest.mark.parametrize("scheme", ["redis", "amqp"])
     def test_a_broker_that_takes_the_connection_and_never_answers_is_given_up_on(
         self,
-        client_on: Callable[..., tuple[FlaskClient, Runtime]],
+        build_client: BuildClient,
         runtime: Runtime,
         scheme: str,
     ) -> None:
@@ -190,7 +173,7 @@ class TestNotReady:
             silent.bind(("127.0.0.1", 0))
             silent.listen(8)  # the kernel takes the connection; nobody ever answers
             port = silent.getsockname()[1]
-            client, _ = client_on(
+            client, _ = build_client(
                 broker_url=f"{scheme}://127.0.0.1:{port}/0", db_write_timeout_seconds=1
             )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,15 @@ from matcher.models import (
 )
 from momo.app import create_app, create_web_app
 from tasks.work import drain_inbox
-from tests.conftest import PATH_TOKEN, add_customer, mpesa_block, sample, sample_bytes, webhook_url
+from tests.conftest import (
+    PATH_TOKEN,
+    BuildClient,
+    add_customer,
+    mpesa_block,
+    sample,
+    sample_bytes,
+    webhook_url,
+)
 
 ACK = {"ResultCode": 0, "ResultDesc": "Accepted"}
 VALIDATION_ACCEPTED = {"ResultCode": "0", "ResultDesc": "Accepted"}
@@ -43,9 +51,6 @@ PAYMENT_SAMPLES = [
     ("stk_callback_success.json", "stk", "TKV5C2N8BD"),
     ("stk_callback_cancelled.json", "stk", "ws_CO_191220191020363926"),
 ]
-
-BuildClient = Callable[..., tuple[FlaskClient, Runtime]]
-
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -84,23 +89,6 @@ def confirmation_body(**changes: object) -> bytes:
     doc = sample("c2b_confirmation_paybill_plain.json")
     doc.update(changes)
     return json.dumps(doc).encode()
-
-
-@pytest.fixture
-def build_client(runtime: Runtime) -> Iterator[BuildClient]:
-    """An app on the same migrated database as ``runtime``, with some settings changed."""
-    built: list[Runtime] = []
-
-    def build(**overrides: object) -> tuple[FlaskClient, Runtime]:
-        rt = build_runtime(runtime.settings.with_overrides(**overrides))
-        built.append(rt)
-        app = create_app(runtime=rt)
-        app.config["TESTING"] = True
-        return app.test_client(), rt
-
-    yield build
-    for rt in built:
-        rt.close()
 
 
 @pytest.fixture
