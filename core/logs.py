@@ -92,12 +92,11 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
+        # the handler's MaskWebhookPaths filter has formatted and masked both already
         if record.exc_text:
-            line["exc"] = mask_webhook_paths(record.exc_text)
+            line["exc"] = record.exc_text
         if record.stack_info:
-            line["stack"] = mask_webhook_paths(record.stack_info)
+            line["stack"] = record.stack_info
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
