@@ -4,12 +4,17 @@ momo.wsgi:web``.
 
 A setting that stops momo from starting (ConfigError) stops the server with the one-line
 message, without a traceback, instead of booting workers again and again: gunicorn is told
-the application cannot load; under granian the worker exits with the message, and granian
-stops (a worker that dies while starting ends granian, respawn or not).
+the application cannot load; under granian the worker asks granian's main process to stop
+and exits with the message. granian's own crash-loop guard cannot be relied on for that: with
+``--respawn-failed-workers`` and more than one worker it forgets one worker's respawn when it
+respawns another, and a worker slower than 5.5 s to fail counts as no loop at all, so workers
+failing in turn were respawned for ever.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -27,14 +32,25 @@ def _start(create_app: Callable[[], Flask]) -> Flask:
     except ConfigError as exc:
         message = f"momo cannot start: {exc}"
     if "granian" in sys.modules:
-        # granian loads the factory in a multiprocessing worker: SystemExit with a text is
-        # printed as that one line and ends the worker with status 1
+        _stop_granian()
+        # SystemExit with a text is printed as that one line and ends the worker with status 1
         raise SystemExit(message)
     try:
         from gunicorn.errors import AppImportError
     except ImportError:  # another WSGI server: its own error report
         raise SystemExit(message) from None
     raise AppImportError(message)
+
+
+def _stop_granian() -> None:
+    """Ask granian's main process to stop: it loads the factory in a multiprocessing worker,
+    whose parent is that main process (a worker run as a thread has none, and is left alone).
+    granian then exits 0 or 1, depending on whether it saw the worker exit before the signal."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        os.kill(parent.pid, signal.SIGTERM)
 
 
 def web() -> Flask:
