@@ -9,8 +9,10 @@ them those tests skip, and fail under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -24,12 +26,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
+from core.metrics import check_file, metrics_listen
 from ingest.providers import load_settings
 from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
@@ -38,7 +43,9 @@ from tests.deploy_units import DEPLOY, unit
 SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
 #: every long-running service; each needs the schema current but Flower (broker only)
 SERVICES = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-flower")
-NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat")
+NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-check")
+#: started by its timer, not enabled itself
+TIMED = {"momo-check": "momo-check.timer"}
 VENV = "/srv/momo/.venv/bin/"
 SITE = DEPLOY / "nginx" / "momo.conf"
 
@@ -130,7 +137,7 @@ def test_a_service_starts_only_after_the_migrations(name: str) -> None:
     assert "momo-migrate.service" in words(service["Unit.After"])
 
 
-@pytest.mark.parametrize("name", ["momo-migrate", *SERVICES])
+@pytest.mark.parametrize("name", ["momo-migrate", *SERVICES, *TIMED])
 def test_every_process_runs_as_momo_in_its_state_directory(name: str) -> None:
     service = unit(DEPLOY / f"{name}.service")
     assert service["Service.User"] == ["momo"]
@@ -146,6 +153,103 @@ def test_every_process_runs_as_momo_in_its_state_directory(name: str) -> None:
 def test_beat_keeps_its_schedule_in_the_state_directory() -> None:
     argv = shlex.split(unit(DEPLOY / "momo-beat.service")["Service.ExecStart"][0])
     assert argv[argv.index("--schedule") + 1].startswith("/var/lib/momo/")
+
+
+# --- momo check on a timer, metrics on loopback ---------------------------------------------
+
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def check_alert_allows() -> float:
+    """Seconds MomoCheckNotRun lets the last check's timestamp age, read from its
+    expression ``time() - max(momo_check_last_run_timestamp_seconds) > N`` (N may be a
+    product: ``3 * 3600``)."""
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"][0]["rules"]
+    [rule] = [r for r in rules if r.get("alert") == "MomoCheckNotRun"]
+    match = re.fullmatch(
+        r"time\(\) - max\(momo_check_last_run_timestamp_seconds\) > ([\d\s*]+)",
+        rule["expr"].strip(),
+    )
+    assert match, f"an expression this test reads: {rule['expr']!r}"
+    return math.prod(int(factor) for factor in match[1].split("*"))
+
+
+def test_the_check_timer_keeps_its_alert_quiet_with_a_run_to_spare() -> None:
+    """Between two recorded results at worst: one run failed (the database down), the next
+    started as late as the timer's random delay lets it and ran until its timeout."""
+    analyze = needs_tool("systemd-analyze", "apt-get install systemd")
+    timer = unit(DEPLOY / "momo-check.timer")
+    check = unit(DEPLOY / "momo-check.service")
+    assert timer.get("Timer.Unit", ["momo-check.service"]) == ["momo-check.service"]
+    assert check["Service.Type"] == ["oneshot"]
+    assert check["Service.ExecStart"] == [f"{VENV}momo check"]
+    [calendar] = timer["Timer.OnCalendar"]
+    shown = subprocess.run(
+        [analyze, "calendar", "--iterations=6", calendar],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "TZ": "UTC"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    runs = [
+        datetime.strptime(found, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        for found in re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", shown.stdout)
+    ]
+    assert len(runs) == 6, shown.stdout
+    interval = max((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+    delay = seconds(timer.get("Timer.RandomizedDelaySec", ["0"])[0])
+    # a oneshot has no start timeout unless given one; a hung check would stop the timer
+    timeout = seconds(check["Service.TimeoutStartSec"][0])
+    assert 2 * interval + delay + timeout < check_alert_allows()
+    # a run the host was down for happens at boot
+    assert timer["Timer.Persistent"] == ["yes"]
+    assert timer["Install.WantedBy"] == ["timers.target"]
+
+
+def test_the_check_leaves_its_result_where_the_apis_metrics_read_it() -> None:
+    settings = load_settings(env_example() | {"MOMO_MPESA_PATH_TOKEN": secrets.token_hex(24)})
+    result = check_file(settings.instance_path)
+    for name in ("momo-check", "momo-api"):
+        service = unit(DEPLOY / f"{name}.service")
+        # both read MOMO_INSTANCE_PATH from momo.env; neither moves it
+        assert service["Service.EnvironmentFile"] == ["/etc/momo/momo.env"], name
+        moved = [e for e in service.get("Service.Environment", []) if "MOMO_INSTANCE_PATH" in e]
+        assert moved == [], name
+        # in the state directory systemd makes for both, which the file outlives
+        states = [Path("/var/lib", d) for d in words(service["Service.StateDirectory"])]
+        assert any(result.is_relative_to(state) for state in states), (name, result)
+        assert service.get("Service.ProtectSystem", ["no"]) != ["strict"], name
+    assert result == Path("/var/lib/momo/metrics/momo_check.prom")
+
+
+def unit_environment(name: str) -> dict[str, str]:
+    """The variables a unit's ``Environment=`` lines set."""
+    return dict(
+        word.split("=", 1)
+        for line in unit(DEPLOY / f"{name}.service").get("Service.Environment", [])
+        for word in shlex.split(line)
+    )
+
+
+def test_every_metrics_listener_is_on_loopback_and_prometheus_is_pointed_at_it() -> None:
+    listeners = {
+        path.stem: f"{host}:{port}"
+        for path in sorted(DEPLOY.glob("momo-*.service"))
+        if (listen := metrics_listen(unit_environment(path.stem))) is not None
+        for host, port in [listen]
+    }
+    # web and api answer /metrics on their own sockets, which are on loopback (above)
+    assert listeners == {"momo-worker": "127.0.0.1:9102"}
+    every = listeners | SERVERS
+    assert len(set(every.values()) | {"127.0.0.1:5555"}) == len(every) + 1, "a port taken twice"
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+        for job in config["scrape_configs"]
+    }
+    assert jobs == {name: [address] for name, address in every.items()}
+    assert [Path(rule).name for rule in config["rule_files"]] == ["momo-alerts.yml"]
 
 
 def env_example() -> dict[str, str]:
@@ -191,7 +295,7 @@ def test_the_deploy_steps_make_what_the_units_need() -> None:
         "install -d -m 750 -o root -g momo /etc/momo",
         "install -m 640 -o root -g momo deploy/momo.env.example /etc/momo/momo.env",
         "python3 -m venv /srv/momo/.venv",
-        "cp deploy/momo-*.service deploy/momo-*.socket /etc/systemd/system/",
+        "cp deploy/momo-*.service deploy/momo-*.socket deploy/momo-*.timer /etc/systemd/system/",
         "systemctl enable --now",
     ]
     at = [readme.find(step) for step in steps]
@@ -200,6 +304,10 @@ def test_the_deploy_steps_make_what_the_units_need() -> None:
     enable = next(line for line in readme.splitlines() if "systemctl enable" in line)
     for name in SERVICES:
         assert name in enable, enable
+    for name, timer in TIMED.items():
+        # the timer is enabled, never the service it starts
+        assert timer in enable.split(), enable
+        assert name not in enable.replace(timer, ""), enable
 
 
 def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
@@ -207,8 +315,10 @@ def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
     their programs looked up in this checkout's venv instead of /srv/momo/.venv."""
     analyze = needs_tool("systemd-analyze", "apt-get install systemd")
     venv = Path(sys.executable).parent
-    names = sorted(p.name for p in DEPLOY.glob("momo-*.*") if p.suffix in (".service", ".socket"))
-    assert "momo-migrate.service" in names
+    names = sorted(
+        p.name for p in DEPLOY.glob("momo-*.*") if p.suffix in (".service", ".socket", ".timer")
+    )
+    assert {"momo-migrate.service", "momo-check.service", "momo-check.timer"} <= set(names)
     for name in names:
         text = (DEPLOY / name).read_text().replace(VENV, f"{venv}/")
         (tmp_path / name).write_text(text)
