@@ -82,10 +82,11 @@ def procfile_argv(name: str, tmp_path: Path, **env: str) -> list[str]:
 
 
 def stubbed(name: str, tmp_path: Path, **env: str) -> list[str]:
-    """The program and its arguments the Procfile's line runs (the stand-in keeps the
-    arguments; the program is the line's first word)."""
-    program = shlex.split(procfile()[name])[0]
-    return [program, *procfile_argv(name, tmp_path, **env)]
+    """The program and its arguments the Procfile's long-running line ``name`` runs (the
+    stand-in keeps both), whatever the line sets up before it."""
+    ran = run_line(name, tmp_path, **env)
+    assert ran.returncode == 0, ran.output
+    return [ran.program, *ran.argv]
 
 
 def option(argv: list[str], name: str) -> str:

@@ -352,6 +352,8 @@ def procfile() -> dict[str, str]:
 class Ran:
     returncode: int
     output: str
+    #: the program the line ran (granian, celery or momo), and the arguments it was given
+    program: str = ""
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -368,26 +370,34 @@ def run_line(name: str, tmp_path: Path, exit_code: int = 0, **env: str) -> Ran:
     for program in ("granian", "celery", "momo"):
         stub = stubs / program
         stub.write_text(
-            '#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\nenv > "$STUB_ENV"\nexit "$STUB_EXIT"\n'
+            "#!/bin/sh\n"
+            'basename "$0" > "$STUB_PROGRAM"\n'
+            'printf "%s\\n" "$@" > "$STUB_ARGS"\n'
+            'env > "$STUB_ENV"\nexit "$STUB_EXIT"\n'
         )
         stub.chmod(0o755)
     args, environ = tmp_path / f"{name}.args", tmp_path / f"{name}.env"
+    program = tmp_path / f"{name}.program"
     ran = subprocess.run(
         # a process line is one command: `exec LINE` works (test_granian runs the web line so)
         ["/bin/sh", "-c", procfile()[name] if name == "release" else f"exec {procfile()[name]}"],
         env={
             "PATH": f"{stubs}:/usr/bin:/bin",
+            "STUB_PROGRAM": str(program),
             "STUB_ARGS": str(args),
             "STUB_ENV": str(environ),
             "STUB_EXIT": str(exit_code),
             **env,
         },
+        # where a relative default (MOMO_INSTANCE_PATH's "instance") lands
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=30,
     )
     result = Ran(ran.returncode, ran.stdout + ran.stderr)
     if args.exists():
+        result.program = program.read_text().strip()
         result.argv = args.read_text().splitlines()
         result.env = dict(
             line.split("=", 1) for line in environ.read_text().splitlines() if "=" in line
@@ -420,6 +430,40 @@ class TestServerLines:
             name, tmp_path, PORT="5100", HONCHO_PROCESS_NAME=f"{name}.1", **{variable: "9100"}
         )
         assert moved.option("--port") == "9100"
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"), [("web", "WEB_METRICS_DIR"), ("api", "API_METRICS_DIR")]
+)
+def test_web_and_api_count_in_a_directory_of_their_own_emptied_at_each_start(
+    name: str, variable: str, tmp_path: Path
+) -> None:
+    """granian's workers each count on their own; /metrics adds them up only through a
+    PROMETHEUS_MULTIPROC_DIR, one server's alone, holding none of a former run's files."""
+    instance = tmp_path / "instance"
+    folder = instance / f"metrics-{name}"
+    folder.mkdir(parents=True)
+    (folder / "counter_4242.db").write_bytes(b"a former run's counts")
+    (folder / "kept.txt").write_text("not prometheus_client's: left alone")
+    ran = run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(instance))
+    assert (ran.returncode, ran.program) == (0, "granian"), ran.output
+    assert ran.env["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.txt"]
+    # the same under honcho, and made when missing; its own variable moves it
+    moved = tmp_path / "elsewhere" / name
+    honcho = run_line(name, tmp_path, HONCHO_PROCESS_NAME=f"{name}.1", **{variable: str(moved)})
+    assert honcho.env["PROMETHEUS_MULTIPROC_DIR"] == str(moved)
+    assert moved.is_dir()
+
+
+def test_web_and_api_never_share_their_metrics_directory(tmp_path: Path) -> None:
+    folders = {
+        run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(tmp_path)).env[
+            "PROMETHEUS_MULTIPROC_DIR"
+        ]
+        for name in ("web", "api")
+    }
+    assert len(folders) == 2, folders
 
 
 def test_flower_listens_on_loopback_whatever_its_environment_says(tmp_path: Path) -> None:
