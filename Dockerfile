@@ -30,11 +30,12 @@ RUN /opt/momo/bin/pip install --no-deps /src \
 # --- run: the virtualenv, a user of its own, the state folders ---------------------------
 FROM python:3.11-slim-bookworm
 
-# the web's spool (callbacks kept while the database is down) and beat's schedule, each a
-# volume in compose.yaml; made here owned by momo, so a new named volume starts so too
+# the web's spool (callbacks kept while the database is down), beat's schedule and momo
+# check's result, each a volume in compose.yaml; made here owned by momo, so a new named
+# volume starts so too
 RUN groupadd --system --gid 10001 momo \
     && useradd --system --uid 10001 --gid momo --home-dir /var/lib/momo --shell /usr/sbin/nologin momo \
-    && mkdir -p /var/lib/momo/spool /var/lib/momo/beat \
+    && mkdir -p /var/lib/momo/spool /var/lib/momo/beat /var/lib/momo/metrics \
     && chown -R momo:momo /var/lib/momo \
     && chmod -R 0750 /var/lib/momo
 

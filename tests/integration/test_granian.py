@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from ingest.store import APPLICATION_NAME
@@ -557,6 +558,18 @@ def procfile_line(process: str) -> str:
     return line
 
 
+def accepted_callbacks(exposition: str) -> float:
+    """momo_callbacks_total of accepted C2B confirmations in a /metrics answer."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "momo_callbacks_total"
+        and sample.labels.get("outcome") == "accepted"
+        and sample.labels.get("kind") == "c2b/confirmation"
+    )
+
+
 def worker_pids(pid: int) -> set[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children")
     return {int(p) for p in children.read_text().split()} if children.exists() else set()
@@ -594,6 +607,13 @@ def test_the_procfiles_web_line_serves_brings_back_a_dead_worker_and_stops_grace
         wait_until(lambda: web.output().count("Started worker-") >= 3, timeout=60)
         answers = [web.post(confirmation(f"TKGPROC1{n:02d}")).status_code for n in range(20)]
         assert answers == [200] * 20
+
+        # every worker's count, the killed one's too, whichever worker answers the scrape:
+        # the line gave the server a directory of its own (the instance's metrics-web)
+        counts = tmp_path / "instance" / "metrics-web"
+        assert len(list(counts.glob("counter_*.db"))) >= 2, sorted(counts.iterdir())
+        for _ in range(4):
+            assert accepted_callbacks(requests.get(f"{web.base}/metrics", timeout=30).text) == 21
 
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

@@ -38,6 +38,7 @@ from tests.integration.conftest import (
     wait_healthy,
     wait_until,
 )
+from tests.integration.test_granian import accepted_callbacks
 
 # README's Procfile set-up, on Redis whatever the broker under test
 pytestmark = [pytest.mark.integration, redis_only]
@@ -285,6 +286,24 @@ def test_honcho_runs_the_procfile_and_credits_a_payment(
             ),
             timeout=30,
         )
+
+        # web counts in the directory its line made (one of its own, beside the api's)
+        metrics = requests.get(f"{honcho.base('web')}/metrics", timeout=30).text
+        assert accepted_callbacks(metrics) == 1, metrics
+        assert list((tmp_path / "instance" / "metrics-web").glob("counter_*.db"))
+        assert list((tmp_path / "instance" / "metrics-api").glob("*.db"))
+        # `momo check` as README runs it leaves its result where the api's /metrics reads it
+        checked = subprocess.run(
+            [str(VENV_BIN / "honcho"), "run", "momo", "check"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        shown = requests.get(f"{honcho.base('api')}/metrics", timeout=30).text
+        assert "\nmomo_check_ok 1.0\n" in shown, shown
 
         honcho.stop()
         # each line's shell ends with honcho; what it started finishes its own graceful stop

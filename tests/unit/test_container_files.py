@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from core.metrics import check_file
 from ingest.providers import load_settings
 from tests.conftest import ROOT
+from tests.deploy_units import DEPLOY, unit
+from tests.unit.test_deploy import check_alert_allows, procfile, run_line, seconds
 from tests.unit.test_deploy import needs_tool as needs_program
-from tests.unit.test_deploy import procfile, run_line
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
@@ -34,6 +36,8 @@ INSTALL_HINT = "pip install -e '.[deploy-checks]' (or -r requirements/dev.txt, a
 #: compose service (and Kubernetes workload) -> the Procfile process it runs
 PROCESSES = {"migrate": "release", "web": "web", "api": "api", "worker": "worker"}
 PROCESSES |= {"beat": "beat", "flower": "flower"}
+#: compose services of the image that run no Procfile line: `momo check`, hourly
+SCHEDULED = ("check",)
 PORTS = {"web": 8000, "api": 8001}
 SPOOL = "/var/lib/momo/spool"
 #: what a .env for compose holds (README, Containers): the secrets and the certificate
@@ -82,10 +86,11 @@ def procfile_argv(name: str, tmp_path: Path, **env: str) -> list[str]:
 
 
 def stubbed(name: str, tmp_path: Path, **env: str) -> list[str]:
-    """The program and its arguments the Procfile's line runs (the stand-in keeps the
-    arguments; the program is the line's first word)."""
-    program = shlex.split(procfile()[name])[0]
-    return [program, *procfile_argv(name, tmp_path, **env)]
+    """The program and its arguments the Procfile's long-running line ``name`` runs (the
+    stand-in keeps both), whatever the line sets up before it."""
+    ran = run_line(name, tmp_path, **env)
+    assert ran.returncode == 0, ran.output
+    return [ran.program, *ran.argv]
 
 
 def option(argv: list[str], name: str) -> str:
@@ -187,7 +192,7 @@ def test_hadolint_passes_the_dockerfile() -> None:
 
 def test_compose_runs_every_procfile_process_and_what_they_need() -> None:
     assert set(procfile()) == set(PROCESSES.values())
-    assert set(services()) == set(PROCESSES) | {"db", "redis", "front"}
+    assert set(services()) == set(PROCESSES) | set(SCHEDULED) | {"db", "redis", "front"}
 
 
 @pytest.mark.parametrize("name", ["web", "api"])
@@ -262,7 +267,7 @@ def test_web_and_api_are_healthy_when_their_healthz_answers(name: str) -> None:
 
 
 def test_every_momo_service_runs_the_one_image_with_the_secrets_from_env() -> None:
-    for name in PROCESSES:
+    for name in [*PROCESSES, *SCHEDULED]:
         service = services()[name]
         assert service["image"] == "momo" and service["build"] == ".", name
         assert service["env_file"] == ".env", name
@@ -275,7 +280,7 @@ def test_every_momo_service_runs_the_one_image_with_the_secrets_from_env() -> No
 
 
 def test_momo_takes_the_settings_compose_gives_it(caplog: pytest.LogCaptureFixture) -> None:
-    for name in PROCESSES:
+    for name in [*PROCESSES, *SCHEDULED]:
         given = {k: defaults(str(v)) for k, v in services()[name]["environment"].items()}
         env = given | {"MOMO_MPESA_PATH_TOKEN": secrets.token_hex(24)}
         env = {k: re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", "pw", v) for k, v in env.items()}
@@ -286,6 +291,100 @@ def test_momo_takes_the_settings_compose_gives_it(caplog: pytest.LogCaptureFixtu
         assert settings.database_url.endswith("://momo:pw@db:5432/momo"), name
         assert settings.broker_url == "redis://redis:6379/0"
         assert settings.spool_path == Path(SPOOL)
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Path in the container -> the volume (or host path) mounted there, and ``:ro``."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        found[target] = source + "".join(f":{m}" for m in mode)
+    return found
+
+
+def test_the_check_runs_hourly_and_leaves_its_result_where_the_api_reads_it() -> None:
+    check, api = services()["check"], services()["api"]
+    result = check_file(Path(check["environment"]["MOMO_INSTANCE_PATH"]))
+    assert api["environment"]["MOMO_INSTANCE_PATH"] == check["environment"]["MOMO_INSTANCE_PATH"]
+    # one named volume, in both, where the result is written and read
+    volume = mounts(check)[str(result.parent)]
+    assert volume in compose()["volumes"]
+    assert mounts(api)[str(result.parent)] == volume
+    # the web's spool, read only, for callbacks left in it
+    assert mounts(check)[SPOOL] == f"{mounts(services()['web'])[SPOOL]}:ro"
+    # made in the image owned by momo, so the new volume is writable by the check
+    assert re.search(rf"mkdir -p [^&]*{result.parent}\b", " ".join(stages()[-1]))
+    assert check["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    [script] = command(check)[2:]
+    assert command(check)[:2] == ["sh", "-c"] and "momo check;" in script
+    # one run failed, the next one slow (a quarter of an hour): still under the alert's age
+    [interval] = re.findall(r"sleep (\d+)", script)
+    assert 2 * int(interval) + 15 * 60 < check_alert_allows()
+
+
+def test_the_checks_loop_outlives_a_failed_check_and_stops_at_once(tmp_path: Path) -> None:
+    """The check service's script, as its container's shell runs it, with stand-ins: a
+    ``momo`` that fails each check (and asks the loop to stop at the third), and a
+    ``sleep`` that returns at once."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "momo").write_text(
+        '#!/bin/sh\necho "$@" >> "$RUNS"\n'
+        '[ "$(wc -l < "$RUNS")" -ge 3 ] && kill -TERM "$PPID"\nexit 1\n'
+    )
+    (bin_ / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    for stub in bin_.iterdir():
+        stub.chmod(0o755)
+    # compose reads $$ as one $
+    script = command(services()["check"])[2].replace("$$", "$")
+    runs = tmp_path / "runs"
+    ran = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env={"PATH": f"{bin_}:/usr/bin:/bin", "RUNS": str(runs)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert runs.read_text().splitlines() == ["check"] * 3
+
+
+def grace(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", value)
+    assert match, f"a duration this test reads: {value!r}"
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
+def test_every_server_has_its_own_multiprocess_directory_empty_at_each_start() -> None:
+    users = [line.split()[1] for line in stages()[-1] if line.upper().startswith("USER ")]
+    uid = users[-1].split(":")[0]
+    for name in ("web", "api"):
+        service = services()[name]
+        folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        # a tmpfs: Docker makes it empty at each start of the container, writable by momo
+        [tmpfs] = service["tmpfs"]
+        path, _, options = tmpfs.partition(":")
+        assert path == folder, name
+        assert f"uid={uid}" in options.split(","), name
+        pod = containers()[name]
+        [variable] = [e for e in pod["container"]["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR"]
+        volume = {m["mountPath"]: m["name"] for m in pod["container"]["volumeMounts"]}[
+            variable["value"]
+        ]
+        [declared] = [v for v in pod["volumes"] if v["name"] == volume]
+        assert "emptyDir" in declared, name
+
+
+def test_a_stop_waits_as_long_as_the_systemd_units_let_each_process_finish() -> None:
+    """The worker finishes its tasks in hand (TimeoutStopSec in momo-worker.service);
+    granian lets each worker finish its requests for --workers-kill-timeout."""
+    worker = seconds(unit(DEPLOY / "momo-worker.service")["Service.TimeoutStopSec"][0])
+    assert grace(services()["worker"]["stop_grace_period"]) >= worker
+    assert containers()["worker"]["terminationGracePeriodSeconds"] >= worker
+    for name in ("web", "api"):
+        kill = float(option(command(services()[name]), "--workers-kill-timeout"))
+        assert grace(services()[name]["stop_grace_period"]) > kill, name
+        assert containers()[name]["terminationGracePeriodSeconds"] > kill, name
 
 
 def tls_front_copy(original: str) -> str:

@@ -9,8 +9,10 @@ them those tests skip, and fail under MOMO_REQUIRE_SERVICES=1 (as .ci/run sets).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -24,12 +26,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
+from core.metrics import check_file, metrics_listen
 from ingest.providers import load_settings
 from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
@@ -38,7 +43,9 @@ from tests.deploy_units import DEPLOY, unit
 SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
 #: every long-running service; each needs the schema current but Flower (broker only)
 SERVICES = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-flower")
-NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat")
+NEEDS_SCHEMA = ("momo-web", "momo-api", "momo-worker", "momo-beat", "momo-check")
+#: started by its timer, not enabled itself
+TIMED = {"momo-check": "momo-check.timer"}
 VENV = "/srv/momo/.venv/bin/"
 SITE = DEPLOY / "nginx" / "momo.conf"
 
@@ -130,7 +137,7 @@ def test_a_service_starts_only_after_the_migrations(name: str) -> None:
     assert "momo-migrate.service" in words(service["Unit.After"])
 
 
-@pytest.mark.parametrize("name", ["momo-migrate", *SERVICES])
+@pytest.mark.parametrize("name", ["momo-migrate", *SERVICES, *TIMED])
 def test_every_process_runs_as_momo_in_its_state_directory(name: str) -> None:
     service = unit(DEPLOY / f"{name}.service")
     assert service["Service.User"] == ["momo"]
@@ -146,6 +153,103 @@ def test_every_process_runs_as_momo_in_its_state_directory(name: str) -> None:
 def test_beat_keeps_its_schedule_in_the_state_directory() -> None:
     argv = shlex.split(unit(DEPLOY / "momo-beat.service")["Service.ExecStart"][0])
     assert argv[argv.index("--schedule") + 1].startswith("/var/lib/momo/")
+
+
+# --- momo check on a timer, metrics on loopback ---------------------------------------------
+
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def check_alert_allows() -> float:
+    """Seconds MomoCheckNotRun lets the last check's timestamp age, read from its
+    expression ``time() - max(momo_check_last_run_timestamp_seconds) > N`` (N may be a
+    product: ``3 * 3600``)."""
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"][0]["rules"]
+    [rule] = [r for r in rules if r.get("alert") == "MomoCheckNotRun"]
+    match = re.fullmatch(
+        r"time\(\) - max\(momo_check_last_run_timestamp_seconds\) > ([\d\s*]+)",
+        rule["expr"].strip(),
+    )
+    assert match, f"an expression this test reads: {rule['expr']!r}"
+    return math.prod(int(factor) for factor in match[1].split("*"))
+
+
+def test_the_check_timer_keeps_its_alert_quiet_with_a_run_to_spare() -> None:
+    """Between two recorded results at worst: one run failed (the database down), the next
+    started as late as the timer's random delay lets it and ran until its timeout."""
+    analyze = needs_tool("systemd-analyze", "apt-get install systemd")
+    timer = unit(DEPLOY / "momo-check.timer")
+    check = unit(DEPLOY / "momo-check.service")
+    assert timer.get("Timer.Unit", ["momo-check.service"]) == ["momo-check.service"]
+    assert check["Service.Type"] == ["oneshot"]
+    assert check["Service.ExecStart"] == [f"{VENV}momo check"]
+    [calendar] = timer["Timer.OnCalendar"]
+    shown = subprocess.run(
+        [analyze, "calendar", "--iterations=6", calendar],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "TZ": "UTC"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    runs = [
+        datetime.strptime(found, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        for found in re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", shown.stdout)
+    ]
+    assert len(runs) == 6, shown.stdout
+    interval = max((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+    delay = seconds(timer.get("Timer.RandomizedDelaySec", ["0"])[0])
+    # a oneshot has no start timeout unless given one; a hung check would stop the timer
+    timeout = seconds(check["Service.TimeoutStartSec"][0])
+    assert 2 * interval + delay + timeout < check_alert_allows()
+    # a run the host was down for happens at boot
+    assert timer["Timer.Persistent"] == ["yes"]
+    assert timer["Install.WantedBy"] == ["timers.target"]
+
+
+def test_the_check_leaves_its_result_where_the_apis_metrics_read_it() -> None:
+    settings = load_settings(env_example() | {"MOMO_MPESA_PATH_TOKEN": secrets.token_hex(24)})
+    result = check_file(settings.instance_path)
+    for name in ("momo-check", "momo-api"):
+        service = unit(DEPLOY / f"{name}.service")
+        # both read MOMO_INSTANCE_PATH from momo.env; neither moves it
+        assert service["Service.EnvironmentFile"] == ["/etc/momo/momo.env"], name
+        moved = [e for e in service.get("Service.Environment", []) if "MOMO_INSTANCE_PATH" in e]
+        assert moved == [], name
+        # in the state directory systemd makes for both, which the file outlives
+        states = [Path("/var/lib", d) for d in words(service["Service.StateDirectory"])]
+        assert any(result.is_relative_to(state) for state in states), (name, result)
+        assert service.get("Service.ProtectSystem", ["no"]) != ["strict"], name
+    assert result == Path("/var/lib/momo/metrics/momo_check.prom")
+
+
+def unit_environment(name: str) -> dict[str, str]:
+    """The variables a unit's ``Environment=`` lines set."""
+    return dict(
+        word.split("=", 1)
+        for line in unit(DEPLOY / f"{name}.service").get("Service.Environment", [])
+        for word in shlex.split(line)
+    )
+
+
+def test_every_metrics_listener_is_on_loopback_and_prometheus_is_pointed_at_it() -> None:
+    listeners = {
+        path.stem: f"{host}:{port}"
+        for path in sorted(DEPLOY.glob("momo-*.service"))
+        if (listen := metrics_listen(unit_environment(path.stem))) is not None
+        for host, port in [listen]
+    }
+    # web and api answer /metrics on their own sockets, which are on loopback (above)
+    assert listeners == {"momo-worker": "127.0.0.1:9102"}
+    every = listeners | SERVERS
+    assert len(set(every.values()) | {"127.0.0.1:5555"}) == len(every) + 1, "a port taken twice"
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+        for job in config["scrape_configs"]
+    }
+    assert jobs == {name: [address] for name, address in every.items()}
+    assert [Path(rule).name for rule in config["rule_files"]] == ["momo-alerts.yml"]
 
 
 def env_example() -> dict[str, str]:
@@ -191,7 +295,7 @@ def test_the_deploy_steps_make_what_the_units_need() -> None:
         "install -d -m 750 -o root -g momo /etc/momo",
         "install -m 640 -o root -g momo deploy/momo.env.example /etc/momo/momo.env",
         "python3 -m venv /srv/momo/.venv",
-        "cp deploy/momo-*.service deploy/momo-*.socket /etc/systemd/system/",
+        "cp deploy/momo-*.service deploy/momo-*.socket deploy/momo-*.timer /etc/systemd/system/",
         "systemctl enable --now",
     ]
     at = [readme.find(step) for step in steps]
@@ -200,6 +304,10 @@ def test_the_deploy_steps_make_what_the_units_need() -> None:
     enable = next(line for line in readme.splitlines() if "systemctl enable" in line)
     for name in SERVICES:
         assert name in enable, enable
+    for name, timer in TIMED.items():
+        # the timer is enabled, never the service it starts
+        assert timer in enable.split(), enable
+        assert name not in enable.replace(timer, ""), enable
 
 
 def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
@@ -207,8 +315,10 @@ def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
     their programs looked up in this checkout's venv instead of /srv/momo/.venv."""
     analyze = needs_tool("systemd-analyze", "apt-get install systemd")
     venv = Path(sys.executable).parent
-    names = sorted(p.name for p in DEPLOY.glob("momo-*.*") if p.suffix in (".service", ".socket"))
-    assert "momo-migrate.service" in names
+    names = sorted(
+        p.name for p in DEPLOY.glob("momo-*.*") if p.suffix in (".service", ".socket", ".timer")
+    )
+    assert {"momo-migrate.service", "momo-check.service", "momo-check.timer"} <= set(names)
     for name in names:
         text = (DEPLOY / name).read_text().replace(VENV, f"{venv}/")
         (tmp_path / name).write_text(text)
@@ -242,6 +352,8 @@ def procfile() -> dict[str, str]:
 class Ran:
     returncode: int
     output: str
+    #: the program the line ran (granian, celery or momo), and the arguments it was given
+    program: str = ""
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -258,26 +370,34 @@ def run_line(name: str, tmp_path: Path, exit_code: int = 0, **env: str) -> Ran:
     for program in ("granian", "celery", "momo"):
         stub = stubs / program
         stub.write_text(
-            '#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\nenv > "$STUB_ENV"\nexit "$STUB_EXIT"\n'
+            "#!/bin/sh\n"
+            'basename "$0" > "$STUB_PROGRAM"\n'
+            'printf "%s\\n" "$@" > "$STUB_ARGS"\n'
+            'env > "$STUB_ENV"\nexit "$STUB_EXIT"\n'
         )
         stub.chmod(0o755)
     args, environ = tmp_path / f"{name}.args", tmp_path / f"{name}.env"
+    program = tmp_path / f"{name}.program"
     ran = subprocess.run(
         # a process line is one command: `exec LINE` works (test_granian runs the web line so)
         ["/bin/sh", "-c", procfile()[name] if name == "release" else f"exec {procfile()[name]}"],
         env={
             "PATH": f"{stubs}:/usr/bin:/bin",
+            "STUB_PROGRAM": str(program),
             "STUB_ARGS": str(args),
             "STUB_ENV": str(environ),
             "STUB_EXIT": str(exit_code),
             **env,
         },
+        # where a relative default (MOMO_INSTANCE_PATH's "instance") lands
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=30,
     )
     result = Ran(ran.returncode, ran.stdout + ran.stderr)
     if args.exists():
+        result.program = program.read_text().strip()
         result.argv = args.read_text().splitlines()
         result.env = dict(
             line.split("=", 1) for line in environ.read_text().splitlines() if "=" in line
@@ -310,6 +430,40 @@ class TestServerLines:
             name, tmp_path, PORT="5100", HONCHO_PROCESS_NAME=f"{name}.1", **{variable: "9100"}
         )
         assert moved.option("--port") == "9100"
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"), [("web", "WEB_METRICS_DIR"), ("api", "API_METRICS_DIR")]
+)
+def test_web_and_api_count_in_a_directory_of_their_own_emptied_at_each_start(
+    name: str, variable: str, tmp_path: Path
+) -> None:
+    """granian's workers each count on their own; /metrics adds them up only through a
+    PROMETHEUS_MULTIPROC_DIR, one server's alone, holding none of a former run's files."""
+    instance = tmp_path / "instance"
+    folder = instance / f"metrics-{name}"
+    folder.mkdir(parents=True)
+    (folder / "counter_4242.db").write_bytes(b"a former run's counts")
+    (folder / "kept.txt").write_text("not prometheus_client's: left alone")
+    ran = run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(instance))
+    assert (ran.returncode, ran.program) == (0, "granian"), ran.output
+    assert ran.env["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.txt"]
+    # the same under honcho, and made when missing; its own variable moves it
+    moved = tmp_path / "elsewhere" / name
+    honcho = run_line(name, tmp_path, HONCHO_PROCESS_NAME=f"{name}.1", **{variable: str(moved)})
+    assert honcho.env["PROMETHEUS_MULTIPROC_DIR"] == str(moved)
+    assert moved.is_dir()
+
+
+def test_web_and_api_never_share_their_metrics_directory(tmp_path: Path) -> None:
+    folders = {
+        run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(tmp_path)).env[
+            "PROMETHEUS_MULTIPROC_DIR"
+        ]
+        for name in ("web", "api")
+    }
+    assert len(folders) == 2, folders
 
 
 def test_flower_listens_on_loopback_whatever_its_environment_says(tmp_path: Path) -> None:

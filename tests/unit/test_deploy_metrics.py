@@ -63,11 +63,14 @@ def test_every_dashboard_panel_names_metrics_that_exist(runtime: Runtime) -> Non
             assert metric in shown, f"the dashboard reads {metric}, which momo does not show"
 
 
-@pytest.mark.parametrize("name", ["momo-web", "momo-api"])
+@pytest.mark.parametrize("name", ["momo-web", "momo-api", "momo-worker"])
 def test_the_pre_forking_units_count_in_a_directory_of_their_own_made_at_each_start(
     name: str,
 ) -> None:
+    # gunicorn's workers, and the worker's prefork pool, each count in a process of its own
     service = unit(DEPLOY / f"{name}.service")
     [directory] = service["Service.RuntimeDirectory"]
     assert f"PROMETHEUS_MULTIPROC_DIR=/run/{directory}" in service["Service.Environment"]
-    assert directory == f"{name}-metrics"  # web and api never share one
+    assert directory == f"{name}-metrics"  # no two servers share one
+    # emptied: removed at each stop, made anew at each start
+    assert service.get("Service.RuntimeDirectoryPreserve", ["no"]) == ["no"]
