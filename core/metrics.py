@@ -43,11 +43,11 @@ from prometheus_client import (
     write_to_textfile,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.config import ConfigError
+from matcher.check import last_check_run
 from matcher.db import answer_within
 from matcher.models import INBOX_DEAD, INBOX_PENDING, UNASSOCIATED, InboxItem, Payment
 
@@ -198,10 +198,9 @@ class StateCollector:
     not fire on stale numbers; the scrape still answers.
     """
 
-    def __init__(self, runtime: Runtime, *, database: bool, check_file: Path | None) -> None:
+    def __init__(self, runtime: Runtime, *, database: bool) -> None:
         self.runtime = runtime
         self.database = database
-        self.check_file = check_file
 
     def collect(self) -> Iterator[Metric]:
         if self.database:
@@ -221,8 +220,6 @@ class StateCollector:
                 yield GaugeMetricFamily(
                     "momo_spool_files", "Spool files waiting to drain.", value=backlog["files"]
                 )
-        if self.check_file is not None:
-            yield from read_check_result(self.check_file)
 
     def _database(self) -> Iterator[Metric]:
         engine = self.runtime.engine
@@ -245,6 +242,7 @@ class StateCollector:
                     ).scalar_one()
                     for status in (INBOX_PENDING, INBOX_DEAD)
                 )
+                last_check = last_check_run(connection)
                 unassociated, money = connection.execute(
                     select(func.count(), func.coalesce(func.sum(Payment.amount_minor), 0)).where(
                         Payment.status == UNASSOCIATED
@@ -284,6 +282,10 @@ class StateCollector:
             "Money of the unassociated payments, in minor units (cents) of MOMO_CURRENCY.",
             value=int(money),
         )
+        if last_check is not None:
+            yield from _CheckResult(
+                last_check.violations, last_check.finished_at.timestamp()
+            ).collect()
 
 
 def instrument(app: Flask) -> Flask:
@@ -299,13 +301,7 @@ def instrument(app: Flask) -> Flask:
     runtime: Runtime = app.extensions["momo"]
     database = "api" in app.blueprints
     registry = CollectorRegistry()
-    registry.register(
-        StateCollector(
-            runtime,
-            database=database,
-            check_file=check_file(runtime.settings.instance_path) if database else None,
-        )
-    )
+    registry.register(StateCollector(runtime, database=database))
 
     def metrics() -> Response:
         return Response(exposition(registry), content_type=CONTENT_TYPE)
@@ -354,23 +350,6 @@ def write_check_result(path: Path, violations: int, *, now: float | None = None)
     registry.register(_CheckResult(violations, time.time() if now is None else now))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
-
-
-def read_check_result(path: Path) -> Iterator[Metric]:
-    """The last ``momo check``'s gauges; none when it never ran here."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return
-    except OSError:
-        log.warning("could not read %s for /metrics", path, exc_info=True)
-        return
-    try:
-        families = list(text_string_to_metric_families(content))
-    except ValueError:
-        log.warning("%s is not a Prometheus text file; momo check writes it", path)
-        return
-    yield from (f for f in families if f.name.startswith("momo_check_"))
 
 
 # --- the worker's own listener ------------------------------------------------------------

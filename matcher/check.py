@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from matcher.db import utcnow
@@ -22,6 +22,7 @@ from matcher.models import (
     REQUEST_PAID,
     REQUEST_PENDING,
     UNASSOCIATED,
+    CheckRun,
     Customer,
     CustomerPhone,
     InboxItem,
@@ -38,6 +39,8 @@ from matcher.revenue import fold_days
 
 #: at most this many examples are printed for each kind of violation
 EXAMPLES = 20
+#: check runs older than this are removed as new ones are recorded
+KEEP_RUNS = timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -481,3 +484,32 @@ def check_invariants(
         *processed_payments_are_stored(session),
         *requests_are_settled(session, stuck_after=stuck_after),
     ]
+
+
+def record_check_run(
+    session: Session, violations: int, host: str, now: datetime | None = None
+) -> None:
+    """Note a finished check (``/metrics`` shows the last one); forget runs past
+    ``KEEP_RUNS``."""
+    now = now or utcnow()
+    session.add(CheckRun(finished_at=now, violations=violations, host=host[:255]))
+    session.execute(delete(CheckRun).where(CheckRun.finished_at < now - KEEP_RUNS))
+
+
+@dataclass(frozen=True)
+class LastCheck:
+    finished_at: datetime
+    violations: int
+    host: str
+
+
+def last_check_run(connection: Connection | Session) -> LastCheck | None:
+    """The last finished check, from any host; None when none was recorded."""
+    row = connection.execute(
+        select(CheckRun.finished_at, CheckRun.violations, CheckRun.host)
+        .order_by(CheckRun.finished_at.desc(), CheckRun.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return LastCheck(row.finished_at, row.violations, row.host)

@@ -533,3 +533,17 @@ class WorkerHeartbeat(Base):
 
     hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CheckRun(Base):
+    """A finished ``momo check``: when, on which host, and how many violations it found.
+    Kept in the database so that every api shows the last one on ``/metrics``, wherever
+    the check ran (a timer on one host, a Kubernetes CronJob)."""
+
+    __tablename__ = "check_runs"
+    __table_args__ = (Index("ix_check_runs_finished_at", "finished_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    violations: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))

@@ -24,6 +24,7 @@ from momo import serving
 
 if TYPE_CHECKING:
     from core.providers import ProviderAdapter
+    from core.runtime import Runtime
     from matcher.check import Violation
     from tasks.recovery import Recovery
 
@@ -402,8 +403,9 @@ def check(stuck_after: int | None) -> None:
     no inbox row dead, stuck, in unsettled conflict or processed without its payment, no
     spool left undrained. Reads one snapshot. Exits 1 on any violation.
 
-    The result is left in MOMO_INSTANCE_PATH/metrics/momo_check.prom for Prometheus
-    (the api's /metrics shows it; node_exporter's textfile collector can read it too)."""
+    The result is recorded in the database, where every api's /metrics shows the last one
+    whichever host ran it, and in MOMO_INSTANCE_PATH/metrics/momo_check.prom for
+    node_exporter's textfile collector."""
     from datetime import timedelta
 
     from ingest.providers import build_runtime
@@ -421,10 +423,10 @@ def check(stuck_after: int | None) -> None:
                 stuck_after=timedelta(seconds=seconds),
                 max_attempts=settings.max_attempts,
             )
+        violations += spool_violations(settings)
+        _record_check(settings, runtime, len(violations))
     finally:
         runtime.close()
-    violations += spool_violations(settings)
-    _record_check(settings, len(violations))
     for violation in violations:
         click.echo(f"VIOLATION [{violation.check}] {violation.message}")
     if violations:
@@ -1317,11 +1319,24 @@ def mpesa_pull_register(nominated_number: str) -> None:
     click.echo(f"shortcode {client.shortcode} is registered for pulling: {words}")
 
 
-def _record_check(settings: Settings, violations: int) -> None:
-    """Leave ``momo check``'s result where /metrics reads it; a check that cannot write it
-    still reports (an alert on its age says no result came)."""
-    from core.metrics import check_file, write_check_result
+def _record_check(settings: Settings, runtime: Runtime, violations: int) -> None:
+    """Leave ``momo check``'s result where /metrics reads it (the database, which every api
+    reads) and in a Prometheus text file (for node_exporter's textfile collector). A check
+    that cannot record it still reports; an alert on its age says no result came."""
+    import socket
 
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.metrics import check_file, write_check_result
+    from matcher.check import record_check_run
+    from matcher.db import describe_error
+
+    try:
+        with runtime.sessions.begin() as session:
+            record_check_run(session, violations, socket.gethostname())
+    except SQLAlchemyError as exc:
+        problem = describe_error(exc)
+        click.echo(f"could not record the result in the database: {problem}", err=True)
     path = check_file(settings.instance_path)
     try:
         write_check_result(path, violations)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.metrics import check_file, write_check_result
 from core.runtime import Runtime
+from matcher.check import record_check_run
 from momo.app import create_app
 from tasks.work import drain_inbox
 from tests.conftest import ROOT, add_customer, sample_bytes
@@ -26,7 +26,8 @@ def every_metric(runtime: Runtime) -> str:
     client = create_app(runtime=runtime).test_client()
     assert post(client, sample_bytes("c2b_confirmation_paybill_plain.json")) == 200
     drain_inbox(runtime)
-    write_check_result(check_file(runtime.settings.instance_path), 0)
+    with runtime.sessions.begin() as session:
+        record_check_run(session, 0, "host-a")
     return scrape(client)
 
 

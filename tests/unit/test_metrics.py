@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from core.config import ConfigError
-from core.metrics import check_file, metrics_listen, write_check_result
+from core.metrics import check_file, metrics_listen
 from core.runtime import Runtime
+from matcher.check import last_check_run, record_check_run
+from matcher.models import CheckRun
 from momo.app import create_api_app, create_web_app
 from tasks.work import drain_inbox
 from tests.conftest import (
@@ -229,16 +234,34 @@ def test_a_database_that_does_not_answer_is_reported_not_a_failed_scrape(
     assert ("momo_inbox_lag_seconds", ()) not in found
 
 
-def test_momo_checks_result_is_shown_by_the_api(runtime: Runtime) -> None:
+def test_the_last_momo_check_from_any_host_is_shown_by_the_api(runtime: Runtime) -> None:
     client = create_api_app(runtime=runtime).test_client()
     assert not [name for name, _ in samples(scrape(client)) if name.startswith("momo_check")]
-    write_check_result(check_file(runtime.settings.instance_path), 3, now=1_800_000_000)
+    then = datetime.fromtimestamp(1_800_000_000, UTC)
+    with runtime.sessions.begin() as session:
+        record_check_run(session, 3, "host-a", now=then)
+        record_check_run(session, 0, "host-b", now=then - timedelta(hours=1))  # older
     found = samples(scrape(client))
     assert found[("momo_check_ok", ())] == 0
     assert found[("momo_check_violations", ())] == 3
     assert found[("momo_check_last_run_timestamp_seconds", ())] == 1_800_000_000
-    write_check_result(check_file(runtime.settings.instance_path), 0)
+    with runtime.sessions.begin() as session:
+        record_check_run(session, 0, "host-b", now=then + timedelta(minutes=5))
     assert samples(scrape(client))[("momo_check_ok", ())] == 1
+    # the webhook's own /metrics does not repeat it (one scrape target for each number)
+    web = create_web_app(runtime=runtime).test_client()
+    assert not [name for name, _ in samples(scrape(web)) if name.startswith("momo_check")]
+
+
+def test_check_runs_are_forgotten_after_ninety_days(runtime: Runtime) -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    with runtime.sessions.begin() as session:
+        record_check_run(session, 0, "a", now=now - timedelta(days=91))
+        record_check_run(session, 1, "a", now=now - timedelta(days=89))
+        record_check_run(session, 0, "a", now=now)
+    with runtime.sessions() as session:
+        kept = session.scalars(select(CheckRun.finished_at).order_by(CheckRun.id)).all()
+    assert kept == [now - timedelta(days=89), now]
 
 
 def test_momo_check_leaves_its_result(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,6 +277,12 @@ def test_momo_check_leaves_its_result(runtime: Runtime, monkeypatch: pytest.Monk
     assert result.exit_code == 0, result.output
     text = check_file(settings.instance_path).read_text()
     assert "momo_check_ok 1.0" in text
+    with runtime.sessions() as session:
+        last = last_check_run(session)
+    assert last is not None and last.violations == 0
+    assert last.host == socket.gethostname()
+    found = samples(scrape(create_api_app(runtime=runtime).test_client()))
+    assert found[("momo_check_ok", ())] == 1
 
 
 # --- more than one process ------------------------------------------------------------------
