@@ -302,17 +302,15 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def test_the_check_runs_hourly_and_leaves_its_result_where_the_api_reads_it() -> None:
+def test_the_check_runs_hourly_on_the_database_the_api_reads() -> None:
     check, api = services()["check"], services()["api"]
+    # the result is recorded in the database, where the api's /metrics reads it
+    assert api["environment"]["MOMO_DATABASE_URL"] == check["environment"]["MOMO_DATABASE_URL"]
+    # the text file for node_exporter goes in the image's folder, owned by momo
     result = check_file(Path(check["environment"]["MOMO_INSTANCE_PATH"]))
-    assert api["environment"]["MOMO_INSTANCE_PATH"] == check["environment"]["MOMO_INSTANCE_PATH"]
-    # one named volume, in both, where the result is written and read
-    volume = mounts(check)[str(result.parent)]
-    assert volume in compose()["volumes"]
-    assert mounts(api)[str(result.parent)] == volume
     # the web's spool, read only, for callbacks left in it
     assert mounts(check)[SPOOL] == f"{mounts(services()['web'])[SPOOL]}:ro"
-    # made in the image owned by momo, so the new volume is writable by the check
+    # made in the image owned by momo, so the check can write it
     assert re.search(rf"mkdir -p [^&]*{result.parent}\b", " ".join(stages()[-1]))
     assert check["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     [script] = command(check)[2:]
@@ -471,8 +469,9 @@ def containers() -> dict[str, dict[str, Any]]:
     """Workload's component label -> its one container."""
     found = {}
     for (kind, _), document in manifests().items():
-        if kind in ("Deployment", "StatefulSet", "Job"):
-            spec = document["spec"]["template"]["spec"]
+        if kind in ("Deployment", "StatefulSet", "Job", "CronJob"):
+            job = document["spec"]["jobTemplate"] if kind == "CronJob" else document
+            spec = job["spec"]["template"]["spec"]
             [container] = spec["containers"]
             found[document["metadata"]["labels"]["app.kubernetes.io/component"]] = spec | {
                 "container": container
@@ -482,7 +481,7 @@ def containers() -> dict[str, dict[str, Any]]:
 
 def test_kubernetes_runs_every_procfile_process(tmp_path: Path) -> None:
     pods = containers()
-    assert set(pods) == set(PROCESSES)
+    assert set(pods) == set(PROCESSES) | {"check"}
     for name, process in PROCESSES.items():
         argv = pods[name]["container"]["command"]
         if name == "migrate":
@@ -495,6 +494,16 @@ def test_kubernetes_runs_every_procfile_process(tmp_path: Path) -> None:
             # the worker, and Flower on the pod's loopback exactly as the Procfile has it
             # (kubectl port-forward reaches it there)
             assert argv == stubbed(process, tmp_path), name
+
+
+def test_kubernetes_runs_the_check_hourly_one_at_a_time() -> None:
+    cron = manifests()[("CronJob", "momo-check")]["spec"]
+    minute, hour, *rest = cron["schedule"].split()
+    assert minute.isdigit() and hour == "*" and rest == ["*", "*", "*"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert containers()["check"]["container"]["command"] == ["momo", "check"]
+    # a hung run ends before the next is due, and the alert allows two missed runs and more
+    assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 3600
 
 
 def test_every_pod_runs_as_momos_user_from_the_one_image() -> None:
@@ -544,4 +553,4 @@ def test_kubernetes_validate_passes_every_manifest() -> None:
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     # every resource was checked: none of an unknown kind passed unread
-    assert len(manifests()) == 10
+    assert len(manifests()) == 11

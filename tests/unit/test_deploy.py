@@ -207,20 +207,20 @@ def test_the_check_timer_keeps_its_alert_quiet_with_a_run_to_spare() -> None:
     assert timer["Install.WantedBy"] == ["timers.target"]
 
 
-def test_the_check_leaves_its_result_where_the_apis_metrics_read_it() -> None:
+def test_the_check_records_its_result_in_the_database_the_api_reads() -> None:
     settings = load_settings(env_example() | {"MOMO_MPESA_PATH_TOKEN": secrets.token_hex(24)})
-    result = check_file(settings.instance_path)
     for name in ("momo-check", "momo-api"):
         service = unit(DEPLOY / f"{name}.service")
-        # both read MOMO_INSTANCE_PATH from momo.env; neither moves it
+        # both read MOMO_DATABASE_URL from momo.env; neither moves it
         assert service["Service.EnvironmentFile"] == ["/etc/momo/momo.env"], name
-        moved = [e for e in service.get("Service.Environment", []) if "MOMO_INSTANCE_PATH" in e]
+        moved = [e for e in service.get("Service.Environment", []) if "MOMO_DATABASE_URL" in e]
         assert moved == [], name
-        # in the state directory systemd makes for both, which the file outlives
-        states = [Path("/var/lib", d) for d in words(service["Service.StateDirectory"])]
-        assert any(result.is_relative_to(state) for state in states), (name, result)
-        assert service.get("Service.ProtectSystem", ["no"]) != ["strict"], name
-    assert result == Path("/var/lib/momo/metrics/momo_check.prom")
+    # its text file (for node_exporter) in the state directory systemd makes for the check
+    check = unit(DEPLOY / "momo-check.service")
+    result = check_file(settings.instance_path)
+    states = [Path("/var/lib", d) for d in words(check["Service.StateDirectory"])]
+    assert any(result.is_relative_to(state) for state in states), result
+    assert check.get("Service.ProtectSystem", ["no"]) != ["strict"]
 
 
 def unit_environment(name: str) -> dict[str, str]:
