@@ -356,7 +356,7 @@ def grace(value: str) -> float:
 def test_every_server_has_its_own_multiprocess_directory_empty_at_each_start() -> None:
     users = [line.split()[1] for line in stages()[-1] if line.upper().startswith("USER ")]
     uid = users[-1].split(":")[0]
-    for name in ("web", "api"):
+    for name in ("web", "api", "worker"):
         service = services()[name]
         folder = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
         # a tmpfs: Docker makes it empty at each start of the container, writable by momo
@@ -371,6 +371,11 @@ def test_every_server_has_its_own_multiprocess_directory_empty_at_each_start() -
         ]
         [declared] = [v for v in pod["volumes"] if v["name"] == volume]
         assert "emptyDir" in declared, name
+    # the worker shows them on a port of its own, declared on its pod
+    assert services()["worker"]["environment"]["MOMO_METRICS_PORT"].endswith(":9102")
+    worker = containers()["worker"]["container"]
+    assert {"name": "MOMO_METRICS_PORT", "value": "0.0.0.0:9102"} in worker["env"]
+    assert {"name": "metrics", "containerPort": 9102} in worker["ports"]
 
 
 def test_a_stop_waits_as_long_as_the_systemd_units_let_each_process_finish() -> None:

@@ -433,20 +433,26 @@ class TestServerLines:
 
 
 @pytest.mark.parametrize(
-    ("name", "variable"), [("web", "WEB_METRICS_DIR"), ("api", "API_METRICS_DIR")]
+    ("name", "variable", "program"),
+    [
+        ("web", "WEB_METRICS_DIR", "granian"),
+        ("api", "API_METRICS_DIR", "granian"),
+        ("worker", "WORKER_METRICS_DIR", "momo"),
+    ],
 )
-def test_web_and_api_count_in_a_directory_of_their_own_emptied_at_each_start(
-    name: str, variable: str, tmp_path: Path
+def test_each_server_counts_in_a_directory_of_its_own_emptied_at_each_start(
+    name: str, variable: str, program: str, tmp_path: Path
 ) -> None:
-    """granian's workers each count on their own; /metrics adds them up only through a
-    PROMETHEUS_MULTIPROC_DIR, one server's alone, holding none of a former run's files."""
+    """granian's workers and Celery's pool processes each count on their own; /metrics adds
+    them up only through a PROMETHEUS_MULTIPROC_DIR, one server's alone, holding none of a
+    former run's files."""
     instance = tmp_path / "instance"
     folder = instance / f"metrics-{name}"
     folder.mkdir(parents=True)
     (folder / "counter_4242.db").write_bytes(b"a former run's counts")
     (folder / "kept.txt").write_text("not prometheus_client's: left alone")
     ran = run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(instance))
-    assert (ran.returncode, ran.program) == (0, "granian"), ran.output
+    assert (ran.returncode, ran.program) == (0, program), ran.output
     assert ran.env["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["kept.txt"]
     # the same under honcho, and made when missing; its own variable moves it
@@ -456,14 +462,14 @@ def test_web_and_api_count_in_a_directory_of_their_own_emptied_at_each_start(
     assert moved.is_dir()
 
 
-def test_web_and_api_never_share_their_metrics_directory(tmp_path: Path) -> None:
+def test_no_two_servers_share_their_metrics_directory(tmp_path: Path) -> None:
     folders = {
         run_line(name, tmp_path, PORT="5123", MOMO_INSTANCE_PATH=str(tmp_path)).env[
             "PROMETHEUS_MULTIPROC_DIR"
         ]
-        for name in ("web", "api")
+        for name in ("web", "api", "worker")
     }
-    assert len(folders) == 2, folders
+    assert len(folders) == 3, folders
 
 
 def test_flower_listens_on_loopback_whatever_its_environment_says(tmp_path: Path) -> None:
