@@ -263,10 +263,8 @@ class Stack:
         self, name: str, argv: list[str], app_name: str, pass_fds: tuple[int, ...] = ()
     ) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:
-            # its own process group (signal the whole of it), SIGKILLed if the run is: the
-            # workers of gunicorn and Celery go by themselves, Redis is one process. Those
-            # restarted from the fault thread get no such signal (it would come when that
-            # thread ends): the run's own stop, on SIGTERM or Ctrl-C, stops them.
+            # its own process group (signal the whole of it), SIGKILLed if the run dies: the
+            # workers of gunicorn and Celery go by themselves, Redis is one process
             proc = start_process(
                 argv,
                 env=self._env(app_name),

@@ -59,6 +59,7 @@ def test_chaos_short_form_loses_and_doubles_nothing(tmp_path: Path) -> None:
         [sys.executable, "-m", "bench.chaos", "--short", "--json", str(figures)],
         # the run stops everything it started, its PostgreSQL included, on SIGTERM
         on_parent_death=signal.SIGTERM,
+        stop_within=180,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -36,19 +36,28 @@ from tests.processes import start_process
 
 pytestmark = pytest.mark.integration
 
-#: the parent: starts each [argv, signal name, log] it is given, says so, and waits
+#: the parent: starts each [argv, signal name, log, from a thread of its own] it is given,
+#: says so, and waits
 PARENT = """\
-import json, signal, sys, time
+import json, signal, sys, threading, time
 from tests.processes import start_process
-for argv, sig, log in json.loads(sys.argv[1]):
+def run(argv, sig, log):
     with open(log, "ab") as out:
         start_process(argv, on_parent_death=signal.Signals[sig], stdout=out, stderr=out)
+for argv, sig, log, threaded in json.loads(sys.argv[1]):
+    if threaded:
+        thread = threading.Thread(target=run, args=(argv, sig, log))
+        thread.start()
+        thread.join()  # the thread has ended: the server must not end with it
+    else:
+        run(argv, sig, log)
 print("started", flush=True)
 time.sleep(600)
 """
 
 #: how long the processes may take to go once the parent is gone: gunicorn's sync workers
-#: look at their parent pid every half --timeout (15 s), honcho SIGKILLs after 5 s
+#: look at their parent pid every half --timeout (15 s), honcho SIGKILLs after 5 s, the
+#: watchdog after 30 s
 GONE_WITHIN = 90.0
 
 
@@ -115,6 +124,7 @@ class Case:
     servers: list[tuple[list[str], str, str]]  # argv, signal on the parent's death, log
     processes: int
     up: Callable[[Path, list[Process]], bool]
+    threaded: bool = False  # started from a thread of the parent's that has ended since
 
 
 def log_says(tmp_path: Path, name: str, text: str, times: int = 1) -> bool:
@@ -145,11 +155,11 @@ def worker_argv(queue: str) -> list[str]:
     ]
 
 
-def granian_argv(port: int) -> list[str]:
+def granian_argv(port: int, target: str = "momo.wsgi:web") -> list[str]:
     return [
         str(VENV_BIN / "granian"),
         *("--interface", "wsgi", "--factory", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", "2", "--blocking-threads", "4", "momo.wsgi:web"),
+        *("--workers", "2", "--blocking-threads", "4", target),
     ]
 
 
@@ -165,17 +175,29 @@ def case(kind: str, tmp_path: Path, queue: str) -> Case:
             3,
             lambda _, tree: len(tree) >= 3 and answers(f"http://127.0.0.1:{port}/healthz"),
         )
-    if kind == "celery-worker":
+    if kind in ("celery-worker", "celery-worker-from-a-thread"):
         return Case(
             [(worker_argv(queue), "SIGKILL", "worker.log")],
             3,
             lambda path, tree: len(tree) >= 3 and log_says(path, "worker.log", "ready."),
+            threaded=kind == "celery-worker-from-a-thread",
         )
     if kind == "granian":
         return Case(
             [(granian_argv(port), "SIGTERM", "granian.log")],
             3,
             lambda path, _: log_says(path, "granian.log", "Started worker-", times=2),
+        )
+    if kind == "granian-still-loading":
+        # its workers held inside the application's factory (MOMO_TEST_GO_FILE never
+        # comes): the SIGTERM that granian loses
+        target = "tests.integration.test_granian:web_after_go"
+        return Case(
+            [(granian_argv(port, target), "SIGTERM", "granian.log")],
+            3,
+            lambda path, tree: (
+                len(tree) >= 3 and log_says(path, "granian.log", "Spawning worker-", times=2)
+            ),
         )
     assert kind == "honcho"
     (tmp_path / "Procfile").write_text(
@@ -193,7 +215,16 @@ def case(kind: str, tmp_path: Path, queue: str) -> Case:
 
 
 @pytest.mark.parametrize(
-    "kind", ["gunicorn-gthread", "gunicorn-sync", "celery-worker", "granian", "honcho"]
+    "kind",
+    [
+        "gunicorn-gthread",
+        "gunicorn-sync",
+        "celery-worker",
+        "celery-worker-from-a-thread",
+        "granian",
+        "granian-still-loading",
+        "honcho",
+    ],
 )
 def test_every_process_of_a_server_ends_when_the_process_that_started_it_is_killed(
     kind: str, database_url: str, redis_url: str, tmp_path: Path
@@ -206,11 +237,14 @@ def test_every_process_of_a_server_ends_when_the_process_that_started_it_is_kill
         MOMO_BROKER_URL=redis_url,
         MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
         MOMO_INSTANCE_PATH=str(tmp_path / "instance"),
+        MOMO_TEST_GO_FILE=str(tmp_path / "go"),
         PATH=f"{VENV_BIN}:{env['PATH']}",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
-    specs = [(argv, sig, str(tmp_path / log)) for argv, sig, log in servers.servers]
+    specs = [
+        (argv, sig, str(tmp_path / log), servers.threaded) for argv, sig, log in servers.servers
+    ]
     parent = start_process(
         [sys.executable, "-c", PARENT, json.dumps(specs)],
         env=env,
