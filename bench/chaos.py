@@ -107,6 +107,7 @@ import requests
 import urllib3
 
 from tests.deploy_units import server_options
+from tests.processes import start_process
 from tests.silent_proxy import SilentProxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,14 +263,15 @@ class Stack:
         self, name: str, argv: list[str], app_name: str, pass_fds: tuple[int, ...] = ()
     ) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
+            # its own process group (signal the whole of it), SIGKILLed if the run dies: the
+            # workers of gunicorn and Celery go by themselves, Redis is one process
+            proc = start_process(
                 argv,
                 env=self._env(app_name),
                 cwd=self.run_dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: signal the whole of it
                 pass_fds=pass_fds,
             )
         self.procs[name] = proc

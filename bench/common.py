@@ -21,6 +21,8 @@ import psycopg
 import requests
 from sqlalchemy.engine import make_url
 
+from tests.processes import start_process
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ADMIN_URL = os.environ.get(
@@ -68,21 +70,31 @@ def momo_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 class Server:
-    """A process the benchmark started, in its own process group; stopped by pid only."""
+    """A process the benchmark started, in its own process group; stopped by pid only, and
+    sent ``on_parent_death`` if the benchmark dies without stopping it (killed, or a
+    SIGTERM): SIGKILL for gunicorn and Celery, whose workers then go by themselves,
+    SIGTERM for granian, whose workers outlive a SIGKILLed main process."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        logdir: Path,
+        on_parent_death: int = signal.SIGKILL,
+    ) -> None:
         self.name = name
         self.log = logdir / f"{name}.log"
         #: where this process's lines begin in a log an earlier one of the same name wrote
         self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = start_process(
                 argv,
+                on_parent_death=on_parent_death,
                 env=env,
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
 
     def stop(self) -> None:
@@ -217,7 +229,13 @@ def serve(
     URL. Any answer to a POST counts as ready (the API answers it 404)."""
     port = free_port()
     argv = server_argv(kind, target, port, workers=workers, threads=threads)
-    server = Server(name, argv, env, logdir)
+    server = Server(
+        name,
+        argv,
+        env,
+        logdir,
+        on_parent_death=signal.SIGTERM if kind == "granian" else signal.SIGKILL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:

@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from core.runtime import Runtime
 from ingest.providers import build_runtime, load_settings
 from tests.deploy_units import server_options
+from tests.processes import start_process
 
 ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -216,13 +217,13 @@ def momo_serve(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
     env.update(PYTHONUNBUFFERED="1", **env_vars)
     with (tmp_path / "serve.log").open("ab") as log:
-        proc = subprocess.Popen(
+        # one process (its worker is a thread): SIGKILLed if pytest dies
+        proc = start_process(
             [str(VENV_BIN / "momo"), "serve", "--port", str(port), *args],
             cwd=tmp_path,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -249,14 +250,15 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        """``argv`` (gunicorn, a Celery worker, beat, Flower), SIGKILLed if pytest dies: their
+        workers and pool processes go by themselves once their main process is gone."""
         with (self.workdir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
+            proc = start_process(
                 argv,
                 env=self.env,
                 cwd=self.workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         self.processes[name] = proc
         return proc

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.integration.conftest import redis_only
+from tests.processes import start_process
 
 # its faults include Redis stopped and flushed, on a Redis of its own
 pytestmark = [pytest.mark.integration, redis_only]
@@ -54,8 +55,11 @@ def test_chaos_short_form_loses_and_doubles_nothing(tmp_path: Path) -> None:
         pytest.skip(message)
 
     figures = tmp_path / "chaos.json"
-    proc = subprocess.Popen(
+    proc = start_process(
         [sys.executable, "-m", "bench.chaos", "--short", "--json", str(figures)],
+        # the run stops everything it started, its PostgreSQL included, on SIGTERM
+        on_parent_death=signal.SIGTERM,
+        stop_within=180,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -23,6 +23,7 @@ import requests
 
 from tests.conftest import sample_bytes
 from tests.integration.conftest import ON_RABBITMQ, PATH_TOKEN, VENV_BIN, free_port, wait_until
+from tests.processes import start_process
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,7 @@ def three_workers(fresh_pg_url: str, redis_url: str, tmp_path: Path) -> Iterator
     port = free_port()
     web = Web(f"http://127.0.0.1:{port}", tmp_path / "access.log", tmp_path / "gunicorn.log")
     with web.server_log.open("wb") as out:
-        proc = subprocess.Popen(
+        proc = start_process(
             [
                 str(VENV_BIN / "gunicorn"),
                 "--workers",
@@ -94,7 +95,6 @@ def three_workers(fresh_pg_url: str, redis_url: str, tmp_path: Path) -> Iterator
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     try:
         wait_until(lambda: answers(f"{web.base}/healthz"), timeout=90, interval=0.5)

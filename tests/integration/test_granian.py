@@ -36,6 +36,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_serve import Peak
 from tests.integration.test_silent_database import spooled_bodies
+from tests.processes import start_process
 from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.integration
@@ -122,13 +123,14 @@ def granian(
     port = free_port()
     log = tmp_path / "granian.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        # granian's workers outlive a SIGKILLed main process; on SIGTERM it stops them
+        proc = start_process(
             granian_argv(port, *options),
+            on_parent_death=signal.SIGTERM,
             env=momo_env(database_url or fresh_pg_url, redis_url, tmp_path, **extra),
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     server = Granian(f"http://127.0.0.1:{port}", proc, log, fresh_pg_url)
     workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
@@ -447,15 +449,15 @@ def test_sigterm_while_a_worker_still_loads_the_application_stops_granian(
     env = momo_env(fresh_pg_url, redis_url, tmp_path, MOMO_TEST_GO_FILE=str(go))
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        proc = start_process(
             granian_argv(
                 free_port(), "--workers", "1", target="tests.integration.test_granian:web_after_go"
             ),
+            on_parent_death=signal.SIGTERM,
             env=env,
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     try:
         wait_until(lambda: "Spawning worker-1" in log.read_text(), timeout=60)
@@ -493,7 +495,7 @@ def test_granian_serves_the_listening_socket_systemd_hands_it(
     migrate(fresh_pg_url, tmp_path)
     own = free_port()
     with handed, (tmp_path / "granian.log").open("ab") as out:
-        proc = subprocess.Popen(
+        proc = start_process(
             [
                 sys.executable,
                 "-c",
@@ -501,11 +503,11 @@ def test_granian_serves_the_listening_socket_systemd_hands_it(
                 str(handed.fileno()),
                 *granian_argv(own, "--workers", "1"),
             ],
+            on_parent_death=signal.SIGTERM,  # granian's, once the exec has made it granian
             env=momo_env(fresh_pg_url, redis_url, tmp_path),
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
             pass_fds=(handed.fileno(),),
         )
         try:
@@ -585,13 +587,13 @@ def test_the_procfiles_web_line_serves_brings_back_a_dead_worker_and_stops_grace
     env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
     log = tmp_path / "web.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        proc = start_process(
             ["sh", "-c", f"exec {procfile_line('web')}"],
+            on_parent_death=signal.SIGTERM,  # granian's, once the exec has made it granian
             env=env,
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     web = Granian(f"http://127.0.0.1:{port}", proc, log, fresh_pg_url)
     try:

@@ -39,6 +39,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 from tests.integration.test_granian import accepted_callbacks
+from tests.processes import start_process
 
 # README's Procfile set-up, on Redis whatever the broker under test
 pytestmark = [pytest.mark.integration, redis_only]
@@ -179,13 +180,15 @@ def honcho_started(workdir: Path, env: dict[str, str], ports: dict[str, int]) ->
     assert made.returncode == 0, made.stdout + made.stderr
     log = workdir / "honcho.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen(
+        # a SIGKILLed honcho leaves the processes it started (each in a session of its
+        # own) running; on SIGTERM it stops them all
+        proc = start_process(
             [honcho, "start", *PROCESSES],
+            on_parent_death=signal.SIGTERM,
             cwd=workdir,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     running = Honcho(proc, log, ports, made.stdout.strip().splitlines()[-1], {proc.pid})
     try:

@@ -19,6 +19,7 @@ from ingest.providers import load_settings
 from matcher.db import make_engine
 from matcher.migrate import current_revision, head_revision
 from tests.integration.conftest import ADMIN_URL, VENV_BIN
+from tests.processes import start_process
 from tests.unit.test_migrations import schema_differences
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,8 @@ def test_two_upgrades_at_once_on_an_empty_database_both_succeed(
     go = tmp_path / "go"
     env = {"PATH": "/usr/bin:/bin", "MOMO_DATABASE_URL": fresh_pg_url}
     processes = [
-        subprocess.Popen(
+        # they wait for the go file for ever: SIGKILLed if pytest dies before making it
+        start_process(
             [sys.executable, "-c", AT_THE_BARRIER, str(tmp_path / f"ready{n}"), str(go)],
             env=env,
             stdout=subprocess.PIPE,

@@ -33,6 +33,7 @@ from matcher.notifications import Callback
 from tasks.work import _one_batch, drain_inbox, parser_for
 from tests.conftest import PATH_TOKEN, sample_bytes
 from tests.integration.conftest import VENV_BIN, free_port, wait_healthy, wait_until
+from tests.processes import start_process
 from tests.silent_proxy import SilentProxy
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,7 @@ class TestWebhook:
             "MOMO_SPOOL_DRAIN_SECONDS": "1",
         }
         with (tmp_path / "web.log").open("ab") as log:
-            web = subprocess.Popen(
+            web = start_process(
                 # gunicorn's own worker timeout far off: a hang must show as one
                 [
                     *(str(VENV_BIN / "gunicorn"), "--workers", "1", "--timeout", "120"),
@@ -135,7 +136,6 @@ class TestWebhook:
                 cwd=tmp_path,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         base = f"http://127.0.0.1:{port}"
         try:

@@ -38,6 +38,7 @@ from core.metrics import check_file, metrics_listen
 from ingest.providers import load_settings
 from tests.conftest import ROOT
 from tests.deploy_units import DEPLOY, unit
+from tests.processes import start_process
 
 #: the servers and the addresses nginx (deploy/nginx/momo.conf) is pointed at
 SERVERS = {"momo-web": "127.0.0.1:8000", "momo-api": "127.0.0.1:8001"}
@@ -614,11 +615,12 @@ def nginx_serving(folder: Path, web: Upstream, api: Upstream) -> Iterator[tuple[
         },
     )
     with (folder / "nginx.out").open("wb") as out:
-        proc = subprocess.Popen(
+        # nginx's workers outlive a SIGKILLed master; on SIGTERM it stops them
+        proc = start_process(
             [*nginx_argv(conf), "-g", "daemon off;"],
+            on_parent_death=signal.SIGTERM,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     try:
         for port in (https, http):
