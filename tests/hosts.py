@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.deploy_units import server_options
+from tests.processes import start_process
 
 PREFIX = "momo-"
 BIN = Path(sys.executable).parent
@@ -179,7 +180,8 @@ def socket_database_url(url: str) -> str:
 class Cluster:
     """momo on hosts: a web server and a worker on each host started, beat on the first
     only; one PostgreSQL database and one Redis (started here, listening on every host's
-    gateway) shared by all. Every process is in its own process group, stopped by pid."""
+    gateway) shared by all. Every process is in its own process group, stopped by pid, and
+    ends with the process that started it however that one ends (tests/processes.py)."""
 
     database_url: str  # as this machine reaches it
     workdir: Path
@@ -194,13 +196,9 @@ class Cluster:
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            # gunicorn's and Celery's children follow their main process; the rest are one
+            proc = start_process(
+                argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
             )
         self.processes[name] = proc
         return proc
