@@ -53,6 +53,13 @@ def bind_ids(**ids: Any) -> Token[Mapping[str, Any]]:
     return _bound.set({**_bound.get(), **{k: v for k, v in ids.items() if v is not None}})
 
 
+def add_ids(**ids: Any) -> None:
+    """Add ``ids`` to the stretch in progress, until it ends: the enclosing ``bound`` (a
+    request's, a task's) undoes them with its own. A request that learns its callback's
+    receipt code so tells it on its later lines, its access line included."""
+    bind_ids(**ids)  # no token kept: the enclosing stretch's reset goes back past this
+
+
 def unbind_ids(token: Token[Mapping[str, Any]]) -> None:
     # bound in another context (ValueError): nothing of it is here to undo
     with suppress(ValueError):

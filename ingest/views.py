@@ -20,6 +20,7 @@ from werkzeug.datastructures import Headers
 
 from core import metrics
 from core.config import Settings
+from core.logs import add_ids
 from core.providers import (
     FORBIDDEN,
     NOT_ACCEPTED,
@@ -147,8 +148,10 @@ def store_callback(app: Flask, row: dict[str, Any]) -> str | None:
     must not be acknowledged.
 
     Both the Flask view and the fast path store here, so each callback is counted here
-    once, by its outcome (``momo_callbacks_total``).
+    once, by its outcome (``momo_callbacks_total``), and the request's later lines (its
+    access line) carry its receipt code, which the worker's line for it carries too.
     """
+    add_ids(code=row.get("code"))
     try:
         why, spooled = _store_callback(app, row)
     except Exception:

@@ -120,6 +120,8 @@ class Claimed:
     next_attempt_at: datetime | None
     #: when the callback reached the inbox (how long a credit took is measured from it)
     received_at: datetime | None = None
+    #: the receipt code the webhook read from it, when it had one
+    code: str | None = None
 
     def outcome(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in _WRITTEN}
@@ -149,6 +151,7 @@ _CLAIMED = (
     InboxItem.processed_at,
     InboxItem.next_attempt_at,
     InboxItem.received_at,
+    InboxItem.code,
 )
 INBOX: Table = InboxItem.__table__  # type: ignore[assignment]
 
@@ -162,6 +165,8 @@ class BatchResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     #: (provider, seconds from the callback's arrival) of each payment this batch credited
     credited_after: list[tuple[str, float]] = field(default_factory=list)
+    #: (inbox id, receipt code, what it came to) of each row this batch finished
+    rows: list[tuple[int, str | None, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
@@ -322,6 +327,7 @@ def _finish(item: Claimed, recorded: Recorded, result: BatchResult) -> None:
     item.payment_id = recorded.payment_id
     item.processed_at = utcnow()
     result.outcomes[recorded.outcome] += 1
+    result.rows.append((item.id, item.code, recorded.outcome))
     if recorded.outcome == CREDITED and item.received_at is not None:
         waited = (item.processed_at - item.received_at).total_seconds()
         result.credited_after.append((item.provider, waited))
@@ -335,6 +341,7 @@ def _dead(item: Claimed, exc: Exception, result: BatchResult) -> None:
     item.detail = storable(describe_error(exc), 2000)
     log.error("inbox row %s is dead (%s): %s", item.id, item.reason, item.detail)
     result.outcomes[INBOX_DEAD] += 1
+    result.rows.append((item.id, item.code, INBOX_DEAD))
 
 
 def process_pending(session: Session, parse: Parser, *, region: str, limit: int) -> BatchResult:

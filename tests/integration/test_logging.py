@@ -59,5 +59,16 @@ def test_a_credited_callback_is_told_in_json_lines_tied_by_their_ids(json_stack:
     assert all(line["task_id"] and line["task_id"] in line["message"] for line in done)
     assert {line["level"] for line in done} == {"INFO"}
 
+    # the story tied end to end: the webhook's access line and the worker's line for the
+    # row share the receipt code; the worker's names the inbox row and the task
+    assert access["code"] == "TKL0GS0001"
+    (row,) = [
+        line
+        for line in json_lines(json_stack.log("worker"))
+        if line.get("code") == "TKL0GS0001" and line["message"].startswith("inbox row ")
+    ]
+    assert row["message"] == f"inbox row {row['inbox_id']}: credited"
+    assert row["task_id"] in {line["task_id"] for line in done}
+
     for name in ("web", "worker", "beat"):
         assert PATH_TOKEN not in json_stack.log(name), name
