@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: <linux/prctl.h>
@@ -175,3 +177,28 @@ def start_process(
     if not kernel or on_parent_death != signal.SIGKILL:
         _watch(proc.pid, 0 if kernel else on_parent_death, stop_within)
     return proc
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """What /proc/<pid>/stat says of a process that tests need."""
+
+    ppid: int
+    group: int  # its process group
+    started: int  # clock ticks after boot: tells a pid's process from a later one's
+
+
+def process_table() -> dict[int, ProcStat]:
+    """Every process on the machine, read from /proc."""
+    table: dict[int, ProcStat] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ... starttime ...": comm may hold spaces and parentheses
+        fields = stat.rpartition(")")[2].split()
+        table[int(entry.name)] = ProcStat(int(fields[1]), int(fields[2]), int(fields[19]))
+    return table

@@ -21,6 +21,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.conftest import lacking
 from tests.integration.conftest import VENV_BIN, momo_serve, wait_until
 
 CHROMIUM = Path(os.environ.get("MOMO_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -42,9 +43,7 @@ def _chromium_missing() -> str | None:
 def browser() -> Iterator[Any]:
     missing = _chromium_missing()
     if missing:
-        if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
+        lacking(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

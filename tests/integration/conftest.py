@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 
 from core.runtime import Runtime
 from ingest.providers import build_runtime, load_settings
+from tests.conftest import lacking
 from tests.deploy_units import server_options
 from tests.processes import start_process
 
@@ -61,9 +62,7 @@ def _unavailable(what: str, exc: Exception) -> None:
         f"{what} is not reachable ({exc}). Integration tests need PostgreSQL and Redis: "
         "set MOMO_TEST_POSTGRES_URL / MOMO_TEST_REDIS_URL or start them locally."
     )
-    if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    lacking(message)
 
 
 def _database() -> Iterator[str]:

@@ -10,7 +10,6 @@ on PATH), Redis (``redis-server``), gunicorn, Celery workers and beat, and stops
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lacking
 from tests.integration.conftest import redis_only
 from tests.processes import start_process
 
@@ -50,9 +49,7 @@ def test_chaos_short_form_loses_and_doubles_nothing(tmp_path: Path) -> None:
     missing = _missing_tools()
     if missing:
         message = f"the chaos run starts its own services and needs {', '.join(missing)} on PATH"
-        if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        lacking(message)
 
     figures = tmp_path / "chaos.json"
     proc = start_process(

@@ -39,7 +39,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 from tests.integration.test_granian import accepted_callbacks
-from tests.processes import start_process
+from tests.processes import process_table, start_process
 
 # README's Procfile set-up, on Redis whatever the broker under test
 pytestmark = [pytest.mark.integration, redis_only]
@@ -64,22 +64,6 @@ def honcho_redis_url() -> str:
     return url
 
 
-def process_table() -> dict[int, tuple[int, int]]:
-    """Every process on the machine: pid -> (parent pid, process group)."""
-    table: dict[int, tuple[int, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
-        fields = stat.rpartition(")")[2].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
-    return table
-
-
 def process_groups_under(pid: int) -> set[int]:
     """The process groups of ``pid``'s descendants: honcho starts each Procfile process in a
     session (and group) of its own, so signalling honcho's group would miss them."""
@@ -87,14 +71,14 @@ def process_groups_under(pid: int) -> set[int]:
     groups: set[int] = set()
     parents = {pid}
     while parents:
-        children = {child for child, (ppid, _) in table.items() if ppid in parents}
-        groups |= {table[child][1] for child in children}
+        children = {child for child, stat in table.items() if stat.ppid in parents}
+        groups |= {table[child].group for child in children}
         parents = children
     return groups
 
 
 def members(groups: set[int]) -> list[int]:
-    return [pid for pid, (_, group) in process_table().items() if group in groups]
+    return [pid for pid, stat in process_table().items() if stat.group in groups]
 
 
 def listening_addresses(port: int) -> set[str]:

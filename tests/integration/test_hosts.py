@@ -10,7 +10,6 @@ second host is shown to take a share of the work.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import redis
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.conftest import sample_bytes
+from tests.conftest import lacking, sample_bytes
 from tests.hosts import Cluster, Host, hosts, unavailable
 from tests.integration.conftest import (
     PATH_TOKEN,
@@ -42,10 +41,7 @@ ACCOUNTS = 12
 def two_hosts() -> Iterator[list[Host]]:
     why = unavailable()
     if why is not None:
-        message = f"momo on two hosts needs network namespaces: {why}"
-        if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        lacking(f"momo on two hosts needs network namespaces: {why}")
     with hosts(2) as made:
         yield made
 

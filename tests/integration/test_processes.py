@@ -32,7 +32,7 @@ from tests.integration.conftest import (
     free_port,
     wait_until,
 )
-from tests.processes import start_process
+from tests.processes import process_table, start_process
 
 pytestmark = pytest.mark.integration
 
@@ -78,25 +78,15 @@ class Process:
 
 def descendants(root: int) -> list[Process]:
     """Every process under ``root``, read from /proc."""
-    table: dict[int, tuple[int, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid ... starttime ...": comm may hold spaces and parentheses
-        fields = stat.rpartition(")")[2].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[19]))
+    table = process_table()
     found: list[Process] = []
     parents = {root}
     while parents:
-        children = {pid for pid, (ppid, _) in table.items() if ppid in parents}
+        children = {pid for pid, stat in table.items() if stat.ppid in parents}
         for pid in sorted(children):
             with suppress(OSError):
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                found.append(Process(pid, table[pid][1], command.decode(errors="replace")))
+                found.append(Process(pid, table[pid].started, command.decode(errors="replace")))
         parents = children
     return found
 

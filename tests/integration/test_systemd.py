@@ -11,7 +11,6 @@ one of the test's own on the shared PostgreSQL, and Redis runs as a unit of its 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import ROOT, sample_bytes
+from tests.conftest import ROOT, lacking, sample_bytes
 from tests.integration.conftest import ADMIN_URL, redis_only
 from tests.systemd_host import Machine, machine, unavailable
 
@@ -93,10 +92,7 @@ def database() -> Iterator[str]:
 def host(tmp_path: Path, wheels: Path) -> Iterator[Machine]:
     why = unavailable()
     if why is not None:
-        message = f"deploy/ under systemd needs {why}"
-        if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        lacking(f"deploy/ under systemd needs {why}")
     settings = Path("/etc/momo")
     there = settings.exists()
     with machine(tmp_path, wheels) as booted:
@@ -182,16 +178,21 @@ def test_deploy_readme_brings_momo_up_under_systemd_and_a_payment_is_credited(
     )  # fmt: skip
     body = json.loads(sample_bytes("c2b_confirmation_paybill_plain.json"))
     assert body["BillRefNumber"] == "ACC1042"
-    host.write("/tmp/callback.json", json.dumps(body))
-    answer = curl(
-        host, "-H 'Content-Type: application/json'", "--data-binary @/tmp/callback.json",
-        f"http://127.0.0.1:8000/webhooks/mpesa/{path_token}/c2b/confirmation",
-    )  # fmt: skip
-    assert json.loads(answer)["ResultCode"] == 0
-    host.wait(
-        f"curl -sS --fail {auth} http://127.0.0.1:8001/api/v1/customers/ACC1042 "
-        '| grep -q \'"balance":"1500.00"\''
-    )
+
+    def confirm(code: str, balance: str) -> None:
+        """M-PESA confirms 1500 with receipt ``code``; ACC1042's balance becomes it."""
+        host.write("/tmp/callback.json", json.dumps(body | {"TransID": code}))
+        answer = curl(
+            host, "-H 'Content-Type: application/json'", "--data-binary @/tmp/callback.json",
+            f"http://127.0.0.1:8000/webhooks/mpesa/{path_token}/c2b/confirmation",
+        )  # fmt: skip
+        assert json.loads(answer)["ResultCode"] == 0
+        host.wait(
+            f"curl -sS --fail {auth} http://127.0.0.1:8001/api/v1/customers/ACC1042 "
+            f'| grep -q \'"balance":"{balance}"\''
+        )
+
+    confirm(body["TransID"], "1500.00")
 
     # Flower saw momo.process_inbox succeed (its API, behind its login)
     tasks = json.loads(curl(host, f"-u '{flower_login}'", "http://127.0.0.1:5555/api/tasks"))
@@ -218,17 +219,7 @@ def test_deploy_readme_brings_momo_up_under_systemd_and_a_payment_is_credited(
     # a restart of the web refuses nothing: systemd holds its socket meanwhile, and the
     # callback sent at once waits in its backlog for the new gunicorn
     host.run("systemctl restart --no-block momo-web")
-    body["TransID"] = "TKRESTART1"
-    host.write("/tmp/callback.json", json.dumps(body))
-    answer = curl(
-        host, "-H 'Content-Type: application/json'", "--data-binary @/tmp/callback.json",
-        f"http://127.0.0.1:8000/webhooks/mpesa/{path_token}/c2b/confirmation",
-    )  # fmt: skip
-    assert json.loads(answer)["ResultCode"] == 0
-    host.wait(
-        f"curl -sS --fail {auth} http://127.0.0.1:8001/api/v1/customers/ACC1042 "
-        '| grep -q \'"balance":"3000.00"\''
-    )
+    confirm("TKRESTART1", "3000.00")
     secrets_seen = host.run("journalctl -o cat --no-pager").stdout
     assert path_token not in secrets_seen
     assert admin not in secrets_seen

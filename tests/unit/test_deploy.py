@@ -36,7 +36,7 @@ import yaml
 
 from core.metrics import check_file, metrics_listen
 from ingest.providers import load_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lacking
 from tests.deploy_units import DEPLOY, unit
 from tests.processes import start_process
 
@@ -109,9 +109,7 @@ def needs_tool(name: str, install: str) -> str:
     if found:
         return found
     message = f"`{name}` is not installed: {install}"
-    if os.environ.get("MOMO_REQUIRE_SERVICES") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    lacking(message)
 
 
 # --- systemd ------------------------------------------------------------------------------
