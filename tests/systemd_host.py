@@ -33,6 +33,9 @@ from pathlib import Path
 from tests.processes import start_process
 
 SYSTEMD = Path("/lib/systemd/systemd")
+#: this checkout, which the machine sees at /srv/checkout (read only): wherever it lies
+#: here, /tmp included, which the machine's own /tmp hides
+CHECKOUT = Path(__file__).resolve().parent.parent
 #: a root shell's environment on a fresh Debian: the system's python3, not one of this
 #: machine's in /root (which the units' users could not run)
 SHELL_ENV = {
@@ -48,8 +51,9 @@ mount --make-rprivate /
 # what the machine takes from this one, bound before /tmp and /run are hidden; its /etc is
 # this one's with its changes kept in memory (an overlay)
 for dir in /srv /var/lib; do mount -t tmpfs tmpfs "$dir"; done
-mkdir -p /srv/wheels /srv/.postgresql /srv/.etc/upper /srv/.etc/work /var/lib/systemd
+mkdir -p /srv/wheels /srv/checkout /srv/.postgresql /srv/.etc/upper /srv/.etc/work /var/lib/systemd
 mount --bind "$WHEELS" /srv/wheels
+mount --bind -o ro "$CHECKOUT" /srv/checkout
 mount --bind "$PG_SOCKET_DIR" /srv/.postgresql
 mount -t overlay overlay -o lowerdir=/etc,upperdir=/srv/.etc/upper,workdir=/srv/.etc/work /etc
 mount -t tmpfs tmpfs /etc/systemd/system
@@ -134,11 +138,13 @@ class Machine:
 
 @contextmanager
 def machine(workdir: Path, wheels: Path) -> Iterator[Machine]:
-    """A booted machine; ``wheels`` is its /srv/wheels. Gone on leaving."""
+    """A booted machine; ``wheels`` is its /srv/wheels, this checkout its /srv/checkout.
+    Gone on leaving."""
     env = {
         **os.environ,
         "PG_SOCKET_DIR": str(PG_SOCKET_DIR),
         "WHEELS": str(wheels),
+        "CHECKOUT": str(CHECKOUT),
     }
     with (workdir / "boot.log").open("ab") as log:
         proc = start_process(

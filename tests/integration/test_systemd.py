@@ -109,7 +109,7 @@ def test_deploy_readme_brings_momo_up_under_systemd_and_a_payment_is_credited(
     host: Machine, database: str
 ) -> None:
     readme = steps()
-    checkout = f"cd {ROOT} && "
+    checkout = "cd /srv/checkout && "
 
     # 2. the user every unit runs as, as written
     [useradd] = readme[2]
