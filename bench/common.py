@@ -21,7 +21,7 @@ import psycopg
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.processes import start_process
+from tests.processes import start_process, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -98,13 +98,7 @@ class Server:
             )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_group(self.proc)
 
     def pids(self) -> list[int]:
         """This process and its children (gunicorn and Celery workers fork)."""

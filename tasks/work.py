@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from core.logs import bound
 from core.metrics import observe_credits
 from core.runtime import Runtime
 from ingest.providers import ADAPTERS
@@ -110,8 +109,12 @@ def _drain(runtime: Runtime, time_budget: float) -> DrainResult:
             result.outcomes.update(batch.outcomes)
             # a line for each row, tied to the webhook's by the receipt code
             for inbox_id, code, outcome in batch.rows:
-                with bound(inbox_id=inbox_id, code=code):
-                    log.info("inbox row %s: %s", inbox_id, outcome)
+                log.info(
+                    "inbox row %s: %s",
+                    inbox_id,
+                    outcome,
+                    extra={"inbox_id": inbox_id, "code": code},
+                )
             log.info("inbox batch done: %s", batch)
         if batch.claimed < settings.batch_size:
             return result

@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.deploy_units import server_options
-from tests.processes import start_process
+from tests.processes import start_process, stop_group
 
 PREFIX = "momo-"
 BIN = Path(sys.executable).parent
@@ -208,16 +207,8 @@ class Cluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_all(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in list(self.processes.items()):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            del self.processes[name]
+        while self.processes:
+            stop_group(self.processes.popitem()[1], within=30)
         for group in self.cgroups:
             group.rmdir()
         self.cgroups.clear()

@@ -179,6 +179,21 @@ def start_process(
     return proc
 
 
+def stop_group(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, within: float = 20.0
+) -> None:
+    """Stop a server ``start_process`` started: ``sig`` to its whole process group, then
+    SIGKILL to the group if it has not ended ``within`` seconds later."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @dataclass(frozen=True)
 class ProcStat:
     """What /proc/<pid>/stat says of a process that tests need."""

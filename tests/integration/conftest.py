@@ -40,7 +40,7 @@ from core.runtime import Runtime
 from ingest.providers import build_runtime, load_settings
 from tests.conftest import lacking
 from tests.deploy_units import server_options
-from tests.processes import start_process
+from tests.processes import start_process, stop_group
 
 ADMIN_URL = os.environ.get(
     "MOMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -229,12 +229,7 @@ def momo_serve(
         wait_healthy(base)
         yield base, env, proc
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc, signal.SIGINT)
 
 
 @dataclass
@@ -264,14 +259,8 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_group(proc, sig)
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")

@@ -26,12 +26,12 @@ import requests
 from tests.conftest import ROOT
 from tests.deploy_units import server_options
 from tests.integration.conftest import (
-    PATH_TOKEN,
     VENV_BIN,
     _database,
     free_port,
     wait_until,
 )
+from tests.integration.test_granian import momo_env
 from tests.processes import process_table, start_process
 
 pytestmark = pytest.mark.integration
@@ -221,16 +221,13 @@ def test_every_process_of_a_server_ends_when_the_process_that_started_it_is_kill
 ) -> None:
     queue = f"momo-test-processes-{uuid.uuid4().hex[:8]}"
     servers = case(kind, tmp_path, queue)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOMO_")}
-    env.update(
-        MOMO_DATABASE_URL=database_url,
-        MOMO_BROKER_URL=redis_url,
-        MOMO_MPESA_PATH_TOKEN=PATH_TOKEN,
-        MOMO_INSTANCE_PATH=str(tmp_path / "instance"),
+    env = momo_env(
+        database_url,
+        redis_url,
+        tmp_path,
         MOMO_TEST_GO_FILE=str(tmp_path / "go"),
-        PATH=f"{VENV_BIN}:{env['PATH']}",
+        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
         PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
     )
     specs = [
         (argv, sig, str(tmp_path / log), servers.threaded) for argv, sig, log in servers.servers
