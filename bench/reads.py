@@ -276,6 +276,8 @@ def read_requests(
         "first page": ("/payments", {}),
         "page 10,000 deep": ("/payments", {"cursor": cursor} if cursor else {}),
         "unassociated first page": ("/payments", {"status": "unassociated"}),
+        "unassociated count": ("/payments/count", {"status": "unassociated"}),
+        "associated count": ("/payments/count", {"status": "associated"}),
         "search account": ("/payments", {"q": known["account"].lower()}),
         "search phone +254": ("/payments", {"q": phone}),
         "search phone 07..": ("/payments", {"q": "0" + phone[4:]}),
