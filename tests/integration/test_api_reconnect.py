@@ -29,7 +29,12 @@ def api(fresh_pg_url: str) -> Iterator[tuple[Flask, dict[str, str]]]:
     engine = make_engine(fresh_pg_url)
     upgrade(engine)
     engine.dispose()
-    app = create_api_app(Settings(database_url=fresh_pg_url, providers=mpesa_block(PATH_TOKEN)))
+    # a deadline no loaded machine reaches: these tests ask whether a dropped connection is
+    # replaced, which is answered at once either way, not how fast a new one is made
+    settings = Settings(
+        database_url=fresh_pg_url, providers=mpesa_block(PATH_TOKEN), db_write_timeout_seconds=30
+    )
+    app = create_api_app(settings)
     app.config["TESTING"] = True
     runtime = app.extensions["momo"]
     headers = {"Authorization": f"Bearer {make_token(runtime, 'operator')}"}
