@@ -1,7 +1,7 @@
 // What the Customers pages build their screens from: elements made in one call, and a
 // table read a page at a time with its own More button.
 
-import { moreOnScroll } from "./more.js";
+import { Pages } from "./paged.js";
 
 /** ``el("p", {className: "hint"}, "text", child)``: properties are set as given, except
  * ``attrs`` (attributes) and ``dataset``. */
@@ -21,13 +21,7 @@ export function el(tag, props = {}, ...children) {
 export class PagedTable {
   constructor({ id, caption, columns, empty, load, fail, rowData }) {
     this.columns = columns;
-    this.loader = load;
-    this.fail = fail;
     this.rowData = rowData || (() => ({}));
-    this.items = [];
-    this.cursor = null;
-    // each read carries a number: an answer to an older one is dropped, never shown
-    this.generation = 0;
     const head = el(
       "tr",
       {},
@@ -39,7 +33,6 @@ export class PagedTable {
     this.loading = el("p", { className: "hint", hidden: true }, "Loading…");
     this.more = el("button", { type: "button", hidden: true, className: "more" }, "More");
     this.more.setAttribute("aria-label", `More: ${caption}`);
-    this.more.onclick = () => this.load(false);
     this.element = el(
       "div",
       { className: "paged" },
@@ -48,33 +41,25 @@ export class PagedTable {
       this.loading,
       this.more,
     );
-    this.unwatch = moreOnScroll(this.more);
+    // read again after a change, the table stays as it is until the answer comes
+    this.pages = new Pages({
+      read: load,
+      more: this.more,
+      loading: this.loading,
+      quiet: true,
+      took: () => this.render(),
+      failed: fail,
+    });
   }
 
   /** Read the first page again (``fresh``), or the next one. */
-  async load(fresh = true) {
-    const generation = ++this.generation;
-    this.loading.hidden = !fresh || this.items.length > 0;
-    this.more.disabled = true;
-    try {
-      const page = await this.loader(fresh ? null : this.cursor);
-      if (generation !== this.generation) return;
-      this.items = fresh ? page.items : [...this.items, ...page.items];
-      this.cursor = page.next_cursor;
-      this.render();
-    } catch (error) {
-      if (generation === this.generation) this.fail(error);
-    } finally {
-      if (generation === this.generation) {
-        this.loading.hidden = true;
-        this.more.disabled = false;
-      }
-    }
+  load(fresh = true) {
+    return this.pages.load(fresh);
   }
 
   render() {
     this.body.replaceChildren(
-      ...this.items.map((item) =>
+      ...this.pages.items.map((item) =>
         el(
           "tr",
           { dataset: this.rowData(item) },
@@ -84,13 +69,12 @@ export class PagedTable {
         ),
       ),
     );
-    this.empty.hidden = this.items.length > 0;
-    this.more.hidden = !this.cursor;
+    this.empty.hidden = this.pages.items.length > 0;
+    this.more.hidden = !this.pages.cursor;
   }
 
   stop() {
-    this.generation += 1;
-    this.unwatch();
+    this.pages.stop();
   }
 }
 

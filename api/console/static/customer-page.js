@@ -7,6 +7,7 @@ import { call } from "./api.js";
 import { BuyPlanDialog, EditCustomerDialog } from "./customer-dialogs.js";
 import { el, PagedTable } from "./customer-dom.js";
 import { dateTime, money } from "./format.js";
+import { readPage } from "./paged.js";
 
 const PAGE = 20;
 
@@ -143,7 +144,7 @@ export class CustomerView {
         ["By", (p) => p.created_by],
       ],
       empty: "No vouchers bought yet.",
-      load: (cursor) => this.page(this.path("/purchases"), cursor),
+      load: (cursor) => readPage(this.path("/purchases"), {}, cursor, PAGE),
       rowData: (p) => ({ voucher: p.voucher_code }),
     });
     this.transactions = this.table("transactions", "Transactions", "Every change to the balance, newest first", {
@@ -155,7 +156,7 @@ export class CustomerView {
         ["By", (t) => t.created_by || ""],
       ],
       empty: "No transactions yet.",
-      load: (cursor) => this.page(this.path("/transactions"), cursor),
+      load: (cursor) => readPage(this.path("/transactions"), {}, cursor, PAGE),
       rowData: (t) => ({ kind: t.kind }),
     });
     this.payments = this.table("payments", "Payments", "Payments credited to this customer, newest first", {
@@ -167,8 +168,7 @@ export class CustomerView {
         ["Date Paid", (p) => dateTime(p.paid_at, zone)],
       ],
       empty: "No payments credited to this customer.",
-      load: (cursor) =>
-        this.page("/payments", cursor, { status: "associated", account: this.account }),
+      load: (cursor) => readPage("/payments", { status: "associated", account: this.account }, cursor, PAGE),
       rowData: (p) => ({ paymentId: String(p.id) }),
     });
     this.section.replaceChildren(
@@ -199,12 +199,6 @@ export class CustomerView {
       table.element,
     );
     return { table, element };
-  }
-
-  page(path, cursor, params = {}) {
-    const query = new URLSearchParams({ ...params, limit: String(PAGE) });
-    if (cursor) query.set("cursor", cursor);
-    return call("GET", `${path}${path.includes("?") ? "&" : "?"}${query}`);
   }
 
   show(customer) {

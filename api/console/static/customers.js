@@ -2,17 +2,11 @@
 // may change things, New customer. "#/customers/<account>" shows one customer instead
 // (customer-page.js).
 
-import { call } from "./api.js";
 import { NewCustomerDialog } from "./customer-dialogs.js";
 import { customerHref, el } from "./customer-dom.js";
 import { CustomerView } from "./customer-page.js";
 import { money } from "./format.js";
-import { moreOnScroll } from "./more.js";
-import { Pause } from "./search.js";
-
-const PAGE = 50;
-// the server is asked once typing has paused this long, as on the Payments page
-const SEARCH_PAUSE_MS = 300;
+import { readPage, SearchedList } from "./paged.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -69,18 +63,6 @@ class CustomerList {
     this.onRefused = onRefused;
     this.canChange = canChange;
     this.closed = false;
-    // the list as paged in (without search), and its next page
-    this.items = [];
-    this.cursor = null;
-    this.generation = 0;
-    // the server's matches for the text ``foundFor``, and their next page
-    this.q = "";
-    this.found = [];
-    this.foundFor = null;
-    this.foundCursor = null;
-    // each search carries a number: a slower answer to older text is dropped
-    this.asked = 0;
-    this.pause = new Pause(SEARCH_PAUSE_MS, (q) => this.search(q));
     this.build(notice);
   }
 
@@ -101,8 +83,7 @@ class CustomerList {
       placeholder: "Account, name or phone",
       attrs: { "aria-describedby": "customers-search-status" },
     });
-    this.box.oninput = () => this.typed();
-    this.status = el("span", {
+    const status = el("span", {
       id: "customers-search-status",
       className: "hint",
       attrs: { "aria-live": "polite" },
@@ -112,7 +93,7 @@ class CustomerList {
       { className: "search", attrs: { role: "search" } },
       el("label", { htmlFor: "customers-search" }, "Search"),
       this.box,
-      this.status,
+      status,
     );
     this.notice = el("p", { className: "notice", attrs: { role: "status", "aria-live": "polite" } }, notice);
     this.error = el("p", { className: "error", hidden: true, attrs: { role: "alert" } });
@@ -123,123 +104,63 @@ class CustomerList {
         el("th", { scope: "col", className: name === "Balance" ? "amount" : "" }, name),
       ),
     );
-    this.body = el("tbody");
+    const body = el("tbody");
     this.table = el(
       "table",
       { id: "customers-table" },
       el("caption", {}, "Customers by account number"),
       el("thead", {}, head),
-      this.body,
+      body,
     );
-    this.empty = el("p", { hidden: true }, "No customers yet.");
-    this.noMatch = el("p", { hidden: true });
-    this.loading = el("p", { className: "hint", hidden: true }, "Loading…");
-    this.more = el("button", { type: "button", hidden: true, id: "customers-more" }, "More");
-    this.more.onclick = () => (this.q ? this.search(this.q, this.foundCursor) : this.load(false));
+    const empty = el("p", { hidden: true }, "No customers yet.");
+    const noMatch = el("p", { hidden: true });
+    const loading = el("p", { className: "hint", hidden: true }, "Loading…");
+    const more = el("button", { type: "button", hidden: true, id: "customers-more" }, "More");
     this.section.replaceChildren(
       toolbar,
       search,
       this.notice,
       this.error,
       el("div", { className: "table-wrap" }, this.table),
-      this.empty,
-      this.noMatch,
-      this.loading,
-      this.more,
+      empty,
+      noMatch,
+      loading,
+      more,
       ...(this.making ? [this.making.dialog] : []),
     );
-    this.unwatch = moreOnScroll(this.more);
+    this.list = new SearchedList({
+      read: (q, cursor) => readPage("/customers", q ? { q } : {}, cursor),
+      box: this.box,
+      body,
+      more,
+      loading,
+      empty,
+      noMatch,
+      status,
+      row: (customer) => this.row(customer),
+      // the server's matches for exactly this text once they come; until then the
+      // loaded rows that fit it
+      matching: (q, { items, found, answered }) => (answered ? found : items.filter((c) => fits(c, q))),
+      said: (n, answered, more) =>
+        answered
+          ? `${n} ${n === 1 ? "customer matches" : "customers match"}` +
+            `${more ? " so far; More shows the rest" : ""}.`
+          : `${n} on the screen ${n === 1 ? "matches" : "match"}; searching all customers…`,
+      unmatched: (q) => `No customer's account, name or phone matches "${q}".`,
+      took: () => this.clearError(),
+      failed: (error, searching) =>
+        this.fail(searching ? "The customers could not be searched" : "The customers could not be loaded", error),
+    });
   }
 
   async open() {
-    await this.load(true);
+    await this.list.refresh();
   }
 
   close() {
     this.closed = true;
-    this.generation += 1;
-    this.asked += 1;
-    this.pause.cancel();
-    this.unwatch();
+    this.list.stop();
     if (this.making) this.making.close();
-  }
-
-  async load(fresh) {
-    const generation = ++this.generation;
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (!fresh && this.cursor) params.set("cursor", this.cursor);
-    this.loading.hidden = false;
-    this.more.disabled = true;
-    try {
-      const page = await call("GET", `/customers?${params}`);
-      if (generation !== this.generation) return;
-      this.items = fresh ? page.items : [...this.items, ...page.items];
-      this.cursor = page.next_cursor;
-      this.render();
-      this.clearError();
-    } catch (error) {
-      if (generation === this.generation) this.fail("The customers could not be loaded", error);
-    } finally {
-      if (generation === this.generation) {
-        this.loading.hidden = true;
-        this.more.disabled = false;
-      }
-    }
-  }
-
-  /** A key in the search box: the rows on the screen are filtered now; the server is
-   * asked once the typing pauses. */
-  typed() {
-    const q = this.box.value.trim();
-    if (q === this.q) return;
-    this.q = q;
-    // whatever is on its way for the text before this key is no longer wanted
-    this.asked += 1;
-    this.render();
-    if (q) this.pause.type(q);
-    else this.pause.cancel();
-  }
-
-  async search(q, cursor = null) {
-    const asked = ++this.asked;
-    const params = new URLSearchParams({ q, limit: String(PAGE) });
-    if (cursor) {
-      params.set("cursor", cursor);
-      this.more.disabled = true;
-    }
-    try {
-      const page = await call("GET", `/customers?${params}`);
-      if (asked !== this.asked) return;
-      this.found = cursor && this.foundFor === q ? [...this.found, ...page.items] : page.items;
-      this.foundFor = q;
-      this.foundCursor = page.next_cursor;
-      this.render();
-      this.clearError();
-    } catch (error) {
-      if (asked === this.asked) this.fail("The customers could not be searched", error);
-    } finally {
-      if (cursor) this.more.disabled = false;
-    }
-  }
-
-  /** The rows to show: the list; while searching, the server's matches for exactly this
-   * text once they come, and until then the loaded rows that fit it. */
-  render() {
-    const q = this.q;
-    const answered = Boolean(q) && this.foundFor === q;
-    const shown = !q ? this.items : answered ? this.found : this.items.filter((c) => fits(c, q));
-    this.body.replaceChildren(...shown.map((customer) => this.row(customer)));
-    this.empty.hidden = Boolean(q) || shown.length > 0;
-    this.noMatch.hidden = !answered || shown.length > 0;
-    this.noMatch.textContent = `No customer's account, name or phone matches "${q}".`;
-    this.more.hidden = q ? !(answered && this.foundCursor) : !this.cursor;
-    const n = shown.length;
-    this.status.textContent = !q
-      ? ""
-      : answered
-        ? `${n} ${n === 1 ? "customer matches" : "customers match"}` +
-          `${this.foundCursor ? " so far; More shows the rest" : ""}.`
-        : `${n} on the screen ${n === 1 ? "matches" : "match"}; searching all customers…`;
   }
 
   row(customer) {

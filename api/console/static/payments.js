@@ -5,14 +5,11 @@
 import { call, newKey } from "./api.js";
 import { AssociateDialog, dialog, MakePaymentDialog } from "./actions.js";
 import { dateTime, money, reason } from "./format.js";
-import { moreOnScroll } from "./more.js";
-import { matches, Pause } from "./search.js";
+import { readPage, SearchedList } from "./paged.js";
+import { matches } from "./search.js";
 
 const ASSOCIATED = "associated";
 const UNASSOCIATED = "unassociated";
-const PAGE = 50;
-// the server is asked for older matches once typing has paused this long
-const SEARCH_PAUSE_MS = 300;
 
 const COLUMNS = {
   [ASSOCIATED]: [
@@ -40,37 +37,48 @@ function newestFirst(a, b) {
   return Date.parse(b.paid_at) - Date.parse(a.paid_at) || b.id - a.id;
 }
 
+/** While searching: every loaded row that fits the text and every row the server found
+ * (for exactly this text, or, until it answers, for the text before that fit this one). */
+function matching(q, { items, found, answered }) {
+  const answer = new Map(found.map((p) => [p.id, p]));
+  const pool = new Map(items.map((p) => [p.id, p]));
+  for (const [id, payment] of answer) if (!pool.has(id)) pool.set(id, payment);
+  return [...pool.values()].filter((p) => matches(p, q) || (answered && answer.has(p.id))).sort(newestFirst);
+}
+
 export class PaymentsPage {
   constructor(me, onRefused) {
     this.me = me;
     this.onRefused = onRefused;
     this.canChange = me.role === "operator" || me.role === "admin";
     this.view = ASSOCIATED;
-    // the list as paged in (without search), and its next page
-    this.items = [];
-    this.cursor = null;
-    // each load carries a number; an answer to an older load is dropped, never shown
-    this.generation = 0;
-    // the server's matches for the text `foundFor`, and their next page
-    this.q = "";
-    this.found = new Map();
-    this.foundFor = null;
-    this.foundCursor = null;
-    // each search carries a number too: a slower answer to older text is dropped
-    this.asked = 0;
-    this.pause = new Pause(SEARCH_PAUSE_MS, (q) => this.search(q));
     this.section = $("payments");
     this.table = $("payments-table");
     this.regular = $("show-regular");
     this.unassociated = $("show-unassociated");
-    this.more = $("more");
     this.box = $("search");
     this.make = $("make-payment");
     this.regular.onclick = () => this.show(ASSOCIATED);
     this.unassociated.onclick = () => this.show(UNASSOCIATED);
-    this.more.onclick = () => (this.q ? this.search(this.q, this.foundCursor) : this.load(false));
-    this.box.oninput = () => this.typed();
-    this.unwatch = moreOnScroll(this.more);
+    this.list = new SearchedList({
+      read: (q, cursor) => readPage("/payments", q ? { status: this.view, q } : { status: this.view }, cursor),
+      box: this.box,
+      body: this.table.tBodies[0],
+      more: $("more"),
+      loading: $("loading"),
+      empty: $("empty"),
+      noMatch: $("no-match"),
+      status: $("search-status"),
+      row: (payment) => this.row(payment),
+      matching,
+      said: (n, answered) =>
+        answered
+          ? `${n} ${n === 1 ? "payment matches" : "payments match"}, older ones included.`
+          : `${n} on the screen ${n === 1 ? "matches" : "match"}; looking for older ones…`,
+      took: () => this.clearError(),
+      failed: (error, searching) =>
+        this.fail(searching ? "Older payments could not be searched" : "The payments could not be loaded", error),
+    });
     this.make.hidden = !this.canChange;
     if (this.canChange) {
       const onRefused = (detail) => this.onRefused(detail);
@@ -86,15 +94,11 @@ export class PaymentsPage {
   async open() {
     this.section.hidden = false;
     this.box.value = "";
-    this.q = "";
     await Promise.all([this.show(ASSOCIATED), this.count()]);
   }
 
   close() {
-    this.unwatch();
-    this.generation += 1;
-    this.asked += 1;
-    this.pause.cancel();
+    this.list.stop();
     this.section.hidden = true;
     this.make.hidden = true;
     this.make.onclick = null;
@@ -112,17 +116,7 @@ export class PaymentsPage {
     $("payments-caption").textContent =
       view === ASSOCIATED ? "Associated payments, newest first" : "Unassociated payments, newest first";
     this.header();
-    this.forget();
-    await Promise.all([this.load(true), this.q ? this.search(this.q) : null]);
-  }
-
-  /** Drop the server's matches (another list, or a change made since they were read). */
-  forget() {
-    this.asked += 1;
-    this.pause.cancel();
-    this.found = new Map();
-    this.foundFor = null;
-    this.foundCursor = null;
+    await this.list.refresh();
   }
 
   header() {
@@ -137,92 +131,6 @@ export class PaymentsPage {
       row.append(th);
     }
     this.table.tHead.replaceChildren(row);
-  }
-
-  async load(fresh) {
-    const generation = ++this.generation;
-    const params = new URLSearchParams({ status: this.view, limit: String(PAGE) });
-    if (!fresh && this.cursor) params.set("cursor", this.cursor);
-    $("loading").hidden = false;
-    this.more.disabled = true;
-    try {
-      const page = await call("GET", `/payments?${params}`);
-      if (generation !== this.generation) return;
-      this.items = fresh ? page.items : [...this.items, ...page.items];
-      this.cursor = page.next_cursor;
-      this.render();
-      this.clearError();
-    } catch (error) {
-      if (generation === this.generation) this.fail("The payments could not be loaded", error);
-    } finally {
-      if (generation === this.generation) {
-        $("loading").hidden = true;
-        this.more.disabled = false;
-      }
-    }
-  }
-
-  /** A key in the search box: the rows on the screen are filtered now; the server is
-   * asked for older matches once the typing pauses. */
-  typed() {
-    const q = this.box.value.trim();
-    // a space added at either end changes nothing the server would read
-    if (q === this.q) return;
-    this.q = q;
-    // whatever is on its way for the text before this key is no longer wanted
-    this.asked += 1;
-    this.render();
-    if (this.q) this.pause.type(this.q);
-    else this.pause.cancel();
-  }
-
-  async search(q, cursor = null) {
-    const asked = ++this.asked;
-    const view = this.view;
-    const params = new URLSearchParams({ status: view, q, limit: String(PAGE) });
-    if (cursor) {
-      params.set("cursor", cursor);
-      this.more.disabled = true;
-    }
-    try {
-      const page = await call("GET", `/payments?${params}`);
-      if (asked !== this.asked || view !== this.view) return;
-      if (!cursor || this.foundFor !== q) this.found = new Map();
-      for (const payment of page.items) this.found.set(payment.id, payment);
-      this.foundFor = q;
-      this.foundCursor = page.next_cursor;
-      this.render();
-      this.clearError();
-    } catch (error) {
-      if (asked === this.asked) this.fail("Older payments could not be searched", error);
-    } finally {
-      if (cursor) this.more.disabled = false;
-    }
-  }
-
-  /** The rows to show: the list, or, while searching, every loaded row that fits the text
-   * and every row the server found for exactly this text. */
-  render() {
-    const q = this.q;
-    let shown = this.items;
-    const answered = q && this.foundFor === q;
-    if (q) {
-      const pool = new Map(this.items.map((p) => [p.id, p]));
-      for (const [id, payment] of this.found) if (!pool.has(id)) pool.set(id, payment);
-      shown = [...pool.values()]
-        .filter((p) => matches(p, q) || (answered && this.found.has(p.id)))
-        .sort(newestFirst);
-    }
-    this.table.tBodies[0].replaceChildren(...shown.map((payment) => this.row(payment)));
-    $("empty").hidden = Boolean(q) || shown.length > 0;
-    $("no-match").hidden = !q || shown.length > 0 || !answered;
-    this.more.hidden = q ? !(answered && this.foundCursor) : !this.cursor;
-    const n = shown.length;
-    $("search-status").textContent = !q
-      ? ""
-      : answered
-        ? `${n} ${n === 1 ? "payment matches" : "payments match"}, older ones included.`
-        : `${n} on the screen ${n === 1 ? "matches" : "match"}; looking for older ones…`;
   }
 
   row(payment) {
@@ -271,8 +179,7 @@ export class PaymentsPage {
   /** Everything on the screen read again after a change: the list, the server's search
    * matches and the count. */
   async refresh() {
-    this.forget();
-    await Promise.all([this.load(true), this.count(), this.q ? this.search(this.q) : null]);
+    await Promise.all([this.list.refresh(), this.count()]);
   }
 
   async associated(answer) {

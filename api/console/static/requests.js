@@ -6,10 +6,9 @@
 import { call, newKey } from "./api.js";
 import { SendingDialog } from "./form-dialog.js";
 import { dateTime, money } from "./format.js";
-import { moreOnScroll } from "./more.js";
+import { Pages, readPage } from "./paged.js";
 import { CustomerPicker } from "./picker.js";
 
-const PAGE = 50;
 // how long after an answer the pending requests on the screen are asked about again
 const WATCH_EVERY_MS = 2000;
 // the newest notices stay on the screen; older ones make way
@@ -69,10 +68,7 @@ export class RequestsPage {
     this.canAsk = me.role === "operator" || me.role === "admin";
     this.section = document.getElementById("requests");
     this.status = "";
-    this.items = [];
-    this.cursor = null;
-    // each list load carries a number: an answer to an older one is dropped
-    this.generation = 0;
+    this.pages = null;
     this.closed = false;
     this.timer = null;
     this.checking = false;
@@ -82,16 +78,14 @@ export class RequestsPage {
   async open() {
     this.build();
     this.section.hidden = false;
-    this.unwatchMore = moreOnScroll(this.more);
-    await this.load(true);
+    await this.pages.load(true);
   }
 
   close() {
     this.closed = true;
-    this.generation += 1;
     clearTimeout(this.timer);
     this.timer = null;
-    if (this.unwatchMore) this.unwatchMore();
+    if (this.pages) this.pages.stop();
     if (this.asking && this.asking.dialog.open) this.asking.dialog.close();
     this.section.hidden = true;
     this.section.replaceChildren();
@@ -139,7 +133,6 @@ export class RequestsPage {
     this.empty = el("p", { id: "requests-empty", hidden: true });
     this.loading = el("p", { id: "requests-loading", hidden: true, textContent: "Loading…" });
     this.more = el("button", { id: "requests-more", type: "button", hidden: true, textContent: "More" });
-    this.more.addEventListener("click", () => this.load(false));
     this.section.replaceChildren(
       toolbar,
       filter,
@@ -155,48 +148,37 @@ export class RequestsPage {
       this.section.append(this.asking.dialog);
       this.ask.addEventListener("click", () => this.asking.open(this.ask));
     }
+    this.pages = new Pages({
+      read: (cursor) => readPage("/payment-requests", this.params(), cursor),
+      more: this.more,
+      loading: this.loading,
+      took: () => {
+        this.render();
+        this.clearError();
+        this.watch();
+      },
+      failed: (error) => this.fail("The payment requests could not be loaded", error),
+    });
+  }
+
+  /** The list's query: one status, or all of them. */
+  params() {
+    return this.status ? { status: this.status } : {};
   }
 
   /** Another status (or all of them): its newest requests, from the first page. */
   async show(status) {
     this.status = status;
-    await this.load(true);
-  }
-
-  async load(fresh) {
-    const generation = ++this.generation;
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (this.status) params.set("status", this.status);
-    if (!fresh && this.cursor) params.set("cursor", this.cursor);
-    this.loading.hidden = false;
-    this.more.disabled = true;
-    try {
-      const page = await call("GET", `/payment-requests?${params}`);
-      if (generation !== this.generation) return;
-      this.items = fresh ? page.items : [...this.items, ...page.items];
-      this.cursor = page.next_cursor;
-      this.render();
-      this.clearError();
-      this.watch();
-    } catch (error) {
-      if (generation === this.generation) this.fail("The payment requests could not be loaded", error);
-    } finally {
-      if (generation === this.generation) {
-        this.loading.hidden = true;
-        this.more.disabled = false;
-      }
-    }
+    await this.pages.load(true);
   }
 
   /** The newest requests of this list merged in above the ones shown: after a request
    * was made, even one the provider refused (it is kept, as failed). */
   async newer() {
-    const generation = this.generation;
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (this.status) params.set("status", this.status);
+    const generation = this.pages.generation;
     try {
-      const page = await call("GET", `/payment-requests?${params}`);
-      if (generation !== this.generation || this.closed) return;
+      const page = await readPage("/payment-requests", this.params());
+      if (generation !== this.pages.generation || this.closed) return;
       for (const item of [...page.items].reverse()) this.put(item);
       this.watch();
     } catch (error) {
@@ -207,15 +189,15 @@ export class RequestsPage {
   /** ``item`` on the screen: its row updated in place, or a new row at the top when it
    * is newer than any shown and belongs to this list. */
   put(item) {
-    const at = this.items.findIndex((r) => r.id === item.id);
+    const at = this.pages.items.findIndex((r) => r.id === item.id);
     if (at >= 0) {
       this.update(item);
       return;
     }
     const fits = !this.status || item.status === this.status;
-    const newest = this.items.length ? this.items[0].id : 0;
+    const newest = this.pages.items.length ? this.pages.items[0].id : 0;
     if (!fits || item.id < newest) return;
-    this.items.unshift(item);
+    this.pages.items.unshift(item);
     this.tbody().prepend(this.row(item));
     this.showEmpty();
   }
@@ -228,8 +210,8 @@ export class RequestsPage {
     this.caption.textContent = this.status
       ? `${capital(this.status)} payment requests, newest first`
       : "Payment requests, newest first";
-    this.tbody().replaceChildren(...this.items.map((r) => this.row(r)));
-    this.more.hidden = !this.cursor;
+    this.tbody().replaceChildren(...this.pages.items.map((r) => this.row(r)));
+    this.more.hidden = !this.pages.cursor;
     this.showEmpty();
   }
 
@@ -239,7 +221,7 @@ export class RequestsPage {
       : this.canAsk
         ? "No payment requests yet: Ask to pay sends the first one to a customer's phone."
         : "No payment requests yet.";
-    this.empty.hidden = this.items.length > 0;
+    this.empty.hidden = this.pages.items.length > 0;
   }
 
   row(r) {
@@ -260,7 +242,7 @@ export class RequestsPage {
   // --- watching the pending ones ----------------------------------------------------
 
   pending() {
-    return this.items.filter((r) => r.status === "pending").map((r) => r.id);
+    return this.pages.items.filter((r) => r.status === "pending").map((r) => r.id);
   }
 
   /** Ask about the pending requests shown in a moment, unless none is pending (or the
@@ -303,10 +285,10 @@ export class RequestsPage {
   /** A request as momo now has it: its row redrawn; a request that stops pending is
    * announced. */
   update(item) {
-    const at = this.items.findIndex((r) => r.id === item.id);
+    const at = this.pages.items.findIndex((r) => r.id === item.id);
     if (at < 0) return;
-    const before = this.items[at];
-    this.items[at] = item;
+    const before = this.pages.items[at];
+    this.pages.items[at] = item;
     const old = this.tbody().querySelector(`tr[data-request-id="${item.id}"]`);
     if (old) old.replaceWith(this.row(item));
     if (before.status === "pending" && item.status !== "pending") this.announce(item);

@@ -3,11 +3,8 @@
 // account and text. The filters apply as they change and are kept in the address
 // (#/transactions/kind=purchase&from=2025-11-01), so a reload or a shared link shows the same.
 
-import { call } from "./api.js";
 import { dateTime, money } from "./format.js";
-import { moreOnScroll } from "./more.js";
-
-const PAGE = 50;
+import { Pages, readPage } from "./paged.js";
 
 const KINDS = {
   payment_credit: "Payment received",
@@ -85,11 +82,7 @@ export class TransactionsPage {
     this.me = me;
     this.onRefused = onRefused;
     this.section = $("transactions");
-    this.items = [];
-    this.cursor = null;
-    // each load carries a number; an answer to an older load is dropped, never shown
-    this.generation = 0;
-    this.unwatch = () => {};
+    this.pages = null;
   }
 
   /** Show the page; ``arg`` is the filters kept in the address ("kind=purchase&..."). */
@@ -105,8 +98,7 @@ export class TransactionsPage {
   }
 
   close() {
-    this.generation += 1;
-    this.unwatch();
+    if (this.pages) this.pages.stop();
     this.section.hidden = true;
     this.section.replaceChildren();
   }
@@ -159,7 +151,6 @@ export class TransactionsPage {
     this.status = element("p", { id: "tx-status", class: "hint", role: "status", "aria-live": "polite" });
     this.empty = element("p", { id: "tx-empty", hidden: "", text: "No transactions match these filters." });
     this.more = element("button", { type: "button", id: "tx-more", hidden: "", text: "More" });
-    this.more.onclick = () => this.load(false);
     this.section.replaceChildren(
       title,
       this.form,
@@ -169,7 +160,29 @@ export class TransactionsPage {
       this.status,
       this.more,
     );
-    this.unwatch = moreOnScroll(this.more);
+    this.pages = new Pages({
+      read: (cursor) => readPage("/transactions", this.query(), cursor),
+      more: this.more,
+      next: () => this.load(false),
+      took: () => {
+        this.render();
+        this.error.hidden = true;
+        this.error.textContent = "";
+      },
+      failed: (error) => {
+        if (error.status === 401) {
+          this.onRefused(error.message);
+          return;
+        }
+        // what was shown is for other filters: it goes, and the API says what is wrong
+        this.pages.clear();
+        this.render();
+        this.empty.hidden = true;
+        this.status.textContent = "";
+        this.error.textContent = `The transactions could not be loaded: ${error.message}`;
+        this.error.hidden = false;
+      },
+    });
   }
 
   header() {
@@ -218,46 +231,17 @@ export class TransactionsPage {
   }
 
   async load(fresh) {
-    const generation = ++this.generation;
-    const params = this.query();
-    params.set("limit", String(PAGE));
-    if (!fresh && this.cursor) params.set("cursor", this.cursor);
     this.status.textContent = "Loading…";
-    this.more.disabled = true;
-    try {
-      const page = await call("GET", `/transactions?${params}`);
-      if (generation !== this.generation) return;
-      this.items = fresh ? page.items : [...this.items, ...page.items];
-      this.cursor = page.next_cursor;
-      this.render();
-      this.error.hidden = true;
-      this.error.textContent = "";
-    } catch (error) {
-      if (generation !== this.generation) return;
-      if (error.status === 401) {
-        this.onRefused(error.message);
-        return;
-      }
-      // what was shown is for other filters: it goes, and the API says what is wrong
-      this.items = [];
-      this.cursor = null;
-      this.render();
-      this.empty.hidden = true;
-      this.status.textContent = "";
-      this.error.textContent = `The transactions could not be loaded: ${error.message}`;
-      this.error.hidden = false;
-    } finally {
-      if (generation === this.generation) this.more.disabled = false;
-    }
+    await this.pages.load(fresh);
   }
 
   render() {
-    this.table.tBodies[0].replaceChildren(...this.items.map((t) => this.row(t)));
-    this.empty.hidden = this.items.length > 0;
-    this.more.hidden = !this.cursor;
-    const n = this.items.length;
+    this.table.tBodies[0].replaceChildren(...this.pages.items.map((t) => this.row(t)));
+    this.empty.hidden = this.pages.items.length > 0;
+    this.more.hidden = !this.pages.cursor;
+    const n = this.pages.items.length;
     this.status.textContent = n
-      ? `${n} ${n === 1 ? "transaction" : "transactions"} shown${this.cursor ? "; more below" : ""}.`
+      ? `${n} ${n === 1 ? "transaction" : "transactions"} shown${this.pages.cursor ? "; more below" : ""}.`
       : "";
   }
 
