@@ -6,6 +6,7 @@
 import { call } from "./api.js";
 import { BuyPlanDialog, EditCustomerDialog } from "./customer-dialogs.js";
 import { el, PagedTable } from "./customer-dom.js";
+import { hideError, showError } from "./error-line.js";
 import { dateTime, money } from "./format.js";
 import { readPage } from "./paged.js";
 
@@ -252,17 +253,11 @@ export class CustomerView {
 
   say(text) {
     this.notice.textContent = text;
-    this.error.hidden = true;
-    this.error.textContent = "";
+    hideError(this.error);
   }
 
   fail(what, error) {
-    if (error.status === 401) {
-      this.onRefused(error.message);
-      return;
-    }
-    this.error.textContent = `${what}: ${error.message}`;
-    this.error.hidden = false;
+    showError(this.error, what, error, this.onRefused);
   }
 
   close() {

@@ -5,6 +5,7 @@
 import { NewCustomerDialog } from "./customer-dialogs.js";
 import { customerHref, el } from "./customer-dom.js";
 import { CustomerView } from "./customer-page.js";
+import { hideError, showError } from "./error-line.js";
 import { money } from "./format.js";
 import { readPage, SearchedList } from "./paged.js";
 
@@ -193,16 +194,10 @@ class CustomerList {
   }
 
   clearError() {
-    this.error.hidden = true;
-    this.error.textContent = "";
+    hideError(this.error);
   }
 
   fail(what, error) {
-    if (error.status === 401) {
-      this.onRefused(error.message);
-      return;
-    }
-    this.error.textContent = `${what}: ${error.message}`;
-    this.error.hidden = false;
+    showError(this.error, what, error, this.onRefused);
   }
 }

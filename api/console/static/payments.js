@@ -4,6 +4,7 @@
 
 import { call, newKey } from "./api.js";
 import { AssociateDialog, dialog, MakePaymentDialog } from "./actions.js";
+import { hideError, showError } from "./error-line.js";
 import { dateTime, money, reason } from "./format.js";
 import { readPage, SearchedList } from "./paged.js";
 import { matches } from "./search.js";
@@ -249,16 +250,10 @@ export class PaymentsPage {
   }
 
   clearError() {
-    $("error").hidden = true;
-    $("error").textContent = "";
+    hideError($("error"));
   }
 
   fail(what, error) {
-    if (error.status === 401) {
-      this.onRefused(error.message);
-      return;
-    }
-    $("error").textContent = `${what}: ${error.message}`;
-    $("error").hidden = false;
+    showError($("error"), what, error, this.onRefused);
   }
 }

@@ -4,6 +4,7 @@
 // says, where the screen reader hears it too, when it is paid, failed or cancelled.
 
 import { call, newKey } from "./api.js";
+import { hideError, showError } from "./error-line.js";
 import { SendingDialog } from "./form-dialog.js";
 import { dateTime, money } from "./format.js";
 import { Pages, readPage } from "./paged.js";
@@ -357,19 +358,15 @@ export class RequestsPage {
   }
 
   clearError() {
-    this.error.hidden = true;
-    this.error.textContent = "";
+    hideError(this.error);
     delete this.error.dataset.watching;
   }
 
   fail(what, error) {
-    if (error.status === 401) {
-      this.onRefused(error.message);
-      return;
+    // a failure to watch the pending requests goes once the watching works again
+    if (showError(this.error, what, error, this.onRefused) && what.startsWith("Could not ask momo how")) {
+      this.error.dataset.watching = "1";
     }
-    this.error.textContent = `${what}: ${error.message}`;
-    this.error.hidden = false;
-    if (what.startsWith("Could not ask momo how")) this.error.dataset.watching = "1";
   }
 }
 
