@@ -5,6 +5,7 @@
 
 import { call } from "./api.js";
 import { barChart } from "./chart.js";
+import { element } from "./element.js";
 import { money } from "./format.js";
 
 const PERIODS = {
@@ -21,16 +22,6 @@ const CARDS = [
 ];
 
 const $ = (id) => document.getElementById(id);
-
-function element(tag, attributes = {}, ...children) {
-  const made = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") made.textContent = value;
-    else made.setAttribute(name, value);
-  }
-  made.append(...children);
-  return made;
-}
 
 function dates(zone, options) {
   return new Intl.DateTimeFormat("en-GB", { timeZone: zone, ...options });

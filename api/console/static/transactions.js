@@ -3,6 +3,8 @@
 // account and text. The filters apply as they change and are kept in the address
 // (#/transactions/kind=purchase&from=2025-11-01), so a reload or a shared link shows the same.
 
+import { element } from "./element.js";
+import { hideError } from "./error-line.js";
 import { dateTime, money } from "./format.js";
 import { Pages, readPage } from "./paged.js";
 
@@ -53,16 +55,6 @@ function dayAfter(day) {
 }
 
 const $ = (id) => document.getElementById(id);
-
-function element(tag, attributes = {}, ...children) {
-  const made = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") made.textContent = value;
-    else made.setAttribute(name, value);
-  }
-  made.append(...children);
-  return made;
-}
 
 function field(id, label, control) {
   control.id = id;
@@ -166,8 +158,7 @@ export class TransactionsPage {
       next: () => this.load(false),
       took: () => {
         this.render();
-        this.error.hidden = true;
-        this.error.textContent = "";
+        hideError(this.error);
       },
       failed: (error) => {
         if (error.status === 401) {
