@@ -1142,7 +1142,8 @@ def _components(settings: Settings) -> dict[str, Any]:
             "to": _query(
                 "to",
                 moment_or_day,
-                "Until this time (exclusive); the same forms as `from`.",
+                "Until this time (exclusive); the same forms as `from`, and later than "
+                "`from` (else 400 invalid_range).",
             ),
             "Idempotency-Key": {
                 "name": "Idempotency-Key",

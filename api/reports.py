@@ -64,6 +64,9 @@ def transaction_page(flt: TransactionFilter) -> Response:
         raise InvalidInput(
             f"status must be one of {', '.join(TRANSACTION_STATUSES)}", "invalid_status"
         )
+    if flt.since is not None and flt.until is not None and flt.since >= flt.until:
+        # an empty span is a mistake, not a question: say so rather than list nothing
+        raise InvalidInput("from must be before to", "invalid_range")
     limit = limit_arg()
     after = None
     cursor = request.args.get("cursor")

@@ -281,6 +281,24 @@ class TestRefusals:
         expect(alert).to_be_hidden()
         expect(rows(page)).to_have_count(1)
 
+    def test_from_after_to_is_refused_in_the_api_s_words(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        page = context.new_page()
+        open_log(page, seeded)
+        expect(rows(page)).to_have_count(3)
+
+        log_on(page).get_by_label("From").fill("2025-11-05")
+        log_on(page).get_by_label("To (including)").fill("2025-11-04")
+
+        alert = page.locator("#tx-error")
+        expect(alert).to_have_text("The transactions could not be loaded: from must be before to")
+        expect(rows(page)).to_have_count(0)
+
+        # To includes its own day: From and To on one day is that day, not refused
+        log_on(page).get_by_label("To (including)").fill("2025-11-05")
+        expect(alert).to_be_hidden()
+
 
 class TestPhone:
     def test_a_phone_width_reads_without_sideways_scrolling(

@@ -1806,6 +1806,9 @@ class TestTransactions:
             ({"status": "done"}, "invalid_status"),
             ({"from": "yesterday"}, "invalid_from"),
             ({"to": "2025-11-03T10:00:00"}, "invalid_to"),
+            ({"from": "2025-11-04", "to": "2025-11-03"}, "invalid_range"),
+            ({"from": "2025-11-03", "to": "2025-11-03"}, "invalid_range"),
+            ({"from": "2025-11-03T10:00:00+03:00", "to": "2025-11-03T07:00:00Z"}, "invalid_range"),
             ({"cursor": "garbage"}, "invalid_cursor"),
         ],
     )
