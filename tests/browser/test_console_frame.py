@@ -59,6 +59,15 @@ def test_an_address_opens_its_page_after_a_reload_and_an_unknown_one_opens_payme
     expect(page.locator("#payments")).to_be_visible()
     expect(nav(page).locator("[aria-current=page]")).to_have_text("Payments")
 
+    # an address that is not properly encoded is not a blank page either
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{seeded.server.base}/console#/customers/ACC%ZZ")
+    page.reload()
+    expect(page.locator("#payments")).to_be_visible()
+    expect(nav(page).locator("[aria-current=page]")).to_have_text("Payments")
+    assert errors == []
+
 
 def test_the_keyboard_reaches_every_page(seeded: Seeded, context: Any) -> None:
     page = context.new_page()

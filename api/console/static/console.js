@@ -38,6 +38,7 @@ function askForToken(message, { keepToken = false } = {}) {
   me = null;
   if (!keepToken) tokenStore.clear();
   $("who").hidden = true;
+  $("zone").hidden = true;
   $("nav").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
@@ -48,11 +49,25 @@ function askForToken(message, { keepToken = false } = {}) {
   $("token").focus();
 }
 
-/** ``#/customers/ACC%201042`` -> ["customers", "ACC 1042"]; an unknown name -> Payments. */
+/** ``#/customers/ACC%201042`` -> ["customers", "ACC 1042"]; an unknown name, or an
+ * address that is not properly encoded (``%ZZ``), -> Payments. */
 function where() {
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
   if (!Object.hasOwn(PAGES, name)) return [FIRST, ""];
-  return [name, rest.map(decodeURIComponent).join("/")];
+  try {
+    return [name, rest.map(decodeURIComponent).join("/")];
+  } catch {
+    return [FIRST, ""];
+  }
+}
+
+/** After signing in, the keyboard starts at the page's heading, not the top of the
+ * document: the next Tab reaches the page's first control. */
+function focusPage() {
+  const heading = document.querySelector("main > section:not([hidden]) h2");
+  if (!heading) return;
+  if (!heading.hasAttribute("tabindex")) heading.setAttribute("tabindex", "-1");
+  heading.focus();
 }
 
 async function go() {
@@ -77,10 +92,14 @@ async function enter(token) {
   $("sign-in").hidden = true;
   $("who").textContent = `${me.name} (${me.role})`;
   $("who").hidden = false;
+  // every time on every page is this zone's, whatever the browser's own
+  $("zone").textContent = `Times in ${me.timezone}`;
+  $("zone").hidden = false;
   $("nav").hidden = false;
   $("sign-out").hidden = false;
   document.body.dataset.role = me.role;
   await go();
+  focusPage();
 }
 
 window.addEventListener("hashchange", () => go());
