@@ -177,6 +177,15 @@ class Seeded:
                 return dict(items[0])
         raise AssertionError(f"no payment {code}")
 
+    def payment_with_reference(self, account: str, reference: str) -> dict[str, Any]:
+        """``account``'s payment recorded by hand with ``reference`` typed as its receipt."""
+        answer = self.server.api(
+            self.tokens["admin"], "GET", "/payments", params={"account": account}
+        )
+        items = [p for p in answer.json()["items"] if p["reference"] == reference]
+        assert len(items) == 1, answer.text
+        return dict(items[0])
+
     def hand_payments(self, count: int) -> None:
         """``count`` payments made by hand for ACC2001, paid now: newer than the callbacks."""
         for n in range(count):

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Seeded, Shots, pump_until, sign_in
+from tests.browser.conftest import Seeded, Shots, c2b, pump_until, sign_in
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -48,6 +49,12 @@ class TestSignIn:
         sign_in(page, seeded.server, seeded.tokens["operator"])
 
         expect(page.locator("#who")).to_have_text("operator-1 (operator)")
+        # the browser is in New York: the bar says whose clock the times are on
+        expect(page.locator("#zone")).to_have_text("Times in Africa/Nairobi")
+        # the keyboard starts at the page, and its next stop is the page's first button
+        expect(page.locator("#payments-title")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(page.locator("#show-regular")).to_be_focused()
         expect(page.locator("#payments-table tbody tr")).to_have_count(3)
         assert headers(page) == [*ASSOCIATED_HEADERS, "Action"]
         assert column(page, 3) == ["TKQ4A91B2C", "TKQ0000002", "TKQ0000001"]
@@ -150,6 +157,21 @@ class TestViews:
 
         expect(page.locator("#payments-table tbody tr")).to_have_count(3)
         assert headers(page) == [*ASSOCIATED_HEADERS, "Action"]
+
+    def test_a_payment_from_no_phone_number_says_invalid_phone(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        seeded.server.callback(c2b("TKQ0000006", "20251106090000", "40.00", "", "12345", "BAKARI"))
+        wait_until(lambda: seeded.count("unassociated") == 3)
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        expect(unassociated_button(page)).to_contain_text("3")
+
+        unassociated_button(page).click()
+
+        expect(rows(page)).to_have_count(3)
+        assert column(page, 4) == ["TKQ0000006", "TKQ0000005", "TKQ0000004"]
+        assert column(page, 6) == ["Invalid phone", "Shared phone (ACC2001, ACC2002)", "No match"]
 
     def test_more_fetches_the_next_cursor_page(self, seeded: Seeded, context: Any) -> None:
         seeded.hand_payments(50)
@@ -443,6 +465,15 @@ class TestMakePayment:
         # the new payment is in the list without a reload
         expect(rows(page)).to_have_count(4)
         expect(rows(page).first.locator("td").nth(4)).to_have_text("KES 120.50")
+        # not a provider's receipt: momo gives the payment a code, and keeps what was typed
+        made = seeded.payment_with_reference("ACC2001", "cash-0042")
+        assert made["code"] != "cash-0042"
+        expect(rows(page).first.locator('td[data-label="Code"]')).to_have_text(
+            f"{made['code']} · cash-0042"
+        )
+        expect(page.locator("#notice")).to_contain_text(
+            f"({made['code']}, KES 120.50, receipt cash-0042) was recorded"
+        )
         assert seeded.balance("ACC2001") == "120.50"
         assert seeded.count("associated") == 4
         assert [r.url for r in posts] == [f"{seeded.server.base}/api/v1/payments"]
@@ -655,6 +686,39 @@ class TestSearch:
         assert search_requests(answered) == []
         for route in held:
             route.continue_()
+
+    @pytest.mark.parametrize(
+        ("typed", "code"),
+        [
+            ("0733 999 888", "TKQ0000004"),
+            ("+254 733 999888", "TKQ0000004"),
+            ("254722000111", "TKQ0000005"),
+            ("0722-000-111", "TKQ0000005"),
+        ],
+    )
+    def test_a_phone_in_any_spelling_finds_its_payment_on_the_screen_and_on_the_server(
+        self, seeded: Seeded, context: Any, typed: str, code: str
+    ) -> None:
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        unassociated_button(page).click()
+        expect(rows(page)).to_have_count(2)
+        held: list[Any] = []
+        page.route(lambda url: "/api/v1/payments?" in url and "q=" in url, lambda r: held.append(r))
+
+        page.get_by_label("Search").fill(typed)
+
+        # the loaded rows are filtered before the server is asked
+        expect(rows(page)).to_have_count(1)
+        assert column(page, 4) == [code]
+        pump_until(page, lambda: len(held) == 1)
+        with page.expect_response(lambda r: "q=" in r.url) as answer:
+            held[0].continue_()
+        assert [p["code"] for p in answer.value.json()["items"]] == [code]
+        expect(page.locator("#search-status")).to_have_text(
+            "1 payment matches, older ones included."
+        )
+        assert column(page, 4) == [code]
 
     def test_a_stale_answer_never_overwrites_a_newer_one(
         self, seeded: Seeded, context: Any

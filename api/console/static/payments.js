@@ -12,11 +12,23 @@ import { matches } from "./search.js";
 const ASSOCIATED = "associated";
 const UNASSOCIATED = "unassociated";
 
+/** What the operator typed as the receipt of a payment recorded by hand, when momo gave
+ * the payment a code of its own (a provider's receipt typed there is the code itself). */
+function typedReceipt(p) {
+  return p.reference && p.reference !== p.code ? p.reference : null;
+}
+
+/** The payment's code, and the receipt typed for it: "MANB9C676AA8D1A · cash-0042". */
+function codeOf(p) {
+  const typed = typedReceipt(p);
+  return typed ? `${p.code} · ${typed}` : p.code;
+}
+
 const COLUMNS = {
   [ASSOCIATED]: [
     ["#", (p) => String(p.id)],
     ["Customer", (p) => p.account_number || ""],
-    ["Code", (p) => p.code],
+    ["Code", codeOf],
     ["Phone", (p) => p.phone || ""],
     ["Amount", (p, me) => money(p.amount, p.currency || me.currency), "amount"],
     ["Date Paid", (p, me) => dateTime(p.paid_at, me.timezone)],
@@ -25,7 +37,7 @@ const COLUMNS = {
     ["#", (p) => String(p.id)],
     ["Name", (p) => p.payer_name || ""],
     ["Amount", (p, me) => money(p.amount, p.currency || me.currency), "amount"],
-    ["Code", (p) => p.code],
+    ["Code", codeOf],
     ["Date Paid", (p, me) => dateTime(p.paid_at, me.timezone)],
     ["Why", (p) => reason(p.reason, p.candidates)],
   ],
@@ -72,9 +84,11 @@ export class PaymentsPage {
       status: $("search-status"),
       row: (payment) => this.row(payment),
       matching,
-      said: (n, answered) =>
+      said: (n, answered, more) =>
         answered
-          ? `${n} ${n === 1 ? "payment matches" : "payments match"}, older ones included.`
+          ? more
+            ? `${n} ${n === 1 ? "payment matches" : "payments match"} so far; More shows older ones.`
+            : `${n} ${n === 1 ? "payment matches" : "payments match"}, older ones included.`
           : `${n} on the screen ${n === 1 ? "matches" : "match"}; looking for older ones…`,
       took: () => this.clearError(),
       failed: (error, searching) =>
@@ -202,7 +216,8 @@ export class PaymentsPage {
     const balance = money(answer.balance, currency);
     this.notice(
       status === 201
-        ? `Payment #${answer.id} (${answer.code}, ${amount}) was recorded for ` +
+        ? `Payment #${answer.id} (${answer.code}, ${amount}` +
+            `${typedReceipt(answer) ? `, receipt ${typedReceipt(answer)}` : ""}) was recorded for ` +
             `${answer.account_number}; their balance is now ${balance}.`
         : `Receipt ${answer.code} was already known as payment #${answer.id} (${amount}); it is ` +
             `with ${answer.account_number}, whose balance is ${balance}.`,
