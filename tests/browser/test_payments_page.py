@@ -720,6 +720,22 @@ class TestSearch:
         )
         assert column(page, 4) == [code]
 
+    def test_the_search_line_counts_only_what_is_shown_while_more_matches_wait(
+        self, seeded: Seeded, context: Any
+    ) -> None:
+        seeded.hand_payments(55)
+        page = context.new_page()
+        sign_in(page, seeded.server, seeded.tokens["viewer"])
+        expect(rows(page)).to_have_count(50)
+        status = page.locator("#search-status")
+
+        page.get_by_label("Search").fill("acc2001")
+
+        expect(status).to_have_text("50 payments match so far; More shows older ones.")
+        page.get_by_role("button", name="More").click()
+        expect(rows(page)).to_have_count(55)
+        expect(status).to_have_text("55 payments match, older ones included.")
+
     def test_a_stale_answer_never_overwrites_a_newer_one(
         self, seeded: Seeded, context: Any
     ) -> None:
