@@ -93,3 +93,15 @@ def test_the_package_data_carries_every_console_file() -> None:
     assert shipped
     for name in shipped:
         assert any(fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_every_picture_in_readme_is_copied_from_a_browser_test_s_screenshot() -> None:
+    from tests.browser.pictures import PICTURES
+
+    shown = set(re.findall(r"\]\(docs/console/([\w.-]+\.png)\)", (ROOT / "README.md").read_text()))
+    assert shown == set(PICTURES)
+    tests = "".join(path.read_text() for path in (ROOT / "tests" / "browser").glob("test_*.py"))
+    for source in PICTURES.values():
+        test, shot = re.fullmatch(r"(test_\w+?)(?:-\w+)?-\d+-([\w-]+)\.png", source).groups()
+        assert f"def {test}(" in tests, source
+        assert f'"{shot}")' in tests, source
