@@ -37,6 +37,16 @@ def row_of(page: Page, code: str) -> Any:
     return rows(page).filter(has_text=code)
 
 
+def a_full_first_page(seeded: Seeded, context: Any, newer: int) -> Page:
+    """A viewer's Payments page once ``newer`` payments (50 or more) were made by hand:
+    a full first page, with the seed's callbacks older than all of it."""
+    seeded.hand_payments(newer)
+    page = context.new_page()
+    sign_in(page, seeded.server, seeded.tokens["viewer"])
+    expect(rows(page)).to_have_count(50)
+    return page
+
+
 class TestSignIn:
     def test_an_operator_signs_in_and_sees_the_associated_list_newest_first(
         self, seeded: Seeded, context: Any, shot: Shots
@@ -633,10 +643,7 @@ class TestSearch:
         self, seeded: Seeded, context: Any, shot: Shots
     ) -> None:
         # fifty newer payments: the one searched for is not on the first page
-        seeded.hand_payments(50)
-        page = context.new_page()
-        sign_in(page, seeded.server, seeded.tokens["viewer"])
-        expect(rows(page)).to_have_count(50)
+        page = a_full_first_page(seeded, context, newer=50)
         seen: list[str] = []
         page.on("request", lambda r: seen.append(r.url) if "/api/v1/" in r.url else None)
 
@@ -723,10 +730,7 @@ class TestSearch:
     def test_the_search_line_counts_only_what_is_shown_while_more_matches_wait(
         self, seeded: Seeded, context: Any
     ) -> None:
-        seeded.hand_payments(55)
-        page = context.new_page()
-        sign_in(page, seeded.server, seeded.tokens["viewer"])
-        expect(rows(page)).to_have_count(50)
+        page = a_full_first_page(seeded, context, newer=55)
         status = page.locator("#search-status")
 
         page.get_by_label("Search").fill("acc2001")
@@ -739,10 +743,7 @@ class TestSearch:
     def test_a_stale_answer_never_overwrites_a_newer_one(
         self, seeded: Seeded, context: Any
     ) -> None:
-        seeded.hand_payments(50)
-        page = context.new_page()
-        sign_in(page, seeded.server, seeded.tokens["viewer"])
-        expect(rows(page)).to_have_count(50)
+        page = a_full_first_page(seeded, context, newer=50)
         held: list[Any] = []
         page.route(lambda url: "/api/v1/payments?" in url and "q=" in url, lambda r: held.append(r))
         box = page.get_by_label("Search")
