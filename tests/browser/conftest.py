@@ -240,6 +240,16 @@ def sign_in(page: Page, server: Server, token: str) -> None:
     expect(page.locator("#payments")).to_be_visible()
 
 
+def press_more(page: Page, more: Any = None) -> None:
+    """Press the list's More button without scrolling to it. Scrolled into view it presses
+    itself (lists load as they scroll), and a click made by scrolling there would race that
+    load: the last page makes the button go while the click still waits for it."""
+    more = more if more is not None else page.get_by_role("button", name="More")
+    expect(more).to_be_visible()
+    expect(more).to_be_enabled()
+    more.dispatch_event("click")
+
+
 def pump_until(page: Page, check: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait for ``check`` while Playwright delivers the page's events (a plain sleep would
     hold them back)."""

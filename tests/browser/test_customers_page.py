@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Seeded, Shots, pump_until, sign_in
+from tests.browser.conftest import Seeded, Shots, press_more, pump_until, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -124,7 +124,7 @@ class TestList:
         open_customers(page)
         expect(rows(page)).to_have_count(50)
 
-        page.get_by_role("button", name="More").click()
+        press_more(page)
 
         expect(rows(page)).to_have_count(53)
         expect(page.get_by_role("button", name="More")).to_be_hidden()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Seeded, Shots, c2b, pump_until, sign_in
+from tests.browser.conftest import Seeded, Shots, c2b, press_more, pump_until, sign_in
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.browser
@@ -191,7 +191,7 @@ class TestViews:
         expect(rows).to_have_count(50)
         expect(page.get_by_role("button", name="More")).to_be_visible()
 
-        page.get_by_role("button", name="More").click()
+        press_more(page)
 
         expect(rows).to_have_count(53)
         expect(page.get_by_role("button", name="More")).to_be_hidden()
@@ -736,7 +736,7 @@ class TestSearch:
         page.get_by_label("Search").fill("acc2001")
 
         expect(status).to_have_text("50 payments match so far; More shows older ones.")
-        page.get_by_role("button", name="More").click()
+        press_more(page)
         expect(rows(page)).to_have_count(55)
         expect(status).to_have_text("55 payments match, older ones included.")
 

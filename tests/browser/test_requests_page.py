@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PATH_TOKEN, Seeded, Server, Shots, pump_until, sign_in
+from tests.browser.conftest import (
+    PATH_TOKEN,
+    Seeded,
+    Server,
+    Shots,
+    press_more,
+    pump_until,
+    sign_in,
+)
 from tests.fakes import HELD, PAY, DarajaFake, Delivery, StkResult
 from tests.fakes.daraja import CANCELLED, INSUFFICIENT_FUNDS, RESULT_DESCS
 from tests.integration.conftest import free_port, momo_serve, wait_until
@@ -515,7 +523,7 @@ class TestLooks:
         )
         assert label == '"#"'
 
-        page.get_by_role("button", name="More").click()
+        press_more(page)
         expect(rows(page)).to_have_count(53)
         expect(page.get_by_role("button", name="More")).to_be_hidden()
         ids = [int(r.get_attribute("data-request-id") or "0") for r in rows(page).all()]

@@ -10,7 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PATH_TOKEN, Seeded, Shots, sign_in
+from tests.browser.conftest import PATH_TOKEN, Seeded, Shots, press_more, sign_in
 from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.browser
@@ -147,7 +147,7 @@ class TestTheLog:
         more = page.get_by_role("button", name="More")
         expect(more).to_be_visible()
 
-        more.click()
+        press_more(page, more)
 
         expect(rows(page)).to_have_count(53)
         expect(more).to_be_hidden()
