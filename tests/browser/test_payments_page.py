@@ -133,6 +133,9 @@ class TestSignIn:
     ) -> None:
         page = context.new_page()
         sign_in(page, seeded.server, seeded.tokens["operator"])
+        # the page has read all it reads on opening: the next request is the click's
+        expect(rows(page)).to_have_count(3)
+        expect(page.locator("#unassociated-count")).to_have_text("2")
         me = seeded.server.api(seeded.tokens["operator"], "GET", "/me").json()
         revoked = seeded.server.api(seeded.tokens["admin"], "DELETE", f"/tokens/{me['id']}")
         assert revoked.status_code == 200
