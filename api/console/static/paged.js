@@ -201,7 +201,6 @@ export class SearchedList {
   /** Whatever is on its way is dropped, and no search is asked any more. */
   stop() {
     this.pages.stop();
-    this.asked += 1;
-    this.pause.cancel();
+    this.forget();
   }
 }

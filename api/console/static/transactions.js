@@ -4,7 +4,7 @@
 // (#/transactions/kind=purchase&from=2025-11-01), so a reload or a shared link shows the same.
 
 import { element } from "./element.js";
-import { hideError } from "./error-line.js";
+import { hideError, showError } from "./error-line.js";
 import { dateTime, money } from "./format.js";
 import { Pages, readPage } from "./paged.js";
 
@@ -161,17 +161,12 @@ export class TransactionsPage {
         hideError(this.error);
       },
       failed: (error) => {
-        if (error.status === 401) {
-          this.onRefused(error.message);
-          return;
-        }
+        if (!showError(this.error, "The transactions could not be loaded", error, this.onRefused)) return;
         // what was shown is for other filters: it goes, and the API says what is wrong
         this.pages.clear();
         this.render();
         this.empty.hidden = true;
         this.status.textContent = "";
-        this.error.textContent = `The transactions could not be loaded: ${error.message}`;
-        this.error.hidden = false;
       },
     });
   }
